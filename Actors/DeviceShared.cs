@@ -1,0 +1,39 @@
+using Akka.Actor;
+
+namespace DmActors;
+
+/// <summary>
+/// The few facts about a mapped device that other local code reads without asking it (like the kernel's
+/// gendisk): its size, open count and cache. Written only by the device actor, except the open count.
+/// </summary>
+public sealed class DeviceShared
+{
+    public DeviceShared(string name, int minor) { Name = name; Minor = minor; }
+
+    public volatile string Name;
+    public readonly int Minor;
+    private long _sectors;
+    private int _openCount;
+    public volatile bool HasVolatileCache;
+    public volatile bool ReadOnly;
+
+    public long Sectors { get => Volatile.Read(ref _sectors); set => Volatile.Write(ref _sectors, value); }
+    public int OpenCount => Volatile.Read(ref _openCount);
+    public void Open() => Interlocked.Increment(ref _openCount);
+    public void Close() => Interlocked.Decrement(ref _openCount);
+    public string DevNo => $"{MappedDevice.Major}:{Minor}";
+}
+
+/// <summary>A mapped device as a table argument of another (stacking): bios go to its actor.</summary>
+public sealed class MappedDeviceHandle(IActorRef device, DeviceShared shared) : IBlockDevice
+{
+    public IActorRef Actor { get; } = device;
+    public DeviceShared Shared { get; } = shared;
+    public string Name => Shared.Name;
+    public string DevNo => Shared.DevNo;
+    public long Sectors => Shared.Sectors;
+    public bool HasVolatileCache => Shared.HasVolatileCache;
+    public void Submit(Bio bio) => Actor.Tell(bio, ActorRefs.NoSender);
+    public void Open() => Shared.Open();
+    public void Close() => Shared.Close();
+}

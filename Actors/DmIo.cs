@@ -1,0 +1,40 @@
+namespace DmActors;
+
+/// <summary>
+/// dm's struct dm_io: one original bio in flight through a device. It starts with one reference for the
+/// submission, takes one per clone, and completes when the count returns to zero, with the merged status.
+/// </summary>
+public sealed class DmIo
+{
+    public enum Kinds : byte
+    {
+        /// <summary>An ordinary bio (or the data of a flush-mode preflush bio).</summary>
+        Normal,
+        /// <summary>The payload of an ordered-mode barrier, sent with the barrier flag cleared.</summary>
+        BarrierData,
+        /// <summary>A cache flush fanned out to every device around an ordered-mode barrier.</summary>
+        BarrierFlush,
+    }
+
+    public DmIo(Bio original, Kinds kind, long seq)
+    {
+        Original = original; Kind = kind; Seq = seq;
+    }
+
+    public readonly Bio Original;
+    public readonly Kinds Kind;
+    /// <summary>Arrival order, so requeued bios go back in the order they came.</summary>
+    public readonly long Seq;
+    public int Refs = 1;
+    public BioStatus Status;
+    /// <summary>Flush mode: the preflush part is running; the data goes out when it completes.</summary>
+    public bool Preflushing;
+
+    /// <summary>dm_io_set_error: the last error wins, but a push-back during a noflush suspend is never overwritten.</summary>
+    public void SetError(BioStatus status, bool noflushSuspending)
+    {
+        if (status == BioStatus.Ok) return;
+        if (Status == BioStatus.Requeue && noflushSuspending) return;
+        Status = status;
+    }
+}

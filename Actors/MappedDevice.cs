@@ -1,0 +1,531 @@
+using Akka.Actor;
+
+namespace DmActors;
+
+/// <summary>
+/// One dm device (struct mapped_device). It holds a live and an inactive table slot, one child
+/// <see cref="TargetActor"/> per live table line, the count of pending ios, and the deferred bios, kept in the
+/// actor's stash. It splits every bio at target boundaries and at each target's max IO length, sends the clones
+/// to the target actors, and completes the original when every clone has completed.
+///
+/// Barriers (BarrierMode.Ordered, the founding patch): a barrier stashes every later bio, waits until all IO
+/// issued before it has completed (pending reaches 0), flushes the devices that cache writes, issues its data with
+/// the barrier flag cleared, waits for it, flushes again and completes with the per-device barrier error. Only one
+/// barrier is in flight. BarrierMode.Flush is the modern REQ_PREFLUSH/FUA contract: flush first, then write with
+/// FUA, with no draining of unrelated IO.
+/// </summary>
+public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
+{
+    public const int Major = 253;
+
+    public sealed record Options(BarrierMode Mode = BarrierMode.Ordered, int MaxDeferred = 65536, IClock? Clock = null,
+        TimeSpan? ShutdownTimeout = null, bool ReadOnly = false, string? Uuid = null);
+
+    /// <summary>Messages from the manager and the target actors; local only (tables hold open devices).</summary>
+    public sealed record LoadTable(Table Table, bool Reply = true);
+    public sealed record Shutdown;
+    public sealed record Wipe;
+    public sealed record Renamed(string NewName);
+    public sealed record SetUuid(string Uuid);
+    public sealed record TargetEvent { public static readonly TargetEvent Instance = new(); }
+    private sealed record ShutdownTimedOut;
+
+    public static Props Props(DeviceShared shared, Options options) => Akka.Actor.Props.Create(() => new MappedDevice(shared, options));
+
+    private enum Phase { Drain, PreFlush, Data, PostFlush }
+
+    private readonly DeviceShared _shared;
+    private readonly Options _options;
+    private readonly HashSet<DmIo> _inflight = new(ReferenceEqualityComparer.Instance);
+    private readonly List<DmIo> _requeued = new();
+    private readonly List<IActorRef> _suspendWaiters = new();
+    private readonly List<Action> _afterSuspend = new();
+
+    private Table? _live;
+    private IActorRef[] _targets = [];
+    private Table? _inactive;
+    private int _generation;
+
+    private int _pending;
+    private int _stashed;
+    private long _seq;
+    private long _eventNr;
+    private string? _uuid;
+    private bool _readOnly;
+
+    // Suspend state (DMF_BLOCK_IO_FOR_SUSPEND, DMF_SUSPENDED, DMF_NOFLUSH_SUSPENDING).
+    private bool _blockIo;
+    private bool _suspended;
+    private bool _noflushSuspending;
+    private bool _removing;
+
+    // The one barrier in flight (ordered mode) and its per-device error (md->barrier_error).
+    private Bio? _barrier;
+    private Phase _phase;
+    private BioStatus _barrierError;
+    private Action<BioStatus>? _flushDone;
+
+    public MappedDevice(DeviceShared shared, Options options)
+    {
+        _shared = shared; _options = options; _readOnly = options.ReadOnly; _uuid = options.Uuid;
+    }
+
+    public IStash Stash { get; set; } = null!;
+    private string Name => _shared.Name;
+    private IClock Clock => _options.Clock ?? WallClock.Instance;
+
+    protected override void OnReceive(object message)
+    {
+        switch (message)
+        {
+            case Bio bio: Submit(bio); break;
+            case BioDone done: OnCloneDone(done); break;
+            case Dm.Suspend s: Suspend(s.NoFlush, Sender); break;
+            case Dm.Resume: Resume(Sender, noflush: false); break;
+            case LoadTable l:
+                _inactive?.Destroy();
+                _inactive = l.Table;
+                if (l.Reply) Sender.Tell(Dm.Done.Empty);
+                break;
+            case Dm.Clear:
+                _inactive?.Destroy();
+                _inactive = null;
+                Sender.Tell(Dm.Done.Empty);
+                break;
+            case Dm.GetTable t:
+                var table = t.Inactive ? _inactive : _live;
+                Sender.Tell(new Dm.Done(table?.TableText().ToArray() ?? []));
+                break;
+            case Dm.GetStatus:
+                Sender.Tell(new Dm.Done(_live?.StatusText().ToArray() ?? []));
+                break;
+            case Dm.GetInfo: Sender.Tell(Info()); break;
+            case Dm.Message m: RouteMessage(m); break;
+            case TargetEvent: _eventNr++; break;
+            case Renamed r:
+                _shared.Name = r.NewName;
+                _eventNr++;
+                Sender.Tell(Dm.Done.Empty);
+                break;
+            case SetUuid u:
+                if (_uuid != null) Sender.Tell(new Dm.Failed("rename", Name, Dm.Failed.Invalid,
+                    $"Unable to change uuid of mapped device {Name} to {u.Uuid} because uuid is already set to {_uuid}"));
+                else { _uuid = u.Uuid; Sender.Tell(Dm.Done.Empty); }
+                break;
+            case Wipe:
+                // remove --force: the table becomes `0 <size> error`, swapped in by a noflush resume.
+                _inactive?.Destroy();
+                _inactive = Table.Build([new TableLine(0, Math.Max(1, _shared.Sectors), "error", [])], NoDevices.Instance);
+                Resume(Sender, noflush: true);
+                break;
+            case Shutdown: Remove(Sender); break;
+            case ShutdownTimedOut: if (_removing) Context.Stop(Self); break;
+            default: Unhandled(message); break;
+        }
+    }
+
+    // ---- IO path ----------------------------------------------------------------------------------------------
+
+    private void Submit(Bio bio)
+    {
+        var ordered = _options.Mode == BarrierMode.Ordered;
+        var barrier = ordered && (bio.IsBarrier || bio.Op == BioOp.Flush);
+        if (_blockIo || (ordered && _barrier != null))
+        {
+            Defer(bio);
+            return;
+        }
+        if (barrier) { StartBarrier(bio); return; }
+
+        var io = Track(new DmIo(bio, DmIo.Kinds.Normal, ++_seq));
+        // Flush mode: an empty flush, a barrier or a PREFLUSH bio first flushes every cache below (no drain).
+        if (!ordered && (bio.Op == BioOp.Flush || (bio.Flags & (BioFlags.Preflush | BioFlags.Barrier)) != 0))
+        {
+            io.Preflushing = true;
+            IssueFlush(io);
+        }
+        else MapBio(io, bio.Flags);
+        PutRef(io);
+    }
+
+    /// <summary>Queue a bio while IO is blocked (suspend) or a barrier is in flight (dm's deferred list).</summary>
+    private void Defer(Bio bio)
+    {
+        if (_blockIo && (bio.Flags & BioFlags.ReadAhead) != 0) { bio.Complete(BioStatus.IoError); return; }
+        if ((bio.Flags & BioFlags.NoWait) != 0 || _stashed >= _options.MaxDeferred) { bio.Complete(BioStatus.Again); return; }
+        Stash.Stash();
+        _stashed++;
+    }
+
+    private DmIo Track(DmIo io)
+    {
+        _pending++;
+        _inflight.Add(io);
+        return io;
+    }
+
+    /// <summary>
+    /// __split_and_process_bio: one clone per target piece, split at target ends and at the target's max_io_len.
+    /// Errors found here (no table, out of range, read-only) become the io's status.
+    /// </summary>
+    private void MapBio(DmIo io, BioFlags flags)
+    {
+        var bio = io.Original;
+        var table = _live;
+        if (table == null) { io.SetError(BioStatus.IoError, false); return; }
+        if (bio.Op == BioOp.Flush) { IssueFlush(io); return; }
+        if (bio.Sector < 0 || bio.Sectors < 0 || bio.Sector + bio.Sectors > table.Sectors) { io.SetError(BioStatus.OutOfRange, false); return; }
+        if ((_readOnly || table.ReadOnly) && bio.Op != BioOp.Read) { io.SetError(BioStatus.ReadOnly, false); return; }
+        if (bio.HasData && bio.Data.Length != bio.Sectors << Bio.SectorShift) { io.SetError(BioStatus.Invalid, false); return; }
+        flags &= ~(BioFlags.Barrier | BioFlags.Preflush);
+
+        var abnormal = bio.Op is BioOp.Discard or BioOp.WriteZeroes;
+        if (abnormal)
+        {
+            // Refuse the whole bio up front if a target in range cannot take it (num_*_bios == 0).
+            for (var s = bio.Sector; s < bio.Sector + bio.Sectors;)
+            {
+                var t = table.Targets[table.FindTarget(s)];
+                if ((bio.Op == BioOp.Discard ? t.NumDiscardBios : t.NumWriteZeroesBios) == 0) { io.SetError(BioStatus.NotSupported, false); return; }
+                s = t.Begin + t.Length;
+            }
+        }
+
+        for (long done = 0; done < bio.Sectors;)
+        {
+            var sector = bio.Sector + done;
+            var index = table.FindTarget(sector);
+            var target = table.Targets[index];
+            var len = Math.Min(bio.Sectors - done, target.Begin + target.Length - sector);
+            if (abnormal)
+            {
+                var copies = bio.Op == BioOp.Discard ? target.NumDiscardBios : target.NumWriteZeroesBios;
+                for (var i = 0; i < copies; i++) Send(index, io, CloneOf(bio, done, len, flags, io, i));
+            }
+            else
+            {
+                if (target.MaxIoLen > 0) len = Math.Min(len, target.MaxIoLen - (sector - target.Begin) % target.MaxIoLen);
+                Send(index, io, CloneOf(bio, done, len, flags, io, 0));
+            }
+            done += len;
+        }
+    }
+
+    private Bio CloneOf(Bio bio, long offset, long sectors, BioFlags flags, DmIo io, int index)
+    {
+        var clone = bio.Clone(offset, sectors, Self, io);
+        clone.Flags = flags;
+        clone.Index = index;
+        return clone;
+    }
+
+    private void Send(int target, DmIo io, Bio clone)
+    {
+        io.Refs++;
+        _targets[target].Tell(clone, ActorRefs.NoSender);
+    }
+
+    /// <summary>
+    /// An empty flush to every cache below: straight to each distinct device when all targets allow it
+    /// (flush_bypasses_map), else num_flush_bios clones through each target. Devices without a volatile cache are
+    /// skipped on the direct path: they have nothing to flush.
+    /// </summary>
+    private void IssueFlush(DmIo io)
+    {
+        var table = _live;
+        if (table == null) return;
+        if (table.FlushBypassesMap)
+        {
+            foreach (var dev in table.Devices)
+            {
+                if (!dev.HasVolatileCache) continue;
+                io.Refs++;
+                dev.Submit(new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, Self, BioFlags.None, io) { Device = dev });
+            }
+            return;
+        }
+        for (var t = 0; t < table.Targets.Count; t++)
+            for (var i = 0; i < table.Targets[t].NumFlushBios; i++)
+                Send(t, io, new Bio(BioOp.Flush, table.Targets[t].Begin, 0, Memory<byte>.Empty, Self, BioFlags.None, io) { Index = i });
+    }
+
+    private void OnCloneDone(BioDone done)
+    {
+        if (done.Bio.Tag is not DmIo io || io.Refs <= 0) return;
+        io.SetError(done.Status, _noflushSuspending);
+        PutRef(io);
+    }
+
+    private void PutRef(DmIo io)
+    {
+        if (--io.Refs > 0) return;
+        switch (io.Kind)
+        {
+            case DmIo.Kinds.Normal: NormalDone(io); break;
+            case DmIo.Kinds.BarrierData:
+                Untrack(io);
+                _barrierError = io.Status == BioStatus.Requeue && !_noflushSuspending ? BioStatus.IoError : io.Status;
+                AfterPendingChange();
+                break;
+            case DmIo.Kinds.BarrierFlush:
+                var next = _flushDone!;
+                _flushDone = null;
+                next(io.Status);
+                break;
+        }
+    }
+
+    /// <summary>dec_pending for an ordinary io: requeue, re-issue after a preflush, or complete the original.</summary>
+    private void NormalDone(DmIo io)
+    {
+        var status = io.Status;
+        if (status == BioStatus.Requeue)
+        {
+            if (_noflushSuspending)
+            {
+                Untrack(io);
+                _requeued.Add(io);
+                AfterPendingChange();
+                return;
+            }
+            status = BioStatus.IoError; // noflush suspend was interrupted (or never asked for)
+        }
+        if (io.Preflushing && status == BioStatus.Ok && io.Original.Op != BioOp.Flush && io.Original.Sectors > 0)
+        {
+            // Flush mode: the caches are flushed; now the data, with FUA kept.
+            io.Preflushing = false;
+            io.Refs = 1;
+            MapBio(io, io.Original.Flags | (io.Original.IsBarrier ? BioFlags.Fua : 0));
+            PutRef(io);
+            return;
+        }
+        Untrack(io);
+        io.Original.Complete(status);
+        AfterPendingChange();
+    }
+
+    private void Untrack(DmIo io)
+    {
+        if (_inflight.Remove(io)) _pending--;
+    }
+
+    private void AfterPendingChange()
+    {
+        if (_pending != 0) return;
+        if (_barrier != null)
+        {
+            if (_phase == Phase.Drain) AfterDrain();
+            else if (_phase == Phase.Data) AfterData();
+            return;
+        }
+        CheckSuspended();
+    }
+
+    // ---- Barriers (ordered mode) ------------------------------------------------------------------------------
+
+    private void StartBarrier(Bio barrier)
+    {
+        _barrier = barrier;
+        _barrierError = BioStatus.Ok;
+        _phase = Phase.Drain;
+        if (_pending == 0) AfterDrain();
+    }
+
+    /// <summary>All IO issued before the barrier has completed: flush the caches, then issue the data.</summary>
+    private void AfterDrain()
+    {
+        _phase = Phase.PreFlush;
+        FlushCaches(status =>
+        {
+            var barrier = _barrier!;
+            if (status != BioStatus.Ok) { FinishBarrier(status); return; }
+            if (barrier.IsEmptyBarrier) { FinishBarrier(BioStatus.Ok); return; }
+            if (_live == null) { FinishBarrier(BioStatus.IoError); return; } // the patch: no table => barrier_error = -EIO
+            _phase = Phase.Data;
+            var io = Track(new DmIo(barrier, DmIo.Kinds.BarrierData, ++_seq));
+            MapBio(io, barrier.Flags & ~BioFlags.Barrier);
+            PutRef(io);
+        });
+    }
+
+    /// <summary>The barrier's data has completed: flush again so it is durable, then report the barrier error.</summary>
+    private void AfterData()
+    {
+        _phase = Phase.PostFlush;
+        if (_barrierError == BioStatus.Requeue)
+        {
+            // Pushed back during a noflush suspend: the barrier goes to the head of the deferred bios.
+            _requeued.Add(new DmIo(_barrier!, DmIo.Kinds.BarrierData, -1));
+            _barrier = null;
+            CheckSuspended();
+            return;
+        }
+        FlushCaches(status => FinishBarrier(_barrierError != BioStatus.Ok ? _barrierError : status));
+    }
+
+    private void FinishBarrier(BioStatus status)
+    {
+        var barrier = _barrier!;
+        _barrier = null;
+        barrier.Complete(status);
+        ReleaseDeferred();
+        CheckSuspended();
+    }
+
+    /// <summary>Flushes every cache below the live table once, then calls <paramref name="next"/> with the result.</summary>
+    private void FlushCaches(Action<BioStatus> next)
+    {
+        if (_live is not { HasVolatileCache: true }) { next(BioStatus.Ok); return; }
+        var io = new DmIo(_barrier!, DmIo.Kinds.BarrierFlush, 0);
+        _flushDone = next;
+        IssueFlush(io);
+        PutRef(io);
+    }
+
+    private void ReleaseDeferred()
+    {
+        if (_blockIo || _barrier != null || _stashed == 0) return;
+        _stashed = 0;
+        Stash.UnstashAll();
+    }
+
+    // ---- Suspend, resume, swap ------------------------------------------------------------------------------------
+
+    private void Suspend(bool noflush, IActorRef replyTo)
+    {
+        if (_suspended) { replyTo.Tell(Dm.Done.Empty); return; }
+        _suspendWaiters.Add(replyTo);
+        if (!_blockIo)
+        {
+            _blockIo = true;
+            _noflushSuspending = noflush;
+            foreach (var t in _targets) t.Tell(new TargetActor.Msg.PreSuspend());
+        }
+        CheckSuspended();
+    }
+
+    /// <summary>Suspend completes once nothing is pending and no barrier is in flight.</summary>
+    private void CheckSuspended()
+    {
+        if (!_blockIo || _suspended || _pending != 0 || _barrier != null) return;
+        _suspended = true;
+        _noflushSuspending = false;
+        foreach (var t in _targets) t.Tell(new TargetActor.Msg.PostSuspend());
+        if (_requeued.Count > 0)
+        {
+            // Push-backs go to the head of the deferred bios, in the order they first arrived.
+            var envelopes = _requeued.OrderBy(io => io.Seq < 0 ? long.MinValue : io.Seq)
+                .Select(io => new Akka.Actor.Envelope(io.Original, ActorRefs.NoSender)).ToList();
+            Stash.Prepend(envelopes);
+            _stashed += envelopes.Count;
+            _requeued.Clear();
+        }
+        foreach (var w in _suspendWaiters) w.Tell(Dm.Done.Empty);
+        _suspendWaiters.Clear();
+        var after = _afterSuspend.ToList();
+        _afterSuspend.Clear();
+        foreach (var a in after) a();
+    }
+
+    private void Resume(IActorRef replyTo, bool noflush)
+    {
+        if (_inactive != null && !_suspended)
+        {
+            // do_resume with a new table: suspend first, then swap.
+            _afterSuspend.Add(() => Resume(replyTo, noflush));
+            Suspend(noflush, ActorRefs.Nobody);
+            return;
+        }
+        if (_inactive != null) Swap();
+        if (_suspended)
+        {
+            if (_live == null) { replyTo.Tell(new Dm.Failed("resume", Name, Dm.Failed.Invalid, "no live table to resume")); return; }
+            _suspended = false;
+            _blockIo = false;
+            foreach (var t in _targets) t.Tell(new TargetActor.Msg.Resume());
+            ReleaseDeferred();
+        }
+        replyTo.Tell(Dm.Done.Empty);
+    }
+
+    private void Swap()
+    {
+        var old = _live;
+        foreach (var t in _targets) Context.Stop(t);
+        _live = _inactive!;
+        _inactive = null;
+        _generation++;
+        _targets = _live.Targets.Select((t, i) =>
+            Context.ActorOf(TargetActor.Props(t, Self, Clock), $"g{_generation}-{i}-{t.TypeName}")).ToArray();
+        old?.Destroy();
+        _shared.Sectors = _live.Sectors;
+        _shared.HasVolatileCache = _live.HasVolatileCache;
+        _shared.ReadOnly = _readOnly || _live.ReadOnly;
+    }
+
+    // ---- Remove ---------------------------------------------------------------------------------------------
+
+    /// <summary>Remove: suspend with flush (in-flight IO completes), then stop; bios still deferred get EIO.</summary>
+    private void Remove(IActorRef replyTo)
+    {
+        _removing = true;
+        _afterSuspend.Add(() =>
+        {
+            replyTo.Tell(Dm.Done.Empty);
+            Context.Stop(Self);
+        });
+        Suspend(false, ActorRefs.Nobody);
+        if (!_suspended)
+            Context.System.Scheduler.ScheduleTellOnce(_options.ShutdownTimeout ?? TimeSpan.FromSeconds(30), Self, new ShutdownTimedOut(), Self);
+    }
+
+    protected override void PostStop()
+    {
+        // Nothing hangs: every bio this device still holds is answered.
+        foreach (var env in Stash.ClearStash())
+            if (env.Message is Bio b) b.Complete(BioStatus.IoError);
+        var barrierAnswered = false;
+        foreach (var io in _inflight)
+        {
+            io.Original.Complete(BioStatus.IoError);
+            barrierAnswered |= io.Original == _barrier;
+        }
+        _inflight.Clear();
+        foreach (var io in _requeued) io.Original.Complete(BioStatus.IoError);
+        _requeued.Clear();
+        if (_barrier != null && !barrierAnswered) _barrier.Complete(BioStatus.IoError);
+        _barrier = null;
+        _live?.Destroy();
+        _inactive?.Destroy();
+        _live = _inactive = null;
+        foreach (var w in _suspendWaiters) w.Tell(new Dm.Failed("suspend", Name, Dm.Failed.NoDevice, "device removed"));
+    }
+
+    // ---- Control ----------------------------------------------------------------------------------------------
+
+    private Dm.DeviceInfo Info() => new(Name, _uuid, _suspended, _readOnly || (_live?.ReadOnly ?? false), _live != null,
+        _inactive != null, _shared.OpenCount, _eventNr, Major, _shared.Minor, _live?.Targets.Count ?? 0, _live?.Sectors ?? 0, _options.Mode);
+
+    private void RouteMessage(Dm.Message m)
+    {
+        if (m.Args.Length == 0) { Sender.Tell(new Dm.Failed("message", Name, Dm.Failed.Invalid, "Empty message received.")); return; }
+        if (m.Args[0].StartsWith('@'))
+        {
+            Sender.Tell(new Dm.Failed("message", Name, Dm.Failed.Invalid, $"Unsupported message sent to DM core: {m.Args[0]}"));
+            return;
+        }
+        var index = _live?.FindTarget(m.Sector) ?? -1;
+        if (index < 0) { Sender.Tell(new Dm.Failed("message", Name, Dm.Failed.Invalid, "Target message sector outside device.")); return; }
+        _targets[index].Tell(new TargetActor.Msg.Message(m.Args, Sender, Name));
+    }
+
+    protected override SupervisorStrategy SupervisorStrategy() =>
+        // A target that throws is restarted (its held clones were already answered with EIO); the device lives on.
+        new OneForOneStrategy(-1, TimeSpan.FromMinutes(1), _ => Directive.Restart);
+
+    private sealed class NoDevices : IDeviceLookup
+    {
+        public static readonly NoDevices Instance = new();
+        public IBlockDevice? Find(string name) => null;
+    }
+}

@@ -1,0 +1,68 @@
+using Akka.Actor;
+
+namespace DmActors;
+
+/// <summary>
+/// Marker for every message that may cross a process boundary (the dmsetup control channel, later the cluster).
+/// Bound to Hyperion in akka.hocon. Bio traffic never carries it: bulk data stays on the node that owns the disk.
+/// </summary>
+public interface IControlMessage { }
+
+/// <summary>How a device orders barriers and flushes (dm-semantics §1.6).</summary>
+public enum BarrierMode
+{
+    /// <summary>The founding patch: a barrier drains all earlier IO, runs alone, and holds all later IO until it completes.</summary>
+    Ordered,
+    /// <summary>REQ_PREFLUSH/FUA (2.6.37+): flush caches first, then write with FUA; no draining of unrelated IO.</summary>
+    Flush,
+}
+
+/// <summary>The control protocol of the device manager: dmsetup's commands, by device name.</summary>
+public static class Dm
+{
+    public sealed record Create(string Name, string? Table = null, bool ReadOnly = false, string? Uuid = null,
+        BarrierMode Mode = BarrierMode.Ordered) : IControlMessage;
+    public sealed record Remove(string Name, bool Force = false) : IControlMessage;
+    public sealed record Suspend(string Name, bool NoFlush = false) : IControlMessage;
+    public sealed record Resume(string Name) : IControlMessage;
+    public sealed record Load(string Name, string Table, bool ReadOnly = false) : IControlMessage;
+    public sealed record Clear(string Name) : IControlMessage;
+    public sealed record Rename(string Name, string NewName, bool SetUuid = false) : IControlMessage;
+    public sealed record GetTable(string Name, bool Inactive = false) : IControlMessage;
+    public sealed record GetStatus(string Name) : IControlMessage;
+    public sealed record GetInfo(string Name) : IControlMessage;
+    public sealed record Message(string Name, long Sector, string[] Args) : IControlMessage;
+    public sealed record List : IControlMessage { public static readonly List Instance = new(); }
+    /// <summary>Names of the devices that have a live table (what an NBD server exports), one per line.</summary>
+    public sealed record ListExports : IControlMessage { public static readonly ListExports Instance = new(); }
+    public sealed record ListTargets : IControlMessage { public static readonly ListTargets Instance = new(); }
+
+    /// <summary>Opens a device for IO (an NBD connection, a stacked user): the reply carries the actor to send bios to.</summary>
+    public sealed record Open(string Name) : IControlMessage;
+    public sealed record Close(string Name) : IControlMessage;
+
+    /// <summary>Success, with dmsetup's output lines if the command prints any.</summary>
+    public sealed record Done(IReadOnlyList<string> Lines) : IControlMessage
+    {
+        public static readonly Done Empty = new(Array.Empty<string>());
+        public static Done Of(params string[] lines) => new(lines);
+    }
+
+    /// <summary>
+    /// Failure, as dmsetup reports it: `device-mapper: {Op} ioctl on {Name}  failed: {Error}` plus the reason
+    /// the kernel would log (e.g. "linear: Invalid argument count").
+    /// </summary>
+    public sealed record Failed(string Op, string Name, string Error, string Reason = "") : IControlMessage
+    {
+        public const string NoDevice = "No such device or address";
+        public const string Invalid = "Invalid argument";
+        public const string Busy = "Device or resource busy";
+        public const string Exists = "Device or resource busy";
+    }
+
+    public sealed record DeviceInfo(string Name, string? Uuid, bool Suspended, bool ReadOnly, bool LiveTable, bool InactiveTable,
+        int OpenCount, long EventNr, int Major, int Minor, int TargetCount, long Sectors, BarrierMode Mode, string? ErrorState = null) : IControlMessage;
+    public sealed record Infos(IReadOnlyList<DeviceInfo> Devices) : IControlMessage;
+    public sealed record Opened(string Name, IActorRef Device, long Sectors, bool ReadOnly, bool HasVolatileCache,
+        int PreferredBlock, bool SupportsDiscard, bool SupportsWriteZeroes) : IControlMessage;
+}

@@ -1,0 +1,112 @@
+using Akka.Actor;
+
+namespace DmActors;
+
+/// <summary>
+/// Runs one table line's <see cref="Target"/>: maps each clone the device sends, issues it to the device below,
+/// runs end_io on its completion and reports it to the device. Every clone it holds is tracked, so that if the
+/// actor crashes, the held clones are answered with EIO instead of being lost.
+/// </summary>
+public sealed class TargetActor : UntypedActor, ITargetContext
+{
+    /// <summary>Lifecycle hooks and a dmsetup message, sent by the device.</summary>
+    public static class Msg
+    {
+        public sealed record PreSuspend;
+        public sealed record PostSuspend;
+        public sealed record Resume;
+        public sealed record Message(string[] Args, IActorRef ReplyTo, string DeviceName);
+        /// <summary>A completion of a bio the target issued itself through <see cref="ITargetContext.Submit"/>.</summary>
+        internal sealed record OwnDone(Action<BioStatus> Done, BioStatus Status);
+        internal sealed record Run(Action Action);
+    }
+
+    public static Props Props(Target target, IActorRef device, IClock clock) => Akka.Actor.Props.Create(() => new TargetActor(target, device, clock));
+
+    private readonly Target _target;
+    private readonly IActorRef _device;
+    private readonly HashSet<Bio> _held = new(ReferenceEqualityComparer.Instance);
+
+    public TargetActor(Target target, IActorRef device, IClock clock)
+    {
+        _target = target; _device = device; Clock = clock;
+    }
+
+    public IClock Clock { get; }
+
+    protected override void OnReceive(object message)
+    {
+        switch (message)
+        {
+            case Bio clone:
+                _held.Add(clone);
+                var r = _target.Map(clone, clone.Index, this);
+                switch (r.Kind)
+                {
+                    case MapKind.Remapped:
+                        clone.ReplyTo = Self;
+                        clone.Device = r.Device;
+                        r.Device!.Submit(clone);
+                        break;
+                    case MapKind.Kill: Complete(clone, BioStatus.IoError); break;
+                    case MapKind.Requeue: Complete(clone, BioStatus.Requeue); break;
+                }
+                break;
+            case BioDone done:
+                if (_held.Contains(done.Bio)) Complete(done.Bio, done.Status);
+                break; // else: a completion for a clone already failed by a crash of this actor
+            case Msg.OwnDone own:
+                own.Done(own.Status);
+                break;
+            case Msg.Run run:
+                run.Action();
+                break;
+            case Msg.PreSuspend: _target.PreSuspend(this); break;
+            case Msg.PostSuspend: _target.PostSuspend(this); break;
+            case Msg.Resume: _target.Resume(this); break;
+            case Msg.Message m:
+                try { m.ReplyTo.Tell(Dm.Done.Of(_target.Message(m.Args, this) is { } s ? [s] : [])); }
+                catch (TargetException e) { m.ReplyTo.Tell(new Dm.Failed("message", m.DeviceName, Dm.Failed.Invalid, e.Message)); }
+                break;
+            default:
+                Unhandled(message);
+                break;
+        }
+    }
+
+    /// <summary>end_io, then tell the device. Called for every clone exactly once.</summary>
+    public void Complete(Bio clone, BioStatus status)
+    {
+        if (!_held.Remove(clone)) return;
+        status = _target.EndIo(clone, status, this);
+        _device.Tell(new BioDone(clone, status));
+    }
+
+    public void Submit(IBlockDevice device, Bio bio, Action<BioStatus> done)
+    {
+        var self = Self;
+        bio.ReplyTo = CallbackRef.ForBios(d => self.Tell(new Msg.OwnDone(done, d.Status)));
+        bio.Device = device;
+        device.Submit(bio);
+    }
+
+    public ICancelable Schedule(TimeSpan delay, Action action) =>
+        Context.System.Scheduler.ScheduleTellOnceCancelable(delay, Self, new Msg.Run(action), Self);
+
+    public void RaiseEvent() => _device.Tell(MappedDevice.TargetEvent.Instance);
+
+    protected override void PreRestart(Exception reason, object message)
+    {
+        // A crash must not strand bios: answer every clone this incarnation held.
+        foreach (var clone in _held.ToList()) _device.Tell(new BioDone(clone, BioStatus.IoError));
+        _held.Clear();
+        _device.Tell(MappedDevice.TargetEvent.Instance);
+        base.PreRestart(reason, message);
+    }
+
+    protected override void PostStop()
+    {
+        foreach (var clone in _held) _device.Tell(new BioDone(clone, BioStatus.IoError));
+        _held.Clear();
+    }
+}

@@ -1,0 +1,45 @@
+using Akka.Actor;
+
+namespace DmActors;
+
+/// <summary>
+/// Anything a table line can point at: a disk (file, memory, write-back cache) or another mapped device.
+/// <see cref="Submit"/> never blocks and answers the bio exactly once with <see cref="BioDone"/> to its ReplyTo.
+/// </summary>
+public interface IBlockDevice
+{
+    /// <summary>The name a table uses for it (disk name, file path, or mapped device name).</summary>
+    string Name { get; }
+    /// <summary>"major:minor", as dm prints devices in table output.</summary>
+    string DevNo { get; }
+    long Sectors { get; }
+    /// <summary>True when completed writes may sit in a volatile cache until a flush (file page cache, disk cache).</summary>
+    bool HasVolatileCache { get; }
+    void Submit(Bio bio);
+    /// <summary>An open by a table, a stacked device or an NBD connection; Close undoes it.</summary>
+    void Open() { }
+    void Close() { }
+}
+
+/// <summary>
+/// An IActorRef that runs a callback on Tell: how code outside actors (the NBD socket loop, disk wrappers,
+/// tests) receives completions without Ask. The callback runs on the teller's thread, so keep it short.
+/// </summary>
+public sealed class CallbackRef : MinimalActorRef
+{
+    private static long _next;
+    private readonly Action<object> _onMessage;
+
+    public CallbackRef(Action<object> onMessage)
+    {
+        _onMessage = onMessage;
+        Path = new RootActorPath(Address.AllSystems) / "callback" / Interlocked.Increment(ref _next).ToString();
+    }
+
+    public override ActorPath Path { get; }
+    public override IActorRefProvider Provider => throw new NotSupportedException("CallbackRef has no provider");
+    protected override void TellInternal(object message, IActorRef sender) => _onMessage(message);
+
+    /// <summary>A reply target that hands every BioDone to <paramref name="onDone"/>.</summary>
+    public static CallbackRef ForBios(Action<BioDone> onDone) => new(m => { if (m is BioDone d) onDone(d); });
+}

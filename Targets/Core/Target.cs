@@ -1,0 +1,177 @@
+using System.Reflection;
+using Akka.Actor;
+
+namespace DmActors;
+
+/// <summary>What map() decided (DM_MAPIO_*).</summary>
+public enum MapKind : byte { Remapped, Submitted, Kill, Requeue }
+
+public readonly record struct MapResult(MapKind Kind, IBlockDevice? Device = null)
+{
+    /// <summary>Send the (remapped) clone to <paramref name="device"/>.</summary>
+    public static MapResult Remapped(IBlockDevice device) => new(MapKind.Remapped, device);
+    /// <summary>The target owns the clone and calls <see cref="ITargetContext.Complete"/> itself, now or later.</summary>
+    public static readonly MapResult Submitted = new(MapKind.Submitted);
+    /// <summary>Fail the clone with EIO.</summary>
+    public static readonly MapResult Kill = new(MapKind.Kill);
+    /// <summary>Hand the clone back for requeue (only honoured during a noflush suspend; EIO otherwise).</summary>
+    public static readonly MapResult Requeue = new(MapKind.Requeue);
+}
+
+/// <summary>What a target may ask of the actor that runs it. Every call happens on that actor's thread.</summary>
+public interface ITargetContext
+{
+    /// <summary>Completes a clone the target owns (after map returned Submitted): end_io runs, the device is told.</summary>
+    void Complete(Bio clone, BioStatus status);
+    /// <summary>Issues an extra bio of the target's own to a device; <paramref name="done"/> runs in the target actor.</summary>
+    void Submit(IBlockDevice device, Bio bio, Action<BioStatus> done);
+    /// <summary>Runs <paramref name="action"/> inside the target actor after <paramref name="delay"/> (no thread waits).</summary>
+    ICancelable Schedule(TimeSpan delay, Action action);
+    /// <summary>dm_table_event: bumps the device's event number.</summary>
+    void RaiseEvent();
+    IClock Clock { get; }
+}
+
+/// <summary>Time as targets see it: wall time in production, driven by hand in tests (flakey intervals).</summary>
+public interface IClock { TimeSpan Now { get; } }
+
+public sealed class WallClock : IClock
+{
+    public static readonly WallClock Instance = new();
+    private readonly long _start = System.Diagnostics.Stopwatch.GetTimestamp();
+    public TimeSpan Now => System.Diagnostics.Stopwatch.GetElapsedTime(_start);
+}
+
+public sealed class ManualClock : IClock
+{
+    private long _ticks;
+    public TimeSpan Now => TimeSpan.FromTicks(Interlocked.Read(ref _ticks));
+    public void Advance(TimeSpan by) => Interlocked.Add(ref _ticks, by.Ticks);
+}
+
+/// <summary>A constructor, map or message error; the text is dm's where dm has one.</summary>
+public sealed class TargetException(string message) : Exception(message);
+
+/// <summary>
+/// One table line's target instance (struct dm_target plus its type's hooks). Constructed when a table is loaded,
+/// so argument errors surface at load; runs inside its own target actor once the table is live.
+/// A new target type is one new file: a subclass with [TargetType] and a constructor taking <see cref="TargetArgs"/>.
+/// </summary>
+public abstract class Target
+{
+    protected Target(TargetArgs args)
+    {
+        Begin = args.Begin; Length = args.Length;
+        TypeName = GetType().GetCustomAttribute<TargetTypeAttribute>()?.Name ?? GetType().Name.ToLowerInvariant();
+    }
+
+    public long Begin { get; }
+    public long Length { get; }
+    public string TypeName { get; }
+
+    /// <summary>Split read/write bios at multiples of this many sectors from the target start (0 = no limit).</summary>
+    public virtual long MaxIoLen => 0;
+    /// <summary>Clones per empty flush (num_flush_bios); each carries its index in <see cref="Bio.Tag"/> order.</summary>
+    public virtual int NumFlushBios => Devices.Count > 0 ? 1 : 0;
+    /// <summary>Clones per discard / write-zeroes (0 = not supported: EOPNOTSUPP).</summary>
+    public virtual int NumDiscardBios => 0;
+    public virtual int NumWriteZeroesBios => 0;
+    /// <summary>When every target of a table sets this, flushes go straight to each distinct device (dm 2024).</summary>
+    public virtual bool FlushBypassesMap => false;
+    /// <summary>The devices this target uses (iterate_devices).</summary>
+    public virtual IReadOnlyList<IBlockDevice> Devices => [];
+
+    /// <summary>
+    /// map: <paramref name="clone"/>.Sector is the device sector; a Remapped result must have set it to the
+    /// sector on the returned device. <paramref name="index"/> is the clone number for duplicated flush/discard bios.
+    /// </summary>
+    public abstract MapResult Map(Bio clone, int index, ITargetContext ctx);
+
+    /// <summary>end_io: may change the status (e.g. to Requeue) or count errors.</summary>
+    public virtual BioStatus EndIo(Bio clone, BioStatus status, ITargetContext ctx) => status;
+
+    /// <summary>The table parameters as `dmsetup table` prints them (devices as major:minor).</summary>
+    public abstract string TableParams();
+    /// <summary>The status (INFO) parameters as `dmsetup status` prints them.</summary>
+    public virtual string StatusParams() => "";
+    public virtual string? Message(string[] args, ITargetContext ctx) => throw new TargetException("Target type does not support messages");
+
+    public virtual void PreSuspend(ITargetContext ctx) { }
+    public virtual void PostSuspend(ITargetContext ctx) { }
+    public virtual void Resume(ITargetContext ctx) { }
+    /// <summary>dtr: the table is gone; release devices.</summary>
+    public virtual void Destroy() { foreach (var d in Devices) d.Close(); }
+
+    /// <summary>Sector relative to the target start.</summary>
+    protected long Offset(Bio bio) => bio.Sector - Begin;
+}
+
+[AttributeUsage(AttributeTargets.Class)]
+public sealed class TargetTypeAttribute(string name, int major, int minor, int patch) : Attribute
+{
+    public string Name { get; } = name;
+    public string Version { get; } = $"v{major}.{minor}.{patch}";
+}
+
+/// <summary>What a target constructor gets: its place in the table, its arguments and a way to open devices.</summary>
+public sealed class TargetArgs
+{
+    public required long Begin { get; init; }
+    public required long Length { get; init; }
+    public required string[] Args { get; init; }
+    public required IDeviceLookup Lookup { get; init; }
+    public IClock Clock { get; init; } = WallClock.Instance;
+
+    /// <summary>
+    /// dm_get_device: opens <paramref name="name"/> and checks that [start, start+len) fits on it, with dm's
+    /// messages ("Device lookup failed", "… too small for target: start=…, len=…, dev_size=…").
+    /// </summary>
+    public IBlockDevice GetDevice(string name, long start, long len, string lookupError = "Device lookup failed")
+    {
+        var dev = Lookup.Find(name) ?? throw new TargetException($"{lookupError}: {name}");
+        if (start < 0 || start + len > dev.Sectors)
+            throw new TargetException($"{dev.Name} too small for target: start={start}, len={len}, dev_size={dev.Sectors}");
+        dev.Open();
+        return dev;
+    }
+
+    public long ParseSector(string s, string error) =>
+        long.TryParse(s, out var v) && v >= 0 ? v : throw new TargetException(error);
+
+    public void ExpectArgs(int min, int max = -1, string error = "Invalid argument count")
+    {
+        if (Args.Length < min || (max >= 0 && Args.Length > max)) throw new TargetException(error);
+    }
+}
+
+/// <summary>Resolves a table's device argument: a disk name, a file path, or a mapped device name.</summary>
+public interface IDeviceLookup
+{
+    IBlockDevice? Find(string name);
+}
+
+/// <summary>Every target type, found by [TargetType] in the loaded assemblies.</summary>
+public static class TargetTypes
+{
+    private static readonly Dictionary<string, (Type Type, string Version)> Types = Discover();
+
+    private static Dictionary<string, (Type, string)> Discover()
+    {
+        var found = new Dictionary<string, (Type, string)>();
+        foreach (var t in typeof(Target).Assembly.GetTypes())
+            if (t.GetCustomAttribute<TargetTypeAttribute>() is { } a && typeof(Target).IsAssignableFrom(t))
+                found[a.Name] = (t, a.Version);
+        return found;
+    }
+
+    public static IEnumerable<(string Name, string Version)> All => Types.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => (t.Key, t.Value.Version));
+
+    public static bool Exists(string name) => Types.ContainsKey(name);
+
+    public static Target Construct(string type, TargetArgs args)
+    {
+        if (!Types.TryGetValue(type, out var t)) throw new TargetException($"{type}: unknown target type");
+        try { return (Target)Activator.CreateInstance(t.Type, args)!; }
+        catch (TargetInvocationException e) when (e.InnerException != null) { throw e.InnerException; }
+    }
+}

@@ -1,0 +1,53 @@
+namespace DmActors;
+
+/// <summary>
+/// Base of every disk: checks a bio against the disk's size once, then runs it. Disks complete through a
+/// callback so that wrappers (the write-back cache) can stack on them; <see cref="Submit"/> answers the bio's
+/// ReplyTo.
+/// </summary>
+public abstract class Disk : IBlockDevice
+{
+    private static readonly Action<Bio, BioStatus> TellReplyTo = static (b, s) => b.Complete(s);
+    private int _openCount;
+
+    protected Disk(string name, long sectors, string devNo)
+    {
+        Name = name; Sectors = sectors; DevNo = devNo;
+    }
+
+    public string Name { get; }
+    public string DevNo { get; }
+    public long Sectors { get; protected set; }
+    public abstract bool HasVolatileCache { get; }
+    public int OpenCount => Volatile.Read(ref _openCount);
+    public void Open() => Interlocked.Increment(ref _openCount);
+    public void Close() => Interlocked.Decrement(ref _openCount);
+
+    public void Submit(Bio bio) => Start(bio, TellReplyTo);
+
+    /// <summary>Run <paramref name="bio"/> and call <paramref name="done"/> exactly once.</summary>
+    public void Start(Bio bio, Action<Bio, BioStatus> done)
+    {
+        var check = Check(bio);
+        if (check != BioStatus.Ok) { done(bio, check); return; }
+        try { Run(bio, done); }
+        catch (Exception) { done(bio, BioStatus.IoError); }
+    }
+
+    protected abstract void Run(Bio bio, Action<Bio, BioStatus> done);
+
+    /// <summary>Drop what a power cut would lose. Only disks with a volatile cache lose anything.</summary>
+    public virtual void PowerCut(Random? tear = null) { }
+
+    public virtual void Dispose() { }
+
+    private BioStatus Check(Bio bio)
+    {
+        if (bio.Op == BioOp.Flush) return BioStatus.Ok;
+        if (bio.Sector < 0 || bio.Sectors < 0 || bio.Sector + bio.Sectors > Sectors) return BioStatus.OutOfRange;
+        if (bio.Op is BioOp.Read or BioOp.Write && bio.Data.Length != bio.Sectors << Bio.SectorShift) return BioStatus.Invalid;
+        return BioStatus.Ok;
+    }
+
+    public override string ToString() => $"{Name} ({DevNo}, {Sectors} sectors)";
+}

@@ -1,0 +1,148 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace DmActors;
+
+/// <summary>
+/// A disk backed by a file, like a loop device: positional reads and writes on one handle, flush = fdatasync.
+/// Completed writes sit in the kernel's page cache until flushed, so the disk reports a volatile cache and a
+/// barrier or FUA write makes it fdatasync. FUA writes and flushes that are in flight together share one
+/// fdatasync. Discard and write-zeroes punch holes (reads return zeroes), falling back to writing zeroes.
+/// </summary>
+public sealed class FileDisk : Disk
+{
+    private readonly SafeFileHandle _handle;
+    private readonly DiskIoPool _pool;
+    private readonly FlushCoalescer _flusher;
+
+    private FileDisk(string name, string path, SafeFileHandle handle, long sectors, string devNo, DiskIoPool pool)
+        : base(name, sectors, devNo)
+    {
+        Path = path; _handle = handle; _pool = pool;
+        _flusher = new FlushCoalescer(FlushNow);
+    }
+
+    public string Path { get; }
+    public override bool HasVolatileCache => true;
+    public long FlushesIssued => Interlocked.Read(ref _flusher.FlushesIssued);
+
+    /// <summary>Opens <paramref name="path"/>; creates it sparse with <paramref name="createSectors"/> if missing.</summary>
+    public static FileDisk Open(string name, string path, string devNo, long createSectors = 0, DiskIoPool? pool = null, bool readOnly = false)
+    {
+        if (!File.Exists(path))
+        {
+            if (createSectors <= 0) throw new FileNotFoundException($"disk {name}: file {path} does not exist", path);
+            var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
+            if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+        }
+        var handle = File.OpenHandle(path, File.Exists(path) ? FileMode.Open : FileMode.CreateNew,
+            readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
+        var length = RandomAccess.GetLength(handle);
+        if (length == 0 && createSectors > 0)
+        {
+            RandomAccess.SetLength(handle, createSectors << Bio.SectorShift);
+            length = createSectors << Bio.SectorShift;
+        }
+        return new FileDisk(name, path, handle, length >> Bio.SectorShift, devNo, pool ?? DiskIoPool.Shared);
+    }
+
+    protected override void Run(Bio bio, Action<Bio, BioStatus> done) => _pool.Enqueue(this, bio, done);
+
+    /// <summary>Runs on a <see cref="DiskIoPool"/> thread: may block.</summary>
+    internal void Execute(Bio bio, Action<Bio, BioStatus> done)
+    {
+        BioStatus status;
+        try
+        {
+            switch (bio.Op)
+            {
+                case BioOp.Read:
+                    ReadFully(bio.Data.Span, bio.Sector << Bio.SectorShift);
+                    status = BioStatus.Ok;
+                    break;
+                case BioOp.Write:
+                    RandomAccess.Write(_handle, bio.Data.Span, bio.Sector << Bio.SectorShift);
+                    _flusher.WriteCompleted();
+                    if ((bio.Flags & BioFlags.Fua) != 0) { RequestFlush(bio, done); return; }
+                    status = BioStatus.Ok;
+                    break;
+                case BioOp.Discard:
+                case BioOp.WriteZeroes:
+                    Zero(bio.Sector << Bio.SectorShift, bio.Sectors << Bio.SectorShift);
+                    _flusher.WriteCompleted();
+                    if ((bio.Flags & BioFlags.Fua) != 0) { RequestFlush(bio, done); return; }
+                    status = BioStatus.Ok;
+                    break;
+                case BioOp.Flush:
+                    RequestFlush(bio, done);
+                    return;
+                default:
+                    status = BioStatus.NotSupported;
+                    break;
+            }
+        }
+        catch (IOException e) when ((e.HResult & 0xffff) == 28) { status = BioStatus.NoSpace; }
+        catch (Exception) { status = BioStatus.IoError; }
+        done(bio, status);
+    }
+
+    private void RequestFlush(Bio bio, Action<Bio, BioStatus> done)
+    {
+        if (_flusher.Request(bio, done)) _flusher.Drain();
+    }
+
+    private void ReadFully(Span<byte> buffer, long offset)
+    {
+        while (buffer.Length > 0)
+        {
+            var n = RandomAccess.Read(_handle, buffer, offset);
+            if (n <= 0) { buffer.Clear(); return; } // past EOF of a file shorter than the disk: zeroes
+            buffer = buffer[n..];
+            offset += n;
+        }
+    }
+
+    private BioStatus FlushNow()
+    {
+        var fd = (int)_handle.DangerousGetHandle();
+        return Native.fdatasync(fd) == 0 ? BioStatus.Ok : BioStatus.IoError;
+    }
+
+    private static readonly byte[] Zeroes = new byte[1 << 20];
+
+    private void Zero(long offset, long length)
+    {
+        const int PunchHole = 0x02, KeepSize = 0x01;
+        var fd = (int)_handle.DangerousGetHandle();
+        if (Native.fallocate(fd, PunchHole | KeepSize, offset, length) == 0) return;
+        while (length > 0)
+        {
+            var n = (int)Math.Min(length, Zeroes.Length);
+            RandomAccess.Write(_handle, Zeroes.AsSpan(0, n), offset);
+            offset += n; length -= n;
+        }
+    }
+
+    /// <summary>Which byte ranges of the file hold data (SEEK_DATA/SEEK_HOLE), for NBD block status.</summary>
+    public bool IsHole(long offset, long length, out long extent)
+    {
+        const int SeekData = 3, SeekHole = 4;
+        var fd = (int)_handle.DangerousGetHandle();
+        var data = Native.lseek(fd, offset, SeekData);
+        if (data < 0) { extent = length; return true; } // ENXIO: only a hole to the end
+        if (data > offset) { extent = Math.Min(length, data - offset); return true; }
+        var hole = Native.lseek(fd, offset, SeekHole);
+        extent = hole < 0 ? length : Math.Min(length, hole - offset);
+        if (extent <= 0) extent = length;
+        return false;
+    }
+
+    public override void Dispose() => _handle.Dispose();
+
+    private static class Native
+    {
+        [DllImport("libc", SetLastError = true)] public static extern int fdatasync(int fd);
+        [DllImport("libc", SetLastError = true)] public static extern int fallocate(int fd, int mode, long offset, long len);
+        [DllImport("libc", SetLastError = true)] public static extern long lseek(int fd, long offset, int whence);
+    }
+}

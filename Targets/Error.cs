@@ -1,0 +1,18 @@
+namespace DmActors.Targets;
+
+/// <summary>
+/// error: every bio fails with EIO, discards included (drivers/md/dm-target.c). Arguments are ignored, as
+/// xfstests relies on (`error /dev/sdb 0`); the table prints none. It has no devices, so an empty flush succeeds.
+/// </summary>
+[TargetType("error", 1, 7, 0)]
+public sealed class Error : Target
+{
+    public Error(TargetArgs a) : base(a) { }
+
+    public override int NumDiscardBios => 1;
+    public override int NumWriteZeroesBios => 1;
+
+    public override MapResult Map(Bio clone, int index, ITargetContext ctx) => MapResult.Kill;
+
+    public override string TableParams() => "";
+}
