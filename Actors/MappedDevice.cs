@@ -438,9 +438,10 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 
     private void Resume(IActorRef replyTo, bool noflush)
     {
-        if (_inactive != null && !_suspended)
+        if (!_suspended && (_inactive != null || _blockIo))
         {
-            // do_resume with a new table: suspend first, then swap.
+            // A new table is swapped in only while suspended (do_resume suspends first), and a suspend that is
+            // still draining finishes before the resume (dm serialises the two ioctls).
             WhenSuspended(noflush, () => Resume(replyTo, noflush));
             return;
         }
