@@ -31,6 +31,8 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     public sealed record Renamed(string NewName);
     public sealed record SetUuid(string Uuid);
     public sealed record TargetEvent { public static readonly TargetEvent Instance = new(); }
+    /// <summary>The device came back from the journal but its table could not be rebuilt (a disk is missing).</summary>
+    public sealed record MarkError(string Reason);
     private sealed record ShutdownTimedOut;
     private sealed record BarrierTimedOut(Bio Barrier);
 
@@ -56,6 +58,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private long _eventNr;
     private string? _uuid;
     private bool _readOnly;
+    private string? _errorState;
 
     // Suspend state (DMF_BLOCK_IO_FOR_SUSPEND, DMF_SUSPENDED, DMF_NOFLUSH_SUSPENDING).
     private bool _blockIo;
@@ -106,6 +109,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
             case Dm.GetInfo: Sender.Tell(Info()); break;
             case Dm.Message m: RouteMessage(m); break;
             case TargetEvent: _eventNr++; break;
+            case MarkError e: _errorState = e.Reason; break;
             case Renamed r:
                 _shared.Name = r.NewName;
                 _eventNr++;
@@ -525,7 +529,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     // ---- Control ----------------------------------------------------------------------------------------------
 
     private Dm.DeviceInfo Info() => new(Name, _uuid, _suspended, _readOnly || (_live?.ReadOnly ?? false), _live != null,
-        _inactive != null, _shared.OpenCount, _eventNr, Major, _shared.Minor, _live?.Targets.Count ?? 0, _live?.Sectors ?? 0, _options.Mode);
+        _inactive != null, _shared.OpenCount, _eventNr, Major, _shared.Minor, _live?.Targets.Count ?? 0, _live?.Sectors ?? 0, _options.Mode, _errorState);
 
     private void RouteMessage(Dm.Message m)
     {
