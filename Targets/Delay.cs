@@ -69,7 +69,7 @@ public sealed class Delay : Target
 
         var held = new HeldBio(clone, c);
         var node = _held.AddLast(held);
-        c.Held++;
+        Interlocked.Increment(ref c.Held);
         held.Timer = ctx.Schedule(TimeSpan.FromMilliseconds(c.Ms), () => Release(node, ctx));
         return MapResult.Submitted;
     }
@@ -80,7 +80,7 @@ public sealed class Delay : Target
         if (node.List == null) return; // already released by presuspend
         _held.Remove(node);
         var (clone, c) = (node.Value.Bio, node.Value.Class);
-        c.Held--;
+        Interlocked.Decrement(ref c.Held);
         ctx.Submit(c.Dev, clone, status => ctx.Complete(clone, status));
     }
 
@@ -112,5 +112,6 @@ public sealed class Delay : Target
         };
     }
 
-    public override string StatusParams() => $"{_classes[0].Held} {_classes[1].Held} {_classes[2].Held}";
+    // Status is read by the device actor while this target's actor counts: read the counters atomically.
+    public override string StatusParams() => string.Join(' ', _classes.Select(c => Volatile.Read(ref c.Held)));
 }

@@ -215,6 +215,13 @@ public static class LogReplay
         if (e.NrSectors > 0) device.Write(at, log.Data(e));
     }
 
+    /// <summary>Entries of the log file with any of <paramref name="flags"/> (replay-log --find --next-fua etc.).</summary>
+    public static IReadOnlyList<LogEntry> Find(string logPath, LogFlags flags)
+    {
+        using var log = FileStore.Open(logPath, write: false);
+        return Find(new LogReader(log), flags);
+    }
+
     /// <summary>Entries with any of <paramref name="flags"/> (e.g. every FUA point), as replay-log --find finds them.</summary>
     public static IReadOnlyList<LogEntry> Find(LogReader log, LogFlags flags) => log.Entries().Where(e => (e.Flags & flags) != 0).ToList();
 }

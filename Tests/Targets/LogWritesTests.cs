@@ -102,6 +102,33 @@ public sealed class LogWritesTests : TargetHarness
     }
 
     [Fact]
+    public void A_seed_mode_barrier_shows_in_the_log_as_flush_write_flush()
+    {
+        Gate("d0", 1024);                                                   // a cache below, so barriers flush
+        var l0 = Mem("l0", 1024);
+        var dev = Create("lw", "0 1024 log-writes d0 l0", BarrierMode.Ordered);
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 0, Pattern(1, 1)));
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 8, Pattern(1, 2), BioFlags.Barrier));
+        Message("lw", "mark", "m");
+        Assert.Equal("W0+1,FLUSH,W8+1,FLUSH,MARK:m", Entries(l0));
+    }
+
+    [Fact]
+    public void A_preflush_FUA_write_logs_the_flush_then_itself_at_once()
+    {
+        var d0 = Mem("d0", 1024);
+        var l0 = Mem("l0", 1024);
+        var dev = LogDevice();
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 0, Pattern(1, 1)));
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 8, Pattern(1, 2), BioFlags.Preflush | BioFlags.Fua));
+        Assert.Equal("W0+1,FLUSH,FUA8+1", Entries(l0));
+        var back = new byte[512];
+        Assert.Equal(BioStatus.Ok, ReadInto(dev, 8, back));                // reads pass through
+        AssertBytes(Pattern(1, 2), back, "read back");
+        AssertBytes(Pattern(1, 2), Contents(d0, 8, 1), "data device");
+    }
+
+    [Fact]
     public void F6_a_full_log_disables_logging_and_io_continues()
     {
         var d0 = Mem("d0", 1024);
