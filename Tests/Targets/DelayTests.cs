@@ -20,7 +20,7 @@ public sealed class DelayTests : TargetHarness
         dev.Tell(Write(0, data, p));
 
         p.ExpectNoMsg(TimeSpan.FromMilliseconds(300));                     // the delay is 1.5 s
-        Assert.Equal("0 1024 delay 0 1 0", Status("dl"));
+        Eventually(() => Status("dl") == "0 1024 delay 0 1 0", "the write counted as held");
         Assert.True(d0.IsUnallocated(0, 4096), "held write already on the disk");
 
         var done = p.ExpectMsg<BioDone>(Wait);
@@ -45,7 +45,7 @@ public sealed class DelayTests : TargetHarness
         var p = CreateTestProbe();
         dev.Tell(Write(8, Pattern(8, 2), p));
         p.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
-        Assert.Equal("0 512 delay 0 1 0", Status("dl"));
+        Eventually(() => Status("dl") == "0 512 delay 0 1 0", "the write counted as held");
 
         Ok(new Dm.Suspend("dl"));                                          // presuspend releases it at once
         Assert.Equal(BioStatus.Ok, p.ExpectMsg<BioDone>(Wait).Status);
@@ -78,7 +78,7 @@ public sealed class DelayTests : TargetHarness
         Ok(new Dm.Resume("dl"));
         dev.Tell(Write(200, Pattern(8, 9), p));
         p.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
-        Assert.Equal("0 1024 delay 0 1 0", Status("dl"));
+        Eventually(() => Status("dl") == "0 1024 delay 0 1 0", "delaying again after resume");
     }
 
     [Fact]

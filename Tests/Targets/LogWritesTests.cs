@@ -156,6 +156,16 @@ public sealed class LogWritesTests : TargetHarness
         Assert.Equal("0 1024 log-writes 0 0", Status("lw"));
     }
 
+    [Fact]
+    public void A_long_mark_is_cut_to_fit_its_entry_block()
+    {
+        Mem("d0", 1024);
+        var l0 = Mem("l0", 1024);
+        LogDevice();
+        Message("lw", "mark", new string('x', 600));
+        Assert.Equal(new string('x', 512 - 32 - 1), Reader(l0).Entries().Single().Mark);
+    }
+
     [Theory]
     [InlineData("d0", "Invalid argument count")]
     [InlineData("nosuch l0", "Device lookup failed: nosuch")]
