@@ -9,7 +9,7 @@ namespace DmActors;
 /// </summary>
 public sealed class DeviceManager : UntypedActor
 {
-    public sealed record Options(IClock? Clock = null, int MaxDeferred = 65536, TimeSpan? ShutdownTimeout = null);
+    public sealed record Options(IClock? Clock = null, int MaxDeferred = 65536, TimeSpan? ShutdownTimeout = null, TimeSpan? BarrierTimeout = null);
 
     public static Props Props(DiskRegistry disks, Options? options = null) =>
         Akka.Actor.Props.Create(() => new DeviceManager(disks, options ?? new Options()));
@@ -87,7 +87,7 @@ public sealed class DeviceManager : UntypedActor
         }
         var shared = new DeviceShared(c.Name, _nextMinor++);
         var actor = Context.ActorOf(MappedDevice.Props(shared, new MappedDevice.Options(c.Mode, _options.MaxDeferred,
-            _options.Clock, _options.ShutdownTimeout, c.ReadOnly, c.Uuid)), $"dm-{shared.Minor}");
+            _options.Clock, _options.ShutdownTimeout, c.ReadOnly, c.Uuid, _options.BarrierTimeout)), $"dm-{shared.Minor}");
         Context.Watch(actor);
         var entry = new Entry(actor, shared, new MappedDeviceHandle(actor, shared));
         _devices[c.Name] = entry;

@@ -18,8 +18,11 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 {
     public const int Major = 253;
 
+    /// <param name="MaxDeferred">Bound on bios held while suspended or behind a barrier; beyond it bios get EAGAIN.</param>
+    /// <param name="BarrierTimeout">A barrier that has not completed by then (a disk that never answers) fails with
+    /// TimedOut and the bios held behind it go on, instead of being held forever.</param>
     public sealed record Options(BarrierMode Mode = BarrierMode.Ordered, int MaxDeferred = 65536, IClock? Clock = null,
-        TimeSpan? ShutdownTimeout = null, bool ReadOnly = false, string? Uuid = null);
+        TimeSpan? ShutdownTimeout = null, bool ReadOnly = false, string? Uuid = null, TimeSpan? BarrierTimeout = null);
 
     /// <summary>Messages from the manager and the target actors; local only (tables hold open devices).</summary>
     public sealed record LoadTable(Table Table, bool Reply = true);
@@ -29,6 +32,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     public sealed record SetUuid(string Uuid);
     public sealed record TargetEvent { public static readonly TargetEvent Instance = new(); }
     private sealed record ShutdownTimedOut;
+    private sealed record BarrierTimedOut(Bio Barrier);
 
     public static Props Props(DeviceShared shared, Options options) => Akka.Actor.Props.Create(() => new MappedDevice(shared, options));
 
@@ -120,6 +124,11 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
                 break;
             case Shutdown: Remove(Sender); break;
             case ShutdownTimedOut: if (_removing) Context.Stop(Self); break;
+            case BarrierTimedOut t when ReferenceEquals(t.Barrier, _barrier):
+                _flushDone = null;
+                FinishBarrier(BioStatus.TimedOut);
+                break;
+            case BarrierTimedOut: break;
             default: Unhandled(message); break;
         }
     }
@@ -264,11 +273,12 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
             case DmIo.Kinds.Normal: NormalDone(io); break;
             case DmIo.Kinds.BarrierData:
                 Untrack(io);
-                _barrierError = io.Status == BioStatus.Requeue && !_noflushSuspending ? BioStatus.IoError : io.Status;
+                if (ReferenceEquals(io.Original, _barrier)) // else: a barrier that already timed out
+                    _barrierError = io.Status == BioStatus.Requeue && !_noflushSuspending ? BioStatus.IoError : io.Status;
                 AfterPendingChange();
                 break;
             case DmIo.Kinds.BarrierFlush:
-                var next = _flushDone!;
+                if (!ReferenceEquals(io.Original, _barrier) || _flushDone is not { } next) break; // timed out meanwhile
                 _flushDone = null;
                 next(io.Status);
                 break;
@@ -312,7 +322,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private void AfterPendingChange()
     {
         if (_pending != 0) return;
-        if (_barrier != null)
+        if (_barrier != null && _phase is Phase.Drain or Phase.Data)
         {
             if (_phase == Phase.Drain) AfterDrain();
             else if (_phase == Phase.Data) AfterData();
@@ -328,6 +338,8 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         _barrier = barrier;
         _barrierError = BioStatus.Ok;
         _phase = Phase.Drain;
+        if (_options.BarrierTimeout is { } timeout)
+            Context.System.Scheduler.ScheduleTellOnce(timeout, Self, new BarrierTimedOut(barrier), Self);
         if (_pending == 0) AfterDrain();
     }
 
@@ -365,6 +377,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 
     private void FinishBarrier(BioStatus status)
     {
+        if (status == BioStatus.Requeue) status = BioStatus.IoError; // a push-back never reaches the submitter
         var barrier = _barrier!;
         _barrier = null;
         barrier.Complete(status);
@@ -404,6 +417,14 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         CheckSuspended();
     }
 
+    /// <summary>Runs <paramref name="then"/> once the device is suspended, suspending it first if needed.</summary>
+    private void WhenSuspended(bool noflush, Action then)
+    {
+        if (_suspended) { then(); return; }
+        _afterSuspend.Add(then);
+        Suspend(noflush, ActorRefs.Nobody);
+    }
+
     /// <summary>Suspend completes once nothing is pending and no barrier is in flight.</summary>
     private void CheckSuspended()
     {
@@ -429,11 +450,11 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 
     private void Resume(IActorRef replyTo, bool noflush)
     {
-        if (_inactive != null && !_suspended)
+        if (!_suspended && (_inactive != null || _blockIo))
         {
-            // do_resume with a new table: suspend first, then swap.
-            _afterSuspend.Add(() => Resume(replyTo, noflush));
-            Suspend(noflush, ActorRefs.Nobody);
+            // A new table is swapped in only while suspended (do_resume suspends first), and a suspend that is
+            // still draining finishes before the resume (dm serialises the two ioctls).
+            WhenSuspended(noflush, () => Resume(replyTo, noflush));
             return;
         }
         if (_inactive != null) Swap();
@@ -469,12 +490,11 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private void Remove(IActorRef replyTo)
     {
         _removing = true;
-        _afterSuspend.Add(() =>
+        WhenSuspended(false, () =>
         {
             replyTo.Tell(Dm.Done.Empty);
             Context.Stop(Self);
         });
-        Suspend(false, ActorRefs.Nobody);
         if (!_suspended)
             Context.System.Scheduler.ScheduleTellOnce(_options.ShutdownTimeout ?? TimeSpan.FromSeconds(30), Self, new ShutdownTimedOut(), Self);
     }
@@ -487,6 +507,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         var barrierAnswered = false;
         foreach (var io in _inflight)
         {
+            if (io.Kind == DmIo.Kinds.BarrierData && !ReferenceEquals(io.Original, _barrier)) continue; // answered at its timeout
             io.Original.Complete(BioStatus.IoError);
             barrierAnswered |= io.Original == _barrier;
         }

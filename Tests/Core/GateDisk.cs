@@ -32,6 +32,8 @@ public sealed class GateDisk : Disk
     /// <summary>A status to end a bio with instead of running it (null: run it).</summary>
     public Func<Bio, BioStatus?> Fail { get; set; } = _ => null;
     public MemoryDisk Memory => _inner;
+    /// <summary>Complete on a pool thread after a random short pause, so completions arrive out of order.</summary>
+    public Random? Jitter { get; set; }
 
     public int HeldCount { get { lock (_held) return _held.Count; } }
 
@@ -39,6 +41,13 @@ public sealed class GateDisk : Disk
     {
         Record(true, bio, BioStatus.Ok);
         if (Hold(bio)) { lock (_held) _held.Add((bio, done)); return; }
+        if (Jitter is { } rnd)
+        {
+            int spin;
+            lock (rnd) spin = rnd.Next(2000);
+            ThreadPool.UnsafeQueueUserWorkItem(_ => { Thread.SpinWait(spin); Finish(bio, done, null); }, null);
+            return;
+        }
         Finish(bio, done, null);
     }
 
