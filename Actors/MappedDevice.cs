@@ -392,7 +392,9 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     /// <summary>Flushes every cache below the live table once, then calls <paramref name="next"/> with the result.</summary>
     private void FlushCaches(Action<BioStatus> next)
     {
-        if (_live is not { HasVolatileCache: true }) { next(BioStatus.Ok); return; }
+        // Skip only when the flush would go straight to disks that have no cache; targets that see flushes
+        // (log-writes, flakey, delay) always get them.
+        if (_live == null || (_live.FlushBypassesMap && !_live.HasVolatileCache)) { next(BioStatus.Ok); return; }
         var io = new DmIo(_barrier!, DmIo.Kinds.BarrierFlush, 0);
         _flushDone = next;
         IssueFlush(io);
@@ -475,14 +477,13 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 
     private void Swap()
     {
-        var old = _live;
-        foreach (var t in _targets) Context.Stop(t);
+        // PoisonPill, not Stop: the old targets first handle what is queued (PostSuspend), then release their devices.
+        foreach (var t in _targets) t.Tell(PoisonPill.Instance);
         _live = _inactive!;
         _inactive = null;
         _generation++;
         _targets = _live.Targets.Select((t, i) =>
             Context.ActorOf(TargetActor.Props(t, Self, Clock), $"g{_generation}-{i}-{t.TypeName}")).ToArray();
-        old?.Destroy();
         _shared.Sectors = _live.Sectors;
         _shared.HasVolatileCache = _live.HasVolatileCache;
         _shared.ReadOnly = _readOnly || _live.ReadOnly;

@@ -99,8 +99,19 @@ public abstract class Target
     public virtual void PreSuspend(ITargetContext ctx) { }
     public virtual void PostSuspend(ITargetContext ctx) { }
     public virtual void Resume(ITargetContext ctx) { }
-    /// <summary>dtr: the table is gone; release devices.</summary>
+    /// <summary>dtr: the table is gone; release devices. Called once, through <see cref="Release"/>.</summary>
     public virtual void Destroy() { foreach (var d in Devices) d.Close(); }
+
+    private int _released;
+
+    /// <summary>
+    /// Runs <see cref="Destroy"/> exactly once, whoever gets there first: the target's actor when it stops after its
+    /// last message, or the table when it never went live.
+    /// </summary>
+    public void Release()
+    {
+        if (Interlocked.Exchange(ref _released, 1) == 0) Destroy();
+    }
 
     /// <summary>Sector relative to the target start.</summary>
     protected long Offset(Bio bio) => bio.Sector - Begin;
