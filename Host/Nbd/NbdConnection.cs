@@ -61,6 +61,7 @@ internal sealed class NbdConnection
             _structured = handshake.Structured;
             _metaAllocation = handshake.MetaAllocation;
             _server.Log.Debug("NBD {0}: export {1} opened ({2} bytes, flags 0x{3:x})", Peer, _export.Name, _export.Size, (int)_export.Flags);
+            _server.Watch.Tell(new DeviceWatch.Watch(_export.Device, this));
             _writer = new NbdReplyWriter(_out, _structured, _release);
             _writerTask = RunWriterAsync(_writer);
             await TransmitAsync(_export, _closing.Token);
@@ -83,7 +84,11 @@ internal sealed class NbdConnection
             _writer?.Complete();
             if (_writerTask != null) await _writerTask;
             // The connection counted as an open of the device: undo it (bios still in flight complete on their own).
-            if (_export != null) await _server.CloseExportAsync(_export.Name);
+            if (_export != null)
+            {
+                _server.Watch.Tell(new DeviceWatch.Unwatch(_export.Device, this));
+                await _server.CloseExportAsync(_export.Name);
+            }
             _closing.Dispose();
         }
     }
@@ -106,6 +111,13 @@ internal sealed class NbdConnection
         await Task.WhenAny(_budget.WhenIdle(), Task.Delay(drain));
         Abort();
         await Completion;
+    }
+
+    /// <summary>The device actor stopped: bios sent to it would never be answered, so the client is disconnected.</summary>
+    public void DeviceGone()
+    {
+        _server.Log.Warning("NBD {0}: the device of export {1} stopped; closing the connection", Peer, _export?.Name);
+        Abort();
     }
 
     /// <summary>Closes the socket: the read loop and the writer fail out, a reader waiting for budget wakes.</summary>

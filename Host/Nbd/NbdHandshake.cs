@@ -108,8 +108,16 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         var reply = new byte[_noZeroes ? 10 : 134];
         BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Size);
         BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)export.Flags);
-        await output.WriteAsync(reply, ct);
-        await output.FlushAsync(ct);
+        try
+        {
+            await output.WriteAsync(reply, ct);
+            await output.FlushAsync(ct);
+        }
+        catch
+        {
+            await server.CloseExportAsync(export.Name);
+            throw;
+        }
         MetaAllocation = false; // block status needs SET_META_CONTEXT + GO
         return export;
     }
@@ -154,6 +162,24 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
             return null;
         }
 
+        try
+        {
+            await SendInfosAsync(option, export, wantName, wantDescription, ct);
+            await ReplyAsync(option, Rep.Ack, ct);
+        }
+        catch
+        {
+            if (option == Opt.Go) await server.CloseExportAsync(export.Name);
+            throw;
+        }
+        if (option != Opt.Go) return null;
+        // A meta context selected for another export does not carry over.
+        MetaAllocation = _metaExport != null && (_metaExport == export.Name || _metaExport == requested);
+        return export;
+    }
+
+    private async Task SendInfosAsync(uint option, NbdExport export, bool wantName, bool wantDescription, CancellationToken ct)
+    {
         PutU16(NbdProtocol.Info.Export);
         PutU64((ulong)export.Size);
         PutU16((ushort)export.Flags);
@@ -176,17 +202,6 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         PutU32(PreferredBlock);
         PutU32(MaxPayload);
         await ReplyAsync(option, Rep.Info, ct, final: false);
-
-        if (option == Opt.Go)
-        {
-            try { await ReplyAsync(option, Rep.Ack, ct); }
-            catch { await server.CloseExportAsync(export.Name); throw; }
-            // A meta context selected for another export does not carry over.
-            MetaAllocation = _metaExport != null && (_metaExport == export.Name || _metaExport == requested);
-            return export;
-        }
-        await ReplyAsync(option, Rep.Ack, ct);
-        return null;
     }
 
     private async Task MetaContextAsync(uint option, byte[] data, CancellationToken ct)

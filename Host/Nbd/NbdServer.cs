@@ -41,6 +41,7 @@ public sealed class NbdServer : IAsyncDisposable
     {
         System = system; Manager = manager; Options = options;
         Log = Logging.GetLogger(system, "nbd");
+        Watch = system.ActorOf(DeviceWatch.Props());
     }
 
     public ActorSystem System { get; }
@@ -54,6 +55,8 @@ public sealed class NbdServer : IAsyncDisposable
     public int ConnectionCount => _connections.Count;
 
     internal ILoggingAdapter Log { get; }
+    /// <summary>Closes connections whose device actor stopped (see <see cref="DeviceWatch"/>).</summary>
+    internal IActorRef Watch { get; }
     internal bool Stopping => Volatile.Read(ref _stopping) != 0;
 
     /// <summary>Binds the listeners and starts accepting.</summary>
@@ -111,6 +114,7 @@ public sealed class NbdServer : IAsyncDisposable
         await Task.WhenAll(stops);
         if (Options.UnixSocket is { } path && _listeners.Count > 0)
             try { File.Delete(path); } catch (IOException) { }
+        System.Stop(Watch);
         Log.Info("NBD server stopped");
     }
 

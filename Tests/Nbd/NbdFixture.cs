@@ -52,8 +52,11 @@ public sealed class NbdFixture : IAsyncLifetime
         return name;
     }
 
+    /// <summary>A control command to the device manager.</summary>
+    public Task<object> AskAsync(object message) => Manager.Ask<object>(message, Timeout);
+
     /// <summary>Removes a device; fails (Busy) while any NBD connection still has it open.</summary>
-    public Task<object> RemoveAsync(string name) => Manager.Ask<object>(new Dm.Remove(name), Timeout);
+    public Task<object> RemoveAsync(string name) => AskAsync(new Dm.Remove(name));
 
     /// <summary>Waits until <paramref name="name"/> can be removed, i.e. every connection closed its open.</summary>
     public async Task RemoveWhenClosedAsync(string name)

@@ -1,4 +1,5 @@
 using System.Net;
+using Akka.Actor;
 using DmActors.Host.Nbd;
 using Xunit;
 using static DmActors.Host.Nbd.NbdProtocol;
@@ -439,6 +440,49 @@ public sealed class NbdProtocolTests(NbdFixture fx)
             var r = c.ReadReply();
             Assert.Equal(RawNbdClient.Pattern((int)MiB, (int)r.Cookie - 100)[..(256 << 10)], r.Data);
         }
+    }
+
+    [Fact]
+    public async Task Stop_answers_new_requests_with_eshutdown_and_waits_for_those_in_flight()
+    {
+        var name = await fx.CreateExportAsync();
+        var server = await fx.StartServerAsync(new NbdServerOptions { Tcp = new IPEndPoint(IPAddress.Loopback, 0) });
+        using var c = RawNbdClient.Open(server.TcpEndpoint!.Port, name, structured: true);
+        var data = RawNbdClient.Pattern(4096, 8);
+        Assert.Equal(0u, c.Write(0, data));
+        // A suspended device defers bios: this read stays in flight until the resume.
+        Assert.IsType<Dm.Done>(await fx.AskAsync(new Dm.Suspend(name)));
+        c.SendRequest(Cmd.Read, 1, 0, 4096);
+        // Requests are parsed in order and CACHE needs no IO: its answer proves the read reached the device.
+        c.SendRequest(Cmd.Cache, 3, 0, 4096);
+        var cached = c.ReadReply();
+        Assert.Equal((3UL, 0u), (cached.Cookie, cached.Error));
+        var stopping = server.StopAsync();
+        c.SendRequest(Cmd.Read, 2, 0, 4096);
+        var refused = c.ReadReply();
+        Assert.Equal((2UL, Errno.Shutdown, Chunk.Error), (refused.Cookie, refused.Error, refused.ChunkType));
+        Assert.False(stopping.IsCompleted);
+        Assert.IsType<Dm.Done>(await fx.AskAsync(new Dm.Resume(name)));
+        var answered = c.ReadReply();
+        Assert.Equal((1UL, 0u), (answered.Cookie, answered.Error));
+        Assert.Equal(data, answered.Data);
+        await stopping.WaitAsync(NbdFixture.Timeout);
+        Assert.True(c.IsClosedByServer());
+        await fx.RemoveWhenClosedAsync(name);
+    }
+
+    [Fact]
+    public async Task A_device_actor_that_stops_closes_its_connections()
+    {
+        var name = await fx.CreateExportAsync();
+        var opened = Assert.IsType<Dm.Opened>(await fx.AskAsync(new Dm.Open(name)));
+        await fx.AskAsync(new Dm.Close(name));
+        using var c = RawNbdClient.Open(fx.Port, name);
+        Assert.Equal(new byte[512], c.Read(0, 512));
+        opened.Device.Tell(Akka.Actor.PoisonPill.Instance);
+        Assert.True(c.IsClosedByServer());
+        using var other = RawNbdClient.Tcp(fx.Port).Greet();
+        Assert.Equal(Rep.ErrUnknown, other.Option(Opt.Go, RawNbdClient.InfoRequest(name))[^1].Type);
     }
 
     [Fact]
