@@ -155,10 +155,14 @@ public sealed class NbdServer : IAsyncDisposable
         }
     }
 
-    /// <summary>A leftover socket file from a crashed server is removed; a live server on it is an error.</summary>
+    /// <summary>
+    /// A leftover socket file from a crashed server is removed; a live server on it, or a file with content
+    /// (a socket file is always empty: a wrong path must not delete someone's data), is an error.
+    /// </summary>
     private static void RemoveStaleSocket(string path)
     {
         if (!File.Exists(path)) return;
+        if (new FileInfo(path).Length > 0) throw new IOException($"{path} exists and is not a unix socket");
         using (var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
         {
             try

@@ -12,7 +12,7 @@ internal static class ExternalTool
     public static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
 
     /// <summary>Debian packages of the tools used here.</summary>
-    public const string LibnbdBin = "libnbd-bin", QemuUtils = "qemu-utils";
+    public const string LibnbdBin = "libnbd-bin", QemuUtils = "qemu-utils", Fio = "fio";
 
     public static string Find(string tool, string package)
     {

@@ -133,6 +133,17 @@ public sealed class NbdClientToolTests(NbdFixture fx)
     }
 
     [Fact]
+    public async Task Fio_random_writes_with_flushes_verify_by_checksum()
+    {
+        var name = await fx.CreateExportAsync(sectors: 16 << 11, file: true); // 16 MiB
+        var output = await RunAsync("fio", Fio, "--name=verify", "--ioengine=nbd", $"--uri={Url(name)}", "--rw=randwrite",
+            "--bs=4k", "--iodepth=16", "--size=8M", "--fsync=32", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1",
+            "--output-format=terse", "--terse-version=3");
+        var fields = output.Split(';');
+        Assert.True(fields.Length > 48 && long.Parse(fields[48]) > 0, output); // write IOPS were measured: fio really ran
+    }
+
+    [Fact]
     public async Task Clients_connect_over_the_unix_socket()
     {
         var name = await fx.CreateExportAsync(sectors: 2048);

@@ -486,6 +486,29 @@ public sealed class NbdProtocolTests(NbdFixture fx)
     }
 
     [Fact]
+    public async Task Unix_socket_replaces_a_stale_socket_file_but_not_a_live_one_or_a_regular_file()
+    {
+        var name = await fx.CreateExportAsync();
+        var path = Path.Combine(fx.TempDir, $"{name}.sock");
+        StaleSocket.Create(path);
+        Assert.True(File.Exists(path));
+
+        await using (var server = await fx.StartServerAsync(new NbdServerOptions { Tcp = null, UnixSocket = path }))
+        {
+            using (var c = RawNbdClient.Unix(path).Greet().Go(name)) Assert.Equal(new byte[512], c.Read(0, 512));
+            var second = new NbdServer(fx.System, fx.Manager, new NbdServerOptions { Tcp = null, UnixSocket = path });
+            Assert.Contains("in use", (await Assert.ThrowsAsync<IOException>(second.StartAsync)).Message);
+        }
+        Assert.False(File.Exists(path)); // a clean stop removes it
+
+        var regular = Path.Combine(fx.TempDir, $"{name}.txt");
+        await File.WriteAllTextAsync(regular, "precious");
+        var refused = new NbdServer(fx.System, fx.Manager, new NbdServerOptions { Tcp = null, UnixSocket = regular });
+        Assert.Contains("not a unix socket", (await Assert.ThrowsAsync<IOException>(refused.StartAsync)).Message);
+        Assert.Equal("precious", await File.ReadAllTextAsync(regular));
+    }
+
+    [Fact]
     public async Task Stop_closes_connections_and_releases_their_opens()
     {
         var name = await fx.CreateExportAsync();
