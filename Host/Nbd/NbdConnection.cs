@@ -20,7 +20,6 @@ internal sealed class NbdConnection
     private const int RequestOverhead = 512;
 
     private readonly NbdServer _server;
-    private readonly Socket _socket;
     private readonly NetworkStream _net;
     private readonly BufferedStream _in;
     private readonly BufferedStream _out;
@@ -37,7 +36,7 @@ internal sealed class NbdConnection
 
     public NbdConnection(NbdServer server, Socket socket, string peer)
     {
-        _server = server; _socket = socket; Peer = peer;
+        _server = server; Peer = peer;
         _net = new NetworkStream(socket, ownsSocket: true);
         _in = new BufferedStream(_net, 128 << 10);
         _out = new BufferedStream(_net, 128 << 10);
@@ -117,7 +116,8 @@ internal sealed class NbdConnection
     public void DeviceGone()
     {
         _server.Log.Warning("NBD {0}: the device of export {1} stopped; closing the connection", Peer, _export?.Name);
-        Abort();
+        ThreadPool.QueueUserWorkItem(static c => c.Abort(), this, preferLocal: false); // not on the watcher's thread
+
     }
 
     /// <summary>Closes the socket: the read loop and the writer fail out, a reader waiting for budget wakes.</summary>

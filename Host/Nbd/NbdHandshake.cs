@@ -64,8 +64,7 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
             switch (option)
             {
                 case Opt.ExportName:
-                    if (await ExportNameAsync(data, ct) is { } chosen) return chosen;
-                    return null;
+                    return await ExportNameAsync(data, ct);
                 case Opt.Abort:
                     // The client may close without reading the ACK: ignore a failed send.
                     try { await ReplyAsync(option, Rep.Ack, ct); } catch (IOException) { }
