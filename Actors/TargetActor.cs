@@ -101,12 +101,14 @@ public sealed class TargetActor : UntypedActor, ITargetContext
         foreach (var clone in _held.ToList()) _device.Tell(new BioDone(clone, BioStatus.IoError));
         _held.Clear();
         _device.Tell(MappedDevice.TargetEvent.Instance);
-        base.PreRestart(reason, message);
+        // Not base.PreRestart: that would run PostStop and destroy the target, which lives on in the new incarnation.
     }
 
+    /// <summary>The table line is gone (swapped out or removed): answer what is held, then dtr.</summary>
     protected override void PostStop()
     {
         foreach (var clone in _held) _device.Tell(new BioDone(clone, BioStatus.IoError));
         _held.Clear();
+        _target.Release();
     }
 }
