@@ -257,6 +257,11 @@ internal sealed class NbdConnection
     private void OnBioDone(BioDone done)
     {
         if (done.Bio.Tag is not NbdRequest r) return;
+        if (Interlocked.Exchange(ref r.Completed, 1) != 0)
+        {
+            _server.Log.Error("NBD {0}: bio {1} completed twice ({2}); second completion ignored", Peer, done.Bio, done.Status);
+            return;
+        }
         r.Error = ErrnoFor(r.Type, done.Status);
         _writer!.Enqueue(r);
     }

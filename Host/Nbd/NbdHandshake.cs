@@ -7,7 +7,7 @@ using static DmActors.Host.Nbd.NbdProtocol;
 namespace DmActors.Host.Nbd;
 
 /// <summary>An export opened for transmission: the device actor that takes the bios and what the client was told.</summary>
-internal sealed record NbdExport(string Name, Akka.Actor.IActorRef Device, long Size, bool ReadOnly, TxFlags Flags);
+internal sealed record NbdExport(string Name, Akka.Actor.IActorRef Device, long Size, bool ReadOnly, TxFlags Flags, int PreferredBlock);
 
 /// <summary>A client broke the protocol in a way that leaves no choice but to drop it.</summary>
 internal sealed class NbdProtocolException(string message) : Exception(message);
@@ -198,7 +198,7 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         // Sent even when not asked for (the spec allows it): libnbd and qemu then align on the client side.
         PutU16(NbdProtocol.Info.BlockSize);
         PutU32(MinBlock);
-        PutU32(PreferredBlock);
+        PutU32((uint)export.PreferredBlock);
         PutU32(MaxPayload);
         await ReplyAsync(option, Rep.Info, ct, final: false);
     }
@@ -271,10 +271,16 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         var (opened, openError) = await server.OpenExportAsync(name);
         if (opened == null) return (null, $"export '{name}': {openError}");
         if (!keep) await server.CloseExportAsync(name);
-        return (new NbdExport(name, opened.Device, opened.Sectors << 9, opened.ReadOnly, FlagsFor(opened)), null);
+        return (new NbdExport(name, opened.Device, opened.Sectors << 9, opened.ReadOnly, FlagsFor(opened), PreferredFor(opened)), null);
     }
 
-    private NbdProtocol.TxFlags FlagsFor(Dm.Opened o)
+    /// <summary>The device's preferred IO size (e.g. a stripe chunk) when it is a usable power of two, else the page.</summary>
+    private static int PreferredFor(Dm.Opened o) =>
+        o.PreferredBlock >= MinBlock && o.PreferredBlock <= MaxPayload && (o.PreferredBlock & (o.PreferredBlock - 1)) == 0
+            ? o.PreferredBlock
+            : DefaultPreferredBlock;
+
+    private TxFlags FlagsFor(Dm.Opened o)
     {
         var f = TxFlags.HasFlags | TxFlags.SendFlush | TxFlags.SendCache | TxFlags.CanMultiConn;
         if (o.ReadOnly) f |= TxFlags.ReadOnly;

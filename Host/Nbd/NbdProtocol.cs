@@ -79,7 +79,7 @@ public static class NbdProtocol
     public const uint BaseAllocationId = 1;
 
     /// <summary>Block sizes advertised in NBD_INFO_BLOCK_SIZE: the sector (as dm), the page, and the largest payload.</summary>
-    public const int MinBlock = 512, PreferredBlock = 4096, MaxPayload = 32 << 20;
+    public const int MinBlock = 512, DefaultPreferredBlock = 4096, MaxPayload = 32 << 20;
     /// <summary>Largest option the handshake accepts before dropping the client as hostile.</summary>
     public const int MaxOptionLength = 64 << 10;
 }

@@ -18,6 +18,8 @@ internal sealed class NbdRequest
     public long Cost;
     /// <summary>NBD errno of the reply (0 = success).</summary>
     public uint Error;
+    /// <summary>Set by the first completion: a second one (a bug below) must not send a second reply or free the buffer twice.</summary>
+    public int Completed;
 
     public override string ToString() => $"cmd {Type} cookie {Cookie:x} {Offset}+{Length}";
 }
