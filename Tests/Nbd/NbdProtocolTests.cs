@@ -104,6 +104,9 @@ public sealed class NbdProtocolTests(NbdFixture fx)
         Assert.Equal(Rep.ErrUnknown, r[^1].Type);
         Assert.Contains("no-such-export", r[^1].Text);
         Assert.Equal(Rep.ErrInvalid, c.Option(Opt.Go, [0, 0, 0, 9, 1])[^1].Type); // name length beyond the option
+        var noDefault = c.Option(Opt.Go, RawNbdClient.InfoRequest(""))[^1]; // several exports: no default one
+        Assert.Equal(Rep.ErrUnknown, noDefault.Type);
+        Assert.Contains("default", noDefault.Text);
         c.Go(name);
         Assert.Equal(new byte[4096], c.Read(0, 4096));
     }
@@ -123,11 +126,13 @@ public sealed class NbdProtocolTests(NbdFixture fx)
         Assert.Equal(data, c.Read(512, 1024));
     }
 
-    [Fact]
-    public async Task Export_name_without_no_zeroes_pads_with_124_zero_bytes()
+    [Theory]
+    [InlineData(ClientFixedNewstyle)]
+    [InlineData(0u)] // non-fixed newstyle, as very old clients send
+    public async Task Export_name_without_no_zeroes_pads_with_124_zero_bytes(uint clientFlags)
     {
         var name = await fx.CreateExportAsync();
-        using var c = RawNbdClient.Tcp(fx.Port).Greet(ClientFixedNewstyle);
+        using var c = RawNbdClient.Tcp(fx.Port).Greet(clientFlags);
         c.SendOption(Opt.ExportName, System.Text.Encoding.UTF8.GetBytes(name));
         var reply = c.ReadExactly(134);
         Assert.All(reply[10..], b => Assert.Equal(0, b));
