@@ -199,14 +199,15 @@ internal sealed class NbdConnection
         {
             case Cmd.Read: allowed = _structured ? CmdFlags.Df : CmdFlags.None; break;
             case Cmd.Write:
-            case Cmd.Trim: allowed = CmdFlags.Fua; break;
-            case Cmd.WriteZeroes: allowed = CmdFlags.Fua | CmdFlags.NoHole | CmdFlags.FastZero; break;
+            case Cmd.Trim: allowed = CmdFlags.None; break;
+            case Cmd.WriteZeroes: allowed = CmdFlags.NoHole | CmdFlags.FastZero; break;
             case Cmd.BlockStatus: allowed = CmdFlags.ReqOne; break;
             case Cmd.Flush:
             case Cmd.Cache: allowed = CmdFlags.None; break;
             default: return Errno.Inval; // unknown command
         }
-        if ((r.Flags & ~allowed) != 0) return Errno.Inval;
+        // FUA is valid on every command ("existing clients are known to set this bit on other commands"): ignored where meaningless.
+        if ((r.Flags & ~(allowed | CmdFlags.Fua)) != 0) return Errno.Inval;
         if (r.Type == Cmd.Flush) return 0;
         var writes = r.Type is Cmd.Write or Cmd.Trim or Cmd.WriteZeroes;
         if (writes && export.ReadOnly) return Errno.Perm;

@@ -99,8 +99,12 @@ public sealed class NbdServer : IAsyncDisposable
     /// <summary>Stops accepting; new requests get ESHUTDOWN; waits for in-flight requests; closes connections.</summary>
     public Task StopAsync()
     {
-        if (Interlocked.Exchange(ref _stopping, 1) != 0) return _stopped ?? Task.CompletedTask;
-        return _stopped = StopCoreAsync();
+        lock (_listeners)
+        {
+            if (_stopped != null) return _stopped;
+            Volatile.Write(ref _stopping, 1);
+            return _stopped = StopCoreAsync();
+        }
     }
 
     public async ValueTask DisposeAsync() => await StopAsync();

@@ -328,6 +328,9 @@ public sealed class NbdProtocolTests(NbdFixture fx)
         Assert.Equal(0u, c.Request(Cmd.Trim, 128 << 10, 64 << 10).Error);
         Assert.Equal(0u, c.Request(Cmd.Cache, 0, 64 << 10).Error);
         Assert.Equal(Errno.Inval, c.Request(Cmd.Flush, 0, 0, flags: CmdFlags.ReqOne).Error); // a flag that does not apply
+        Assert.Equal(Errno.Inval, c.Request(Cmd.Write, 0, 512, new byte[512], CmdFlags.NoHole).Error);
+        Assert.Equal(0u, c.Request(Cmd.Flush, 0, 0, flags: CmdFlags.Fua).Error); // FUA is accepted on every command
+        Assert.Equal(data[..4096], c.Request(Cmd.Read, 0, 4096, flags: CmdFlags.Fua).Data);
         Assert.Equal(Errno.Inval, c.Request(42, 0, 512).Error); // unknown command
         Assert.Equal(0u, c.Request(Cmd.Flush, 0, 0).Error);
     }
