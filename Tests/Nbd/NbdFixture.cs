@@ -44,10 +44,23 @@ public sealed class NbdFixture : IAsyncLifetime
     {
         var n = Interlocked.Increment(ref _next);
         var disk = file
-            ? Disks.AddFile($"file{n}", Path.Combine(TempDir, $"disk{n}.img"), sectors).Name
-            : Disks.AddMemory($"mem{n}", sectors).Name;
-        var name = $"export{n}";
-        var reply = await Manager.Ask<object>(new Dm.Create(name, $"0 {sectors} linear {disk} 0", ReadOnly: readOnly), Timeout);
+            ? Disks.AddFile($"file{n}", Path.Combine(TempDir, $"disk{n}.img"), sectors)
+            : Disks.AddMemory($"mem{n}", sectors);
+        return await CreateExportAsync(disk, readOnly);
+    }
+
+    /// <summary>An export over a memory disk behind a volatile write-back cache, whose power can be cut.</summary>
+    public async Task<(string Name, CachedDisk Disk)> CreateCachedExportAsync(long sectors = 2048)
+    {
+        var n = Interlocked.Increment(ref _next);
+        var disk = Disks.Add(new CachedDisk(new MemoryDisk($"cached{n}", sectors, Disks.NextDevNo())));
+        return (await CreateExportAsync(disk, readOnly: false), disk);
+    }
+
+    private async Task<string> CreateExportAsync(Disk disk, bool readOnly)
+    {
+        var name = $"export-{disk.Name}";
+        var reply = await AskAsync(new Dm.Create(name, $"0 {disk.Sectors} linear {disk.Name} 0", ReadOnly: readOnly));
         Assert.True(reply is Dm.Done, $"create {name}: {reply}");
         return name;
     }

@@ -336,6 +336,25 @@ public sealed class NbdProtocolTests(NbdFixture fx)
     }
 
     [Fact]
+    public async Task Flush_on_one_connection_makes_writes_of_another_durable_and_fua_writes_are_durable()
+    {
+        var (name, disk) = await fx.CreateCachedExportAsync();
+        using var a = RawNbdClient.Open(fx.Port, name);
+        using var b = RawNbdClient.Open(fx.Port, name, structured: true);
+        Assert.True(a.Info!.Flags.HasFlag(TxFlags.CanMultiConn));
+        byte[] flushed = RawNbdClient.Pattern(4096, 1), fua = RawNbdClient.Pattern(4096, 2), lost = RawNbdClient.Pattern(4096, 3);
+        Assert.Equal(0u, a.Write(0, flushed));
+        Assert.Equal(0u, b.Request(Cmd.Flush, 0, 0).Error); // CAN_MULTI_CONN: b's flush covers a's completed write
+        Assert.Equal(0u, a.Write(8192, fua, CmdFlags.Fua));
+        Assert.Equal(0u, a.Write(16384, lost));
+        Assert.Equal(lost, b.Read(16384, 4096)); // visible to the other connection before the power cut
+        disk.PowerCut();
+        Assert.Equal(flushed, b.Read(0, 4096));
+        Assert.Equal(fua, b.Read(8192, 4096));
+        Assert.Equal(new byte[4096], a.Read(16384, 4096)); // never flushed: the cache is really volatile
+    }
+
+    [Fact]
     public async Task Block_status_reports_one_data_extent_for_base_allocation()
     {
         var name = await fx.CreateExportAsync(sectors: 2048);
