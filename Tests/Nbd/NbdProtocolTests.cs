@@ -508,6 +508,9 @@ public sealed class NbdProtocolTests(NbdFixture fx)
         Assert.Equal(new byte[512], c.Read(0, 512));
         opened.Device.Tell(Akka.Actor.PoisonPill.Instance);
         Assert.True(c.IsClosedByServer());
+        // The manager forgets the device on its own Terminated, which may come a little later.
+        var deadline = DateTime.UtcNow + NbdFixture.Timeout;
+        while (((Dm.Done)await fx.AskAsync(Dm.ListExports.Instance)).Lines.Contains(name) && DateTime.UtcNow < deadline) await Task.Delay(20);
         using var other = RawNbdClient.Tcp(fx.Port).Greet();
         Assert.Equal(Rep.ErrUnknown, other.Option(Opt.Go, RawNbdClient.InfoRequest(name))[^1].Type);
     }
