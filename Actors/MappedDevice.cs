@@ -142,7 +142,8 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private void Submit(Bio bio)
     {
         var ordered = _options.Mode == BarrierMode.Ordered;
-        var barrier = ordered && (bio.IsBarrier || bio.Op == BioOp.Flush);
+        // Ordered mode knows only barriers: an empty flush is an empty barrier, a PREFLUSH bio is a barrier.
+        var barrier = ordered && (bio.IsBarrier || bio.Op == BioOp.Flush || (bio.Flags & BioFlags.Preflush) != 0);
         if (_blockIo || (ordered && _barrier != null))
         {
             Defer(bio);

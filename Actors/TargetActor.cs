@@ -44,7 +44,14 @@ public sealed class TargetActor : UntypedActor, ITargetContext
                 switch (r.Kind)
                 {
                     case MapKind.Remapped:
-                        clone.ReplyTo = Self;
+                        if (_target.HasEndIo) clone.ReplyTo = Self;
+                        else
+                        {
+                            // No end_io to run: the completion goes straight to the device, one hop less. The
+                            // clone is no longer ours, so a crash of this actor does not answer it (the disk will).
+                            _held.Remove(clone);
+                            clone.ReplyTo = _device;
+                        }
                         clone.Device = r.Device;
                         r.Device!.Submit(clone);
                         break;

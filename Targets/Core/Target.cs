@@ -63,7 +63,11 @@ public abstract class Target
     {
         Begin = args.Begin; Length = args.Length;
         TypeName = GetType().GetCustomAttribute<TargetTypeAttribute>()?.Name ?? GetType().Name.ToLowerInvariant();
+        HasEndIo = GetType().GetMethod(nameof(EndIo))!.DeclaringType != typeof(Target);
     }
+
+    /// <summary>False when the type keeps the default end_io: its remapped clones then complete straight to the device.</summary>
+    public bool HasEndIo { get; }
 
     public long Begin { get; }
     public long Length { get; }

@@ -16,6 +16,8 @@ public sealed class Crashy : Target
     public override IReadOnlyList<IBlockDevice> Devices => [_dev];
     public override MapResult Map(Bio clone, int index, ITargetContext ctx) =>
         clone.Sector == 13 ? throw new InvalidOperationException("injected crash") : MapResult.Remapped(_dev);
+    // An end_io hook makes the target actor hold its clones until they complete, so a crash has clones to answer.
+    public override BioStatus EndIo(Bio clone, BioStatus status, ITargetContext ctx) => status;
     public override string TableParams() => _dev.DevNo;
 }
 
