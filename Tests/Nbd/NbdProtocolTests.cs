@@ -418,6 +418,38 @@ public sealed class NbdProtocolTests(NbdFixture fx)
     }
 
     [Fact]
+    public async Task Garbage_at_every_stage_never_disturbs_clients_doing_io()
+    {
+        var name = await fx.CreateExportAsync(sectors: 8 * 2048);
+        // Blocking clients on their own threads: the server's async work must not wait for thread-pool growth.
+        var good = Enumerable.Range(0, 4).Select(id => Task.Factory.StartNew(() =>
+        {
+            using var c = RawNbdClient.Open(fx.Port, name, structured: id % 2 == 0);
+            for (var i = 0; i < 50; i++)
+            {
+                var offset = (ulong)(id * (2 << 20) + i * 4096);
+                var data = RawNbdClient.Pattern(4096, id * 1000 + i);
+                Assert.Equal(0u, c.Write(offset, data));
+                Assert.Equal(data, c.Read(offset, 4096));
+            }
+        }, TaskCreationOptions.LongRunning)).ToList();
+        // Each sends at least a whole header of the stage it corrupts (a partial one is just a slow client).
+        var garbage = Enumerable.Range(0, 30).Select(seed => Task.Factory.StartNew(() =>
+        {
+            var random = new Random(seed);
+            using var c = RawNbdClient.Tcp(fx.Port);
+            switch (seed % 3)
+            {
+                case 0: c.Send(RawNbdClient.Pattern(random.Next(20, 5000), seed)); break;             // instead of client flags
+                case 1: c.Greet().Send(RawNbdClient.Pattern(random.Next(16, 5000), seed)); break;     // instead of options
+                case 2: c.Greet().Go(name).Send(RawNbdClient.Pattern(random.Next(28, 5000), seed)); break; // instead of requests
+            }
+            Assert.True(c.IsClosedByServer(), $"garbage client {seed} was not dropped");
+        }, TaskCreationOptions.LongRunning)).ToList();
+        await Task.WhenAll(good.Concat(garbage)).WaitAsync(TimeSpan.FromMinutes(2));
+    }
+
+    [Fact]
     public async Task Oversized_write_payload_drops_the_client()
     {
         var name = await fx.CreateExportAsync();
