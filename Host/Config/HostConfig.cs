@@ -42,6 +42,7 @@ public static class HostConfig
     /// <summary>Layers <paramref name="text"/> (named <paramref name="source"/> in errors) over the embedded default.</summary>
     public static HostSettings Parse(string text, string source, string? dataDirOverride = null)
     {
+        if (HoconSyntax.Check(text) is { } problem) throw new ConfigException($"{source}: syntax error: {problem}");
         AkkaConfig layered;
         try { layered = ConfigurationFactory.ParseString(text); }
         catch (Exception e)
@@ -73,15 +74,16 @@ public static class HostConfig
             var unix = config.GetString("dmactors.nbd.unix-socket", "");
 
             var controlHost = config.GetString("dmactors.control.hostname", "127.0.0.1");
-            var controlPort = config.GetInt("dmactors.control.port", 10810);
+            var controlPort = Get(config, "dmactors.control.port", c => c.GetInt("dmactors.control.port", 10810), "a port number", "");
             if (controlPort is < 0 or > 65535) Fail($"dmactors.control.port: {controlPort} is not a port");
-            var askTimeout = config.GetTimeSpan("dmactors.control.ask-timeout", TimeSpan.FromSeconds(30));
+            var askTimeout = Get(config, "dmactors.control.ask-timeout", c => c.GetTimeSpan("dmactors.control.ask-timeout", TimeSpan.FromSeconds(30)), "a duration such as 30s", "");
             if (askTimeout <= TimeSpan.Zero) Fail("dmactors.control.ask-timeout must be positive");
 
             return new HostSettings(source, dataDir, disks, devices, tcp, string.IsNullOrWhiteSpace(unix) ? null : unix,
                 controlHost, controlPort, askTimeout, config);
         }
         catch (ConfigException) { throw; }
+        catch (BadValue e) { throw new ConfigException($"{source}: {e.Message}"); }
         catch (Exception e)
         {
             // HOCON getters throw on values of the wrong type ("size = {}" and the like).
@@ -95,16 +97,17 @@ public static class HostConfig
         where = $"disk {name}";
         var path = d.GetString("path", name + ".img");
         if (string.IsNullOrWhiteSpace(path)) fail($"{where}: path is empty");
-        var create = d.GetBoolean("create", false);
+        var create = Bool(d, "create", false, where + ": ");
         long sectors = 0;
-        var size = d.GetString("size", null);
+        var size = d.HasPath("size") ? Get(d, "size", x => x.GetValue("size").IsString() ? x.GetString("size") : throw new FormatException(),
+            "a size such as 1G", where + ": ") : null;
         if (size != null)
         {
             try { sectors = ByteSize.ParseSectors(size); }
             catch (FormatException e) { fail($"{where}: {e.Message}"); }
         }
         else if (create) fail($"{where}: create = on needs a size");
-        return new DiskSpec(name, path, sectors, create, d.GetBoolean("write-back-cache", false));
+        return new DiskSpec(name, path, sectors, create, Bool(d, "write-back-cache", false, where + ": "));
     }
 
     private static DeviceSpec Device(AkkaConfig d, string where, Func<string, string> fail)
@@ -122,8 +125,25 @@ public static class HostConfig
         var modeText = d.GetString("barrier-mode", "ordered");
         if (!Enum.TryParse<BarrierMode>(modeText, ignoreCase: true, out var mode) || !Enum.IsDefined(mode))
             fail($"{where}: barrier-mode '{modeText}' is not ordered or flush");
-        return new DeviceSpec(name, table, d.GetBoolean("read-only", false), mode);
+        return new DeviceSpec(name, table, Bool(d, "read-only", false, where + ": "), mode);
     }
+
+    /// <summary>Getters that name the key when a value has the wrong type (Akka's own messages do not).</summary>
+    private static T Get<T>(AkkaConfig c, string key, Func<AkkaConfig, T> get, string what, string where)
+    {
+        try { return get(c); }
+        catch (Exception e) when (e is not ConfigException)
+        {
+            var raw = c.HasPath(key) ? c.GetValue(key)?.ToString() : null;
+            throw new BadValue($"{where}{key}: '{raw}' is not {what}");
+        }
+    }
+
+    /// <summary>A value of the wrong type; <see cref="FromConfig"/> adds the file name.</summary>
+    private sealed class BadValue(string message) : Exception(message);
+
+    private static bool Bool(AkkaConfig c, string key, bool fallback, string where = "") =>
+        Get(c, key, x => x.GetBoolean(key, fallback), "on or off", where);
 
     private static string Required(AkkaConfig d, string key, string where, Func<string, string> fail)
     {
