@@ -156,9 +156,10 @@ public static class HostConfig
     private static IEnumerable<AkkaConfig> Objects(AkkaConfig config, string path, Func<string, string> fail)
     {
         if (!config.HasPath(path)) return [];
-        var value = config.GetValue(path);
-        if (!value.IsArray()) fail($"{path} must be a list [ {{ ... }}, ... ]");
-        return value.GetArray().Select((v, i) =>
+        // Akka's parser may append a whitespace literal to a value (`devices = [] }`): not part of the list.
+        var parts = config.GetValue(path).Values.Where(v => !(v.IsString() && string.IsNullOrWhiteSpace(v.GetString()))).ToList();
+        if (parts.Any(v => !v.IsArray())) fail($"{path} must be a list [ {{ ... }}, ... ]");
+        return parts.SelectMany(v => v.GetArray()).Select((v, i) =>
         {
             if (!v.IsObject()) fail($"{path}[{i}] must be an object {{ name = ..., ... }}");
             return new AkkaConfig(new HoconRoot(v));

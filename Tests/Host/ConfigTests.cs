@@ -111,7 +111,7 @@ public class HostConfigTests
         Assert.Empty(HostConfig.Parse("dmactors.devices = []", "f.hocon").Devices);
 
     [Theory]
-    [InlineData("dmactors {\n  disks = [ { name = a", "f.hocon: syntax error: line 2: '[' is never closed")]
+    [InlineData("dmactors {\n  disks = [ { name = a", "f.hocon: syntax error: line 2: '{' is never closed")]
     [InlineData("dmactors { x = = 1 }", "f.hocon: syntax error: line 1: missing value after '='")]
     [InlineData("dmactors { devices = [ { name = d } ] ] }", "f.hocon: syntax error: line 1: unexpected ']'")]
     [InlineData("a = \"abc\nb = 1", "f.hocon: syntax error: line 1: unterminated string")]

@@ -42,9 +42,12 @@ public sealed class DmsetupCliTests : IDisposable
         return new Result(code, stdout.ToString(), stderr.ToString());
     }
 
-    private async Task Ok(string commandLine, string expectedOut = "", string stdin = "")
+    private Task Ok(string commandLine, string expectedOut = "", string stdin = "") =>
+        Ok(commandLine.Split(' ', StringSplitOptions.RemoveEmptyEntries), expectedOut, stdin);
+
+    private async Task Ok(string[] argv, string expectedOut = "", string stdin = "")
     {
-        var r = await Run(commandLine, stdin);
+        var r = await Run(argv, stdin);
         Assert.Equal("", r.Err);
         Assert.Equal(0, r.Code);
         Assert.Equal(expectedOut, r.Out);
@@ -80,7 +83,7 @@ public sealed class DmsetupCliTests : IDisposable
         await Ok("table x", "\n");
         await Ok("resume x");
         await Ok("info x", Block("x", "ACTIVE", "LIVE", minor: 0, targets: 1));
-        await Ok("reload x --table 0 200 zero");
+        await Ok(["reload", "x", "--table", "0 200 zero"]);
         await Ok("info -c x", "Name             Maj Min Stat Open Targ Event  UUID                            \n" +
                               "x                253   0 LI-w    0    1      0                                 \n");
         await Ok("suspend x");
@@ -95,7 +98,7 @@ public sealed class DmsetupCliTests : IDisposable
     [Fact]
     public async Task Listing_all_devices_prefixes_names_and_sorts()
     {
-        await Ok("create b --table 0 8192 linear m1 0");
+        await Ok(["create", "b", "--table", "0 8192 linear m1 0"]);
         await Ok("create a", stdin: "# comment\n0 100 zero\n100 50 linear m0 8  # tail\n");
         await Ok("create c -u TEST-c", stdin: "");
         await Ok("ls", "a\t(253:1)\nb\t(253:0)\nc\t(253:2)\n");
@@ -121,7 +124,7 @@ public sealed class DmsetupCliTests : IDisposable
     [Fact]
     public async Task A_bad_table_fails_in_reload_and_leaves_no_device()
     {
-        await Ok("create keep --table 0 10 zero");
+        await Ok(["create", "keep", "--table", "0 10 zero"]);
         await Fails(["create", "bad", "--table", "0 10 linear nodisk 0"],
             "device-mapper: reload ioctl on bad  failed: Invalid argument\nlinear: Device lookup failed: nodisk\nCommand failed.\n");
         await Fails(["create", "bad", "--table", "0 10 frob"], "device-mapper: reload ioctl on bad  failed: Invalid argument\nfrob: unknown target type\nCommand failed.\n");
@@ -157,7 +160,7 @@ public sealed class DmsetupCliTests : IDisposable
     [Fact]
     public async Task Several_devices_one_missing_prints_the_rest_and_fails()
     {
-        await Ok("create p --table 0 10 zero");
+        await Ok(["create", "p", "--table", "0 10 zero"]);
         var r = await Run("table p nosuch");
         Assert.Equal("p: 0 10 zero \n", r.Out);
         Assert.Equal("Device does not exist.\nCommand failed.\n", r.Err);
@@ -167,7 +170,7 @@ public sealed class DmsetupCliTests : IDisposable
     [Fact]
     public async Task Message_errors()
     {
-        await Ok("create m --table 0 10 zero");
+        await Ok(["create", "m", "--table", "0 10 zero"]);
         await Fails("message m 0 hello", "device-mapper: message ioctl on m  failed: Invalid argument\nTarget type does not support messages\nCommand failed.\n");
         await Fails("message m 10 hello", "device-mapper: message ioctl on m  failed: Invalid argument\nTarget message sector outside device.\nCommand failed.\n");
         await Fails("message m x hello", "Invalid sector.\nCommand failed.\n");
@@ -177,7 +180,7 @@ public sealed class DmsetupCliTests : IDisposable
     [Fact]
     public async Task Rename_and_set_uuid()
     {
-        await Ok("create old --table 0 10 zero");
+        await Ok(["create", "old", "--table", "0 10 zero"]);
         await Ok("rename old new");
         await Ok("ls", "new\t(253:0)\n");
         await Ok("rename new --setuuid UU-1");

@@ -91,7 +91,7 @@ public sealed class DmsetupProcessTests(HostFixture fixture) : IClassFixture<Hos
         Failed(await Host.Dmsetup(["load", "demo", "--table", "0 100 frob"]),
             "device-mapper: reload ioctl on demo  failed: Invalid argument\nfrob: unknown target type\nCommand failed.\n");
         Failed(await Host.Dmsetup(["load", "demo", "--table", "0 262144 linear disk0 0"]),
-            "device-mapper: reload ioctl on demo  failed: Invalid argument\nlinear: 7:0 too small for target: start=0, len=262144, dev_size=131072\nCommand failed.\n");
+            "device-mapper: reload ioctl on demo  failed: Invalid argument\nlinear: disk0 too small for target: start=0, len=262144, dev_size=131072\nCommand failed.\n");
         var after = await Host.Dmsetup("ls");
         Assert.Equal(before.Out, after.Out);
         Assert.Contains("demo\t(253:0)\n", after.Out);
