@@ -25,6 +25,7 @@ public sealed class DmHost
     /// <summary>Starts everything <paramref name="s"/> declares, reporting to <paramref name="log"/>. Config problems throw <see cref="ConfigException"/>.</summary>
     public static async Task<DmHost> StartAsync(HostSettings s, TextWriter log)
     {
+        CheckControlPortFree(s);
         var disks = OpenDisks(s);
         ActorSystem system;
         try { system = ActorSystem.Create(HostConfig.SystemName, HostConfig.HostAkka(s)); }
@@ -50,6 +51,22 @@ public sealed class DmHost
         {
             await host.StopAsync(TextWriter.Null);
             throw;
+        }
+    }
+
+    /// <summary>A busy control port is a config problem; found here, before Akka prints a stack trace about it.</summary>
+    private static void CheckControlPortFree(HostSettings s)
+    {
+        if (s.ControlPort == 0 || !global::System.Net.IPAddress.TryParse(s.ControlHost, out var address)) return;
+        try
+        {
+            var probe = new global::System.Net.Sockets.TcpListener(address, s.ControlPort);
+            probe.Start();
+            probe.Stop();
+        }
+        catch (global::System.Net.Sockets.SocketException e)
+        {
+            throw new ConfigException($"{s.Source}: cannot listen for control on {s.ControlHost}:{s.ControlPort}: {e.Message}");
         }
     }
 

@@ -98,9 +98,10 @@ public sealed class HostProcess : IDisposable
     public Task<CliResult> Dmsetup(string commandLine, string stdin = "") => Dmsetup(commandLine.Split(' ', StringSplitOptions.RemoveEmptyEntries), stdin);
 
     /// <summary>Runs the program once to completion.</summary>
-    public static async Task<CliResult> Run(string[] args, string stdin = "")
+    public static async Task<CliResult> Run(string[] args, string stdin = "", IDictionary<string, string>? env = null)
     {
         using var p = new Process { StartInfo = StartInfo(args) };
+        foreach (var (k, v) in env ?? new Dictionary<string, string>()) p.StartInfo.Environment[k] = v;
         p.Start();
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

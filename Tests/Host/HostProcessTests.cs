@@ -165,6 +165,40 @@ public sealed class HostLifecycleProcessTests
     }
 
     [Fact]
+    public async Task A_busy_control_port_is_reported_without_a_stack_trace()
+    {
+        using var host = await HostProcess.StartAsync();
+        var dir = Directory.CreateTempSubdirectory("dmactors-busy-").FullName;
+        try
+        {
+            var file = Path.Combine(dir, "busy.hocon");
+            File.WriteAllText(file, $"dmactors {{ data-dir = \"{dir}/data\", control.port = {host.ControlPort}, nbd.listen = off, devices = [] }}\n");
+            var r = await HostProcess.Run(["serve", "--config", file]);
+            Assert.Equal(1, r.Code);
+            Assert.Equal($"dmactors: {file}: cannot listen for control on 127.0.0.1:{host.ControlPort}: Address already in use\n", r.Err);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public async Task DMACTORS_DATA_sets_the_data_directory()
+    {
+        var dir = Directory.CreateTempSubdirectory("dmactors-env-").FullName;
+        try
+        {
+            var file = Path.Combine(dir, "env.hocon");
+            // A disk that must exist: the host fails on it, after saying where it looked.
+            File.WriteAllText(file, $"dmactors {{ control.port = {HostProcess.FreePort()}, nbd.listen = off, devices = []\n" +
+                                    "disks = [ { name = d, path = d.img } ] }\n");
+            var r = await HostProcess.Run(["serve", "--config", file], env: new Dictionary<string, string> { ["DMACTORS_DATA"] = $"{dir}/envdata" });
+            Assert.Equal(1, r.Code);
+            Assert.Equal($"dmactors: {file}: disk d: file {dir}/envdata/d.img does not exist (create = on makes it)\n", r.Err);
+            Assert.True(Directory.Exists($"{dir}/envdata"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public async Task Dmsetup_without_a_host_says_it_cannot_reach_it()
     {
         var port = HostProcess.FreePort();
