@@ -172,7 +172,10 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
         if (a.Args.Count == 0) return Error("Please specify device.");
         if (a.Args.Count < 2 || !long.TryParse(a.Args[1], out var sector) || sector < 0) return Error("Invalid sector.");
         if (a.Args.Count < 3) return Error("No message supplied.");
-        return Report(await channel.AskAsync(new Dm.Message(a.Args[0], sector, a.Args.Skip(2).ToArray())));
+        var reply = await channel.AskAsync(new Dm.Message(a.Args[0], sector, a.Args.Skip(2).ToArray()));
+        if (reply is not Dm.Done d) return Report(reply);
+        foreach (var response in d.Lines) stdout.Write(DmsetupFormat.MessageResponse(response));
+        return true;
     }
 
     private async Task<bool> Rename(DmsetupArgs a)

@@ -102,6 +102,9 @@ public static class DmsetupFormat
         if (!missing && f.Reason.Length > 0) yield return f.Reason;
     }
 
+    /// <summary>`message`: the target's response as it came, with a newline added if it has none.</summary>
+    public static string MessageResponse(string response) => response.EndsWith('\n') ? response : response + "\n";
+
     /// <summary>dmsetup's table line parse error.</summary>
     public static string InvalidFormat(int line, string source) => $"Invalid format on line {line} of table {source}.";
 

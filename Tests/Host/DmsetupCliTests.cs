@@ -178,6 +178,18 @@ public sealed class DmsetupCliTests : IDisposable
     }
 
     [Fact]
+    public async Task Message_responses_print_as_the_target_gives_them()
+    {
+        await Ok(["create", "du", "--table", "0 8192 dust m0 0 512"]);
+        await Ok("message du 0 addbadblock 3");
+        await Ok("message du 0 -- addbadblock 5");
+        await Ok("message du 0 countbadblocks", "countbadblocks: 2 badblock(s) found\n");
+        await Ok("message du 0 listbadblocks", "3\n5\n");
+        await Fails("message du 0 addbadblock 3",
+            "device-mapper: message ioctl on du  failed: Invalid argument\ndust_add_block: block 3 already in badblocklist\nCommand failed.\n");
+    }
+
+    [Fact]
     public async Task Rename_and_set_uuid()
     {
         await Ok(["create", "old", "--table", "0 10 zero"]);

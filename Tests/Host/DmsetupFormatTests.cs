@@ -142,6 +142,8 @@ public class DmsetupFormatTests
     public void Other_fixed_strings()
     {
         Assert.Equal("Invalid format on line 3 of table t.txt.", DmsetupFormat.InvalidFormat(3, "t.txt"));
+        Assert.Equal("ok\n", DmsetupFormat.MessageResponse("ok"));
+        Assert.Equal("1\n2\n", DmsetupFormat.MessageResponse("1\n2\n"));
         Assert.Equal("Command failed.", DmsetupFormat.CommandFailed);
         Assert.Equal("No devices found", DmsetupFormat.NoDevices);
         Assert.Equal(["Library version:   1.02.199 (dmactors)", "Driver version:    4.48.0"], DmsetupFormat.Version(true));

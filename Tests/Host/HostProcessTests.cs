@@ -99,6 +99,18 @@ public sealed class DmsetupProcessTests(HostFixture fixture) : IClassFixture<Hos
     }
 
     [Fact]
+    public async Task Messages_reach_the_target_and_its_response_comes_back()
+    {
+        Ok(await Host.Dmsetup(["create", "dusty", "--table", "0 4096 dust disk0 0 512"]), "");
+        Ok(await Host.Dmsetup("message dusty 0 addbadblock 7"), "");
+        Ok(await Host.Dmsetup("message dusty 0 queryblock 7"), "dust_query_block: block 7 found in badblocklist\n");
+        Ok(await Host.Dmsetup("message dusty 0 listbadblocks"), "7\n");
+        Failed(await Host.Dmsetup("message dusty 0 removebadblock 8"),
+            "device-mapper: message ioctl on dusty  failed: Invalid argument\ndust_remove_block: block 8 not found in badblocklist\nCommand failed.\n");
+        Ok(await Host.Dmsetup("remove dusty"), "");
+    }
+
+    [Fact]
     public async Task Targets_and_version_come_from_the_host()
     {
         var targets = await Host.Dmsetup("targets");
