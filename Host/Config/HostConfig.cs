@@ -70,7 +70,7 @@ public static class HostConfig
             IPEndPoint? tcp = null;
             if (!string.IsNullOrWhiteSpace(listen) && listen != "off" && !IPEndPoint.TryParse(listen, out tcp))
                 Fail($"dmactors.nbd.listen: bad address '{listen}' (expected e.g. 127.0.0.1:10809)");
-            if (tcp is { Port: 0 } && listen.EndsWith(":0") == false) Fail($"dmactors.nbd.listen: '{listen}' has no port");
+            if (tcp is { Port: 0 } && !listen.EndsWith(":0")) Fail($"dmactors.nbd.listen: '{listen}' has no port");
             var unix = config.GetString("dmactors.nbd.unix-socket", "");
 
             var controlHost = config.GetString("dmactors.control.hostname", "127.0.0.1");

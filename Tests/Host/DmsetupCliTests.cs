@@ -13,13 +13,14 @@ public sealed class DmsetupCliTests : IDisposable
     private readonly ActorSystem _system = ActorSystem.Create("dmsetup-cli-tests", "akka.loglevel = WARNING");
     private readonly DiskRegistry _disks = new();
     private readonly IControlChannel _channel;
+    private readonly IActorRef _manager;
 
     public DmsetupCliTests()
     {
         _disks.AddMemory("m0", 8192); // 1:0 style devno from the registry: 7:0
         _disks.AddMemory("m1", 8192);
-        var manager = _system.ActorOf(DeviceManager.Props(_disks), "devices");
-        _channel = new ActorControlChannel(manager, TimeSpan.FromSeconds(30));
+        _manager = _system.ActorOf(DeviceManager.Props(_disks), "devices");
+        _channel = new ActorControlChannel(_manager, TimeSpan.FromSeconds(30));
     }
 
     public void Dispose()
@@ -187,6 +188,31 @@ public sealed class DmsetupCliTests : IDisposable
         await Ok("message du 0 listbadblocks", "3\n5\n");
         await Fails("message du 0 addbadblock 3",
             "device-mapper: message ioctl on du  failed: Invalid argument\ndust_add_block: block 3 already in badblocklist\nCommand failed.\n");
+    }
+
+    [Fact]
+    public async Task Remove_of_an_open_device_fails_and_force_wipes_its_table_to_error()
+    {
+        await Ok(["create", "busy", "--table", "0 64 linear m0 0"]);
+        Assert.IsType<Dm.Opened>(await _manager.Ask<object>(new Dm.Open("busy"), TimeSpan.FromSeconds(30)));
+        await Fails("remove busy", "device-mapper: remove ioctl on busy  failed: Device or resource busy\nbusy is open (1)\nCommand failed.\n");
+        await Ok("table busy", "0 64 linear 7:0 0\n");
+        await Fails("remove -f busy", "device-mapper: remove ioctl on busy  failed: Device or resource busy\nbusy is open (1)\nCommand failed.\n");
+        await AwaitAssertAsync(async () => Assert.Equal("0 64 error \n", (await Run("table busy")).Out));
+        Assert.IsType<Dm.Done>(await _manager.Ask<object>(new Dm.Close("busy"), TimeSpan.FromSeconds(30)));
+        await Ok("remove busy");
+        await Ok("ls", "No devices found\n");
+    }
+
+    /// <summary>The forced wipe is told, not asked: poll for its effect (no fixed sleep).</summary>
+    private static async Task AwaitAssertAsync(Func<Task> check)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            try { await check(); return; }
+            catch (Xunit.Sdk.XunitException) when (DateTime.UtcNow < deadline) { await Task.Delay(20); }
+        }
     }
 
     [Fact]
