@@ -1,1 +1,36 @@
-class P { static void Main() {} }
+using DmActors.Host;
+using DmActors.Host.Bench;
+using DmActors.Host.Cli;
+
+// dmactors: serve (the host), dmsetup (control client), bench.
+return args switch
+{
+    [] or ["--help" or "-h" or "help"] => Usage(Console.Out, 0),
+    ["serve", .. var rest] => await ServeCommand.RunAsync(rest),
+    ["dmsetup", .. var rest] => await DmsetupCommand.RunAsync(rest),
+    ["bench", .. var rest] => await BenchCommand.RunAsync(rest),
+    _ => Usage(Console.Error, 1, $"dmactors: unknown command '{args[0]}'"),
+};
+
+static int Usage(TextWriter w, int code, string? error = null)
+{
+    if (error != null) w.WriteLine(error);
+    w.WriteLine("""
+        Usage: dmactors <command> [options]
+
+          serve [--config FILE]       Run the host: disks, devices and the NBD server (default nbd://127.0.0.1:10809/demo).
+                                      FILE (HOCON) is layered over the built-in akka.hocon; DMACTORS_DATA sets the data directory.
+          dmsetup [--config FILE] [--control HOST:PORT] <command> ...
+                                      Control the running host, like dmsetup(8):
+                                        create NAME [--table TEXT | FILE] [--notable] [-r] [-u UUID] [--barrier-mode ordered|flush]
+                                        remove [-f] NAME...   suspend [--noflush] NAME...   resume NAME...
+                                        load|reload NAME [--table TEXT | FILE] [-r]   clear NAME
+                                        table [NAME...] [--inactive]   status [NAME...]   info [-c] [NAME...]   ls
+                                        message NAME SECTOR MSG...   rename OLD NEW   rename OLD --setuuid UUID
+                                        targets   version
+                                      Without --table or FILE the table is read from stdin.
+          bench ...                   Benchmarks (see dmactors bench --help).
+          --help                      This text.
+        """);
+    return code;
+}
