@@ -26,6 +26,7 @@ public sealed class DmHost
     public static async Task<DmHost> StartAsync(HostSettings s, TextWriter log)
     {
         CheckControlPortFree(s);
+        CheckJournalReadable(s);
         var disks = OpenDisks(s);
         ActorSystem system;
         try { system = ActorSystem.Create(HostConfig.SystemName, HostConfig.HostAkka(s)); }
@@ -34,14 +35,17 @@ public sealed class DmHost
             disks.Dispose();
             throw new ConfigException($"{s.Source}: cannot listen for control on {s.ControlHost}:{s.ControlPort}: {Innermost(e).Message}");
         }
-        var manager = system.ActorOf(DeviceManager.Props(disks), HostConfig.ManagerName);
+        var manager = system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: s.Journal?.PersistenceId)),
+            HostConfig.ManagerName);
         var host = new DmHost(s, disks, system, manager);
         try
         {
             log.WriteLine($"dmactors: data directory {Path.GetFullPath(s.DataDir)}");
             foreach (var d in s.Disks)
                 log.WriteLine($"dmactors: disk {d.Name} = {s.DiskPath(d)} ({disks.Find(d.Name)!.Sectors} sectors{(d.WriteBackCache ? ", write-back cache" : "")})");
-            await host.CreateDevicesAsync();
+            var recovered = await host.RecoverAsync();
+            if (s.Journal is { } j) log.WriteLine($"dmactors: {j.Describe}: {recovered.Count} device(s) recovered");
+            await host.CreateDevicesAsync(recovered);
             log.WriteLine($"dmactors: control listening on {s.ManagerPath}");
             await host.StartNbdAsync(log);
             log.WriteLine("dmactors: ready (SIGINT or SIGTERM stops)");
@@ -68,6 +72,26 @@ public sealed class DmHost
         {
             throw new ConfigException($"{s.Source}: cannot listen for control on {s.ControlHost}:{s.ControlPort}: {e.Message}");
         }
+    }
+
+    /// <summary>A corrupt SQLite journal is found here and named, before the actor system logs a stack trace about it.</summary>
+    private static void CheckJournalReadable(HostSettings s)
+    {
+        if (s.Journal?.SqlitePath is not { } path || !File.Exists(path)) return;
+        try
+        {
+            using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Mode=ReadOnly");
+            db.Open();
+            using var check = db.CreateCommand();
+            check.CommandText = "PRAGMA quick_check";
+            var result = check.ExecuteScalar() as string;
+            if (result != "ok") throw new ConfigException($"{s.Source}: journal {path} is damaged: {result}");
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException e)
+        {
+            throw new ConfigException($"{s.Source}: journal {path} is unreadable: {e.Message}");
+        }
+        finally { Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools(); }
     }
 
     private static DiskRegistry OpenDisks(HostSettings s)
@@ -97,10 +121,28 @@ public sealed class DmHost
         }
     }
 
-    /// <summary>dmsetup create for every configured device, in order (later ones may stack on earlier ones).</summary>
-    private async Task CreateDevicesAsync()
+    /// <summary>
+    /// The devices the journal brought back (the first Ask waits for its replay). An unreadable journal is a
+    /// configuration problem that names the journal.
+    /// </summary>
+    private async Task<IReadOnlyList<string>> RecoverAsync()
     {
-        foreach (var d in Settings.Devices)
+        var reply = await Manager.Ask<object>(Dm.List.Instance, Settings.AskTimeout + Settings.AskTimeout);
+        return reply switch
+        {
+            Dm.Done d => Cli.DmsetupFormat.NamesOf(d.Lines).ToList(),
+            Dm.Unavailable u => throw new ConfigException($"{Settings.Source}: {Settings.Journal?.Describe}: {u.Reason}"),
+            _ => throw new ConfigException($"{Settings.Source}: unexpected answer from the device manager: {reply}"),
+        };
+    }
+
+    /// <summary>
+    /// dmsetup create for every configured device not already recovered from the journal, in order (later ones may
+    /// stack on earlier ones). What the journal recorded wins over the configuration.
+    /// </summary>
+    private async Task CreateDevicesAsync(IReadOnlyList<string> recovered)
+    {
+        foreach (var d in Settings.Devices.Where(d => !recovered.Contains(d.Name)))
         {
             var table = string.IsNullOrWhiteSpace(d.Table) ? null : d.Table;
             var reply = await Manager.Ask<object>(new Dm.Create(d.Name, table, d.ReadOnly, null, d.Mode), Settings.AskTimeout);
@@ -114,12 +156,6 @@ public sealed class DmHost
         if (Settings.NbdListen == null && Settings.UnixSocket == null) { log.WriteLine("dmactors: NBD disabled"); return; }
         var nbd = new NbdServer(System, Manager, new NbdServerOptions { Tcp = Settings.NbdListen, UnixSocket = Settings.UnixSocket });
         try { await nbd.StartAsync(); }
-        catch (NotImplementedException)
-        {
-            // Until the NBD server lands the host still serves dmsetup.
-            log.WriteLine("dmactors: NBD server not available in this build; serving control only");
-            return;
-        }
         catch (Exception e) when (e is global::System.Net.Sockets.SocketException or IOException)
         {
             throw new ConfigException($"{Settings.Source}: cannot listen for NBD on {Settings.NbdListen?.ToString() ?? Settings.UnixSocket}: {e.Message}");

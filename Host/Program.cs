@@ -27,7 +27,7 @@ static int Usage(TextWriter w, int code, string? error = null)
                                         load|reload NAME [--table TEXT | FILE] [-r]   clear NAME
                                         table [NAME...] [--inactive]   status [NAME...]   info [-c] [NAME...]   ls
                                         message NAME SECTOR MSG...   rename OLD NEW   rename OLD --setuuid UUID
-                                        targets   version
+                                        targets   version   history NAME (the device's recorded events)
                                       Without --table or FILE the table is read from stdin.
           bench ...                   Benchmarks (see dmactors bench --help).
           --help                      This text.

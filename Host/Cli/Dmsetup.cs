@@ -27,6 +27,7 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
             "message" => await Message(a),
             "rename" => await Rename(a),
             "targets" => await Print(Dm.ListTargets.Instance),
+            "history" => await ForEach(a, n => new Dm.History(n)),
             "version" => await Version(),
             _ => Error($"Unrecognised command '{a.Command}'."),
         };
@@ -52,6 +53,9 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
                 foreach (var l in DmsetupFormat.Failure(adjust?.Invoke(f) ?? f, uuid)) stderr.WriteLine(l);
                 _failed = true;
                 return false;
+            case Dm.Unavailable u:
+                _failed = true;
+                return Error($"dmactors: the host cannot serve devices: {u.Reason}");
             default:
                 return Error($"dmsetup: unexpected reply {reply.GetType().Name}");
         }

@@ -79,8 +79,19 @@ public static class HostConfig
             var askTimeout = Get(config, "dmactors.control.ask-timeout", c => c.GetTimeSpan("dmactors.control.ask-timeout", TimeSpan.FromSeconds(30)), "a duration such as 30s", "");
             if (askTimeout <= TimeSpan.Zero) Fail("dmactors.control.ask-timeout must be positive");
 
+            JournalSpec? journal = null;
+            if (Bool(config, "dmactors.journal.enabled", true, ""))
+            {
+                var postgres = config.GetString("dmactors.journal.postgres", "");
+                var sqlite = config.GetString("dmactors.journal.sqlite", "state.db");
+                if (string.IsNullOrWhiteSpace(postgres) && string.IsNullOrWhiteSpace(sqlite)) Fail("dmactors.journal: sqlite or postgres must be set");
+                journal = new JournalSpec(
+                    string.IsNullOrWhiteSpace(sqlite) ? null : Path.GetFullPath(Path.Combine(dataDir, sqlite)),
+                    string.IsNullOrWhiteSpace(postgres) ? null : postgres,
+                    config.GetString("dmactors.journal.persistence-id", "dmactors-devices"));
+            }
             return new HostSettings(source, dataDir, disks, devices, tcp, string.IsNullOrWhiteSpace(unix) ? null : unix,
-                controlHost, controlPort, askTimeout, config);
+                controlHost, controlPort, askTimeout, config, journal);
         }
         catch (ConfigException) { throw; }
         catch (BadValue e) { throw new ConfigException($"{source}: {e.Message}"); }
@@ -171,6 +182,7 @@ public static class HostConfig
     /// <summary>The Akka configuration for the host's actor system: remoting on the control endpoint.</summary>
     public static AkkaConfig HostAkka(HostSettings s) =>
         ConfigurationFactory.ParseString($"akka.remote.dot-netty.tcp {{ hostname = \"{s.ControlHost}\", port = {s.ControlPort} }}")
+            .WithFallback(s.Journal is { } j ? ConfigurationFactory.ParseString(j.Hocon) : AkkaConfig.Empty)
             .WithFallback(s.Akka);
 
     /// <summary>The dmsetup client's actor system: remoting on a free loopback port, silent logs.</summary>

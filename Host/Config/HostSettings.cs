@@ -6,6 +6,17 @@ namespace DmActors.Host.Configuration;
 /// <summary>A backing disk file: <c>dmactors.disks</c>.</summary>
 public sealed record DiskSpec(string Name, string Path, long Sectors, bool Create, bool WriteBackCache);
 
+/// <summary>
+/// Where device metadata is recorded (<c>dmactors.journal</c>): a SQLite file in the data directory, or a PostgreSQL
+/// connection string for hosts that share a journal.
+/// </summary>
+public sealed record JournalSpec(string? SqlitePath, string? Postgres, string PersistenceId)
+{
+    /// <summary>The Akka.Persistence configuration for it.</summary>
+    public string Hocon => Postgres != null ? JournalConfig.Postgres(Postgres) : JournalConfig.Sqlite(SqlitePath!);
+    public string Describe => Postgres != null ? "PostgreSQL journal" : $"journal {SqlitePath}";
+}
+
 /// <summary>A mapped device created at start: <c>dmactors.devices</c>.</summary>
 public sealed record DeviceSpec(string Name, string Table, bool ReadOnly, BarrierMode Mode);
 
@@ -20,7 +31,8 @@ public sealed record HostSettings(
     string ControlHost,
     int ControlPort,
     TimeSpan AskTimeout,
-    AkkaConfig Akka)
+    AkkaConfig Akka,
+    JournalSpec? Journal = null)
 {
     /// <summary>Where dmsetup finds the device manager.</summary>
     public string ManagerPath => $"akka.tcp://{HostConfig.SystemName}@{ControlHost}:{ControlPort}/user/{HostConfig.ManagerName}";

@@ -45,9 +45,12 @@ public sealed class HostProcess : IDisposable
     }
 
     /// <summary>Writes a config (<paramref name="extra"/> inside the dmactors section) and starts the host on free ports.</summary>
-    public static async Task<HostProcess> StartAsync(string extra = "")
+    public static Task<HostProcess> StartAsync(string extra = "") =>
+        StartInAsync(Directory.CreateTempSubdirectory("dmactors-host-").FullName, extra);
+
+    /// <summary>Starts a host over <paramref name="dir"/> (its data and journal survive from an earlier host there).</summary>
+    public static async Task<HostProcess> StartInAsync(string dir, string extra = "")
     {
-        var dir = Directory.CreateTempSubdirectory("dmactors-host-").FullName;
         var control = FreePort();
         var nbd = FreePort();
         var config = Path.Combine(dir, "host.hocon");
@@ -66,7 +69,11 @@ public sealed class HostProcess : IDisposable
         host._process.BeginOutputReadLine();
         host._process.BeginErrorReadLine();
         var started = await host._ready.Task.WaitAsync(StartTimeout);
-        if (!started) throw new InvalidOperationException($"host exited during start:\n{host.Stdout}\n{host.Stderr}");
+        if (!started)
+        {
+            await host._process.WaitForExitAsync(); // drains the redirected output
+            throw new InvalidOperationException($"host exited during start:\n{host.Stdout}\n{host.Stderr}");
+        }
         return host;
     }
 
@@ -74,6 +81,17 @@ public sealed class HostProcess : IDisposable
     public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
     public bool HasExited => _process.HasExited;
     public int Pid => _process.Id;
+
+    /// <summary>Directory.Delete on Dispose unless a later host is to reuse it.</summary>
+    public bool KeepDir { get; set; }
+
+    /// <summary>SIGKILL: no shutdown code runs, like a power cut of the process (the page cache survives).</summary>
+    public async Task KillAsync()
+    {
+        Assert.Equal(0, kill(_process.Id, 9));
+        using var cts = new CancellationTokenSource(StartTimeout);
+        await _process.WaitForExitAsync(cts.Token);
+    }
 
     /// <summary>Sends SIGTERM and waits for the exit code.</summary>
     public async Task<int> TerminateAsync()
@@ -143,6 +161,7 @@ public sealed class HostProcess : IDisposable
     {
         try { if (!_process.HasExited) _process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
         _process.Dispose();
+        if (KeepDir) return;
         try { Directory.Delete(Dir, recursive: true); } catch (IOException) { }
     }
 }
