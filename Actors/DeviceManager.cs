@@ -46,6 +46,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
 
     protected override void PreStart()
     {
+        LostBioAnswerer.Start(Context.System);
         if (_options.PersistenceId == null) return;
         _recovering = true;
         StartJournal();
