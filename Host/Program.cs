@@ -9,6 +9,8 @@ return args switch
     ["serve", .. var rest] => await ServeCommand.RunAsync(rest),
     ["dmsetup", .. var rest] => await DmsetupCommand.RunAsync(rest),
     ["bench", .. var rest] => await BenchCommand.RunAsync(rest),
+    ["powercut", .. var rest] => await DmsetupCommand.RunAsync(["powercut", .. rest]),
+    ["replay-log", .. var rest] => ReplayLogCommand.Run(rest, Console.Out, Console.Error),
     _ => Usage(Console.Error, 1, $"dmactors: unknown command '{args[0]}'"),
 };
 
@@ -29,6 +31,12 @@ static int Usage(TextWriter w, int code, string? error = null)
                                         message NAME SECTOR MSG...   rename OLD NEW   rename OLD --setuuid UUID
                                         targets   version   history NAME (the device's recorded events)
                                       Without --table or FILE the table is read from stdin.
+          powercut [--config FILE] [--tear] [DISK...]
+                                      Power loss on the running host's write-back-cache disks: unflushed writes are lost
+                                      (--tear: a random part of them lands first).
+          replay-log --log FILE [--replay DEV] [--end-mark NAME] [--limit N] [--find fua|flush|mark] [--no-discard]
+                                      Replays a log-writes log onto a disk file up to a mark or entry (like xfstests'
+                                      replay-log), or lists its FUA / flush / mark points as entry@offset.
           bench ...                   Benchmarks (see dmactors bench --help).
           --help                      This text.
         """);

@@ -28,6 +28,7 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
             "rename" => await Rename(a),
             "targets" => await Print(Dm.ListTargets.Instance),
             "history" => await ForEach(a, n => new Dm.History(n)),
+            "powercut" => await Print(new Dm.PowerCut(a.Args.ToArray(), a.Tear)),
             "version" => await Version(),
             _ => Error($"Unrecognised command '{a.Command}'."),
         };

@@ -21,6 +21,7 @@ public sealed class DmsetupArgs
     public bool Columns { get; private set; }
     public bool NoHeadings { get; private set; }
     public bool SetUuid { get; private set; }
+    public bool Tear { get; private set; }
 
     /// <summary>Parses <paramref name="argv"/>; on a bad option returns null and the error line in <paramref name="error"/>.</summary>
     public static DmsetupArgs? Parse(IReadOnlyList<string> argv, out string? error)
@@ -68,6 +69,7 @@ public sealed class DmsetupArgs
                 case "-c" or "-C" or "--columns": a.Columns = true; v = ""; break;
                 case "--noheadings": a.NoHeadings = true; v = ""; break;
                 case "--setuuid": a.SetUuid = true; v = ""; break;
+                case "--tear": a.Tear = true; v = ""; break;
                 default:
                     error = $"dmsetup: unrecognized option '{arg}'";
                     return null;

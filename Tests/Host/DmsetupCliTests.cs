@@ -258,6 +258,28 @@ public sealed class DmsetupCliTests : IDisposable
         Assert.Equal("Invalid barrier mode 'never' (ordered or flush).", e3);
     }
 
+    [Fact]
+    public async Task Powercut_drops_what_cached_disks_never_flushed_and_history_lists_events()
+    {
+        var inner = new MemoryDisk("c0", 1024, _disks.NextDevNo());
+        var cached = _disks.Add(new CachedDisk(inner));
+        await Ok(["create", "wb", "--table", "0 1024 linear c0 0"]);
+        var opened = (Dm.Opened)await _manager.Ask<object>(new Dm.Open("wb"), TimeSpan.FromSeconds(30));
+        var done = new TaskCompletionSource<BioStatus>();
+        opened.Device.Tell(Bio.Write(0, new byte[4096], CallbackRef.ForBios(d => done.SetResult(d.Status))));
+        Assert.Equal(BioStatus.Ok, await done.Task.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(8, cached.CachedSectors);
+
+        await Ok("powercut c0", "c0: power cut, 8 cached sector(s) lost\n");
+        Assert.Equal(0, cached.CachedSectors);
+        await Ok("powercut m0", "m0: no write-back cache, nothing lost\n");
+        await Fails(["powercut", "nope"], "device-mapper: powercut ioctl on nope  failed: No such device or address\nno disk nope\nCommand failed.\n");
+        var history = await Run("history wb");
+        Assert.Equal(0, history.Code);
+        Assert.EndsWith("  created (minor 0, ordered barriers)\n", history.Out.Split("\n")[0] + "\n");
+        Assert.EndsWith("  resumed", history.Out.Trim());
+    }
+
     internal static string Block(string name, string state, string tables, int minor, int targets, long events = 0, string? uuid = null) =>
         $"Name:              {name}\nState:             {state}\nRead Ahead:        256\nTables present:    {tables}\n" +
         $"Open count:        0\nEvent number:      {events}\nMajor, minor:      253, {minor}\nNumber of targets: {targets}\n" +
