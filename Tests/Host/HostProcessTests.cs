@@ -42,6 +42,27 @@ public sealed class DmsetupProcessTests(HostFixture fixture) : IClassFixture<Hos
     }
 
     [Fact]
+    public async Task Real_client_io_held_by_a_suspend_completes_across_a_table_reload()
+    {
+        Ok(await Host.Dmsetup(["create", "rel", "--table", "0 16384 linear disk0 65536"]), "");
+        Ok(await Host.Dmsetup("suspend rel"), "");
+        var url = $"nbd://127.0.0.1:{Host.NbdPort}/rel";
+        // qemu-io connects and sends its writes; the suspended device holds them.
+        var writer = Nbd.ExternalTool.RunAsync("qemu-io", Nbd.ExternalTool.QemuUtils, "-f", "raw",
+            "-c", "write -P 0x5a 0 1M", "-c", "write -P 0x5b 4M 1M", "-c", "flush", url);
+        await Task.Delay(1000);
+        Assert.False(writer.IsCompleted, "writes completed while the device was suspended");
+        // The same mapping cut in two: the held writes go out through the new table.
+        Ok(await Host.Dmsetup(["load", "rel", "--table", "0 8192 linear disk0 65536\n8192 8192 linear disk0 73728"]), "");
+        Ok(await Host.Dmsetup("resume rel"), "");
+        await writer;
+        Ok(await Host.Dmsetup("table rel"), "0 8192 linear 7:0 65536\n8192 8192 linear 7:0 73728\n");
+        await Nbd.ExternalTool.RunAsync("qemu-io", Nbd.ExternalTool.QemuUtils, "-f", "raw",
+            "-c", "read -P 0x5a 0 1M", "-c", "read -P 0x5b 4M 1M", url);
+        Ok(await Host.Dmsetup("remove rel"), "");
+    }
+
+    [Fact]
     public async Task Device_lifecycle_over_the_wire()
     {
         Ok(await Host.Dmsetup("create life --notable"), "");
