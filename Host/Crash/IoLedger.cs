@@ -1,0 +1,69 @@
+namespace DmActors.Host.Crash;
+
+/// <summary>
+/// What the workload saw before the cut, on one logical clock: when each bio was sent and when its one completion
+/// arrived, with its status. Completions arriving after the cut are ignored: a dead host acknowledges nothing.
+/// </summary>
+public sealed class IoLedger
+{
+    public const long Never = long.MaxValue;
+    private readonly object _gate = new();
+    private readonly long[] _sent;
+    private readonly long[] _done;
+    private readonly BioStatus[] _status;
+    private long _clock;
+    private int _outstanding;
+    private bool _cut;
+    private TaskCompletionSource? _idle;
+
+    public IoLedger(int ops)
+    {
+        _sent = Enumerable.Repeat(Never, ops).ToArray();
+        _done = Enumerable.Repeat(Never, ops).ToArray();
+        _status = new BioStatus[ops];
+    }
+
+    /// <summary>Set when a bio is answered twice (a core bug: every bio is answered exactly once).</summary>
+    public string? Anomaly { get; private set; }
+    public int Outstanding { get { lock (_gate) return _outstanding; } }
+
+    /// <summary>Call before the bio is sent, so its completion is always later on the clock.</summary>
+    public void Sent(int op)
+    {
+        lock (_gate) { _sent[op] = ++_clock; _outstanding++; }
+    }
+
+    public void Answered(int op, BioStatus status)
+    {
+        lock (_gate)
+        {
+            if (_cut) return;
+            if (_done[op] != Never) { Anomaly ??= $"op {op} answered twice ({_status[op]}, then {status})"; return; }
+            _done[op] = ++_clock;
+            _status[op] = status;
+            if (--_outstanding == 0) _idle?.TrySetResult();
+        }
+    }
+
+    /// <summary>Completes when nothing sent is still unanswered.</summary>
+    public Task Idle()
+    {
+        lock (_gate)
+        {
+            if (_outstanding == 0) return Task.CompletedTask;
+            _idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return _idle.Task;
+        }
+    }
+
+    public void Cut()
+    {
+        lock (_gate) _cut = true;
+    }
+
+    public bool WasSent(int op) { lock (_gate) return _sent[op] != Never; }
+    public long SentAt(int op) { lock (_gate) return _sent[op]; }
+    public long DoneAt(int op) { lock (_gate) return _done[op]; }
+    /// <summary>The status answered before the cut, or null if none was.</summary>
+    public BioStatus? Status(int op) { lock (_gate) return _done[op] == Never ? null : _status[op]; }
+}

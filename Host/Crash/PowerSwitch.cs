@@ -1,0 +1,46 @@
+namespace DmActors.Host.Crash;
+
+/// <summary>
+/// The power supply of a medium, between a write-back cache and the medium below it. When the power is cut, only
+/// the tear (what the dying cache writes out, on the cutting thread) still reaches the medium; afterwards nothing
+/// does, so IO the dead engine still has in flight cannot change what survived.
+/// </summary>
+public sealed class PowerSwitch : Disk
+{
+    private const int On = 0, Cutting = 1, Dead = 2;
+    private volatile int _state;
+    private volatile int _cutter;
+
+    public PowerSwitch(Disk medium) : base(medium.Name, medium.Sectors, medium.DevNo) => Medium = medium;
+
+    public Disk Medium { get; }
+    public override bool HasVolatileCache => false;
+
+    protected override void Run(Bio bio, Action<Bio, BioStatus> done)
+    {
+        var state = _state;
+        if (state == Dead || (state == Cutting && Environment.CurrentManagedThreadId != _cutter)) done(bio, BioStatus.IoError);
+        else Medium.Start(bio, done);
+    }
+
+    /// <summary>From now on only the calling thread reaches the medium.</summary>
+    public void BeginCut()
+    {
+        _cutter = Environment.CurrentManagedThreadId;
+        _state = Cutting;
+    }
+
+    public void Off() => _state = Dead;
+
+    /// <summary>
+    /// A power cut of whole caches: every <see cref="CachedDisk"/> in <paramref name="disks"/> loses what it never
+    /// flushed (with <paramref name="tear"/>, a random part of it reaches the medium first). Returns the disks cut.
+    /// Usable on a live host (what `dmactors powercut` would do): IO keeps flowing, only unflushed data is lost.
+    /// </summary>
+    public static IReadOnlyList<CachedDisk> CutCaches(IEnumerable<Disk> disks, Random? tear = null)
+    {
+        var cut = disks.OfType<CachedDisk>().ToList();
+        foreach (var d in cut) d.PowerCut(tear);
+        return cut;
+    }
+}
