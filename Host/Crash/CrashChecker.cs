@@ -9,9 +9,11 @@ public enum CrashModes { Ordered, Flush, Both }
 /// <param name="OnlyTrial">Run only this trial of the seed (to reproduce a report).</param>
 public sealed record CrashOptions(int Seed = 1, int Trials = 100, int CutsPerTrial = 10, CrashModes Modes = CrashModes.Both,
     bool LyingFlush = false, bool Tear = false, bool Quiet = false, long DiskSectors = 512, int OpsPerTrial = 40,
-    int? OnlyTrial = null, int ShrinkBudget = 300, int ReportedCuts = 3, TimeSpan? Timeout = null)
+    int? OnlyTrial = null, int ShrinkBudget = 300, int ReportedCuts = 3, TimeSpan? Timeout = null, TimeSpan? ShrinkTime = null, bool Jitter = false)
 {
     public TimeSpan IoTimeout => Timeout ?? TimeSpan.FromSeconds(30);
+    /// <summary>Shrinking stops after this long (a hang costs a whole timeout per replay).</summary>
+    public TimeSpan ShrinkTimeLimit => ShrinkTime ?? TimeSpan.FromSeconds(60);
 }
 
 /// <summary>One trial, fully determined by the seed: its mode, stack, workload and cut points.</summary>
@@ -74,7 +76,7 @@ public static class CrashChecker
         try
         {
             log.WriteLine($"crashtest: seed={o.Seed} trials={o.Trials} cuts-per-trial={o.CutsPerTrial} mode={o.Modes.ToString().ToLowerInvariant()}" +
-                          $" lying-flush={(o.LyingFlush ? "yes" : "no")} tear={(o.Tear ? "yes" : "no")}");
+                          $" lying-flush={(o.LyingFlush ? "yes" : "no")} tear={(o.Tear ? "yes" : "no")}{(o.Jitter ? " jitter=yes" : "")}");
             foreach (var trial in Plan(o))
             {
                 trials++;
@@ -94,7 +96,11 @@ public static class CrashChecker
                 }
                 checkedWrites += trialChecked;
                 violations += trialViolations;
-                if (!o.Quiet)
+                // A line per trial for short runs (and for any trial that failed), else progress every 5%.
+                var every = Math.Max(1, o.Trials / 20);
+                if (!o.Quiet && o.Trials > 50 && trialViolations == 0 && trials % every == 0)
+                    log.WriteLine($"progress: {trials} trials, {cuts} cuts, {checkedWrites} writes checked, {violations} violations");
+                else if (!o.Quiet && (o.Trials <= 50 || trialViolations > 0))
                     log.WriteLine($"trial {trial.Number}/{o.Trials} (trial seed {trial.TrialSeed}) {Mode(trial.Mode)}, {trial.Stack.Describe()}, " +
                                   $"{trial.Ops.Count} ops: {trial.Cuts.Count} cuts, {trialChecked} writes checked, {trialViolations} violations");
             }
@@ -123,13 +129,15 @@ public static class CrashChecker
     public static async Task<(DurabilityOracle.Verdict? Verdict, string? Error)> CutAsync(ActorSystem system, CrashOptions o,
         BarrierMode mode, CrashStack stack, IReadOnlyList<CrashOp> ops, CutPlan plan)
     {
-        var settings = new CrashEngine.Settings(system, mode, o.LyingFlush, o.Tear, o.IoTimeout);
+        var settings = new CrashEngine.Settings(system, mode, o.LyingFlush, o.Tear, o.IoTimeout, o.Jitter);
         var outcome = await CrashEngine.RunAsync(settings, stack, ops, plan);
         if (outcome.Image == null) return (null, outcome.EngineError);
         return (DurabilityOracle.Check(ops, outcome.Ledger, mode, outcome.Image), null);
     }
 
-    private static bool Fails((DurabilityOracle.Verdict? Verdict, string? Error) r) => r.Error != null || r.Verdict!.Violations.Count > 0;
+    /// <summary>Fails the same way: a violation stays a violation, an engine error stays an engine error.</summary>
+    private static bool FailsLike(FailedCut failed, (DurabilityOracle.Verdict? Verdict, string? Error) r) =>
+        failed.EngineError != null ? r.Error != null : r.Error == null && r.Verdict!.Violations.Count > 0;
 
     /// <summary>
     /// Greedy shrinking: remove chunks of ops (halving the chunk size down to single ops) while the cut still breaks
@@ -140,26 +148,32 @@ public static class CrashChecker
         var mode = failed.Trial.Mode;
         var stack = failed.Trial.Stack;
         var current = failed.Ops.ToList();
-        var replays = 0;
-        for (var chunk = Math.Max(1, current.Count / 2); chunk >= 1 && replays < o.ShrinkBudget; chunk /= 2)
+        // A settled cut does not depend on how far the IO in flight got: prefer it when it fails too.
+        var plan = failed.Plan;
+        var replays = 1;
+        var clock = Stopwatch.StartNew();
+        bool More() => replays < o.ShrinkBudget && clock.Elapsed < o.ShrinkTimeLimit;
+        if (!plan.Settle && FailsLike(failed, await CutAsync(system, o, mode, stack, current, plan with { Settle = true, Answers = 0 })))
+            plan = plan with { Settle = true, Answers = 0 };
+        for (var chunk = Math.Max(1, current.Count / 2); chunk >= 1 && More(); chunk /= 2)
         {
-            for (var start = 0; start < current.Count && replays < o.ShrinkBudget;)
+            for (var start = 0; start < current.Count && More();)
             {
                 var candidate = current.Take(start).Concat(current.Skip(start + chunk)).ToList();
                 replays++;
-                if (candidate.Count > 0 && Fails(await CutAsync(system, o, mode, stack, candidate, failed.Plan with { After = candidate.Count })))
+                if (candidate.Count > 0 && FailsLike(failed, await CutAsync(system, o, mode, stack, candidate, plan with { After = candidate.Count })))
                     current = candidate;
                 else start += chunk;
             }
         }
-        var plan = failed.Plan with { After = current.Count };
+        plan = plan with { After = current.Count };
         const int confirmations = 3;
         var reproduced = 0;
         (DurabilityOracle.Verdict? Verdict, string? Error) last = default;
         for (var i = 0; i < confirmations; i++)
         {
             var r = await CutAsync(system, o, mode, stack, current, plan);
-            if (Fails(r)) { reproduced++; last = r; }
+            if (FailsLike(failed, r)) { reproduced++; last = r; }
         }
         var replay = new FailedCut(failed.Trial, failed.Cut, plan, current, last.Error, last.Verdict?.Violations ?? []);
         return new ShrunkCase(mode, stack, current, plan, replay, replays, reproduced, confirmations);

@@ -12,11 +12,12 @@ public sealed class CrashEngineException(string message) : Exception(message);
 /// </summary>
 public static class CrashEngine
 {
-    public sealed record Settings(ActorSystem System, BarrierMode Mode, bool LyingFlush, bool Tear, TimeSpan Timeout);
+    public sealed record Settings(ActorSystem System, BarrierMode Mode, bool LyingFlush, bool Tear, TimeSpan Timeout, bool Jitter = false);
 
     /// <summary>The ledger of what was acknowledged before the cut, the device image after the restart, or the engine error.</summary>
     public sealed record Outcome(IoLedger Ledger, byte[]? Image, string? EngineError);
 
+    private static readonly TimeSpan AnswerWait = TimeSpan.FromMilliseconds(50);
     private static long _instances;
 
     public static async Task<Outcome> RunAsync(Settings s, CrashStack stack, IReadOnlyList<CrashOp> ops, CutPlan plan)
@@ -29,7 +30,7 @@ public static class CrashEngine
         for (var i = 0; i < 2; i++)
         {
             media[i] = new MemoryDisk(CrashStack.DiskName(i), stack.DiskSectors, registry.NextDevNo());
-            power[i] = new PowerSwitch(media[i]);
+            power[i] = new PowerSwitch(media[i], s.Jitter ? new Random(plan.TearSeed + i) : null);
             caches[i] = registry.Add(new CachedDisk(power[i]) { FlushLies = s.LyingFlush });
         }
         var manager = s.System.ActorOf(DeviceManager.Props(registry), $"crash-{Interlocked.Increment(ref _instances)}");
@@ -40,6 +41,8 @@ public static class CrashEngine
             var device = await replay.CreateStackAsync(stack);
             for (var i = 0; i < ops.Count; i++) await replay.StepAsync(device, stack, i, ops[i]);
             if (plan.Settle) await replay.SettleAsync();
+            // Bios held by a suspended device may never be answered: the abrupt cut waits a moment at most.
+            else await Task.WhenAny(ledger.MoreAnswers(plan.Answers), Task.Delay(AnswerWait));
         }
         catch (CrashEngineException e) { error = e.Message; }
 
@@ -119,9 +122,13 @@ public static class CrashEngine
                     await ResumeAllAsync();
                     break;
                 case CrashOp.Reload r:
-                    await ResumeAllAsync();
-                    await Control(new Dm.Load(CrashStack.NameOf(r.Layer), stack.Table(r.Layer, r.Variant)));
-                    await Control(new Dm.Resume(CrashStack.NameOf(r.Layer)));
+                    // Onto the suspended device itself: swapped while suspended (suspend, load, resume). Else the
+                    // other device is resumed first, or the reload's own suspend could wait on its held IO forever.
+                    var name = CrashStack.NameOf(r.Layer);
+                    if (!_suspended.SequenceEqual([name])) await ResumeAllAsync();
+                    await Control(new Dm.Load(name, stack.Table(r.Layer, r.Variant)));
+                    await Control(new Dm.Resume(name));
+                    _suspended.Clear();
                     break;
                 case CrashOp.Wait:
                     await SettleAsync();

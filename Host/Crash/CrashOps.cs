@@ -42,10 +42,15 @@ public abstract record CrashOp
     public bool IsFlushing => this is Flush || this is Write { Kind: WriteKind.Barrier };
 }
 
-/// <summary>Where the power goes: after the first <paramref name="After"/> ops were sent, at once or once all IO settled.</summary>
-public sealed record CutPlan(int After, bool Settle, int TearSeed)
+/// <summary>
+/// Where the power goes: after the first <paramref name="After"/> ops were sent, either once all IO settled, or
+/// abruptly: as soon as <paramref name="Answers"/> more completions arrived (0: at once), so cuts fall at
+/// different depths of the IO in flight.
+/// </summary>
+public sealed record CutPlan(int After, bool Settle, int TearSeed, int Answers = 0)
 {
-    public override string ToString() => $"{(Settle ? "settled" : "abrupt")} cut after op {After - 1}, tear seed {TearSeed}";
+    public override string ToString() =>
+        $"{(Settle ? "settled" : Answers == 0 ? "abrupt" : $"abrupt (after {Answers} more completions)")} cut after op {After - 1}, tear seed {TearSeed}";
 }
 
 /// <summary>The seeded workload: short batches of bios with a wait between them, so the IO in flight is bounded.</summary>
@@ -77,5 +82,9 @@ public static class CrashWorkload
         return new CrashOp.Write(nextId++, rnd.NextInt64(0, deviceSectors - len + 1), len, kind);
     }
 
-    public static CutPlan PlanCut(Random rnd, int opCount) => new(rnd.Next(1, opCount + 1), rnd.Next(3) == 0, rnd.Next());
+    public static CutPlan PlanCut(Random rnd, int opCount)
+    {
+        var settle = rnd.Next(3) == 0;
+        return new(rnd.Next(1, opCount + 1), settle, rnd.Next(), settle ? 0 : rnd.Next(0, 4));
+    }
 }

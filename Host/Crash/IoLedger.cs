@@ -14,7 +14,9 @@ public sealed class IoLedger
     private long _clock;
     private int _outstanding;
     private bool _cut;
+    private long _answered;
     private TaskCompletionSource? _idle;
+    private (long Count, TaskCompletionSource Done)? _answers;
 
     public IoLedger(int ops)
     {
@@ -41,7 +43,20 @@ public sealed class IoLedger
             if (_done[op] != Never) { Anomaly ??= $"op {op} answered twice ({_status[op]}, then {status})"; return; }
             _done[op] = ++_clock;
             _status[op] = status;
+            _answered++;
             if (--_outstanding == 0) _idle?.TrySetResult();
+            if (_answers is { } w && _answered >= w.Count) w.Done.TrySetResult();
+        }
+    }
+
+    /// <summary>Completes once <paramref name="more"/> further bios (at most all outstanding) have been answered.</summary>
+    public Task MoreAnswers(int more)
+    {
+        lock (_gate)
+        {
+            if (Math.Min(more, _outstanding) == 0) return Task.CompletedTask;
+            _answers = (_answered + Math.Min(more, _outstanding), new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+            return _answers.Value.Done.Task;
         }
     }
 

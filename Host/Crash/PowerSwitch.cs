@@ -11,16 +11,36 @@ public sealed class PowerSwitch : Disk
     private volatile int _state;
     private volatile int _cutter;
 
-    public PowerSwitch(Disk medium) : base(medium.Name, medium.Sectors, medium.DevNo) => Medium = medium;
+    private readonly Random? _jitter;
+
+    /// <param name="jitter">When given, about half the IO to the medium completes later, on a pool thread: the
+    /// cache's flushes then overlap the IO above them in more ways.</param>
+    public PowerSwitch(Disk medium, Random? jitter = null) : base(medium.Name, medium.Sectors, medium.DevNo)
+    {
+        Medium = medium;
+        _jitter = jitter;
+    }
 
     public Disk Medium { get; }
     public override bool HasVolatileCache => false;
 
     protected override void Run(Bio bio, Action<Bio, BioStatus> done)
     {
+        if (_state == On && _jitter != null && Coin())
+            ThreadPool.UnsafeQueueUserWorkItem(_ => Pass(bio, done), null);
+        else Pass(bio, done);
+    }
+
+    private void Pass(Bio bio, Action<Bio, BioStatus> done)
+    {
         var state = _state;
         if (state == Dead || (state == Cutting && Environment.CurrentManagedThreadId != _cutter)) done(bio, BioStatus.IoError);
         else Medium.Start(bio, done);
+    }
+
+    private bool Coin()
+    {
+        lock (_jitter!) return _jitter.Next(2) == 0;
     }
 
     /// <summary>From now on only the calling thread reaches the medium.</summary>
