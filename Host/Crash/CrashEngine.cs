@@ -46,12 +46,15 @@ public static class CrashEngine
         }
         catch (CrashEngineException e) { error = e.Message; }
 
-        // The cut: acknowledgements stop counting, the caches lose what they never flushed (or part of it, torn),
-        // and the media go dark for whatever the old engine still does.
-        ledger.Cut();
+        // The cut: the media stop taking IO but the tear, the caches lose what they never flushed (or part of it,
+        // torn), then acknowledgements stop counting. In that order, an acknowledgement counted was true (what it
+        // stands for reached the media before they froze), and a bio not yet answered at the cut could not release
+        // IO held behind it in time to reach the media.
+        ledger.PowerFailing();
         foreach (var p in power) p.BeginCut();
         var tear = s.Tear ? new Random(plan.TearSeed) : null;
         foreach (var c in caches) c.PowerCut(tear);
+        ledger.Cut();
         foreach (var p in power) p.Off();
         s.System.Stop(manager);
         error ??= ledger.Anomaly;

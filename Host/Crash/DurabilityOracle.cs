@@ -7,6 +7,8 @@ namespace DmActors.Host.Crash;
 /// drains everything before it). A sector may then hold any value written to it that is not known to be older
 /// than a durable write to it: the last durable value, any write that may have landed after it, and concurrent
 /// writes whose order against it is unknown. Nothing else is promised (a write never acknowledged may be lost).
+/// In ordered mode a barrier also holds everything sent after it until it completes: a write sent after a barrier
+/// that was still unanswered at the cut cannot have reached the media.
 /// </summary>
 public static class DurabilityOracle
 {
@@ -55,6 +57,10 @@ public static class DurabilityOracle
             return next < barrierSent.Length && barrierSent[next] < sb;
         }
 
+        // The barrier still unanswered at the cut that was holding write c (ordered mode), or -1.
+        int HeldBy(int c) => !ordered || c == InitialOp ? -1
+            : flushes.FirstOrDefault(f => f != c && ledger.SentAt(f) < ledger.SentAt(c) && ledger.Status(f) == null, -1);
+
         var violations = new List<Violation>();
         var candidates = new List<int>();
         for (var s = 0; s < sectors; s++)
@@ -63,7 +69,7 @@ public static class DurabilityOracle
             candidates.Add(InitialOp);
             if (writers[s] is { } list) candidates.AddRange(list);
             var durable = candidates.Where(c => c == InitialOp || why[c] != null).ToList();
-            var acceptable = candidates.Where(c => !durable.Any(d => d != c && Before(c, d))).ToList();
+            var acceptable = candidates.Where(c => !durable.Any(d => d != c && Before(c, d)) && HeldBy(c) < 0).ToList();
             var data = image.Slice(s * Bio.Sector512, Bio.Sector512);
             var found = SectorStamp.IdOf(data, s);
             var foundOp = found is { } id ? (id == SectorStamp.Initial ? InitialOp : byId.GetValueOrDefault(id, int.MinValue)) : int.MinValue;
@@ -72,9 +78,13 @@ public static class DurabilityOracle
                 ? "zeros (nothing durable written)"
                 : $"{ops[c]} ({why[c] ?? "may have landed"})"));
             var described = SectorStamp.Describe(data, s);
-            violations.Add(new Violation(s, expected, Explain(ops, foundOp, durable, Before, described)));
+            if (foundOp >= 0 && HeldBy(foundOp) is var held and >= 0)
+                described += $", which was held behind op {held} ({ops[held]}), unanswered at the cut";
+            else described = Explain(ops, foundOp, durable, Before, described);
+            violations.Add(new Violation(s, expected, described));
         }
-        var errors = Enumerable.Range(0, ops.Count).Count(i => ledger.Status(i) is { } st && st != BioStatus.Ok);
+        // Errors answered while the power was still on (the cut itself fails what it catches in flight).
+        var errors = Enumerable.Range(0, ops.Count).Count(i => ledger.Status(i) is { } st && st != BioStatus.Ok && ledger.DoneAt(i) < ledger.PowerFailedAt);
         return new Verdict(why.Values.Count(v => v != null), violations, errors);
     }
 

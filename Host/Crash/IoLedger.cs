@@ -71,6 +71,14 @@ public sealed class IoLedger
         }
     }
 
+    /// <summary>The power starts failing: answers from now on may be errors the cut itself caused.</summary>
+    public void PowerFailing()
+    {
+        lock (_gate) PowerFailedAt = ++_clock;
+    }
+
+    public long PowerFailedAt { get; private set; } = Never;
+
     public void Cut()
     {
         lock (_gate) _cut = true;
