@@ -119,6 +119,7 @@ public static class CrashEngine
                     // One suspended device at a time: suspending top while lower holds top's IO would wait forever.
                     if (_suspended.Count > 0) break;
                     await Control(new Dm.Suspend(CrashStack.NameOf(p.Layer), p.NoFlush));
+                    ledger.Suspended();
                     _suspended.Add(CrashStack.NameOf(p.Layer));
                     break;
                 case CrashOp.Resume:
@@ -130,6 +131,7 @@ public static class CrashEngine
                     var name = CrashStack.NameOf(r.Layer);
                     if (!_suspended.SequenceEqual([name])) await ResumeAllAsync();
                     await Control(new Dm.Load(name, stack.Table(r.Layer, r.Variant)));
+                    ledger.Resuming();
                     await Control(new Dm.Resume(name));
                     _suspended.Clear();
                     break;
@@ -148,6 +150,7 @@ public static class CrashEngine
 
         private async Task ResumeAllAsync()
         {
+            if (_suspended.Count > 0) ledger.Resuming();
             foreach (var name in _suspended) await Control(new Dm.Resume(name));
             _suspended.Clear();
         }

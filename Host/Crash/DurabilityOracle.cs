@@ -8,7 +8,8 @@ namespace DmActors.Host.Crash;
 /// than a durable write to it: the last durable value, any write that may have landed after it, and concurrent
 /// writes whose order against it is unknown. Nothing else is promised (a write never acknowledged may be lost).
 /// In ordered mode a barrier also holds everything sent after it until it completes: a write sent after a barrier
-/// that was still unanswered at the cut cannot have reached the media.
+/// that was still unanswered at the cut cannot have reached the media. Nor can a write sent while a device was
+/// suspended, when no resume was sent before the cut.
 /// </summary>
 public static class DurabilityOracle
 {
@@ -69,7 +70,7 @@ public static class DurabilityOracle
             candidates.Add(InitialOp);
             if (writers[s] is { } list) candidates.AddRange(list);
             var durable = candidates.Where(c => c == InitialOp || why[c] != null).ToList();
-            var acceptable = candidates.Where(c => !durable.Any(d => d != c && Before(c, d)) && HeldBy(c) < 0).ToList();
+            var acceptable = candidates.Where(c => !durable.Any(d => d != c && Before(c, d)) && HeldBy(c) < 0 && !(c != InitialOp && ledger.HeldBySuspend(c))).ToList();
             var data = image.Slice(s * Bio.Sector512, Bio.Sector512);
             var found = SectorStamp.IdOf(data, s);
             var foundOp = found is { } id ? (id == SectorStamp.Initial ? InitialOp : byId.GetValueOrDefault(id, int.MinValue)) : int.MinValue;
@@ -80,6 +81,7 @@ public static class DurabilityOracle
             var described = SectorStamp.Describe(data, s);
             if (foundOp >= 0 && HeldBy(foundOp) is var held and >= 0)
                 described += $", which was held behind op {held} ({ops[held]}), unanswered at the cut";
+            else if (foundOp >= 0 && ledger.HeldBySuspend(foundOp)) described += ", which was sent to a suspended device never resumed before the cut";
             else described = Explain(ops, foundOp, durable, Before, described);
             violations.Add(new Violation(s, expected, described));
         }

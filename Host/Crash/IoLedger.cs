@@ -71,6 +71,26 @@ public sealed class IoLedger
         }
     }
 
+    private readonly List<long> _suspendedAt = new();
+
+    /// <summary>A device finished suspending: IO sent from now on is held until a resume is sent.</summary>
+    public void Suspended()
+    {
+        lock (_gate) _suspendedAt.Add(++_clock);
+    }
+
+    /// <summary>A resume is being sent: IO held so far may go on.</summary>
+    public void Resuming()
+    {
+        lock (_gate) _suspendedAt.Clear();
+    }
+
+    /// <summary>True when the op was sent while a device was suspended and no resume was sent before the cut.</summary>
+    public bool HeldBySuspend(int op)
+    {
+        lock (_gate) return _sent[op] != Never && _suspendedAt.Any(at => at < _sent[op]);
+    }
+
     /// <summary>The power starts failing: answers from now on may be errors the cut itself caused.</summary>
     public void PowerFailing()
     {
