@@ -9,7 +9,7 @@ public enum CrashModes { Ordered, Flush, Both }
 /// <param name="OnlyTrial">Run only this trial of the seed (to reproduce a report).</param>
 public sealed record CrashOptions(int Seed = 1, int Trials = 100, int CutsPerTrial = 10, CrashModes Modes = CrashModes.Both,
     bool LyingFlush = false, bool Tear = false, bool Quiet = false, long DiskSectors = 512, int OpsPerTrial = 40,
-    int? OnlyTrial = null, int ShrinkBudget = 300, int ReportedCuts = 3, TimeSpan? Timeout = null, TimeSpan? ShrinkTime = null, bool Jitter = false)
+    int? OnlyTrial = null, int ShrinkBudget = 300, int ReportedCuts = 3, TimeSpan? Timeout = null, TimeSpan? ShrinkTime = null, bool Jitter = false, int MaxBatch = 8)
 {
     public TimeSpan IoTimeout => Timeout ?? TimeSpan.FromSeconds(30);
     /// <summary>Shrinking stops after this long (a hang costs a whole timeout per replay).</summary>
@@ -58,7 +58,7 @@ public static class CrashChecker
                 _ => t % 2 == 1 ? BarrierMode.Ordered : BarrierMode.Flush,
             };
             var stack = CrashStack.Pick(rnd, o.DiskSectors);
-            var ops = CrashWorkload.Generate(rnd, stack.Sectors, o.OpsPerTrial);
+            var ops = CrashWorkload.Generate(rnd, stack.Sectors, o.OpsPerTrial, o.MaxBatch);
             var cuts = Enumerable.Range(0, o.CutsPerTrial).Select(_ => CrashWorkload.PlanCut(rnd, ops.Count)).ToList();
             yield return new CrashTrial(t, trialSeed, mode, stack, ops, cuts);
         }

@@ -1,6 +1,7 @@
 namespace DmActors.Host.Crash;
 
-public enum WriteKind { Plain, Fua, Barrier }
+/// <summary>Plain, FUA, barrier (the founding patch), PREFLUSH, or PREFLUSH+FUA (a modern journal commit).</summary>
+public enum WriteKind { Plain, Fua, Barrier, Preflush, PreflushFua }
 
 /// <summary>The two devices of the stack under test: the top one takes the workload, the lower one maps the disks.</summary>
 public enum Layer { Top, Lower }
@@ -13,9 +14,23 @@ public abstract record CrashOp
 {
     public sealed record Write(int Id, long Sector, int Sectors, WriteKind Kind) : CrashOp
     {
-        public BioFlags Flags => Kind switch { WriteKind.Fua => BioFlags.Fua, WriteKind.Barrier => BioFlags.Barrier, _ => BioFlags.None };
-        public override string ToString() =>
-            $"{Kind switch { WriteKind.Fua => "fua-write", WriteKind.Barrier => "barrier-write", _ => "write" }} #{Id} {Sector}+{Sectors}";
+        public BioFlags Flags => Kind switch
+        {
+            WriteKind.Fua => BioFlags.Fua,
+            WriteKind.Barrier => BioFlags.Barrier,
+            WriteKind.Preflush => BioFlags.Preflush,
+            WriteKind.PreflushFua => BioFlags.Preflush | BioFlags.Fua,
+            _ => BioFlags.None,
+        };
+
+        public override string ToString() => Kind switch
+        {
+            WriteKind.Fua => "fua-write",
+            WriteKind.Barrier => "barrier-write",
+            WriteKind.Preflush => "preflush-write",
+            WriteKind.PreflushFua => "preflush-fua-write",
+            _ => "write",
+        } + $" #{Id} {Sector}+{Sectors}";
     }
 
     /// <summary>An empty flush (an empty barrier in ordered mode).</summary>
@@ -38,8 +53,9 @@ public abstract record CrashOp
     /// <summary>Waits until every bio sent so far is answered: bounds the IO in flight.</summary>
     public sealed record Wait : CrashOp { public override string ToString() => "wait"; }
 
-    /// <summary>True for the bios that make earlier writes durable: empty flushes and barrier writes.</summary>
-    public bool IsFlushing => this is Flush || this is Write { Kind: WriteKind.Barrier };
+    /// <summary>True for the bios that make earlier writes durable (and in ordered mode are barriers): empty flushes,
+    /// barrier writes and PREFLUSH writes.</summary>
+    public bool IsFlushing => this is Flush || this is Write { Kind: WriteKind.Barrier or WriteKind.Preflush or WriteKind.PreflushFua };
 }
 
 /// <summary>
@@ -56,13 +72,13 @@ public sealed record CutPlan(int After, bool Settle, int TearSeed, int Answers =
 /// <summary>The seeded workload: short batches of bios with a wait between them, so the IO in flight is bounded.</summary>
 public static class CrashWorkload
 {
-    public static List<CrashOp> Generate(Random rnd, long deviceSectors, int length)
+    public static List<CrashOp> Generate(Random rnd, long deviceSectors, int length, int maxBatch = 8)
     {
         var ops = new List<CrashOp>();
         var nextId = 1;
         while (ops.Count < length)
         {
-            for (var i = rnd.Next(1, 9); i > 0; i--) ops.Add(Next(rnd, deviceSectors, ref nextId));
+            for (var i = rnd.Next(1, maxBatch + 1); i > 0; i--) ops.Add(Next(rnd, deviceSectors, ref nextId));
             ops.Add(new CrashOp.Wait());
         }
         return ops;
@@ -75,7 +91,7 @@ public static class CrashWorkload
         if (r < 14) return new CrashOp.Suspend(rnd.Next(2) == 0 ? Layer.Top : Layer.Lower, rnd.Next(3) == 0);
         if (r < 18) return new CrashOp.Resume();
         if (r < 22) return new CrashOp.Reload(rnd.Next(2) == 0 ? Layer.Top : Layer.Lower, rnd.Next(1, 1000));
-        var kind = r < 80 ? WriteKind.Plain : r < 90 ? WriteKind.Fua : WriteKind.Barrier;
+        var kind = r < 78 ? WriteKind.Plain : r < 86 ? WriteKind.Fua : r < 92 ? WriteKind.Barrier : r < 96 ? WriteKind.Preflush : WriteKind.PreflushFua;
         // Mostly small writes, now and then a large one (up to 256 sectors, 128 KiB).
         var len = rnd.Next(4) == 0 ? rnd.Next(1, 257) : rnd.Next(1, 17);
         len = (int)Math.Min(len, deviceSectors);

@@ -2,14 +2,14 @@ namespace DmActors.Host.Crash;
 
 /// <summary>
 /// `dmactors crashtest [--seed N] [--trials N] [--cuts-per-trial N] [--mode ordered|flush|both] [--lying-flush]
-/// [--tear] [--quiet] [--ops N] [--disk-sectors N] [--trial N] [--jitter]`: the crash-consistency checker. Exit code 0 when no
+/// [--tear] [--quiet] [--ops N] [--disk-sectors N] [--trial N] [--jitter] [--batch N]`: the crash-consistency checker. Exit code 0 when no
 /// violation was found, 1 otherwise, 2 on bad arguments.
 /// </summary>
 public static class CrashTestCommand
 {
     public const string Usage =
         "usage: dmactors crashtest [--seed N] [--trials N] [--cuts-per-trial N] [--mode ordered|flush|both]\n" +
-        "                          [--lying-flush] [--tear] [--quiet] [--ops N] [--disk-sectors N] [--trial N] [--jitter]";
+        "                          [--lying-flush] [--tear] [--quiet] [--ops N] [--disk-sectors N] [--trial N] [--jitter] [--batch N]";
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -59,6 +59,7 @@ public static class CrashTestCommand
                 "--tear" => o with { Tear = true },
                 "--quiet" => o with { Quiet = true },
                 "--jitter" => o with { Jitter = true },
+                "--batch" => o with { MaxBatch = Number(1) },
                 var a => throw new ArgumentException($"unknown argument '{a}'"),
             };
         }

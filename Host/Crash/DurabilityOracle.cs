@@ -2,7 +2,8 @@ namespace DmActors.Host.Crash;
 
 /// <summary>
 /// The durability rule, per sector. A write is durable when it completed Ok and either it was FUA or a barrier
-/// write (durable on completion), or a flush or barrier that completed Ok covers it: it completed before that
+/// write (durable on completion; in ordered mode also a PREFLUSH write, run as a barrier), or a flush, barrier or
+/// PREFLUSH write that completed Ok covers it: it completed before that
 /// flush was sent (REQ_PREFLUSH's promise), or, in ordered mode, it was sent before that barrier (the barrier
 /// drains everything before it). A sector may then hold any value written to it that is not known to be older
 /// than a durable write to it: the last durable value, any write that may have landed after it, and concurrent
@@ -101,8 +102,10 @@ public static class DurabilityOracle
     private static string? Durability(IReadOnlyList<CrashOp> ops, IoLedger ledger, bool ordered, List<int> flushes, int i, CrashOp.Write w)
     {
         if (ledger.Status(i) != BioStatus.Ok) return null;
-        if (w.Kind == WriteKind.Fua) return "durable: FUA write completed";
+        if (w.Kind is WriteKind.Fua or WriteKind.PreflushFua) return "durable: FUA write completed";
         if (w.Kind == WriteKind.Barrier) return "durable: barrier write completed";
+        // Ordered mode runs a PREFLUSH write as a barrier (flush, data, flush); flush mode promises only what was before it.
+        if (w.Kind == WriteKind.Preflush && ordered) return "durable: preflush write completed (a barrier in ordered mode)";
         foreach (var f in flushes)
         {
             if (ledger.Status(f) != BioStatus.Ok) continue;

@@ -104,6 +104,22 @@ public sealed class DurabilityOracleTests
     }
 
     [Fact]
+    public void A_preflush_write_covers_earlier_writes_and_is_itself_durable_only_as_an_ordered_barrier()
+    {
+        var commit = new CrashOp.Write(5, 10, 1, WriteKind.Preflush);
+        CrashOp[] ops = [A, commit];
+        IoLedger History()
+        {
+            var l = new IoLedger(2);
+            l.Sent(0); l.Answered(0, BioStatus.Ok);
+            l.Sent(1); l.Answered(1, BioStatus.Ok);
+            return l;
+        }
+        Assert.Equal([2L, 3L], Check(ops, History(), BarrierMode.Flush, Image()).Violations.Select(v => v.Sector));
+        Assert.Equal([2L, 3L, 10L], Check(ops, History(), BarrierMode.Ordered, Image()).Violations.Select(v => v.Sector));
+    }
+
+    [Fact]
     public void In_ordered_mode_a_write_held_behind_an_unanswered_barrier_cannot_land()
     {
         CrashOp[] ops = [Flush, B];
