@@ -30,7 +30,8 @@ public sealed record FailedCut(CrashTrial Trial, int Cut, CutPlan Plan, IReadOnl
 public sealed record ShrunkCase(BarrierMode Mode, CrashStack Stack, IReadOnlyList<CrashOp> Ops, CutPlan Plan, FailedCut From,
     int Replays, int Reproduced, int Confirmations);
 
-public sealed record CrashReport(int Trials, int Cuts, long WritesChecked, long Violations, long BioErrors,
+/// <param name="Violations">Sectors that broke the rule, plus engine errors (a hang, a bio answered twice).</param>
+public sealed record CrashReport(int Trials, int Cuts, long WritesChecked, long Violations, long BioErrors, int FailedCuts,
     IReadOnlyList<FailedCut> Failures, ShrunkCase? Shortest, TimeSpan Elapsed)
 {
     public string Summary => $"trials={Trials}, cuts={Cuts}, writes checked={WritesChecked}, violations={Violations}";
@@ -70,7 +71,7 @@ public static class CrashChecker
         var own = system == null;
         system ??= CreateSystem();
         var clock = Stopwatch.StartNew();
-        int trials = 0, cuts = 0;
+        int trials = 0, cuts = 0, failedCuts = 0;
         long checkedWrites = 0, violations = 0, bioErrors = 0;
         var failures = new List<FailedCut>();
         try
@@ -92,6 +93,7 @@ public static class CrashChecker
                     var failed = new FailedCut(trial, c + 1, plan, prefix, error, verdict?.Violations ?? []);
                     if (failed.Count == 0) continue;
                     trialViolations += failed.Count;
+                    failedCuts++;
                     if (failures.Count < o.ReportedCuts) failures.Add(failed);
                 }
                 checkedWrites += trialChecked;
@@ -111,9 +113,9 @@ public static class CrashChecker
                 shortest = await ShrinkAsync(system, o, failures[0]);
                 Print(log, shortest);
             }
-            var report = new CrashReport(trials, cuts, checkedWrites, violations, bioErrors, failures, shortest, clock.Elapsed);
+            var report = new CrashReport(trials, cuts, checkedWrites, violations, bioErrors, failedCuts, failures, shortest, clock.Elapsed);
             if (bioErrors > 0) log.WriteLine($"note: {bioErrors} bio(s) failed before a cut (no durability promise was made for them)");
-            log.WriteLine($"{report.Summary} ({clock.Elapsed.TotalSeconds:0.0}s)");
+            log.WriteLine($"{report.Summary} ({(violations > 0 ? $"sectors or engine errors, in {failedCuts} failed cuts; " : "")}{clock.Elapsed.TotalSeconds:0.0}s)");
             return report;
         }
         finally

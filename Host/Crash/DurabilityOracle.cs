@@ -3,9 +3,8 @@ namespace DmActors.Host.Crash;
 /// <summary>
 /// The durability rule, per sector. A write is durable when it completed Ok and either it was FUA or a barrier
 /// write (durable on completion; in ordered mode also a PREFLUSH write, run as a barrier), or a flush, barrier or
-/// PREFLUSH write that completed Ok covers it: it completed before that
-/// flush was sent (REQ_PREFLUSH's promise), or, in ordered mode, it was sent before that barrier (the barrier
-/// drains everything before it). A sector may then hold any value written to it that is not known to be older
+/// PREFLUSH write that completed Ok covers it: it completed before that flush was sent (REQ_PREFLUSH's promise),
+/// or, in ordered mode, it was sent before that barrier (the barrier drains everything before it). A sector may then hold any value written to it that is not known to be older
 /// than a durable write to it: the last durable value, any write that may have landed after it, and concurrent
 /// writes whose order against it is unknown. Nothing else is promised (a write never acknowledged may be lost).
 /// In ordered mode a barrier also holds everything sent after it until it completes: a write sent after a barrier
@@ -63,6 +62,8 @@ public static class DurabilityOracle
         int HeldBy(int c) => !ordered || c == InitialOp ? -1
             : flushes.FirstOrDefault(f => f != c && ledger.SentAt(f) < ledger.SentAt(c) && ledger.Status(f) == null, -1);
 
+        bool Held(int c) => c != InitialOp && (HeldBy(c) >= 0 || ledger.HeldBySuspend(c));
+
         var violations = new List<Violation>();
         var candidates = new List<int>();
         for (var s = 0; s < sectors; s++)
@@ -71,7 +72,7 @@ public static class DurabilityOracle
             candidates.Add(InitialOp);
             if (writers[s] is { } list) candidates.AddRange(list);
             var durable = candidates.Where(c => c == InitialOp || why[c] != null).ToList();
-            var acceptable = candidates.Where(c => !durable.Any(d => d != c && Before(c, d)) && HeldBy(c) < 0 && !(c != InitialOp && ledger.HeldBySuspend(c))).ToList();
+            var acceptable = candidates.Where(c => !durable.Any(d => d != c && Before(c, d)) && !Held(c)).ToList();
             var data = image.Slice(s * Bio.Sector512, Bio.Sector512);
             var found = SectorStamp.IdOf(data, s);
             var foundOp = found is { } id ? (id == SectorStamp.Initial ? InitialOp : byId.GetValueOrDefault(id, int.MinValue)) : int.MinValue;

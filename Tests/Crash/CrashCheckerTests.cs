@@ -23,6 +23,7 @@ public sealed class CrashCheckerTests(ITestOutputHelper output)
 
         Assert.Equal(1000, report.Cuts);
         Assert.Equal(0, report.Violations);
+        Assert.Equal(0, report.FailedCuts);
         Assert.Empty(report.Failures);
         Assert.True(report.WritesChecked > 1000, $"only {report.WritesChecked} durable writes were checked");
         var modes = CrashChecker.Plan(options).GroupBy(t => t.Mode).ToDictionary(g => g.Key, g => g.Sum(t => t.Cuts.Count));
@@ -49,6 +50,7 @@ public sealed class CrashCheckerTests(ITestOutputHelper output)
         var report = await CrashChecker.RunAsync(options, _log);
 
         Assert.True(report.Violations > 0, "a disk whose flushes write nothing went unnoticed");
+        Assert.InRange(report.FailedCuts, 1, report.Cuts);
         Assert.NotEmpty(report.Failures);
         var shortest = Assert.IsType<ShrunkCase>(report.Shortest);
         Assert.True(shortest.Ops.Count <= report.Failures[0].Ops.Count);
