@@ -46,6 +46,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
 
     protected override void PreStart()
     {
+        LostBioAnswerer.Start(Context.System);
         if (_options.PersistenceId == null) return;
         _recovering = true;
         StartJournal();
@@ -103,8 +104,9 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
                 WithDevice("history", h.Name, _ => Sender.Tell(new Dm.Done(
                     _state.Devices.TryGetValue(h.Name, out var rec)
                         ? rec.History.Select(x => $"{x.At:yyyy-MM-dd HH:mm:ss.fff}  {x.What}").ToArray()
-                        : ["(not recorded: this host runs without a journal)"])));
+                        : [])));
                 break;
+            case Dm.PowerCut p: PowerCut(p); break;
             case Dm.List:
                 Sender.Tell(_devices.Count == 0
                     ? Dm.Done.Of("No devices found")
@@ -223,6 +225,26 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
             built.Table.Destroy();
             sender.Tell(new Dm.Failed("reload", l.Name, "Input/output error", reason));
         });
+    }
+
+    /// <summary>Cuts the power of cached disks; off the actor's thread, since a torn cut writes to the disks below.</summary>
+    private void PowerCut(Dm.PowerCut p)
+    {
+        var named = p.Disks.Select(n => (n, _disks.Find(n))).ToList();
+        if (named.FirstOrDefault(d => d.Item2 == null) is { n: { } missing })
+        {
+            Sender.Tell(new Dm.Failed("powercut", missing, Dm.Failed.NoDevice, $"no disk {missing}"));
+            return;
+        }
+        var disks = p.Disks.Length == 0 ? _disks.All.Where(d => d.HasVolatileCache).ToList() : named.Select(d => d.Item2!).ToList();
+        var sender = Sender;
+        Task.Run(() => (object)new Dm.Done(disks.Select(d =>
+        {
+            if (d is not CachedDisk c) return $"{d.Name}: no write-back cache, nothing lost";
+            var lost = c.CachedSectors;
+            c.PowerCut(p.Tear ? new Random() : null);
+            return $"{d.Name}: power cut, {lost} cached sector(s) {(p.Tear ? "torn" : "lost")}";
+        }).ToArray())).PipeTo(sender);
     }
 
     private (Table, HashSet<string>) Build(string self, string text, bool readOnly)

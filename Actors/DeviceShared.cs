@@ -20,7 +20,13 @@ public sealed class DeviceShared
     public long Sectors { get => Volatile.Read(ref _sectors); set => Volatile.Write(ref _sectors, value); }
     public int OpenCount => Volatile.Read(ref _openCount);
     public void Open() => Interlocked.Increment(ref _openCount);
-    public void Close() => Interlocked.Decrement(ref _openCount);
+    /// <summary>Undoes one open; a stray close never takes the count below zero.</summary>
+    public void Close()
+    {
+        int seen;
+        do { seen = Volatile.Read(ref _openCount); if (seen == 0) return; }
+        while (Interlocked.CompareExchange(ref _openCount, seen - 1, seen) != seen);
+    }
     public string DevNo => $"{MappedDevice.Major}:{Minor}";
 }
 

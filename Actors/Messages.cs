@@ -37,6 +37,12 @@ public static class Dm
     public sealed record ListExports : IControlMessage { public static readonly ListExports Instance = new(); }
     public sealed record ListTargets : IControlMessage { public static readonly ListTargets Instance = new(); }
 
+    /// <summary>
+    /// Power loss on write-back-cache disks (our addition): what they cached and never flushed is gone; with
+    /// <paramref name="Tear"/> a random part of it reached the disk first. No disks named: every cached disk.
+    /// </summary>
+    public sealed record PowerCut(string[] Disks, bool Tear = false) : IControlMessage;
+
     /// <summary>dmsetup history (our addition): the device's recorded events with timestamps.</summary>
     public sealed record History(string Name) : IControlMessage;
 

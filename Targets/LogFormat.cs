@@ -177,11 +177,11 @@ public sealed record ReplayResult(long Replayed, LogEntry? Last, bool Stopped);
 public static class LogReplay
 {
     /// <summary>The entry point for `dmactors replay-log`: files in, replays up to a mark and/or a number of entries.</summary>
-    public static ReplayResult Replay(string logPath, string devicePath, string? endMark = null, long? limit = null)
+    public static ReplayResult Replay(string logPath, string devicePath, string? endMark = null, long? limit = null, bool discard = true)
     {
         using var log = FileStore.Open(logPath, write: false);
         using var dev = FileStore.Open(devicePath, write: true);
-        var result = Replay(new LogReader(log), dev, new ReplayLimits(endMark, limit));
+        var result = Replay(new LogReader(log), dev, new ReplayLimits(endMark, limit, Discard: discard));
         dev.Flush();
         return result;
     }

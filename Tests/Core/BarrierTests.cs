@@ -59,7 +59,7 @@ public sealed class BarrierTests : DeviceHarness
         var d0 = Gate("d0");
         var dev = Create("bar", "0 8192 linear d0 0");
         var p = CreateTestProbe();
-        d0.Hold = b => b.Sector == 0;
+        d0.Hold = b => b.Op == BioOp.Write && b.Sector == 0;
         var w1 = Write(0, Pattern(8, 1), p);
         var pf = Write(64, Pattern(8, 2), p, BioFlags.Preflush | BioFlags.Fua);
         dev.Tell(w1); dev.Tell(pf);

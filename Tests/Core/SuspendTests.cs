@@ -143,6 +143,19 @@ public sealed class SuspendTests : DeviceHarness
     }
 
     [Fact]
+    public void A_bio_sent_to_a_removed_device_is_answered_with_eio()
+    {
+        Gate("d0");
+        var dev = Create("gone", "0 8192 linear d0 0");
+        Ok(new Dm.Close("gone"));
+        Watch(dev);
+        Ok(new Dm.Remove("gone"));
+        ExpectTerminated(dev, Wait);
+        var p = CreateTestProbe();
+        Assert.Equal(BioStatus.IoError, Run(dev, Write(0, Pattern(1, 1), p)));
+    }
+
+    [Fact]
     public void Removing_a_suspended_device_answers_its_deferred_bios_with_an_error()
     {
         Gate("d0");

@@ -242,7 +242,7 @@ public sealed class LogWritesTests : TargetHarness
     }
 
     [Fact]
-    public void Replay_from_files_through_the_static_entry_point()
+    public void Replay_log_command_replays_files_to_a_mark_and_finds_fua_points()
     {
         var d0 = Mem("d0", 128);
         var l0 = Mem("l0", 512);
@@ -260,13 +260,26 @@ public sealed class LogWritesTests : TargetHarness
             var devPath = Path.Combine(dir.FullName, "dev");
             File.WriteAllBytes(logPath, Contents(l0, 0, 512));
             File.WriteAllBytes(devPath, new byte[128 * 512]);
-            var r = LogReplay.Replay(logPath, devPath, endMark: "here");
-            Assert.Equal(3, r.Replayed);                                      // W, FLUSH, MARK; not the FUA after it
+            var (code, stdout, stderr) = ReplayLog("--log", logPath, "--replay", devPath, "--end-mark", "here");
+            Assert.Equal((0, ""), (code, stderr));
+            Assert.Equal("replayed 3 entries, last entry 2 (Mark)", stdout.Trim()); // W, FLUSH, MARK; not the FUA after it
             var replayed = new MemoryDisk("r", 128);
             replayed.WriteAt(0, File.ReadAllBytes(devPath));
             Assert.Equal(expected, Hash(replayed));
+
+            Assert.Matches(@"^3@\d+$", ReplayLog("--log", logPath, "--find", "fua").Stdout.Trim());
+            Assert.Equal((1, "replay-log: mark 'nope' not found; replayed the whole log"),
+                (ReplayLog("--log", logPath, "--replay", devPath, "--end-mark", "nope") is var bad ? (bad.Code, bad.Stderr.Trim()) : default));
+            Assert.Equal("replay-log: unknown option '--bogus'", ReplayLog("--bogus").Stderr.Trim());
         }
         finally { dir.Delete(recursive: true); }
+    }
+
+    private static (int Code, string Stdout, string Stderr) ReplayLog(params string[] args)
+    {
+        var (stdout, stderr) = (new StringWriter(), new StringWriter());
+        var code = DmActors.Host.ReplayLogCommand.Run(args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
     }
 
     [Fact]

@@ -1,0 +1,120 @@
+namespace DmActors.Host.Cli;
+
+/// <summary>
+/// dmsetup's output, exactly (dm-semantics §3, LVM dmsetup.c and libdm): pure functions from the manager's replies
+/// to the lines dmsetup prints.
+/// </summary>
+public static class DmsetupFormat
+{
+    public const string CommandFailed = "Command failed.";
+    public const string NoDevices = "No devices found";
+    public const string DeviceDoesNotExist = "Device does not exist.";
+    /// <summary>dm's default read-ahead, in sectors.</summary>
+    public const int ReadAhead = 256;
+
+    /// <summary>The info block (_display_info_long), ending with its blank line.</summary>
+    public static IEnumerable<string> InfoBlock(Dm.DeviceInfo i)
+    {
+        yield return $"Name:              {i.Name}";
+        yield return $"State:             {(i.Suspended ? "SUSPENDED" : "ACTIVE")}{(i.ReadOnly ? " (READ-ONLY)" : "")}";
+        yield return $"Read Ahead:        {ReadAhead}";
+        yield return $"Tables present:    {TablesPresent(i)}";
+        yield return $"Open count:        {i.OpenCount}";
+        yield return $"Event number:      {i.EventNr}";
+        yield return $"Major, minor:      {i.Major}, {i.Minor}";
+        yield return $"Number of targets: {i.TargetCount}";
+        if (!string.IsNullOrEmpty(i.Uuid)) yield return $"UUID: {i.Uuid}";
+        yield return "";
+    }
+
+    public static string TablesPresent(Dm.DeviceInfo i) => (i.LiveTable, i.InactiveTable) switch
+    {
+        (false, false) => "None",
+        (true, false) => "LIVE",
+        (false, true) => "INACTIVE",
+        _ => "LIVE & INACTIVE",
+    };
+
+    /// <summary>The 4-character attr field of `info -c`: [L-][I-][s-][rw].</summary>
+    public static string Attr(Dm.DeviceInfo i) =>
+        $"{(i.LiveTable ? 'L' : '-')}{(i.InactiveTable ? 'I' : '-')}{(i.Suspended ? 's' : '-')}{(i.ReadOnly ? 'r' : 'w')}";
+
+    private sealed record Column(string Heading, int Width, bool Numeric, Func<Dm.DeviceInfo, string> Value);
+
+    // dmsetup's default `info -c` fields with their minimum widths (dmsetup.c _report_fields).
+    private static readonly Column[] InfoColumnsDefault =
+    [
+        new("Name", 16, false, i => i.Name),
+        new("Maj", 3, true, i => i.Major.ToString()),
+        new("Min", 3, true, i => i.Minor.ToString()),
+        new("Stat", 4, false, Attr),
+        new("Open", 4, true, i => i.OpenCount.ToString()),
+        new("Targ", 4, true, i => i.TargetCount.ToString()),
+        new("Event", 6, true, i => i.EventNr.ToString()),
+        new("UUID", 32, false, i => i.Uuid ?? ""),
+    ];
+
+    /// <summary>
+    /// `info -c` as libdm's aligned report prints it: a column is as wide as its widest entry (at least its default
+    /// width); headings and text are left-aligned, numbers right-aligned; one space between columns.
+    /// </summary>
+    public static IEnumerable<string> InfoColumns(IReadOnlyList<Dm.DeviceInfo> devices, bool headings = true)
+    {
+        var widths = InfoColumnsDefault.Select(c => devices.Select(d => c.Value(d).Length).Append(c.Width).Append(c.Heading.Length).Max()).ToArray();
+        if (headings) yield return string.Join(' ', InfoColumnsDefault.Select((c, k) => c.Heading.PadRight(widths[k])));
+        foreach (var d in devices)
+            yield return string.Join(' ', InfoColumnsDefault.Select((c, k) =>
+                c.Numeric ? c.Value(d).PadLeft(widths[k]) : c.Value(d).PadRight(widths[k])));
+    }
+
+    /// <summary>
+    /// `table`/`status` lines of one device: prefixed `name: ` when several devices are listed; a device with no
+    /// table prints an empty line (just the prefix).
+    /// </summary>
+    public static IEnumerable<string> TargetLines(IReadOnlyList<string> lines, string? prefixName = null)
+    {
+        var prefix = prefixName == null ? "" : $"{prefixName}: ";
+        if (lines.Count == 0) { yield return prefix; yield break; }
+        foreach (var l in lines) yield return prefix + l;
+    }
+
+    /// <summary>`ls`: `name\t(253:0)` per device, name-sorted, or "No devices found".</summary>
+    public static string LsLine(string name, int major, int minor) => $"{name}\t({major}:{minor})";
+
+    /// <summary>Device names out of the manager's `ls` lines.</summary>
+    public static IReadOnlyList<string> NamesOf(IReadOnlyList<string> lsLines) =>
+        lsLines.Where(l => l.Contains('\t')).Select(l => l[..l.LastIndexOf('\t')]).ToList();
+
+    /// <summary>libdm's ioctl failure line; two spaces before "failed" when there is no uuid.</summary>
+    public static string IoctlFailure(string op, string name, string? uuid, string error) =>
+        $"device-mapper: {op} ioctl on {name} {uuid} failed: {error}";
+
+    /// <summary>Queries (info, table, status) on a missing device say so; other commands fail in the ioctl.</summary>
+    private static readonly HashSet<string> Queries = ["info", "table", "status"];
+
+    /// <summary>The stderr lines of a failed command for one device (without the final "Command failed.").</summary>
+    public static IEnumerable<string> Failure(Dm.Failed f, string? uuid = null)
+    {
+        var missing = f.Error == Dm.Failed.NoDevice && f.Reason == DeviceDoesNotExist;
+        if (missing && Queries.Contains(f.Op)) { yield return DeviceDoesNotExist; yield break; }
+        yield return IoctlFailure(f.Op, f.Name, uuid, f.Error);
+        // The reason is what the kernel would have logged (dmesg); dmsetup users need it here.
+        if (!missing && f.Reason.Length > 0) yield return f.Reason;
+    }
+
+    /// <summary>`message`: the target's response as it came, with a newline added if it has none.</summary>
+    public static string MessageResponse(string response) => response.EndsWith('\n') ? response : response + "\n";
+
+    /// <summary>dmsetup's table line parse error.</summary>
+    public static string InvalidFormat(int line, string source) => $"Invalid format on line {line} of table {source}.";
+
+    /// <summary>`version` (the driver line only when the host answered).</summary>
+    public static IEnumerable<string> Version(bool driverReached)
+    {
+        yield return $"Library version:   {LibraryVersion}";
+        if (driverReached) yield return $"Driver version:    {DriverVersion}";
+    }
+
+    public const string LibraryVersion = "1.02.199 (dmactors)";
+    public const string DriverVersion = "4.48.0";
+}

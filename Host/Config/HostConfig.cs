@@ -1,0 +1,196 @@
+using System.Net;
+using Akka.Configuration;
+using Akka.Configuration.Hocon;
+using AkkaConfig = Akka.Configuration.Config;
+
+namespace DmActors.Host.Configuration;
+
+/// <summary>
+/// Reads the host configuration: the embedded akka.hocon with an optional file layered over it (the file's values
+/// win; lists are replaced whole, so a file's <c>devices = []</c> means no devices), then checks the
+/// <c>dmactors</c> section so that a mistake stops the host with one clear line instead of a half-started host.
+/// </summary>
+public static class HostConfig
+{
+    public const string SystemName = "dmactors";
+    public const string ManagerName = "devices";
+    public const string EmbeddedName = "embedded akka.hocon";
+    public const string DataDirVariable = "DMACTORS_DATA";
+
+    /// <summary>The embedded default (resource "akka.hocon" of the dmactors assembly).</summary>
+    public static AkkaConfig Embedded()
+    {
+        using var stream = typeof(HostConfig).Assembly.GetManifestResourceStream("akka.hocon")
+            ?? throw new InvalidOperationException("resource akka.hocon is missing from the dmactors assembly");
+        using var reader = new StreamReader(stream);
+        return ConfigurationFactory.ParseString(reader.ReadToEnd());
+    }
+
+    /// <summary>Reads FILE (if any) over the embedded default and checks it; <paramref name="dataDirOverride"/> wins over data-dir.</summary>
+    public static HostSettings Load(string? file, string? dataDirOverride = null)
+    {
+        if (file == null) return FromConfig(Embedded(), EmbeddedName, dataDirOverride);
+        string text;
+        try { text = File.ReadAllText(file); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"{file}: cannot read: {e.Message}");
+        }
+        return Parse(text, file, dataDirOverride);
+    }
+
+    /// <summary>Layers <paramref name="text"/> (named <paramref name="source"/> in errors) over the embedded default.</summary>
+    public static HostSettings Parse(string text, string source, string? dataDirOverride = null)
+    {
+        if (HoconSyntax.Check(text) is { } problem) throw new ConfigException($"{source}: syntax error: {problem}");
+        AkkaConfig layered;
+        try { layered = ConfigurationFactory.ParseString(text); }
+        catch (Exception e)
+        {
+            throw new ConfigException($"{source}: syntax error: {OneLine(e.Message)}");
+        }
+        return FromConfig(layered.WithFallback(Embedded()), source, dataDirOverride);
+    }
+
+    /// <summary>Checks the <c>dmactors</c> section of a merged configuration.</summary>
+    public static HostSettings FromConfig(AkkaConfig config, string source, string? dataDirOverride = null)
+    {
+        string Fail(string problem) => throw new ConfigException($"{source}: {problem}");
+        try
+        {
+            var dataDir = string.IsNullOrWhiteSpace(dataDirOverride) ? config.GetString("dmactors.data-dir", "./data") : dataDirOverride;
+            if (string.IsNullOrWhiteSpace(dataDir)) Fail("dmactors.data-dir is empty");
+
+            var disks = Objects(config, "dmactors.disks", Fail).Select((d, i) => Disk(d, $"dmactors.disks[{i}]", Fail)).ToList();
+            var devices = Objects(config, "dmactors.devices", Fail).Select((d, i) => Device(d, $"dmactors.devices[{i}]", Fail)).ToList();
+            foreach (var dup in disks.GroupBy(d => d.Name).Where(g => g.Count() > 1)) Fail($"disk {dup.Key} is declared twice");
+            foreach (var dup in devices.GroupBy(d => d.Name).Where(g => g.Count() > 1)) Fail($"device {dup.Key} is declared twice");
+
+            var listen = config.GetString("dmactors.nbd.listen", "");
+            IPEndPoint? tcp = null;
+            if (!string.IsNullOrWhiteSpace(listen) && listen != "off" && !IPEndPoint.TryParse(listen, out tcp))
+                Fail($"dmactors.nbd.listen: bad address '{listen}' (expected e.g. 127.0.0.1:10809)");
+            if (tcp is { Port: 0 } && !listen.EndsWith(":0")) Fail($"dmactors.nbd.listen: '{listen}' has no port");
+            var unix = config.GetString("dmactors.nbd.unix-socket", "");
+
+            var controlHost = config.GetString("dmactors.control.hostname", "127.0.0.1");
+            var controlPort = Get(config, "dmactors.control.port", c => c.GetInt("dmactors.control.port", 10810), "a port number", "");
+            if (controlPort is < 0 or > 65535) Fail($"dmactors.control.port: {controlPort} is not a port");
+            var askTimeout = Get(config, "dmactors.control.ask-timeout", c => c.GetTimeSpan("dmactors.control.ask-timeout", TimeSpan.FromSeconds(30)), "a duration such as 30s", "");
+            if (askTimeout <= TimeSpan.Zero) Fail("dmactors.control.ask-timeout must be positive");
+
+            JournalSpec? journal = null;
+            if (Bool(config, "dmactors.journal.enabled", true, ""))
+            {
+                var postgres = config.GetString("dmactors.journal.postgres", "");
+                var sqlite = config.GetString("dmactors.journal.sqlite", "state.db");
+                if (string.IsNullOrWhiteSpace(postgres) && string.IsNullOrWhiteSpace(sqlite)) Fail("dmactors.journal: sqlite or postgres must be set");
+                journal = new JournalSpec(
+                    string.IsNullOrWhiteSpace(sqlite) ? null : Path.GetFullPath(Path.Combine(dataDir, sqlite)),
+                    string.IsNullOrWhiteSpace(postgres) ? null : postgres,
+                    config.GetString("dmactors.journal.persistence-id", "dmactors-devices"));
+            }
+            return new HostSettings(source, dataDir, disks, devices, tcp, string.IsNullOrWhiteSpace(unix) ? null : unix,
+                controlHost, controlPort, askTimeout, config, journal);
+        }
+        catch (ConfigException) { throw; }
+        catch (BadValue e) { throw new ConfigException($"{source}: {e.Message}"); }
+        catch (Exception e)
+        {
+            // HOCON getters throw on values of the wrong type ("size = {}" and the like).
+            throw new ConfigException($"{source}: {OneLine(e.Message)}");
+        }
+    }
+
+    private static DiskSpec Disk(AkkaConfig d, string where, Func<string, string> fail)
+    {
+        var name = Required(d, "name", where, fail);
+        where = $"disk {name}";
+        var path = d.GetString("path", name + ".img");
+        if (string.IsNullOrWhiteSpace(path)) fail($"{where}: path is empty");
+        var create = Bool(d, "create", false, where + ": ");
+        long sectors = 0;
+        var size = d.HasPath("size") ? Get(d, "size", x => x.GetValue("size").IsString() ? x.GetString("size") : throw new FormatException(),
+            "a size such as 1G", where + ": ") : null;
+        if (size != null)
+        {
+            try { sectors = ByteSize.ParseSectors(size); }
+            catch (FormatException e) { fail($"{where}: {e.Message}"); }
+        }
+        else if (create) fail($"{where}: create = on needs a size");
+        return new DiskSpec(name, path, sectors, create, Bool(d, "write-back-cache", false, where + ": "));
+    }
+
+    private static DeviceSpec Device(AkkaConfig d, string where, Func<string, string> fail)
+    {
+        var name = Required(d, "name", where, fail);
+        if (DeviceManager.CheckName(name) is { } bad) fail($"{where}: {bad}");
+        where = $"device {name}";
+        var table = d.GetString("table", "");
+        try
+        {
+            // Syntax and layout (unknown target types, gaps) are known now; device arguments only when it is built.
+            if (!string.IsNullOrWhiteSpace(table)) Table.CheckLayout(Table.Parse(table));
+        }
+        catch (TableException e) { fail($"{where}: {e.Message}"); }
+        var modeText = d.GetString("barrier-mode", "ordered");
+        if (!Enum.TryParse<BarrierMode>(modeText, ignoreCase: true, out var mode) || !Enum.IsDefined(mode))
+            fail($"{where}: barrier-mode '{modeText}' is not ordered or flush");
+        return new DeviceSpec(name, table, Bool(d, "read-only", false, where + ": "), mode);
+    }
+
+    /// <summary>Getters that name the key when a value has the wrong type (Akka's own messages do not).</summary>
+    private static T Get<T>(AkkaConfig c, string key, Func<AkkaConfig, T> get, string what, string where)
+    {
+        try { return get(c); }
+        catch (Exception e) when (e is not ConfigException)
+        {
+            var raw = c.HasPath(key) ? c.GetValue(key)?.ToString() : null;
+            throw new BadValue($"{where}{key}: '{raw}' is not {what}");
+        }
+    }
+
+    /// <summary>A value of the wrong type; <see cref="FromConfig"/> adds the file name.</summary>
+    private sealed class BadValue(string message) : Exception(message);
+
+    private static bool Bool(AkkaConfig c, string key, bool fallback, string where = "") =>
+        Get(c, key, x => x.GetBoolean(key, fallback), "on or off", where);
+
+    private static string Required(AkkaConfig d, string key, string where, Func<string, string> fail)
+    {
+        var value = d.GetString(key, null);
+        if (string.IsNullOrWhiteSpace(value)) fail($"{where}: {key} is missing");
+        return value!;
+    }
+
+    /// <summary>The objects of a HOCON list (absent = empty).</summary>
+    private static IEnumerable<AkkaConfig> Objects(AkkaConfig config, string path, Func<string, string> fail)
+    {
+        if (!config.HasPath(path)) return [];
+        // Akka's parser may append a whitespace literal to a value (`devices = [] }`): not part of the list.
+        var parts = config.GetValue(path).Values.Where(v => !(v.IsString() && string.IsNullOrWhiteSpace(v.GetString()))).ToList();
+        if (parts.Any(v => !v.IsArray())) fail($"{path} must be a list [ {{ ... }}, ... ]");
+        return parts.SelectMany(v => v.GetArray()).Select((v, i) =>
+        {
+            if (!v.IsObject()) fail($"{path}[{i}] must be an object {{ name = ..., ... }}");
+            return new AkkaConfig(new HoconRoot(v));
+        }).ToList();
+    }
+
+    private static string OneLine(string message) => string.Join(' ', message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+
+    /// <summary>The Akka configuration for the host's actor system: remoting on the control endpoint.</summary>
+    public static AkkaConfig HostAkka(HostSettings s) =>
+        ConfigurationFactory.ParseString($"akka.remote.dot-netty.tcp {{ hostname = \"{s.ControlHost}\", port = {s.ControlPort} }}")
+            .WithFallback(s.Journal is { } j ? ConfigurationFactory.ParseString(j.Hocon) : AkkaConfig.Empty)
+            .WithFallback(s.Akka);
+
+    /// <summary>The dmsetup client's actor system: remoting on a free loopback port, silent logs.</summary>
+    public static AkkaConfig ClientAkka(HostSettings s) =>
+        ConfigurationFactory.ParseString($$"""
+            akka.remote.dot-netty.tcp { hostname = "{{s.ControlHost}}", port = 0 }
+            akka.loglevel = OFF
+            akka.stdout-loglevel = OFF
+            akka.suppress-json-serializer-warning = on
+            """).WithFallback(s.Akka);
+}

@@ -1,0 +1,45 @@
+using System.Net;
+using AkkaConfig = Akka.Configuration.Config;
+
+namespace DmActors.Host.Configuration;
+
+/// <summary>A backing disk file: <c>dmactors.disks</c>.</summary>
+public sealed record DiskSpec(string Name, string Path, long Sectors, bool Create, bool WriteBackCache);
+
+/// <summary>
+/// Where device metadata is recorded (<c>dmactors.journal</c>): a SQLite file in the data directory, or a PostgreSQL
+/// connection string for hosts that share a journal.
+/// </summary>
+public sealed record JournalSpec(string? SqlitePath, string? Postgres, string PersistenceId)
+{
+    /// <summary>The Akka.Persistence configuration for it.</summary>
+    public string Hocon => Postgres != null ? JournalConfig.Postgres(Postgres) : JournalConfig.Sqlite(SqlitePath!);
+    public string Describe => Postgres != null ? "PostgreSQL journal" : $"journal {SqlitePath}";
+}
+
+/// <summary>A mapped device created at start: <c>dmactors.devices</c>.</summary>
+public sealed record DeviceSpec(string Name, string Table, bool ReadOnly, BarrierMode Mode);
+
+/// <summary>Everything the host needs from its configuration, checked. <see cref="Source"/> names where it came from.</summary>
+public sealed record HostSettings(
+    string Source,
+    string DataDir,
+    IReadOnlyList<DiskSpec> Disks,
+    IReadOnlyList<DeviceSpec> Devices,
+    IPEndPoint? NbdListen,
+    string? UnixSocket,
+    string ControlHost,
+    int ControlPort,
+    TimeSpan AskTimeout,
+    AkkaConfig Akka,
+    JournalSpec? Journal = null)
+{
+    /// <summary>Where dmsetup finds the device manager.</summary>
+    public string ManagerPath => $"akka.tcp://{HostConfig.SystemName}@{ControlHost}:{ControlPort}/user/{HostConfig.ManagerName}";
+
+    /// <summary>A disk's file: relative paths are relative to the data directory.</summary>
+    public string DiskPath(DiskSpec disk) => System.IO.Path.GetFullPath(System.IO.Path.Combine(DataDir, disk.Path));
+}
+
+/// <summary>A configuration problem, worded for one line on stderr: "FILE: what is wrong".</summary>
+public sealed class ConfigException(string message) : Exception(message);
