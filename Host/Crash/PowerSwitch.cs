@@ -51,16 +51,4 @@ public sealed class PowerSwitch : Disk
     }
 
     public void Off() => _state = Dead;
-
-    /// <summary>
-    /// A power cut of whole caches: every <see cref="CachedDisk"/> in <paramref name="disks"/> loses what it never
-    /// flushed (with <paramref name="tear"/>, a random part of it reaches the medium first). Returns the disks cut.
-    /// Usable on a live host (what `dmactors powercut` would do): IO keeps flowing, only unflushed data is lost.
-    /// </summary>
-    public static IReadOnlyList<CachedDisk> CutCaches(IEnumerable<Disk> disks, Random? tear = null)
-    {
-        var cut = disks.OfType<CachedDisk>().ToList();
-        foreach (var d in cut) d.PowerCut(tear);
-        return cut;
-    }
 }
