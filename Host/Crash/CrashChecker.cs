@@ -187,9 +187,26 @@ public static class CrashChecker
     {
         log.WriteLine($"VIOLATION seed={o.Seed} trial={f.Trial.Number} (trial seed {f.Trial.TrialSeed}) cut={f.Cut}: {f.Plan}" +
                       $"{(o.Tear ? "" : " (no tear)")}, {Mode(f.Trial.Mode)} mode, {f.Trial.Stack.Describe()}");
+        log.WriteLine($"  reproduce: {Command(o with { OnlyTrial = f.Trial.Number })}");
         if (f.EngineError != null) log.WriteLine($"  engine error: {f.EngineError}");
         foreach (var v in f.Violations.Take(5)) log.WriteLine($"  {v}");
         if (f.Violations.Count > 5) log.WriteLine($"  ... {f.Violations.Count - 5} more sector(s)");
+    }
+
+    /// <summary>The command line that runs <paramref name="o"/> again.</summary>
+    public static string Command(CrashOptions o)
+    {
+        var d = new CrashOptions();
+        var args = new List<string> { "dmactors crashtest", $"--seed {o.Seed}", $"--trials {o.Trials}", $"--cuts-per-trial {o.CutsPerTrial}" };
+        if (o.Modes != d.Modes) args.Add($"--mode {o.Modes.ToString().ToLowerInvariant()}");
+        if (o.OpsPerTrial != d.OpsPerTrial) args.Add($"--ops {o.OpsPerTrial}");
+        if (o.MaxBatch != d.MaxBatch) args.Add($"--batch {o.MaxBatch}");
+        if (o.DiskSectors != d.DiskSectors) args.Add($"--disk-sectors {o.DiskSectors}");
+        if (o.OnlyTrial is { } t) args.Add($"--trial {t}");
+        if (o.LyingFlush) args.Add("--lying-flush");
+        if (o.Tear) args.Add("--tear");
+        if (o.Jitter) args.Add("--jitter");
+        return string.Join(' ', args);
     }
 
     private static void Print(TextWriter log, ShrunkCase s)

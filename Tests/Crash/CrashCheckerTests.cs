@@ -102,6 +102,10 @@ public sealed class CrashCheckerTests(ITestOutputHelper output)
         Assert.Contains("--mode", Assert.Throws<ArgumentException>(() => CrashTestCommand.Parse(["--mode", "sideways"])).Message);
         Assert.Contains("--trials", Assert.Throws<ArgumentException>(() => CrashTestCommand.Parse(["--trials", "0"])).Message);
         Assert.Contains("--bogus", Assert.Throws<ArgumentException>(() => CrashTestCommand.Parse(["--bogus"])).Message);
+
+        // The reproduce line a report prints parses back to the same options.
+        var full = o with { OpsPerTrial = 17, MaxBatch = 3, DiskSectors = 1024, OnlyTrial = 2, Jitter = true, Modes = CrashModes.Ordered };
+        Assert.Equal(full with { Quiet = false }, CrashTestCommand.Parse(CrashChecker.Command(full).Split(' ').Skip(2).ToArray()));
     }
 
     private static string Render(CrashOptions o) => string.Join('\n', CrashChecker.Plan(o).Select(t =>
