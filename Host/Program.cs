@@ -9,6 +9,7 @@ return args switch
     ["serve", .. var rest] => await ServeCommand.RunAsync(rest),
     ["dmsetup", .. var rest] => await DmsetupCommand.RunAsync(rest),
     ["bench", .. var rest] => await BenchCommand.RunAsync(rest),
+    ["crashtest", .. var rest] => await DmActors.Host.Crash.CrashTestCommand.RunAsync(rest),
     ["powercut", .. var rest] => await DmsetupCommand.RunAsync(["powercut", .. rest]),
     ["replay-log", .. var rest] => ReplayLogCommand.Run(rest, Console.Out, Console.Error),
     _ => Usage(Console.Error, 1, $"dmactors: unknown command '{args[0]}'"),
@@ -37,6 +38,9 @@ static int Usage(TextWriter w, int code, string? error = null)
           replay-log --log FILE [--replay DEV] [--end-mark NAME] [--limit N] [--find fua|flush|mark] [--no-discard]
                                       Replays a log-writes log onto a disk file up to a mark or entry (like xfstests'
                                       replay-log), or lists its FUA / flush / mark points as entry@offset.
+          crashtest [--seed N] [--trials N] [--cuts-per-trial N] [--mode ordered|flush|both] [--tear] [--lying-flush]
+                                      Crash-consistency checker: seeded workloads on write-back-cache disks, power cuts,
+                                      restart, and a check that every write promised durable reads back.
           bench ...                   Benchmarks (see dmactors bench --help).
           --help                      This text.
         """);

@@ -2,8 +2,8 @@ namespace DmActors;
 
 /// <summary>
 /// A volatile write-back cache in front of a disk, like a drive's cache: a plain write is acknowledged as soon as it
-/// is in the cache; a flush writes the cache through and flushes the disk below; a FUA write is cached and
-/// flushed before it is acknowledged. <see cref="PowerCut"/> loses whatever was never flushed (optionally tearing:
+/// is in the cache; a flush writes the cache through and flushes the disk below; a FUA write goes through to the
+/// disk below (alone) before it is acknowledged. <see cref="PowerCut"/> loses whatever was never flushed (optionally tearing:
 /// a random subset of cached sectors reaches the disk first). Used to prove barriers and FUA make data durable.
 /// Sector-granular on purpose: a model for tests and crash checks, not a fast path.
 /// </summary>
@@ -32,8 +32,8 @@ public sealed class CachedDisk : Disk
         switch (bio.Op)
         {
             case BioOp.Write:
-                Cache(bio.Sector, bio.Data.Span);
-                if ((bio.Flags & BioFlags.Fua) != 0) RequestFlush(bio, done);
+                var version = Cache(bio.Sector, bio.Data.Span);
+                if ((bio.Flags & BioFlags.Fua) != 0) WriteThrough(bio, version, done);
                 else done(bio, BioStatus.Ok);
                 break;
             case BioOp.Read:
@@ -60,15 +60,35 @@ public sealed class CachedDisk : Disk
         }
     }
 
-    private void Cache(long sector, ReadOnlySpan<byte> data)
+    private long Cache(long sector, ReadOnlySpan<byte> data)
     {
         lock (_gate)
         {
             var v = ++_version;
             for (var i = 0; i < data.Length / Bio.Sector512; i++)
                 _cache[sector + i] = (data.Slice(i * Bio.Sector512, Bio.Sector512).ToArray(), v);
+            return v;
         }
     }
+
+    /// <summary>
+    /// FUA, as a drive does it: only this write goes through to the medium before it is acknowledged; the rest of
+    /// the cache stays volatile. Serialised with flushes so an older cached copy never lands after it.
+    /// </summary>
+    private void WriteThrough(Bio bio, long version, Action<Bio, BioStatus> done) => RunSerial(next =>
+    {
+        if (FlushLies) { done(bio, BioStatus.Ok); next(); return; }
+        var through = new Bio(BioOp.Write, bio.Sector, bio.Sectors, bio.Data, Akka.Actor.ActorRefs.Nobody, BioFlags.Fua);
+        _inner.Start(through, (_, status) =>
+        {
+            if (status == BioStatus.Ok)
+                lock (_gate)
+                    for (var s = bio.Sector; s < bio.Sector + bio.Sectors; s++)
+                        if (_cache.TryGetValue(s, out var e) && e.Version <= version) _cache.Remove(s);
+            done(bio, status);
+            next();
+        });
+    });
 
     private void Overlay(long sector, Span<byte> into)
     {
