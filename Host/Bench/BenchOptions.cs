@@ -1,0 +1,52 @@
+namespace DmActors.Host.Bench;
+
+/// <summary>
+/// `dmactors bench [--quick] [--json] [--dir DIR] [--seconds N] [--rounds N] [--size-mib N]`.
+/// Seconds is the length of one timed slice (one workload on one path in one round).
+/// </summary>
+public sealed record BenchOptions(bool Quick, bool Json, string? Dir, double Seconds, int Rounds, long FileBytes, string? Only)
+{
+    public const string Usage = "usage: dmactors bench [--quick] [--json] [--dir DIR] [--seconds N] [--rounds N] [--size-mib N] [--only SUBSTRING]";
+
+    /// <summary>Parses the arguments after `bench`; throws <see cref="ArgumentException"/> naming the bad one.</summary>
+    public static BenchOptions Parse(IReadOnlyList<string> args)
+    {
+        bool quick = false, json = false;
+        string? dir = null, only = null;
+        double? seconds = null;
+        int? rounds = null;
+        long? sizeMib = null;
+        var i = args.Count > 0 && args[0] == "bench" ? 1 : 0;
+        for (; i < args.Count; i++)
+        {
+            switch (args[i])
+            {
+                case "--quick": quick = true; break;
+                case "--json": json = true; break;
+                case "--dir": dir = Value(args, ref i); break;
+                case "--only": only = Value(args, ref i); break;
+                case "--seconds":
+                    seconds = double.TryParse(Value(args, ref i), System.Globalization.CultureInfo.InvariantCulture, out var s) && s > 0 && s <= 600
+                        ? s : throw new ArgumentException($"--seconds: expected a number of seconds in (0, 600], got '{args[i]}'");
+                    break;
+                case "--rounds":
+                    rounds = int.TryParse(Value(args, ref i), out var r) && r is > 0 and <= 100
+                        ? r : throw new ArgumentException($"--rounds: expected a whole number in 1..100, got '{args[i]}'");
+                    break;
+                case "--size-mib":
+                    sizeMib = long.TryParse(Value(args, ref i), out var m) && m is >= 16 and <= 1 << 20
+                        ? m : throw new ArgumentException($"--size-mib: expected MiB in 16..1048576, got '{args[i]}'");
+                    break;
+                default: throw new ArgumentException($"unknown bench argument '{args[i]}'\n{Usage}");
+            }
+        }
+        return new BenchOptions(quick, json, dir,
+            seconds ?? (quick ? 0.25 : 1.5),
+            rounds ?? (quick ? 2 : 3),
+            (sizeMib ?? (quick ? 256 : 1024)) << 20,
+            only);
+    }
+
+    private static string Value(IReadOnlyList<string> args, ref int i) =>
+        ++i < args.Count ? args[i] : throw new ArgumentException($"{args[i - 1]} needs a value\n{Usage}");
+}
