@@ -365,6 +365,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 
     private void FinishBarrier(BioStatus status)
     {
+        if (status == BioStatus.Requeue) status = BioStatus.IoError; // a push-back never reaches the submitter
         var barrier = _barrier!;
         _barrier = null;
         barrier.Complete(status);
@@ -404,6 +405,14 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         CheckSuspended();
     }
 
+    /// <summary>Runs <paramref name="then"/> once the device is suspended, suspending it first if needed.</summary>
+    private void WhenSuspended(bool noflush, Action then)
+    {
+        if (_suspended) { then(); return; }
+        _afterSuspend.Add(then);
+        Suspend(noflush, ActorRefs.Nobody);
+    }
+
     /// <summary>Suspend completes once nothing is pending and no barrier is in flight.</summary>
     private void CheckSuspended()
     {
@@ -429,11 +438,11 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 
     private void Resume(IActorRef replyTo, bool noflush)
     {
-        if (_inactive != null && !_suspended)
+        if (!_suspended && (_inactive != null || _blockIo))
         {
-            // do_resume with a new table: suspend first, then swap.
-            _afterSuspend.Add(() => Resume(replyTo, noflush));
-            Suspend(noflush, ActorRefs.Nobody);
+            // A new table is swapped in only while suspended (do_resume suspends first), and a suspend that is
+            // still draining finishes before the resume (dm serialises the two ioctls).
+            WhenSuspended(noflush, () => Resume(replyTo, noflush));
             return;
         }
         if (_inactive != null) Swap();
@@ -469,12 +478,11 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private void Remove(IActorRef replyTo)
     {
         _removing = true;
-        _afterSuspend.Add(() =>
+        WhenSuspended(false, () =>
         {
             replyTo.Tell(Dm.Done.Empty);
             Context.Stop(Self);
         });
-        Suspend(false, ActorRefs.Nobody);
         if (!_suspended)
             Context.System.Scheduler.ScheduleTellOnce(_options.ShutdownTimeout ?? TimeSpan.FromSeconds(30), Self, new ShutdownTimedOut(), Self);
     }

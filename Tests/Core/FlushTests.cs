@@ -1,0 +1,113 @@
+using Akka.Actor;
+using DmActors;
+using Xunit;
+
+namespace DmActors.Tests.Core;
+
+/// <summary>dm-semantics §4.D: flush fan-out, the modern PREFLUSH/FUA mode, and durability on write-back caches.</summary>
+public sealed class FlushTests : DeviceHarness
+{
+    private int Flushes(string disk) => Events(e => e.Start && e.Op == BioOp.Flush && e.Disk == disk).Count;
+
+    [Theory]
+    [InlineData(BarrierMode.Ordered)]
+    [InlineData(BarrierMode.Flush)]
+    public void An_empty_flush_reaches_each_distinct_disk_once(BarrierMode mode)
+    {
+        Gate("d0"); Gate("d1"); Gate("d2");
+        var p = CreateTestProbe();
+        var linear = Create("lin", "0 100 linear d0 0", mode);
+        Assert.Equal(BioStatus.Ok, Run(linear, Bio.Flush(p.Ref)));
+        Assert.Equal(1, Flushes("d0"));
+
+        var segments = string.Join('\n', Enumerable.Range(0, 10).Select(i => $"{i * 10} 10 linear d1 {i * 10}"));
+        var ten = Create("ten", segments, mode);
+        Assert.Equal(BioStatus.Ok, Run(ten, Bio.Flush(p.Ref)));
+        Assert.Equal(1, Flushes("d1"));
+
+        Log.Clear();
+        var striped = Create("str", "0 96 striped 3 8 d0 0 d1 0 d2 0", mode);
+        Assert.Equal(BioStatus.Ok, Run(striped, Bio.Flush(p.Ref)));
+        Assert.Equal((1, 1, 1), (Flushes("d0"), Flushes("d1"), Flushes("d2")));
+
+        Log.Clear();
+        var nothing = Create("none", "0 100 zero\n100 100 error", mode);
+        Assert.Equal(BioStatus.Ok, Run(nothing, Bio.Flush(p.Ref)));
+        Assert.Empty(Events());
+    }
+
+    [Fact]
+    public void Flush_mode_preflush_completes_before_the_data_goes_out_with_fua_and_without_a_drain()
+    {
+        var d0 = Gate("d0");
+        var dev = Create("m", "0 8192 linear d0 0", BarrierMode.Flush);
+        var p = CreateTestProbe();
+        d0.Hold = b => b.Op == BioOp.Write && b.Sector == 0;  // an unrelated write stays in flight
+        var unrelated = Write(0, Pattern(8, 1), p);
+        dev.Tell(unrelated);
+        Eventually(() => d0.HeldCount == 1, "the unrelated write");
+
+        var pf = Write(100, Pattern(8, 2), p, BioFlags.Preflush | BioFlags.Fua);
+        dev.Tell(pf);
+        var done = p.ExpectMsg<BioDone>(Wait);               // no drain: completes while the other is in flight
+        Assert.Same(pf, done.Bio);
+        var ev = Events();
+        var flushDone = ev.First(e => !e.Start && e.Op == BioOp.Flush).Seq;
+        var data = ev.Single(e => e.Start && e.Sector == 100);
+        Assert.True(flushDone < data.Seq);
+        Assert.Equal(BioFlags.Fua, data.Flags);
+        Assert.DoesNotContain(ev, e => e.Op == BioOp.Flush && e.Seq > data.Seq); // no post-flush: FUA instead
+        d0.Release();
+        Assert.Same(unrelated, p.ExpectMsg<BioDone>(Wait).Bio);
+    }
+
+    [Fact]
+    public void Flush_mode_barrier_becomes_preflush_and_fua()
+    {
+        var d0 = Gate("d0");
+        var dev = Create("m", "0 8192 linear d0 0", BarrierMode.Flush);
+        var p = CreateTestProbe();
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(8, Pattern(8, 1), p, BioFlags.Barrier)));
+        var ev = Events(e => e.Start);
+        Assert.Equal(BioOp.Flush, ev[0].Op);
+        Assert.Equal((BioOp.Write, BioFlags.Fua), (ev[1].Op, ev[1].Flags));
+    }
+
+    [Fact]
+    public void A_flush_error_fails_the_flush()
+    {
+        var d0 = Gate("d0");
+        var dev = Create("f", "0 8192 linear d0 0");
+        d0.Fail = b => b.Op == BioOp.Flush ? BioStatus.IoError : null;
+        var p = CreateTestProbe();
+        Assert.Equal(BioStatus.IoError, Run(dev, Bio.Flush(p.Ref)));
+        Assert.Equal(BioStatus.IoError, Run(dev, Write(0, Pattern(1, 1), p, BioFlags.Barrier)));
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(0, Pattern(1, 1), p)));
+    }
+
+    [Theory]
+    [InlineData(BarrierMode.Ordered)]
+    [InlineData(BarrierMode.Flush)]
+    public void Writes_completed_before_a_completed_flush_survive_a_power_cut_on_a_stack(BarrierMode mode)
+    {
+        var m0 = new MemoryDisk("m0", 4096, Disks.NextDevNo());
+        var m1 = new MemoryDisk("m1", 4096, Disks.NextDevNo());
+        var c0 = Disks.Add(new CachedDisk(m0));
+        var c1 = Disks.Add(new CachedDisk(m1));
+        Ok(new Dm.Create("lower", "0 4096 linear m1 0", Mode: mode));
+        var dev = Create("top", "0 2048 linear m0 0\n2048 2048 linear lower 0", mode);
+        var p = CreateTestProbe();
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(0, Pattern(8, 1), p)));
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(2048, Pattern(8, 2), p)));
+        Assert.Equal(BioStatus.Ok, Run(dev, Bio.Flush(p.Ref)));
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(16, Pattern(8, 3), p, BioFlags.Fua)));
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(2100, Pattern(8, 4), p)));
+        c0.PowerCut();
+        c1.PowerCut();
+        var got = new byte[8 * 512];
+        m0.ReadAt(0, got); Assert.Equal(Pattern(8, 1), got);
+        m1.ReadAt(0, got); Assert.Equal(Pattern(8, 2), got);
+        m0.ReadAt(16 * 512, got); Assert.Equal(Pattern(8, 3), got);       // FUA: durable on its own
+        m1.ReadAt(52 * 512, got); Assert.Equal(new byte[8 * 512], got);    // never flushed: lost
+    }
+}
