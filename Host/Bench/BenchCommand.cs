@@ -21,9 +21,9 @@ public static class BenchCommand
         void Progress(string line) => Console.Error.WriteLine($"[{clock.Elapsed.TotalSeconds,6:F1}s] {line}");
 
         var results = new BenchResults();
-        await using (var rig = await BenchRig.StartAsync(options.Dir, options.FileBytes, Progress))
+        await using (var rig = await BenchRig.StartAsync(options.Dir, options.FileBytes, options.IoThreads, Progress))
         {
-            Progress($"{workloads.Count} workloads x {options.Rounds} rounds x {options.Seconds:0.##} s slices, {BenchRig.IoThreads} IO threads per path");
+            Progress($"{workloads.Count} workloads x {options.Rounds} rounds x {options.Seconds:0.##} s slices, {rig.IoThreads} IO threads per path");
             await WarmUpAsync(rig, Math.Min(0.3, options.Seconds));
             for (var round = 0; round < options.Rounds; round++)
             {

@@ -2,11 +2,12 @@ namespace DmActors.Host.Bench;
 
 /// <summary>
 /// `dmactors bench [--quick] [--json] [--dir DIR] [--seconds N] [--rounds N] [--size-mib N]`.
-/// Seconds is the length of one timed slice (one workload on one path in one round).
+/// Seconds is the length of one timed slice (one workload on one path in one round). IoThreads sizes the
+/// engine's DiskIoPool and the direct baseline's thread set alike (default: the host's shared pool size).
 /// </summary>
-public sealed record BenchOptions(bool Quick, bool Json, string? Dir, double Seconds, int Rounds, long FileBytes, string? Only)
+public sealed record BenchOptions(bool Quick, bool Json, string? Dir, double Seconds, int Rounds, long FileBytes, string? Only, int IoThreads)
 {
-    public const string Usage = "usage: dmactors bench [--quick] [--json] [--dir DIR] [--seconds N] [--rounds N] [--size-mib N] [--only SUBSTRING]";
+    public const string Usage = "usage: dmactors bench [--quick] [--json] [--dir DIR] [--seconds N] [--rounds N] [--size-mib N] [--only SUBSTRING] [--io-threads N]";
 
     /// <summary>Parses the arguments after `bench`; throws <see cref="ArgumentException"/> naming the bad one.</summary>
     public static BenchOptions Parse(IReadOnlyList<string> args)
@@ -16,6 +17,7 @@ public sealed record BenchOptions(bool Quick, bool Json, string? Dir, double Sec
         double? seconds = null;
         int? rounds = null;
         long? sizeMib = null;
+        int? ioThreads = null;
         var i = args.Count > 0 && args[0] == "bench" ? 1 : 0;
         for (; i < args.Count; i++)
         {
@@ -37,6 +39,10 @@ public sealed record BenchOptions(bool Quick, bool Json, string? Dir, double Sec
                     sizeMib = long.TryParse(Value(args, ref i), out var m) && m is >= 16 and <= 1 << 20
                         ? m : throw new ArgumentException($"--size-mib: expected MiB in 16..1048576, got '{args[i]}'");
                     break;
+                case "--io-threads":
+                    ioThreads = int.TryParse(Value(args, ref i), out var t) && t is > 0 and <= 256
+                        ? t : throw new ArgumentException($"--io-threads: expected a whole number in 1..256, got '{args[i]}'");
+                    break;
                 default: throw new ArgumentException($"unknown bench argument '{args[i]}'\n{Usage}");
             }
         }
@@ -44,8 +50,12 @@ public sealed record BenchOptions(bool Quick, bool Json, string? Dir, double Sec
             seconds ?? (quick ? 0.25 : 1.5),
             rounds ?? (quick ? 2 : 3),
             (sizeMib ?? (quick ? 256 : 1024)) << 20,
-            only);
+            only,
+            ioThreads ?? DefaultIoThreads);
     }
+
+    /// <summary>The size of the host's shared DiskIoPool.</summary>
+    public static readonly int DefaultIoThreads = Math.Max(4, Environment.ProcessorCount * 2);
 
     private static string Value(IReadOnlyList<string> args, ref int i) =>
         ++i < args.Count ? args[i] : throw new ArgumentException($"{args[i - 1]} needs a value\n{Usage}");

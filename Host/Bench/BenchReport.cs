@@ -32,7 +32,7 @@ public static class BenchReport
         {
             tool = "dmactors bench",
             cores = Environment.ProcessorCount,
-            ioThreads = BenchRig.IoThreads,
+            ioThreads = options.IoThreads,
             sliceSeconds = options.Seconds,
             rounds = options.Rounds,
             fileBytes = options.FileBytes,

@@ -13,8 +13,6 @@ namespace DmActors.Host.Bench;
 /// </summary>
 public sealed class BenchRig : IAsyncDisposable
 {
-    /// <summary>As many IO threads as the host's shared DiskIoPool; the direct baseline uses the same number.</summary>
-    public static readonly int IoThreads = Math.Max(4, Environment.ProcessorCount * 2);
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
 
     private readonly string _dir;
@@ -25,13 +23,16 @@ public sealed class BenchRig : IAsyncDisposable
     private ActorSystem? _system;
     private SafeFileHandle? _direct;
 
-    private BenchRig(string dir, bool ownsDir) { _dir = dir; _ownsDir = ownsDir; }
+    private BenchRig(string dir, bool ownsDir, int ioThreads) { _dir = dir; _ownsDir = ownsDir; IoThreads = ioThreads; }
+
+    /// <summary>Threads of the engine's DiskIoPool; the direct baseline uses as many.</summary>
+    public int IoThreads { get; }
 
     public List<BenchPath> Paths { get; } = new();
 
-    public static async Task<BenchRig> StartAsync(string? dir, long bytes, Action<string> progress)
+    public static async Task<BenchRig> StartAsync(string? dir, long bytes, int ioThreads, Action<string> progress)
     {
-        var rig = new BenchRig(dir ?? Directory.CreateTempSubdirectory("dmactors-bench-").FullName, dir == null);
+        var rig = new BenchRig(dir ?? Directory.CreateTempSubdirectory("dmactors-bench-").FullName, dir == null, ioThreads);
         try { await rig.SetUpAsync(bytes, progress); }
         catch { await rig.DisposeAsync(); throw; }
         return rig;

@@ -121,6 +121,8 @@ public class BenchStatsTests
         Assert.Equal(0.5, q.Seconds);
         Assert.Equal(5, q.Rounds);
         Assert.Equal(256L << 20, q.FileBytes);
+        Assert.Equal(BenchOptions.DefaultIoThreads, q.IoThreads);
+        Assert.Equal(2, BenchOptions.Parse(["--io-threads", "2"]).IoThreads);
     }
 
     [Theory]
@@ -128,6 +130,7 @@ public class BenchStatsTests
     [InlineData("--seconds", "0", "--seconds")]
     [InlineData("--rounds", "0", "--rounds")]
     [InlineData("--size-mib", "1", "--size-mib")]
+    [InlineData("--io-threads", "0", "--io-threads")]
     [InlineData("--frobnicate", null, "--frobnicate")]
     [InlineData("--dir", null, "--dir needs a value")]
     public void Options_reject_bad_input_naming_it(string arg, string? value, string expected)
