@@ -9,7 +9,8 @@ namespace DmActors.Host.Bench;
 /// created and opened by name) plus the files and paths the benchmark runs over: direct (one file), filedisk
 /// (a FileDisk without actors: the DiskIoPool's share of the cost), linear (over one FileDisk), striped (two
 /// FileDisks, chunk 128), stack3 (linear over linear over linear over a FileDisk), and linear/striped again in
-/// BarrierMode.Flush for the barrier workloads.
+/// BarrierMode.Flush for the barrier workloads; linear-mem (linear over a 64 MiB MemoryDisk, which completes
+/// inline: the actors' share of the cost, no IO threads) for the 4 KiB workloads.
 /// </summary>
 public sealed class BenchRig : IAsyncDisposable
 {
@@ -60,6 +61,9 @@ public sealed class BenchRig : IAsyncDisposable
         _disks.AddFile("d-stripe-b", stripeB, sectors / 2);
         _disks.AddFile("d-stack", stack, sectors);
 
+        const long memBytes = 64 << 20;
+        _disks.AddMemory("d-mem", memBytes >> Bio.SectorShift);
+
         _system = ActorSystem.Create("dmactors-bench", HostConfig());
         var manager = _system.ActorOf(DeviceManager.Props(_disks), "devices");
         var striped = $"0 {sectors} striped 2 128 d-stripe-a 0 d-stripe-b 0";
@@ -74,14 +78,18 @@ public sealed class BenchRig : IAsyncDisposable
         await Create("stack1", $"0 {sectors} linear d-stack 0");
         await Create("stack2", $"0 {sectors} linear stack1 0");
         Paths.Add(new DevicePath("stack3", await Create("stack3", $"0 {sectors} linear stack2 0"), bytes));
+        Paths.Add(new DevicePath("linear-mem", await Create("linear-mem", $"0 {memBytes >> Bio.SectorShift} linear d-mem 0"), memBytes));
         Paths.Add(new DevicePath("linear-flush", await Create("linear-flush", $"0 {sectors} linear d-linear 0", BarrierMode.Flush), bytes));
         Paths.Add(new DevicePath("striped-flush", await Create("striped-flush", striped, BarrierMode.Flush), bytes));
     }
 
-    /// <summary>Which paths a workload runs on: barrier workloads compare both barrier modes on linear and striped.</summary>
+    /// <summary>
+    /// Which paths a workload runs on: barrier workloads compare both barrier modes on linear and striped; the
+    /// memory-backed device only runs small blocks (it isolates per-bio overhead).
+    /// </summary>
     public IEnumerable<BenchPath> PathsFor(Workload w) => Paths.Where(p => w.IsBarrier
         ? p.Name is "direct" or "linear" or "linear-flush" or "striped" or "striped-flush"
-        : p.Name is "direct" or "filedisk" or "linear" or "striped" or "stack3");
+        : p.Name is "direct" or "filedisk" or "linear" or "striped" or "stack3" || (p.Name == "linear-mem" && w.BlockBytes <= 4096));
 
     private static void Expect(object reply, string op, string name)
     {
