@@ -33,6 +33,7 @@ public static class BenchCommand
                     for (var k = 0; k < paths.Count; k++)
                     {
                         var path = paths[(k + round) % paths.Count];
+                        rig.SyncFiles();
                         var sample = await path.RunAsync(w, options.Seconds, round * 1000 + k);
                         results.Add(w, path.Name, round, sample);
                         Progress($"round {round + 1}/{options.Rounds} {w.Name,-28} {path.Name,-14} " +

@@ -11,7 +11,7 @@ public sealed class BenchResults
     public void Add(Workload w, string path, int round, RunSample sample) => _samples.Add((w, path, round, sample));
 
     public sealed record PathSummary(string Workload, string Path, int QueueDepth, int BlockBytes, int Rounds,
-        double Iops, double MBps, double? Ratio, double P50Us, double P99Us, double AllocBytesPerIo, long Ops, int Errors);
+        double Iops, double MBps, double? Ratio, double P50Us, double P99Us, double AllocBytesPerIo, long Ops, int Errors, double SyncsPerIo = 0);
 
     public IReadOnlyList<PathSummary> Summaries(string directPath = "direct")
     {
@@ -32,7 +32,8 @@ public sealed class BenchResults
                 result.Add(new PathSummary(w.Name, byPath.Key, w.QueueDepth, w.BlockBytes, samples.Count,
                     Median(samples.Select(s => s.Iops)), Median(samples.Select(s => s.MBps)), ratio,
                     hist.Percentile(50) / 1000, hist.Percentile(99) / 1000,
-                    ops > 0 ? (double)samples.Sum(s => s.AllocatedBytes) / ops : 0, ops, samples.Sum(s => s.Errors)));
+                    ops > 0 ? (double)samples.Sum(s => s.AllocatedBytes) / ops : 0, ops, samples.Sum(s => s.Errors),
+                    ops > 0 ? (double)samples.Sum(s => s.Syncs) / ops : 0));
             }
         }
         return result;

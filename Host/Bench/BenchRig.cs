@@ -55,11 +55,10 @@ public sealed class BenchRig : IAsyncDisposable
 
         _pool = new DiskIoPool(IoThreads);
         _disks = new DiskRegistry(_pool);
-        var linearDisk = _disks.AddFile("d-linear", linear, sectors);
-        Paths.Add(new DevicePath("filedisk", linearDisk.Submit, bytes));
-        _disks.AddFile("d-stripe-a", stripeA, sectors / 2);
-        _disks.AddFile("d-stripe-b", stripeB, sectors / 2);
-        _disks.AddFile("d-stack", stack, sectors);
+        var linearDisk = (FileDisk)_disks.AddFile("d-linear", linear, sectors);
+        Paths.Add(new DevicePath("filedisk", linearDisk.Submit, bytes, linearDisk));
+        var stripes = new[] { (FileDisk)_disks.AddFile("d-stripe-a", stripeA, sectors / 2), (FileDisk)_disks.AddFile("d-stripe-b", stripeB, sectors / 2) };
+        var stackDisk = (FileDisk)_disks.AddFile("d-stack", stack, sectors);
 
         const long memBytes = 64 << 20;
         _disks.AddMemory("d-mem", memBytes >> Bio.SectorShift);
@@ -73,14 +72,14 @@ public sealed class BenchRig : IAsyncDisposable
             var opened = await manager.Ask<object>(new Dm.Open(name), AskTimeout);
             return opened is Dm.Opened o ? o.Device : throw new InvalidOperationException($"open {name}: {opened}");
         }
-        Paths.Add(new DevicePath("linear", await Create("linear", $"0 {sectors} linear d-linear 0"), bytes));
-        Paths.Add(new DevicePath("striped", await Create("striped", striped), bytes));
+        Paths.Add(new DevicePath("linear", await Create("linear", $"0 {sectors} linear d-linear 0"), bytes, linearDisk));
+        Paths.Add(new DevicePath("striped", await Create("striped", striped), bytes, stripes));
         await Create("stack1", $"0 {sectors} linear d-stack 0");
         await Create("stack2", $"0 {sectors} linear stack1 0");
-        Paths.Add(new DevicePath("stack3", await Create("stack3", $"0 {sectors} linear stack2 0"), bytes));
+        Paths.Add(new DevicePath("stack3", await Create("stack3", $"0 {sectors} linear stack2 0"), bytes, stackDisk));
         Paths.Add(new DevicePath("linear-mem", await Create("linear-mem", $"0 {memBytes >> Bio.SectorShift} linear d-mem 0"), memBytes));
-        Paths.Add(new DevicePath("linear-flush", await Create("linear-flush", $"0 {sectors} linear d-linear 0", BarrierMode.Flush), bytes));
-        Paths.Add(new DevicePath("striped-flush", await Create("striped-flush", striped, BarrierMode.Flush), bytes));
+        Paths.Add(new DevicePath("linear-flush", await Create("linear-flush", $"0 {sectors} linear d-linear 0", BarrierMode.Flush), bytes, linearDisk));
+        Paths.Add(new DevicePath("striped-flush", await Create("striped-flush", striped, BarrierMode.Flush), bytes, stripes));
     }
 
     /// <summary>
@@ -120,6 +119,21 @@ public sealed class BenchRig : IAsyncDisposable
         fs.Flush(flushToDisk: true);
         return path;
     }
+
+    /// <summary>
+    /// Writes back what earlier slices left dirty (untimed, before every slice), so no slice pays for another's
+    /// writeback: fdatasync cost swings 10x with dirty data on a shared disk.
+    /// </summary>
+    public void SyncFiles()
+    {
+        foreach (var f in _files)
+        {
+            using var h = File.OpenHandle(f, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+            fdatasync((int)h.DangerousGetHandle());
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] private static extern int fdatasync(int fd);
 
     public async ValueTask DisposeAsync()
     {

@@ -8,11 +8,14 @@ namespace DmActors.Host.Bench;
 /// <see cref="CallbackRef"/> reply, QD of them in flight, the next one submitted from the completion callback.
 /// Each slot reuses its own Bio and buffer (the submitter owns both again once BioDone arrives), so whatever
 /// a run allocates per IO is the engine's. The same loop over a bare disk (no actors) shows what the
-/// DiskIoPool alone costs.
+/// DiskIoPool alone costs. <paramref name="disks"/> are the file disks below, whose fdatasyncs are counted.
 /// </summary>
-public sealed class DevicePath(string name, Action<Bio> submit, long bytes) : BenchPath(name, bytes)
+public sealed class DevicePath(string name, Action<Bio> submit, long bytes, params FileDisk[] disks) : BenchPath(name, bytes)
 {
-    public DevicePath(string name, IActorRef device, long bytes) : this(name, bio => device.Tell(bio, ActorRefs.NoSender), bytes) { }
+    public DevicePath(string name, IActorRef device, long bytes, params FileDisk[] disks)
+        : this(name, bio => device.Tell(bio, ActorRefs.NoSender), bytes, disks) { }
+
+    private long Syncs => disks.Sum(d => d.FlushesIssued);
 
     public override bool IsDirect => false;
 
@@ -56,6 +59,7 @@ public sealed class DevicePath(string name, Action<Bio> submit, long bytes) : Be
 
         public async Task<RunSample> ExecuteAsync()
         {
+            var syncs0 = _path.Syncs;
             var alloc0 = GC.GetTotalAllocatedBytes(true);
             var start = Stopwatch.GetTimestamp();
             _deadline = Deadline(_seconds);
@@ -71,7 +75,7 @@ public sealed class DevicePath(string name, Action<Bio> submit, long bytes) : Be
             var elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
             var alloc = GC.GetTotalAllocatedBytes(true) - alloc0;
             ReturnBuffers(_buffers);
-            return new RunSample(_ops, _ops * _w.BlockBytes, elapsed, alloc, _hist, _errors);
+            return new RunSample(_ops, _ops * _w.BlockBytes, elapsed, alloc, _hist, _errors, _path.Syncs - syncs0);
         }
 
         private void Submit(Slot s)

@@ -23,7 +23,7 @@ public sealed class DirectPath(string name, SafeFileHandle handle, long bytes, i
         var n = Math.Min(w.QueueDepth, threads);
         var go = new ManualResetEventSlim();
         var finished = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        long ops = 0, errors = 0, running = n, deadline = 0, start = 0;
+        long ops = 0, errors = 0, syncs = 0, running = n, deadline = 0, start = 0;
         var workers = new Thread[n];
         for (var t = 0; t < n; t++)
         {
@@ -46,8 +46,12 @@ public sealed class DirectPath(string name, SafeFileHandle handle, long bytes, i
                             if (w.Write)
                             {
                                 RandomAccess.Write(handle, buf, offset);
-                                if (pattern.NextIsBarrier() && fdatasync((int)handle.DangerousGetHandle()) != 0)
-                                    throw new IOException($"fdatasync failed: errno {Marshal.GetLastPInvokeError()}");
+                                if (pattern.NextIsBarrier())
+                                {
+                                    if (fdatasync((int)handle.DangerousGetHandle()) != 0)
+                                        throw new IOException($"fdatasync failed: errno {Marshal.GetLastPInvokeError()}");
+                                    Interlocked.Increment(ref syncs);
+                                }
                             }
                             else if (RandomAccess.Read(handle, buf, offset) != buf.Length)
                                 throw new IOException($"short read at {offset}");
@@ -78,7 +82,7 @@ public sealed class DirectPath(string name, SafeFileHandle handle, long bytes, i
         var alloc = GC.GetTotalAllocatedBytes(true) - alloc0;
         ReturnBuffers(buffers);
         go.Dispose();
-        return new RunSample(ops, ops * w.BlockBytes, elapsed, alloc, hist, (int)errors);
+        return new RunSample(ops, ops * w.BlockBytes, elapsed, alloc, hist, (int)errors, syncs);
     }
 
     [DllImport("libc", SetLastError = true)] private static extern int fdatasync(int fd);

@@ -24,9 +24,10 @@ public sealed record Workload(string Name, bool Write, int BlockBytes, bool Sequ
     ];
 }
 
-/// <summary>What one timed slice measured.</summary>
-public sealed record RunSample(long Ops, long Bytes, double Seconds, long AllocatedBytes, LatencyHistogram Latency, int Errors)
+/// <summary>What one timed slice measured; Syncs = fdatasync calls that reached the files.</summary>
+public sealed record RunSample(long Ops, long Bytes, double Seconds, long AllocatedBytes, LatencyHistogram Latency, int Errors, long Syncs = 0)
 {
+    public double SyncsPerIo => Ops > 0 ? (double)Syncs / Ops : 0;
     public double Iops => Seconds > 0 ? Ops / Seconds : 0;
     public double MBps => Seconds > 0 ? Bytes / Seconds / 1e6 : 0;
     public double AllocPerIo => Ops > 0 ? (double)AllocatedBytes / Ops : 0;

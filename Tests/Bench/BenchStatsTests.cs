@@ -86,6 +86,7 @@ public class BenchStatsTests
         Assert.Equal(3, linear.Rounds);
         Assert.Equal(1150, linear.Ops);
         Assert.Equal(8, linear.AllocBytesPerIo);
+        Assert.Equal(0.5, linear.SyncsPerIo, 3);
     }
 
     [Fact]
@@ -161,5 +162,5 @@ public class BenchStatsTests
     }
 
     private static RunSample Sample(long ops, int block = 4096) =>
-        new(ops, ops * block, 1.0, ops * 8, new LatencyHistogram(), 0);
+        new(ops, ops * block, 1.0, ops * 8, new LatencyHistogram(), 0, Syncs: ops / 2);
 }
