@@ -47,7 +47,7 @@ public sealed record BenchOptions(bool Quick, bool Json, string? Dir, double Sec
             }
         }
         return new BenchOptions(quick, json, dir,
-            seconds ?? (quick ? 0.25 : 1.5),
+            seconds ?? (quick ? 0.25 : 1.25),
             rounds ?? (quick ? 2 : 3),
             (sizeMib ?? (quick ? 256 : 1024)) << 20,
             only,
