@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Event;
 
 namespace DmActors;
 
@@ -6,10 +7,15 @@ namespace DmActors;
 /// The device directory of a host (dm-ioctl's hash cells): creates, finds, renames and removes mapped devices,
 /// builds tables against the host's disks and devices, and forwards everything else to the device by name.
 /// Callers reach a device only through here, by name; IO then goes straight to the device actor it hands out.
+///
+/// With a persistence id, every change is an event recorded by a <see cref="DeviceJournal"/> child before it is
+/// applied and acknowledged; commands wait in the stash meanwhile, so they apply one at a time, in order. On start
+/// the journal replays and the devices come back, lower devices before the devices stacked on them.
 /// </summary>
-public sealed class DeviceManager : UntypedActor
+public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
 {
-    public sealed record Options(IClock? Clock = null, int MaxDeferred = 65536, TimeSpan? ShutdownTimeout = null);
+    public sealed record Options(IClock? Clock = null, int MaxDeferred = 65536, TimeSpan? ShutdownTimeout = null,
+        TimeSpan? BarrierTimeout = null, string? PersistenceId = null);
 
     public static Props Props(DiskRegistry disks, Options? options = null) =>
         Akka.Actor.Props.Create(() => new DeviceManager(disks, options ?? new Options()));
@@ -22,22 +28,83 @@ public sealed class DeviceManager : UntypedActor
 
     private readonly DiskRegistry _disks;
     private readonly Options _options;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly SortedDictionary<string, Entry> _devices = new(StringComparer.Ordinal);
-    private int _nextMinor;
+    private HostState _state = HostState.Empty;
+    private IActorRef? _journal;
+    private bool _recovering;
+    private string? _unavailable;
+    /// <summary>A change waiting for the journal: what to do once recorded, and what to do if not.</summary>
+    private (Action Apply, Action<string> Fail)? _awaiting;
 
     public DeviceManager(DiskRegistry disks, Options options)
     {
         _disks = disks; _options = options;
     }
 
+    public IStash Stash { get; set; } = null!;
+
+    protected override void PreStart()
+    {
+        if (_options.PersistenceId == null) return;
+        _recovering = true;
+        StartJournal();
+    }
+
+    private void StartJournal() => _journal = Context.Watch(Context.ActorOf(DeviceJournal.Props(_options.PersistenceId!)));
+
     protected override void OnReceive(object message)
     {
         switch (message)
         {
+            case DeviceJournal.Msg.Recovered r: Recovered(r.State); return;
+            case DeviceJournal.Msg.RecoveryFailed f:
+                _unavailable = $"cannot recover devices from the journal: {f.Reason}";
+                _log.Error(_unavailable);
+                _recovering = false;
+                Stash.UnstashAll();
+                return;
+            case DeviceJournal.Msg.Recorded r:
+                _state = r.State;
+                Settle(null);
+                return;
+            case DeviceJournal.Msg.Rejected r: Settle($"journal rejected the change: {r.Reason}"); return;
+            case Terminated t when t.ActorRef.Equals(_journal):
+                // The journal stops when a write fails: the waiting command fails, and a new journal replays.
+                Settle("journal write failed");
+                if (_unavailable == null) { _recovering = true; StartJournal(); }
+                return;
+            case Terminated t:
+                foreach (var gone in _devices.Where(d => d.Value.Actor.Equals(t.ActorRef)).Select(d => d.Key).ToList())
+                    _devices.Remove(gone);
+                return;
+        }
+        if (_recovering || _awaiting != null) { Stash.Stash(); return; }
+        if (_unavailable != null) { Sender.Tell(new Dm.Unavailable(_unavailable)); return; }
+        Command(message);
+    }
+
+    private void Command(object message)
+    {
+        switch (message)
+        {
             case Dm.Create c: Create(c); break;
-            case Dm.Load l: WithDevice("reload", l.Name, e => Load(e, l.Name, l.Table, l.ReadOnly, reply: true)); break;
+            case Dm.Load l: WithDevice("reload", l.Name, e => Load(e, l)); break;
             case Dm.Remove r: WithDevice("remove", r.Name, e => Remove(e, r)); break;
             case Dm.Rename r: WithDevice("rename", r.Name, e => Rename(e, r)); break;
+            case Dm.Suspend s: WithDevice("suspend", s.Name, e => Change(e, s, new DeviceEvents.Suspended(s.Name, Now, s.NoFlush))); break;
+            case Dm.Resume r: WithDevice("resume", r.Name, e => Change(e, r, new DeviceEvents.Resumed(r.Name, Now))); break;
+            case Dm.Clear c: WithDevice("clear", c.Name, e => Change(e, c, new DeviceEvents.TableCleared(c.Name, Now))); break;
+            case Dm.GetTable t: Forward("table", t.Name, t); break;
+            case Dm.GetStatus s: Forward("status", s.Name, s); break;
+            case Dm.GetInfo i: Forward("info", i.Name, i); break;
+            case Dm.Message m: Forward("message", m.Name, m); break;
+            case Dm.History h:
+                WithDevice("history", h.Name, _ => Sender.Tell(new Dm.Done(
+                    _state.Devices.TryGetValue(h.Name, out var rec)
+                        ? rec.History.Select(x => $"{x.At:yyyy-MM-dd HH:mm:ss.fff}  {x.What}").ToArray()
+                        : ["(not recorded: this host runs without a journal)"])));
+                break;
             case Dm.List:
                 Sender.Tell(_devices.Count == 0
                     ? Dm.Done.Of("No devices found")
@@ -58,54 +125,104 @@ public sealed class DeviceManager : UntypedActor
                 });
                 break;
             case Dm.Close c: WithDevice("close", c.Name, e => { e.Shared.Close(); Sender.Tell(Dm.Done.Empty); }); break;
-            case Dm.Suspend s: Forward("suspend", s.Name, s); break;
-            case Dm.Resume r: Forward("resume", r.Name, r); break;
-            case Dm.Clear c: Forward("clear", c.Name, c); break;
-            case Dm.GetTable t: Forward("table", t.Name, t); break;
-            case Dm.GetStatus s: Forward("status", s.Name, s); break;
-            case Dm.GetInfo i: Forward("info", i.Name, i); break;
-            case Dm.Message m: Forward("message", m.Name, m); break;
-            case Terminated t:
-                foreach (var gone in _devices.Where(d => d.Value.Actor.Equals(t.ActorRef)).Select(d => d.Key).ToList())
-                    _devices.Remove(gone);
-                break;
             default: Unhandled(message); break;
         }
     }
+
+    private static DateTime Now => DateTime.UtcNow;
+
+    // ---- Recording changes ------------------------------------------------------------------------------------
+
+    /// <summary>Records <paramref name="events"/>, then runs <paramref name="apply"/>; if the journal refuses, runs <paramref name="fail"/>.</summary>
+    private void Commit(IReadOnlyList<DeviceEvents.DeviceEvent> events, Action apply, Action<string> fail)
+    {
+        if (_journal == null)
+        {
+            foreach (var e in events) _state = _state.Apply(e);
+            apply();
+            return;
+        }
+        _awaiting = (apply, fail);
+        _journal.Tell(new DeviceJournal.Msg.Record(events));
+    }
+
+    private void Settle(string? failure)
+    {
+        if (_awaiting is not { } waiting) return;
+        _awaiting = null;
+        if (failure == null) waiting.Apply(); else waiting.Fail(failure);
+        Stash.UnstashAll();
+    }
+
+    /// <summary>A change the device itself carries out: record it, then forward (the device answers the caller).</summary>
+    private void Change(Entry e, object command, DeviceEvents.DeviceEvent evt)
+    {
+        var sender = Sender;
+        Commit([evt], () => e.Actor.Tell(command, sender), reason => sender.Tell(Failure(evt, reason)));
+    }
+
+    private static Dm.Failed Failure(DeviceEvents.DeviceEvent e, string reason) =>
+        new(e.GetType().Name.ToLowerInvariant(), e.Name, "Input/output error", reason);
+
+    // ---- Commands ---------------------------------------------------------------------------------------------
 
     private void Create(Dm.Create c)
     {
         if (CheckName(c.Name) is { } bad) { Sender.Tell(new Dm.Failed("create", c.Name, Dm.Failed.Invalid, bad)); return; }
         if (_devices.ContainsKey(c.Name)) { Sender.Tell(new Dm.Failed("create", c.Name, Dm.Failed.Busy, $"device {c.Name} already exists")); return; }
         // Build first: a create whose table fails leaves nothing behind (dmsetup's _revert_create).
-        Table? table = null;
-        HashSet<string>? uses = null;
+        (Table Table, HashSet<string> Uses)? built = null;
         if (!string.IsNullOrWhiteSpace(c.Table))
         {
-            try { (table, uses) = Build(c.Name, c.Table, c.ReadOnly); }
+            try { built = Build(c.Name, c.Table, c.ReadOnly); }
             catch (TableException e) { Sender.Tell(new Dm.Failed("create", c.Name, Dm.Failed.Invalid, e.Message)); return; }
         }
-        var shared = new DeviceShared(c.Name, _nextMinor++);
-        var actor = Context.ActorOf(MappedDevice.Props(shared, new MappedDevice.Options(c.Mode, _options.MaxDeferred,
-            _options.Clock, _options.ShutdownTimeout, c.ReadOnly, c.Uuid)), $"dm-{shared.Minor}");
-        Context.Watch(actor);
-        var entry = new Entry(actor, shared, new MappedDeviceHandle(actor, shared));
-        _devices[c.Name] = entry;
-        if (table == null) { Sender.Tell(Dm.Done.Empty); return; }
-        entry.Uses.UnionWith(uses!);
-        actor.Tell(new MappedDevice.LoadTable(table, Reply: false));
-        actor.Tell(new Dm.Resume(c.Name), Sender);
+        var minor = _state.NextMinor;
+        var events = new List<DeviceEvents.DeviceEvent> { new DeviceEvents.Created(c.Name, Now, minor, c.Mode, c.ReadOnly, c.Uuid) };
+        if (built != null)
+        {
+            events.Add(new DeviceEvents.TableLoaded(c.Name, Now, c.Table!, c.ReadOnly));
+            events.Add(new DeviceEvents.Resumed(c.Name, Now));
+        }
+        var sender = Sender;
+        Commit(events, () =>
+        {
+            var e = Spawn(c.Name, minor, c.Mode, c.ReadOnly, c.Uuid);
+            if (built is not { } b) { sender.Tell(Dm.Done.Empty); return; }
+            e.Uses.UnionWith(b.Uses);
+            e.Actor.Tell(new MappedDevice.LoadTable(b.Table, Reply: false));
+            e.Actor.Tell(new Dm.Resume(c.Name), sender);
+        }, reason =>
+        {
+            built?.Table.Destroy();
+            sender.Tell(new Dm.Failed("create", c.Name, "Input/output error", reason));
+        });
     }
 
-    private void Load(Entry e, string name, string text, bool readOnly, bool reply)
+    private Entry Spawn(string name, int minor, BarrierMode mode, bool readOnly, string? uuid)
     {
-        try
+        var shared = new DeviceShared(name, minor);
+        var actor = Context.ActorOf(MappedDevice.Props(shared, new MappedDevice.Options(mode, _options.MaxDeferred,
+            _options.Clock, _options.ShutdownTimeout, readOnly, uuid, _options.BarrierTimeout)), $"dm-{minor}");
+        Context.Watch(actor);
+        return _devices[name] = new Entry(actor, shared, new MappedDeviceHandle(actor, shared));
+    }
+
+    private void Load(Entry e, Dm.Load l)
+    {
+        (Table Table, HashSet<string> Uses) built;
+        try { built = Build(l.Name, l.Table, l.ReadOnly); }
+        catch (TableException ex) { Sender.Tell(new Dm.Failed("reload", l.Name, Dm.Failed.Invalid, ex.Message)); return; }
+        var sender = Sender;
+        Commit([new DeviceEvents.TableLoaded(l.Name, Now, l.Table, l.ReadOnly)], () =>
         {
-            var (table, uses) = Build(name, text, readOnly);
-            e.Uses.UnionWith(uses);
-            e.Actor.Tell(new MappedDevice.LoadTable(table, reply), Sender);
-        }
-        catch (TableException ex) { Sender.Tell(new Dm.Failed("reload", name, Dm.Failed.Invalid, ex.Message)); }
+            e.Uses.UnionWith(built.Uses);
+            e.Actor.Tell(new MappedDevice.LoadTable(built.Table), sender);
+        }, reason =>
+        {
+            built.Table.Destroy();
+            sender.Tell(new Dm.Failed("reload", l.Name, "Input/output error", reason));
+        });
     }
 
     private (Table, HashSet<string>) Build(string self, string text, bool readOnly)
@@ -117,28 +234,102 @@ public sealed class DeviceManager : UntypedActor
 
     private void Remove(Entry e, Dm.Remove r)
     {
+        var sender = Sender;
         if (e.Shared.OpenCount > 0)
         {
+            var busy = new Dm.Failed("remove", r.Name, Dm.Failed.Busy, $"{r.Name} is open ({e.Shared.OpenCount})");
+            if (!r.Force) { sender.Tell(busy); return; }
             // remove --force first wipes the table to `error` (so IO fails instead of hanging), then still refuses.
-            if (r.Force) e.Actor.Tell(new MappedDevice.Wipe(), ActorRefs.Nobody);
-            Sender.Tell(new Dm.Failed("remove", r.Name, Dm.Failed.Busy, $"{r.Name} is open ({e.Shared.OpenCount})"));
+            var wipe = $"0 {Math.Max(1, e.Shared.Sectors)} error";
+            Commit([new DeviceEvents.TableLoaded(r.Name, Now, wipe, false), new DeviceEvents.Resumed(r.Name, Now)],
+                () => { e.Actor.Tell(new MappedDevice.Wipe(), ActorRefs.Nobody); sender.Tell(busy); },
+                reason => sender.Tell(new Dm.Failed("remove", r.Name, "Input/output error", reason)));
             return;
         }
-        _devices.Remove(r.Name);
-        e.Actor.Tell(new MappedDevice.Shutdown(), Sender);
+        Commit([new DeviceEvents.Removed(r.Name, Now)], () =>
+        {
+            _devices.Remove(r.Name);
+            e.Actor.Tell(new MappedDevice.Shutdown(), sender);
+        }, reason => sender.Tell(new Dm.Failed("remove", r.Name, "Input/output error", reason)));
     }
 
     private void Rename(Entry e, Dm.Rename r)
     {
-        if (r.SetUuid) { e.Actor.Forward(new MappedDevice.SetUuid(r.NewName)); return; }
-        if (CheckName(r.NewName) is { } bad) { Sender.Tell(new Dm.Failed("rename", r.Name, Dm.Failed.Invalid, bad)); return; }
-        if (_devices.ContainsKey(r.NewName)) { Sender.Tell(new Dm.Failed("rename", r.Name, Dm.Failed.Busy, $"device {r.NewName} already exists")); return; }
-        _devices.Remove(r.Name);
-        _devices[r.NewName] = e;
-        foreach (var other in _devices.Values)
-            if (other.Uses.Remove(r.Name)) other.Uses.Add(r.NewName);
-        e.Actor.Forward(new MappedDevice.Renamed(r.NewName));
+        var sender = Sender;
+        if (r.SetUuid)
+        {
+            var current = _state.Devices.TryGetValue(r.Name, out var rec) ? rec.Uuid : null;
+            if (current != null)
+            {
+                sender.Tell(new Dm.Failed("rename", r.Name, Dm.Failed.Invalid,
+                    $"Unable to change uuid of mapped device {r.Name} to {r.NewName} because uuid is already set to {current}"));
+                return;
+            }
+            Commit([new DeviceEvents.UuidSet(r.Name, Now, r.NewName)], () => e.Actor.Tell(new MappedDevice.SetUuid(r.NewName), sender),
+                reason => sender.Tell(new Dm.Failed("rename", r.Name, "Input/output error", reason)));
+            return;
+        }
+        if (CheckName(r.NewName) is { } bad) { sender.Tell(new Dm.Failed("rename", r.Name, Dm.Failed.Invalid, bad)); return; }
+        if (_devices.ContainsKey(r.NewName)) { sender.Tell(new Dm.Failed("rename", r.Name, Dm.Failed.Busy, $"device {r.NewName} already exists")); return; }
+        Commit([new DeviceEvents.Renamed(r.Name, Now, r.NewName)], () =>
+        {
+            _devices.Remove(r.Name);
+            _devices[r.NewName] = e;
+            foreach (var other in _devices.Values)
+                if (other.Uses.Remove(r.Name)) other.Uses.Add(r.NewName);
+            e.Actor.Tell(new MappedDevice.Renamed(r.NewName), sender);
+        }, reason => sender.Tell(new Dm.Failed("rename", r.Name, "Input/output error", reason)));
     }
+
+    // ---- Recovery ---------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Brings back every recorded device: lower devices first, so the tables stacked on them find them with their
+    /// size. A table that cannot be rebuilt (a missing disk) leaves its device in an error state, named in `info`.
+    /// </summary>
+    private void Recovered(HostState state)
+    {
+        var first = _devices.Count == 0;
+        _state = state;
+        _recovering = false;
+        if (first)
+        {
+            foreach (var d in state.InDependencyOrder())
+            {
+                var e = Spawn(d.Name, d.Minor, d.Mode, d.ReadOnly, d.Uuid);
+                if (d.Live != null && Rebuild(e, d.Name, d.Live, d.LiveReadOnly, "live") is { } live)
+                {
+                    e.Shared.Sectors = live.Sectors; // stacked devices recovered next check their size against this
+                    e.Actor.Tell(new MappedDevice.LoadTable(live, Reply: false));
+                    e.Actor.Tell(new Dm.Resume(d.Name), ActorRefs.Nobody);
+                }
+                if (d.Inactive != null && Rebuild(e, d.Name, d.Inactive, d.InactiveReadOnly, "inactive") is { } inactive)
+                    e.Actor.Tell(new MappedDevice.LoadTable(inactive, Reply: false));
+                if (d.Suspended) e.Actor.Tell(new Dm.Suspend(d.Name), ActorRefs.Nobody);
+            }
+            _log.Info("recovered {0} device(s) from the journal", state.Devices.Count);
+        }
+        Stash.UnstashAll();
+    }
+
+    private Table? Rebuild(Entry e, string name, string text, bool readOnly, string slot)
+    {
+        try
+        {
+            var (table, uses) = Build(name, text, readOnly);
+            e.Uses.UnionWith(uses);
+            return table;
+        }
+        catch (TableException ex)
+        {
+            var reason = $"{slot} table could not be rebuilt: {ex.Message}";
+            _log.Error("device {0}: {1}", name, reason);
+            e.Actor.Tell(new MappedDevice.MarkError(reason));
+            return null;
+        }
+    }
+
+    // ---- Lookup -----------------------------------------------------------------------------------------------
 
     private void Forward(string op, string name, object message) => WithDevice(op, name, e => e.Actor.Forward(message));
 

@@ -18,8 +18,11 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 {
     public const int Major = 253;
 
+    /// <param name="MaxDeferred">Bound on bios held while suspended or behind a barrier; beyond it bios get EAGAIN.</param>
+    /// <param name="BarrierTimeout">A barrier that has not completed by then (a disk that never answers) fails with
+    /// TimedOut and the bios held behind it go on, instead of being held forever.</param>
     public sealed record Options(BarrierMode Mode = BarrierMode.Ordered, int MaxDeferred = 65536, IClock? Clock = null,
-        TimeSpan? ShutdownTimeout = null, bool ReadOnly = false, string? Uuid = null);
+        TimeSpan? ShutdownTimeout = null, bool ReadOnly = false, string? Uuid = null, TimeSpan? BarrierTimeout = null);
 
     /// <summary>Messages from the manager and the target actors; local only (tables hold open devices).</summary>
     public sealed record LoadTable(Table Table, bool Reply = true);
@@ -28,7 +31,10 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     public sealed record Renamed(string NewName);
     public sealed record SetUuid(string Uuid);
     public sealed record TargetEvent { public static readonly TargetEvent Instance = new(); }
+    /// <summary>The device came back from the journal but its table could not be rebuilt (a disk is missing).</summary>
+    public sealed record MarkError(string Reason);
     private sealed record ShutdownTimedOut;
+    private sealed record BarrierTimedOut(Bio Barrier);
 
     public static Props Props(DeviceShared shared, Options options) => Akka.Actor.Props.Create(() => new MappedDevice(shared, options));
 
@@ -52,6 +58,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private long _eventNr;
     private string? _uuid;
     private bool _readOnly;
+    private string? _errorState;
 
     // Suspend state (DMF_BLOCK_IO_FOR_SUSPEND, DMF_SUSPENDED, DMF_NOFLUSH_SUSPENDING).
     private bool _blockIo;
@@ -102,6 +109,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
             case Dm.GetInfo: Sender.Tell(Info()); break;
             case Dm.Message m: RouteMessage(m); break;
             case TargetEvent: _eventNr++; break;
+            case MarkError e: _errorState = e.Reason; break;
             case Renamed r:
                 _shared.Name = r.NewName;
                 _eventNr++;
@@ -120,6 +128,11 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
                 break;
             case Shutdown: Remove(Sender); break;
             case ShutdownTimedOut: if (_removing) Context.Stop(Self); break;
+            case BarrierTimedOut t when ReferenceEquals(t.Barrier, _barrier):
+                _flushDone = null;
+                FinishBarrier(BioStatus.TimedOut);
+                break;
+            case BarrierTimedOut: break;
             default: Unhandled(message); break;
         }
     }
@@ -129,7 +142,8 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private void Submit(Bio bio)
     {
         var ordered = _options.Mode == BarrierMode.Ordered;
-        var barrier = ordered && (bio.IsBarrier || bio.Op == BioOp.Flush);
+        // Ordered mode knows only barriers: an empty flush is an empty barrier, a PREFLUSH bio is a barrier.
+        var barrier = ordered && (bio.IsBarrier || bio.Op == BioOp.Flush || (bio.Flags & BioFlags.Preflush) != 0);
         if (_blockIo || (ordered && _barrier != null))
         {
             Defer(bio);
@@ -264,11 +278,12 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
             case DmIo.Kinds.Normal: NormalDone(io); break;
             case DmIo.Kinds.BarrierData:
                 Untrack(io);
-                _barrierError = io.Status == BioStatus.Requeue && !_noflushSuspending ? BioStatus.IoError : io.Status;
+                if (ReferenceEquals(io.Original, _barrier)) // else: a barrier that already timed out
+                    _barrierError = io.Status == BioStatus.Requeue && !_noflushSuspending ? BioStatus.IoError : io.Status;
                 AfterPendingChange();
                 break;
             case DmIo.Kinds.BarrierFlush:
-                var next = _flushDone!;
+                if (!ReferenceEquals(io.Original, _barrier) || _flushDone is not { } next) break; // timed out meanwhile
                 _flushDone = null;
                 next(io.Status);
                 break;
@@ -312,7 +327,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private void AfterPendingChange()
     {
         if (_pending != 0) return;
-        if (_barrier != null)
+        if (_barrier != null && _phase is Phase.Drain or Phase.Data)
         {
             if (_phase == Phase.Drain) AfterDrain();
             else if (_phase == Phase.Data) AfterData();
@@ -328,6 +343,8 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         _barrier = barrier;
         _barrierError = BioStatus.Ok;
         _phase = Phase.Drain;
+        if (_options.BarrierTimeout is { } timeout)
+            Context.System.Scheduler.ScheduleTellOnce(timeout, Self, new BarrierTimedOut(barrier), Self);
         if (_pending == 0) AfterDrain();
     }
 
@@ -376,7 +393,9 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     /// <summary>Flushes every cache below the live table once, then calls <paramref name="next"/> with the result.</summary>
     private void FlushCaches(Action<BioStatus> next)
     {
-        if (_live is not { HasVolatileCache: true }) { next(BioStatus.Ok); return; }
+        // Skip only when the flush would go straight to disks that have no cache; targets that see flushes
+        // (log-writes, flakey, delay) always get them.
+        if (_live == null || (_live.FlushBypassesMap && !_live.HasVolatileCache)) { next(BioStatus.Ok); return; }
         var io = new DmIo(_barrier!, DmIo.Kinds.BarrierFlush, 0);
         _flushDone = next;
         IssueFlush(io);
@@ -459,14 +478,13 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 
     private void Swap()
     {
-        var old = _live;
-        foreach (var t in _targets) Context.Stop(t);
+        // PoisonPill, not Stop: the old targets first handle what is queued (PostSuspend), then release their devices.
+        foreach (var t in _targets) t.Tell(PoisonPill.Instance);
         _live = _inactive!;
         _inactive = null;
         _generation++;
         _targets = _live.Targets.Select((t, i) =>
             Context.ActorOf(TargetActor.Props(t, Self, Clock), $"g{_generation}-{i}-{t.TypeName}")).ToArray();
-        old?.Destroy();
         _shared.Sectors = _live.Sectors;
         _shared.HasVolatileCache = _live.HasVolatileCache;
         _shared.ReadOnly = _readOnly || _live.ReadOnly;
@@ -495,6 +513,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         var barrierAnswered = false;
         foreach (var io in _inflight)
         {
+            if (io.Kind == DmIo.Kinds.BarrierData && !ReferenceEquals(io.Original, _barrier)) continue; // answered at its timeout
             io.Original.Complete(BioStatus.IoError);
             barrierAnswered |= io.Original == _barrier;
         }
@@ -512,7 +531,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     // ---- Control ----------------------------------------------------------------------------------------------
 
     private Dm.DeviceInfo Info() => new(Name, _uuid, _suspended, _readOnly || (_live?.ReadOnly ?? false), _live != null,
-        _inactive != null, _shared.OpenCount, _eventNr, Major, _shared.Minor, _live?.Targets.Count ?? 0, _live?.Sectors ?? 0, _options.Mode);
+        _inactive != null, _shared.OpenCount, _eventNr, Major, _shared.Minor, _live?.Targets.Count ?? 0, _live?.Sectors ?? 0, _options.Mode, _errorState);
 
     private void RouteMessage(Dm.Message m)
     {

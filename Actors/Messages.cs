@@ -37,6 +37,9 @@ public static class Dm
     public sealed record ListExports : IControlMessage { public static readonly ListExports Instance = new(); }
     public sealed record ListTargets : IControlMessage { public static readonly ListTargets Instance = new(); }
 
+    /// <summary>dmsetup history (our addition): the device's recorded events with timestamps.</summary>
+    public sealed record History(string Name) : IControlMessage;
+
     /// <summary>Opens a device for IO (an NBD connection, a stacked user): the reply carries the actor to send bios to.</summary>
     public sealed record Open(string Name) : IControlMessage;
     public sealed record Close(string Name) : IControlMessage;
@@ -62,6 +65,8 @@ public static class Dm
 
     public sealed record DeviceInfo(string Name, string? Uuid, bool Suspended, bool ReadOnly, bool LiveTable, bool InactiveTable,
         int OpenCount, long EventNr, int Major, int Minor, int TargetCount, long Sectors, BarrierMode Mode, string? ErrorState = null) : IControlMessage;
+    /// <summary>The manager could not start (e.g. its journal is unreadable); every command gets this reason.</summary>
+    public sealed record Unavailable(string Reason) : IControlMessage;
     public sealed record Infos(IReadOnlyList<DeviceInfo> Devices) : IControlMessage;
     public sealed record Opened(string Name, IActorRef Device, long Sectors, bool ReadOnly, bool HasVolatileCache,
         int PreferredBlock, bool SupportsDiscard, bool SupportsWriteZeroes) : IControlMessage;

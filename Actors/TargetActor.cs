@@ -44,7 +44,14 @@ public sealed class TargetActor : UntypedActor, ITargetContext
                 switch (r.Kind)
                 {
                     case MapKind.Remapped:
-                        clone.ReplyTo = Self;
+                        if (_target.HasEndIo) clone.ReplyTo = Self;
+                        else
+                        {
+                            // No end_io to run: the completion goes straight to the device, one hop less. The
+                            // clone is no longer ours, so a crash of this actor does not answer it (the disk will).
+                            _held.Remove(clone);
+                            clone.ReplyTo = _device;
+                        }
                         clone.Device = r.Device;
                         r.Device!.Submit(clone);
                         break;
@@ -101,12 +108,14 @@ public sealed class TargetActor : UntypedActor, ITargetContext
         foreach (var clone in _held.ToList()) _device.Tell(new BioDone(clone, BioStatus.IoError));
         _held.Clear();
         _device.Tell(MappedDevice.TargetEvent.Instance);
-        base.PreRestart(reason, message);
+        // Not base.PreRestart: that would run PostStop and destroy the target, which lives on in the new incarnation.
     }
 
+    /// <summary>The table line is gone (swapped out or removed): answer what is held, then dtr.</summary>
     protected override void PostStop()
     {
         foreach (var clone in _held) _device.Tell(new BioDone(clone, BioStatus.IoError));
         _held.Clear();
+        _target.Release();
     }
 }

@@ -54,7 +54,7 @@ public sealed class Table
     public IEnumerable<string> StatusText() => Targets.Select(t => $"{t.Begin} {t.Length} {t.TypeName} {t.StatusParams()}");
 
     /// <summary>Releases the devices of every target (dm_table_destroy).</summary>
-    public void Destroy() { foreach (var t in Targets) t.Destroy(); }
+    public void Destroy() { foreach (var t in Targets) t.Release(); }
 
     /// <summary>
     /// Parses dmsetup table text. Blank lines and '#' comments are skipped, as dmsetup does; a line that is not
@@ -119,7 +119,7 @@ public sealed class Table
         }
         catch
         {
-            foreach (var t in built) t.Destroy();
+            foreach (var t in built) t.Release();
             throw;
         }
     }

@@ -63,7 +63,11 @@ public abstract class Target
     {
         Begin = args.Begin; Length = args.Length;
         TypeName = GetType().GetCustomAttribute<TargetTypeAttribute>()?.Name ?? GetType().Name.ToLowerInvariant();
+        HasEndIo = GetType().GetMethod(nameof(EndIo))!.DeclaringType != typeof(Target);
     }
+
+    /// <summary>False when the type keeps the default end_io: its remapped clones then complete straight to the device.</summary>
+    public bool HasEndIo { get; }
 
     public long Begin { get; }
     public long Length { get; }
@@ -99,8 +103,19 @@ public abstract class Target
     public virtual void PreSuspend(ITargetContext ctx) { }
     public virtual void PostSuspend(ITargetContext ctx) { }
     public virtual void Resume(ITargetContext ctx) { }
-    /// <summary>dtr: the table is gone; release devices.</summary>
+    /// <summary>dtr: the table is gone; release devices. Called once, through <see cref="Release"/>.</summary>
     public virtual void Destroy() { foreach (var d in Devices) d.Close(); }
+
+    private int _released;
+
+    /// <summary>
+    /// Runs <see cref="Destroy"/> exactly once, whoever gets there first: the target's actor when it stops after its
+    /// last message, or the table when it never went live.
+    /// </summary>
+    public void Release()
+    {
+        if (Interlocked.Exchange(ref _released, 1) == 0) Destroy();
+    }
 
     /// <summary>Sector relative to the target start.</summary>
     protected long Offset(Bio bio) => bio.Sector - Begin;
@@ -153,15 +168,22 @@ public interface IDeviceLookup
 /// <summary>Every target type, found by [TargetType] in the loaded assemblies.</summary>
 public static class TargetTypes
 {
-    private static readonly Dictionary<string, (Type Type, string Version)> Types = Discover();
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, (Type Type, string Version)> Types = Discover();
 
-    private static Dictionary<string, (Type, string)> Discover()
+    private static System.Collections.Concurrent.ConcurrentDictionary<string, (Type, string)> Discover()
     {
-        var found = new Dictionary<string, (Type, string)>();
+        var found = new System.Collections.Concurrent.ConcurrentDictionary<string, (Type, string)>();
         foreach (var t in typeof(Target).Assembly.GetTypes())
             if (t.GetCustomAttribute<TargetTypeAttribute>() is { } a && typeof(Target).IsAssignableFrom(t))
                 found[a.Name] = (t, a.Version);
         return found;
+    }
+
+    /// <summary>Adds a target type from another assembly (a plugin, or a test's own target).</summary>
+    public static void Register<T>() where T : Target
+    {
+        var a = typeof(T).GetCustomAttribute<TargetTypeAttribute>() ?? throw new ArgumentException($"{typeof(T)} has no [TargetType]");
+        Types[a.Name] = (typeof(T), a.Version);
     }
 
     public static IEnumerable<(string Name, string Version)> All => Types.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => (t.Key, t.Value.Version));

@@ -54,6 +54,24 @@ public sealed class BarrierTests : DeviceHarness
     }
 
     [Fact]
+    public void In_ordered_mode_a_preflush_write_is_a_barrier_it_drains_first()
+    {
+        var d0 = Gate("d0");
+        var dev = Create("bar", "0 8192 linear d0 0");
+        var p = CreateTestProbe();
+        d0.Hold = b => b.Op == BioOp.Write && b.Sector == 0;
+        var w1 = Write(0, Pattern(8, 1), p);
+        var pf = Write(64, Pattern(8, 2), p, BioFlags.Preflush | BioFlags.Fua);
+        dev.Tell(w1); dev.Tell(pf);
+        Eventually(() => d0.HeldCount == 1, "W1 at the disk");
+        p.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        Assert.DoesNotContain(Events(), e => e.Sector == 64 || e.Op == BioOp.Flush);
+        d0.Release();
+        Assert.Equal(new[] { w1, pf }, p.ReceiveN(2, Wait).Cast<BioDone>().Select(d => d.Bio));
+        Assert.Equal(BioFlags.Fua, Events(e => e.Start && e.Sector == 64).Single().Flags); // FUA kept, preflush done by the device
+    }
+
+    [Fact]
     public void Barrier_error_goes_to_the_barrier_only_and_later_io_proceeds()
     {
         var d0 = Gate("d0");

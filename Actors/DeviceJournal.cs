@@ -1,0 +1,71 @@
+using Akka.Actor;
+using Akka.Persistence;
+
+namespace DmActors;
+
+/// <summary>
+/// The event journal of a host's devices (a child of the <see cref="DeviceManager"/>). The manager sends it an event
+/// and waits for <see cref="Msg.Recorded"/> before it applies the change and acknowledges the command; a journal
+/// that cannot write stops (Akka.Persistence's rule), the manager sees it die, fails the command, and starts a new
+/// one. Snapshots every <see cref="SnapshotEvery"/> events keep recovery short.
+/// </summary>
+public sealed class DeviceJournal : ReceivePersistentActor
+{
+    public static class Msg
+    {
+        /// <summary>Persist these events as one atomic write.</summary>
+        public sealed record Record(IReadOnlyList<DeviceEvents.DeviceEvent> Events);
+        public sealed record Recorded(HostState State);
+        public sealed record Rejected(string Reason);
+        public sealed record Recovered(HostState State);
+        public sealed record RecoveryFailed(string Reason);
+    }
+
+    public const int SnapshotEvery = 200;
+
+    public static Props Props(string persistenceId) => Akka.Actor.Props.Create(() => new DeviceJournal(persistenceId));
+
+    private HostState _state = HostState.Empty;
+
+    public DeviceJournal(string persistenceId)
+    {
+        PersistenceId = persistenceId;
+        Recover<SnapshotOffer>(s => { if (s.Snapshot is HostState st) _state = st; });
+        Recover<DeviceEvents.DeviceEvent>(e => _state = _state.Apply(e));
+        Command<Msg.Record>(r =>
+        {
+            var left = r.Events.Count;
+            var snapshotDue = false;
+            PersistAll(r.Events, e =>
+            {
+                _state = _state.Apply(e);
+                snapshotDue |= LastSequenceNr % SnapshotEvery == 0;
+                if (--left > 0) return;
+                Sender.Tell(new Msg.Recorded(_state));
+                if (snapshotDue) SaveSnapshot(_state);
+            });
+        });
+        Command<SaveSnapshotSuccess>(s => DeleteSnapshots(new SnapshotSelectionCriteria(s.Metadata.SequenceNr - 1)));
+        Command<SaveSnapshotFailure>(_ => { });
+        Command<DeleteSnapshotsSuccess>(_ => { });
+        Command<DeleteSnapshotsFailure>(_ => { });
+    }
+
+    public override string PersistenceId { get; }
+
+    protected override void OnReplaySuccess() => Context.Parent.Tell(new Msg.Recovered(_state));
+
+    protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
+    {
+        base.OnPersistRejected(cause, @event, sequenceNr);
+        Context.Parent.Tell(new Msg.Rejected(cause.Message));
+    }
+
+    protected override void OnRecoveryFailure(Exception reason, object? message = null)
+    {
+        Context.Parent.Tell(new Msg.RecoveryFailed(Innermost(reason).Message));
+        base.OnRecoveryFailure(reason, message);
+    }
+
+    private static Exception Innermost(Exception e) => e.InnerException is { } inner ? Innermost(inner) : e;
+}

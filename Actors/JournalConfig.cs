@@ -1,0 +1,37 @@
+namespace DmActors;
+
+/// <summary>
+/// Where the device journal lives. The embedded default is SQLite in the data directory (Akka.Persistence.Sql with
+/// Microsoft.Data.Sqlite); the same plugin speaks PostgreSQL for hosts that share a journal.
+/// </summary>
+public static class JournalConfig
+{
+    /// <summary>HOCON for a SQLite journal and snapshot store in one file.</summary>
+    public static string Sqlite(string dbPath) => Sql($"Data Source={dbPath}", "SQLite.MS");
+
+    /// <summary>HOCON for a PostgreSQL journal (provider "PostgreSQL.15" in linq2db's naming).</summary>
+    public static string Postgres(string connectionString) => Sql(connectionString, "PostgreSQL.15");
+
+    private static string Sql(string connectionString, string provider) => $$"""
+        akka {
+          extensions = ["Akka.Persistence.Sql.SqlPersistenceProvider, Akka.Persistence.Sql"]
+          persistence {
+            journal {
+              plugin = "akka.persistence.journal.sql"
+              sql { connection-string = "{{connectionString}}", provider-name = "{{provider}}", auto-initialize = on }
+            }
+            snapshot-store {
+              plugin = "akka.persistence.snapshot-store.sql"
+              sql { connection-string = "{{connectionString}}", provider-name = "{{provider}}", auto-initialize = on }
+            }
+          }
+          actor {
+            serializers.hyperion = "Akka.Serialization.HyperionSerializer, Akka.Serialization.Hyperion"
+            serialization-bindings {
+              "DmActors.IPersistedEvent, DmActors.Actors" = hyperion
+              "DmActors.IControlMessage, DmActors.Actors" = hyperion
+            }
+          }
+        }
+        """;
+}

@@ -1,0 +1,322 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
+using Akka.Event;
+using static DmActors.Host.Nbd.NbdProtocol;
+
+namespace DmActors.Host.Nbd;
+
+/// <summary>An export opened for transmission: the device actor that takes the bios and what the client was told.</summary>
+internal sealed record NbdExport(string Name, Akka.Actor.IActorRef Device, long Size, bool ReadOnly, TxFlags Flags, int PreferredBlock);
+
+/// <summary>A client broke the protocol in a way that leaves no choice but to drop it.</summary>
+internal sealed class NbdProtocolException(string message) : Exception(message);
+
+/// <summary>
+/// Fixed-newstyle negotiation, one option at a time: the server answers each option with its final reply before
+/// reading the next, ERR_UNSUP for anything it does not know. Ends with an opened export (GO or EXPORT_NAME),
+/// or null when the client aborted.
+/// </summary>
+internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output, string peer)
+{
+    private readonly ArrayBufferWriter<byte> _data = new(256);
+    private readonly byte[] _header = new byte[20];
+    private bool _noZeroes;
+    private string? _metaExport;
+
+    /// <summary>Structured replies were negotiated: every READ reply is then a chunk.</summary>
+    public bool Structured { get; private set; }
+    /// <summary>base:allocation was selected for the export that was opened.</summary>
+    public bool MetaAllocation { get; private set; }
+
+    public async Task<NbdExport?> RunAsync(CancellationToken ct)
+    {
+        var hello = new byte[18];
+        BinaryPrimitives.WriteUInt64BigEndian(hello, NbdMagic);
+        BinaryPrimitives.WriteUInt64BigEndian(hello.AsSpan(8), IHaveOpt);
+        BinaryPrimitives.WriteUInt16BigEndian(hello.AsSpan(16), FlagFixedNewstyle | FlagNoZeroes);
+        await output.WriteAsync(hello, ct);
+        await output.FlushAsync(ct);
+
+        var buf = new byte[16];
+        await input.ReadExactlyAsync(buf.AsMemory(0, 4), ct);
+        var clientFlags = BinaryPrimitives.ReadUInt32BigEndian(buf);
+        if ((clientFlags & ~(ClientFixedNewstyle | ClientNoZeroes)) != 0)
+            throw new NbdProtocolException($"unknown client flags 0x{clientFlags:x}");
+        _noZeroes = (clientFlags & ClientNoZeroes) != 0;
+
+        while (true)
+        {
+            await input.ReadExactlyAsync(buf.AsMemory(0, 16), ct);
+            var magic = BinaryPrimitives.ReadUInt64BigEndian(buf);
+            if (magic != IHaveOpt) throw new NbdProtocolException($"bad option magic 0x{magic:x16}");
+            var option = BinaryPrimitives.ReadUInt32BigEndian(buf.AsSpan(8));
+            var length = BinaryPrimitives.ReadUInt32BigEndian(buf.AsSpan(12));
+            if (length > MaxOptionLength) throw new NbdProtocolException($"option {option} is {length} bytes (limit {MaxOptionLength})");
+            var data = length == 0 ? [] : new byte[length];
+            await input.ReadExactlyAsync(data, ct);
+
+            if (server.Stopping && option != Opt.Abort)
+            {
+                await ErrorAsync(option, Rep.ErrShutdown, "server is shutting down", ct);
+                continue;
+            }
+            switch (option)
+            {
+                case Opt.ExportName:
+                    return await ExportNameAsync(data, ct);
+                case Opt.Abort:
+                    // The client may close without reading the ACK: ignore a failed send.
+                    try { await ReplyAsync(option, Rep.Ack, ct); } catch (IOException) { }
+                    return null;
+                case Opt.List: await ListAsync(data, ct); break;
+                case Opt.Info:
+                case Opt.Go:
+                    if (await InfoOrGoAsync(option, data, ct) is { } export) return export;
+                    break;
+                case Opt.StructuredReply:
+                    if (data.Length != 0) { await ErrorAsync(option, Rep.ErrInvalid, "STRUCTURED_REPLY takes no data", ct); break; }
+                    Structured = true;
+                    await ReplyAsync(option, Rep.Ack, ct);
+                    break;
+                case Opt.ListMetaContext:
+                case Opt.SetMetaContext:
+                    await MetaContextAsync(option, data, ct);
+                    break;
+                case Opt.StartTls:
+                    await ErrorAsync(option, Rep.ErrUnsup, "TLS is not supported", ct);
+                    break;
+                default:
+                    await ErrorAsync(option, Rep.ErrUnsup, $"option {option} is not supported", ct);
+                    break;
+            }
+        }
+    }
+
+    // ---- options ----------------------------------------------------------------------------------------------
+
+    private async Task<NbdExport?> ExportNameAsync(byte[] data, CancellationToken ct)
+    {
+        var (export, error) = await OpenAsync(Encoding.UTF8.GetString(data), keep: true);
+        if (export == null)
+        {
+            // EXPORT_NAME has no error reply: closing is the only answer to an unknown name.
+            server.Log.Info("NBD {0}: EXPORT_NAME: {1}", peer, error);
+            return null;
+        }
+        var reply = new byte[_noZeroes ? 10 : 134];
+        BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Size);
+        BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)export.Flags);
+        try
+        {
+            await output.WriteAsync(reply, ct);
+            await output.FlushAsync(ct);
+        }
+        catch
+        {
+            await server.CloseExportAsync(export.Name);
+            throw;
+        }
+        MetaAllocation = false; // block status needs SET_META_CONTEXT + GO
+        return export;
+    }
+
+    private async Task ListAsync(byte[] data, CancellationToken ct)
+    {
+        if (data.Length != 0) { await ErrorAsync(Opt.List, Rep.ErrInvalid, "LIST takes no data", ct); return; }
+        var names = await server.ListExportsAsync();
+        foreach (var name in names)
+        {
+            var bytes = Encoding.UTF8.GetBytes(name);
+            BinaryPrimitives.WriteUInt32BigEndian(_data.GetSpan(4), (uint)bytes.Length);
+            _data.Advance(4);
+            _data.Write(bytes);
+            await ReplyAsync(Opt.List, Rep.Server, ct, final: false);
+        }
+        await ReplyAsync(Opt.List, Rep.Ack, ct);
+    }
+
+    private async Task<NbdExport?> InfoOrGoAsync(uint option, byte[] data, CancellationToken ct)
+    {
+        // u32 namelen, name, u16 n, u16[n] info requests.
+        if (data.Length < 6) { await ErrorAsync(option, Rep.ErrInvalid, "option too short", ct); return null; }
+        var nameLength = BinaryPrimitives.ReadUInt32BigEndian(data);
+        if (nameLength > data.Length - 6) { await ErrorAsync(option, Rep.ErrInvalid, "export name length exceeds the option", ct); return null; }
+        var requested = Encoding.UTF8.GetString(data, 4, (int)nameLength);
+        var at = 4 + (int)nameLength;
+        var count = BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(at));
+        if (data.Length != at + 2 + 2 * count) { await ErrorAsync(option, Rep.ErrInvalid, "information request count does not match the option length", ct); return null; }
+        bool wantName = false, wantDescription = false;
+        for (var i = 0; i < count; i++)
+            switch (BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(at + 2 + 2 * i)))
+            {
+                case NbdProtocol.Info.Name: wantName = true; break;
+                case NbdProtocol.Info.Description: wantDescription = true; break;
+            }
+
+        var (export, error) = await OpenAsync(requested, keep: option == Opt.Go);
+        if (export == null)
+        {
+            await ErrorAsync(option, Rep.ErrUnknown, error!, ct);
+            return null;
+        }
+
+        try
+        {
+            await SendInfosAsync(option, export, wantName, wantDescription, ct);
+            await ReplyAsync(option, Rep.Ack, ct);
+        }
+        catch
+        {
+            if (option == Opt.Go) await server.CloseExportAsync(export.Name);
+            throw;
+        }
+        if (option != Opt.Go) return null;
+        // A meta context selected for another export does not carry over.
+        MetaAllocation = _metaExport != null && (_metaExport == export.Name || _metaExport == requested);
+        return export;
+    }
+
+    private async Task SendInfosAsync(uint option, NbdExport export, bool wantName, bool wantDescription, CancellationToken ct)
+    {
+        PutU16(NbdProtocol.Info.Export);
+        PutU64((ulong)export.Size);
+        PutU16((ushort)export.Flags);
+        await ReplyAsync(option, Rep.Info, ct, final: false);
+        if (wantName)
+        {
+            PutU16(NbdProtocol.Info.Name);
+            _data.Write(Encoding.UTF8.GetBytes(export.Name));
+            await ReplyAsync(option, Rep.Info, ct, final: false);
+        }
+        if (wantDescription)
+        {
+            PutU16(NbdProtocol.Info.Description);
+            _data.Write(Encoding.UTF8.GetBytes($"dm device {export.Name}, {export.Size >> 9} sectors{(export.ReadOnly ? ", read-only" : "")}"));
+            await ReplyAsync(option, Rep.Info, ct, final: false);
+        }
+        // Sent even when not asked for (the spec allows it): libnbd and qemu then align on the client side.
+        PutU16(NbdProtocol.Info.BlockSize);
+        PutU32(MinBlock);
+        PutU32((uint)export.PreferredBlock);
+        PutU32(MaxPayload);
+        await ReplyAsync(option, Rep.Info, ct, final: false);
+    }
+
+    private async Task MetaContextAsync(uint option, byte[] data, CancellationToken ct)
+    {
+        var set = option == Opt.SetMetaContext;
+        if (set && !Structured) { await ErrorAsync(option, Rep.ErrInvalid, "SET_META_CONTEXT needs structured replies", ct); return; }
+        // u32 namelen, name, u32 nqueries, (u32 len, query)*.
+        if (!TryParseMeta(data, out var export, out var queries))
+        {
+            await ErrorAsync(option, Rep.ErrInvalid, "malformed meta context option", ct);
+            return;
+        }
+        var match = queries.Count == 0 ? !set : queries.Exists(q => q == BaseAllocation || (!set && q == "base:"));
+        if (set)
+        {
+            MetaAllocation = false;
+            _metaExport = match ? export : null;
+        }
+        if (match)
+        {
+            PutU32(BaseAllocationId);
+            _data.Write(Encoding.UTF8.GetBytes(BaseAllocation));
+            await ReplyAsync(option, Rep.MetaContext, ct, final: false);
+        }
+        await ReplyAsync(option, Rep.Ack, ct);
+    }
+
+    private static bool TryParseMeta(byte[] data, out string export, out List<string> queries)
+    {
+        export = "";
+        queries = new List<string>();
+        if (data.Length < 8) return false;
+        var nameLength = BinaryPrimitives.ReadUInt32BigEndian(data);
+        if (nameLength > data.Length - 8) return false;
+        export = Encoding.UTF8.GetString(data, 4, (int)nameLength);
+        var at = 4 + (int)nameLength;
+        var count = BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(at));
+        at += 4;
+        for (var i = 0; i < count; i++)
+        {
+            if (data.Length - at < 4) return false;
+            var length = BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(at));
+            at += 4;
+            if (length > data.Length - at) return false;
+            queries.Add(Encoding.UTF8.GetString(data, at, (int)length));
+            at += (int)length;
+        }
+        return at == data.Length;
+    }
+
+    // ---- exports ----------------------------------------------------------------------------------------------
+
+    /// <summary>The empty name is the default export: the only one there is, if there is exactly one.</summary>
+    private async Task<(string? Name, string? Error)> ResolveNameAsync(string requested)
+    {
+        if (requested.Length > 0) return (requested, null);
+        var names = await server.ListExportsAsync();
+        return names.Count == 1
+            ? (names[0], null)
+            : (null, $"no default export: {names.Count} exports, name one of them");
+    }
+
+    /// <summary>Opens <paramref name="requested"/> through the manager; INFO closes it again at once.</summary>
+    private async Task<(NbdExport? Export, string? Error)> OpenAsync(string requested, bool keep)
+    {
+        var (name, error) = await ResolveNameAsync(requested);
+        if (name == null) return (null, error);
+        var (opened, openError) = await server.OpenExportAsync(name);
+        if (opened == null) return (null, $"export '{name}': {openError}");
+        if (!keep) await server.CloseExportAsync(name);
+        return (new NbdExport(name, opened.Device, opened.Sectors << 9, opened.ReadOnly, FlagsFor(opened), PreferredFor(opened)), null);
+    }
+
+    /// <summary>The device's preferred IO size (e.g. a stripe chunk) when it is a usable power of two, else the page.</summary>
+    private static int PreferredFor(Dm.Opened o) =>
+        o.PreferredBlock >= MinBlock && o.PreferredBlock <= MaxPayload && (o.PreferredBlock & (o.PreferredBlock - 1)) == 0
+            ? o.PreferredBlock
+            : DefaultPreferredBlock;
+
+    private TxFlags FlagsFor(Dm.Opened o)
+    {
+        var f = TxFlags.HasFlags | TxFlags.SendFlush | TxFlags.SendCache | TxFlags.CanMultiConn;
+        if (o.ReadOnly) f |= TxFlags.ReadOnly;
+        else
+        {
+            f |= TxFlags.SendFua;
+            if (o.SupportsDiscard) f |= TxFlags.SendTrim;
+            if (o.SupportsWriteZeroes) f |= TxFlags.SendWriteZeroes | TxFlags.SendFastZero;
+        }
+        // Every read goes out as one chunk, so "don't fragment" always holds; it only means something with chunks.
+        if (Structured) f |= TxFlags.SendDf;
+        return f;
+    }
+
+    // ---- replies ----------------------------------------------------------------------------------------------
+
+    private void PutU16(ushort v) { BinaryPrimitives.WriteUInt16BigEndian(_data.GetSpan(2), v); _data.Advance(2); }
+    private void PutU32(uint v) { BinaryPrimitives.WriteUInt32BigEndian(_data.GetSpan(4), v); _data.Advance(4); }
+    private void PutU64(ulong v) { BinaryPrimitives.WriteUInt64BigEndian(_data.GetSpan(8), v); _data.Advance(8); }
+
+    private Task ErrorAsync(uint option, uint type, string message, CancellationToken ct)
+    {
+        _data.Write(Encoding.UTF8.GetBytes(message));
+        return ReplyAsync(option, type, ct);
+    }
+
+    /// <summary>Sends an option reply carrying what was put in <see cref="_data"/>; the final reply is flushed.</summary>
+    private async Task ReplyAsync(uint option, uint type, CancellationToken ct, bool final = true)
+    {
+        BinaryPrimitives.WriteUInt64BigEndian(_header, OptionReplyMagic);
+        BinaryPrimitives.WriteUInt32BigEndian(_header.AsSpan(8), option);
+        BinaryPrimitives.WriteUInt32BigEndian(_header.AsSpan(12), type);
+        BinaryPrimitives.WriteUInt32BigEndian(_header.AsSpan(16), (uint)_data.WrittenCount);
+        await output.WriteAsync(_header, ct);
+        if (_data.WrittenCount > 0) await output.WriteAsync(_data.WrittenMemory, ct);
+        _data.Clear();
+        if (final) await output.FlushAsync(ct);
+    }
+}

@@ -1,0 +1,25 @@
+namespace DmActors.Host.Nbd;
+
+/// <summary>
+/// One transmission request from its header to its reply: the bio's Tag while the device works on it, then the
+/// reply the writer sends. <see cref="Buffer"/> is rented from the shared pool and returned exactly once, after
+/// the bio completed and (for a read) its data went out.
+/// </summary>
+internal sealed class NbdRequest
+{
+    public ulong Cookie;
+    public ushort Type;
+    public NbdProtocol.CmdFlags Flags;
+    public ulong Offset;
+    public uint Length;
+    /// <summary>Read destination or write payload; null for requests without data.</summary>
+    public byte[]? Buffer;
+    /// <summary>What this request holds of the connection's in-flight budget.</summary>
+    public long Cost;
+    /// <summary>NBD errno of the reply (0 = success).</summary>
+    public uint Error;
+    /// <summary>Set by the first completion: a second one (a bug below) must not send a second reply or free the buffer twice.</summary>
+    public int Completed;
+
+    public override string ToString() => $"cmd {Type} cookie {Cookie:x} {Offset}+{Length}";
+}

@@ -1,0 +1,101 @@
+using Akka.Actor;
+using DmActors;
+using Xunit;
+
+namespace DmActors.Tests.Core;
+
+/// <summary>
+/// A test-only target that throws from map() when asked to (sector 13), to crash its target actor mid-IO.
+/// Otherwise it is linear onto its device at offset 0.
+/// </summary>
+[TargetType("crashy", 1, 0, 0)]
+public sealed class Crashy : Target
+{
+    private readonly IBlockDevice _dev;
+    public Crashy(TargetArgs a) : base(a) => _dev = a.GetDevice(a.Args[0], 0, a.Length);
+    public override IReadOnlyList<IBlockDevice> Devices => [_dev];
+    public override MapResult Map(Bio clone, int index, ITargetContext ctx) =>
+        clone.Sector == 13 ? throw new InvalidOperationException("injected crash") : MapResult.Remapped(_dev);
+    // An end_io hook makes the target actor hold its clones until they complete, so a crash has clones to answer.
+    public override BioStatus EndIo(Bio clone, BioStatus status, ITargetContext ctx) => status;
+    public override string TableParams() => _dev.DevNo;
+}
+
+/// <summary>Issue 5's supervision rules: nothing hangs when a target crashes, a barrier never completes, or the stash fills.</summary>
+public sealed class SupervisionTests : DeviceHarness
+{
+    public SupervisionTests() => TargetTypes.Register<Crashy>();
+
+    [Fact]
+    public void A_crashing_target_actor_answers_every_clone_it_held_with_eio_and_the_device_goes_on()
+    {
+        var d0 = Gate("d0");
+        var dev = Create("c", "0 8192 crashy d0");
+        var p = CreateTestProbe();
+        d0.Hold = b => b.Op == BioOp.Write;
+        var held = Enumerable.Range(0, 3).Select(i => Write(100 + i * 8, Pattern(8, 1), p)).ToList();
+        foreach (var b in held) dev.Tell(b);
+        Eventually(() => d0.HeldCount == 3, "three writes at the disk");
+        var events = Info("c").EventNr;
+
+        EventFilter.Exception<InvalidOperationException>().ExpectOne(() => dev.Tell(Write(13, Pattern(1, 2), p)));
+        var done = p.ReceiveN(4, Wait).Cast<BioDone>().ToList();
+        Assert.All(done, d => Assert.Equal(BioStatus.IoError, d.Status));
+        d0.Release();                                     // late disk completions are ignored, not answered twice
+        p.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        Assert.True(Info("c").EventNr > events);
+
+        d0.Hold = _ => false;
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(40, Pattern(8, 3), p)));
+        Assert.Equal(Pattern(8, 3), ReadBack(dev, 40, 8));
+    }
+
+    [Fact]
+    public void A_barrier_stuck_behind_a_disk_that_never_answers_times_out_and_releases_later_bios()
+    {
+        var manager = Sys.ActorOf(DeviceManager.Props(Disks, new DeviceManager.Options(BarrierTimeout: TimeSpan.FromMilliseconds(300))));
+        var d0 = Gate("d0");
+        var p = CreateTestProbe();
+        manager.Tell(new Dm.Create("t", "0 8192 linear d0 0"), p.Ref);
+        p.ExpectMsg<Dm.Done>(Wait);
+        manager.Tell(new Dm.Open("t"), p.Ref);
+        var dev = p.ExpectMsg<Dm.Opened>(Wait).Device;
+
+        d0.Hold = b => b.Sector == 0;                      // this write never completes
+        var stuck = Write(0, Pattern(1, 1), p);
+        var barrier = Write(64, Pattern(1, 2), p, BioFlags.Barrier);
+        var after = Write(128, Pattern(1, 3), p);
+        dev.Tell(stuck); dev.Tell(barrier); dev.Tell(after);
+        var first = p.ExpectMsg<BioDone>(Wait);
+        Assert.Same(barrier, first.Bio);
+        Assert.Equal(BioStatus.TimedOut, first.Status);
+        var second = p.ExpectMsg<BioDone>(Wait);
+        Assert.Same(after, second.Bio);
+        Assert.Equal(BioStatus.Ok, second.Status);
+        d0.Release();
+        Assert.Same(stuck, p.ExpectMsg<BioDone>(Wait).Bio);
+    }
+
+    [Fact]
+    public void The_deferred_bios_are_bounded_and_overflow_gets_eagain()
+    {
+        var manager = Sys.ActorOf(DeviceManager.Props(Disks, new DeviceManager.Options(MaxDeferred: 4)));
+        Gate("d0");
+        var p = CreateTestProbe();
+        manager.Tell(new Dm.Create("b", "0 8192 linear d0 0"), p.Ref);
+        p.ExpectMsg<Dm.Done>(Wait);
+        manager.Tell(new Dm.Open("b"), p.Ref);
+        var dev = p.ExpectMsg<Dm.Opened>(Wait).Device;
+        manager.Tell(new Dm.Suspend("b"), p.Ref);
+        p.ExpectMsg<Dm.Done>(Wait);
+        var bios = Enumerable.Range(0, 6).Select(i => Write(i, Pattern(1, 1), p)).ToList();
+        foreach (var b in bios) dev.Tell(b);
+        var refused = p.ReceiveN(2, Wait).Cast<BioDone>().ToList();
+        Assert.All(refused, d => Assert.Equal(BioStatus.Again, d.Status));
+        Assert.Equal(bios.Skip(4), refused.Select(d => d.Bio));
+        manager.Tell(new Dm.Resume("b"), p.Ref);
+        var rest = p.ReceiveN(5, Wait).OfType<BioDone>().ToList();
+        Assert.Equal(4, rest.Count);
+        Assert.All(rest, d => Assert.Equal(BioStatus.Ok, d.Status));
+    }
+}
