@@ -138,8 +138,11 @@ start_qemu() {
   fi
 }
 
-# dmactors serve with a config in the host's format (akka.hocon's dmactors section): one file disk on the
-# backing file, one linear device over all of it, NBD on TCP and a Unix socket, control on a free port.
+# dmactors serve with a config in the host's format (akka.hocon's dmactors section, from the host branch:
+# disks/devices lists, nbd.listen, nbd.unix-socket, control.port; the host prints "dmactors: ready" when up):
+# one file disk on the backing file, one linear device over all of it, NBD on TCP and a Unix socket, control
+# on a free port. Tested against main + the host branch merged; if `serve` is missing from the build, the
+# dmactors column stays empty and the script says so.
 start_dmactors() {
   local cmd=() port cport sectors=$(( SIZE_MIB * 2048 ))
   if [[ -n "$DMACTORS_CMD" ]]; then
