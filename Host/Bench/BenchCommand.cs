@@ -13,6 +13,7 @@ public static class BenchCommand
     {
         BenchOptions options;
         try { options = BenchOptions.Parse(args); }
+        catch (BenchOptions.HelpRequested) { Console.WriteLine(BenchOptions.Usage); return 0; }
         catch (ArgumentException e) { Console.Error.WriteLine($"dmactors bench: {e.Message}"); return 2; }
 
         var workloads = Workload.All.Where(w => options.Only == null || w.Name.Contains(options.Only, StringComparison.Ordinal)).ToList();

@@ -126,6 +126,13 @@ public class BenchStatsTests
         Assert.Equal(2, BenchOptions.Parse(["--io-threads", "2"]).IoThreads);
     }
 
+    [Fact]
+    public void Options_help_is_its_own_outcome()
+    {
+        var e = Assert.Throws<BenchOptions.HelpRequested>(() => BenchOptions.Parse(["--help"]));
+        Assert.Contains("--quick", e.Message);
+    }
+
     [Theory]
     [InlineData("--seconds", "abc", "--seconds")]
     [InlineData("--seconds", "0", "--seconds")]
