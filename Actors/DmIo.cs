@@ -29,6 +29,10 @@ public sealed class DmIo
     public BioStatus Status;
     /// <summary>Flush mode: the preflush part is running; the data goes out when it completes.</summary>
     public bool Preflushing;
+    /// <summary>For an io that flushed caches: the device's count of completed writes when the flush went out.</summary>
+    public long FlushUpTo = -1;
+    /// <summary>Devices of swapped-out tables this flush also covered.</summary>
+    public IBlockDevice[]? FlushedStale;
 
     /// <summary>dm_io_set_error: the last error wins, but a push-back during a noflush suspend is never overwritten.</summary>
     public void SetError(BioStatus status, bool noflushSuspending)

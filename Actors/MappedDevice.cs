@@ -68,6 +68,13 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 
     // The one barrier in flight (ordered mode) and its per-device error (md->barrier_error).
     private Bio? _barrier;
+
+    // Flush skipping: a flush covers the writes completed before it went out, so when no write has completed
+    // since the last successful flush there is nothing to make durable (the common barrier-after-barrier case).
+    private long _writesCompleted;
+    private long _writesFlushed;
+    /// <summary>Cached devices of swapped-out tables that may still hold this device's unflushed writes.</summary>
+    private readonly List<IBlockDevice> _staleDevices = new();
     private Phase _phase;
     private BioStatus _barrierError;
     private Action<BioStatus>? _flushDone;
@@ -248,19 +255,42 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     {
         var table = _live;
         if (table == null) return;
+        if (table.FlushBypassesMap && _writesCompleted == _writesFlushed && _staleDevices.Count == 0) return;
+        io.FlushUpTo = _writesCompleted;
+        if (_staleDevices.Count > 0)
+        {
+            io.FlushedStale = _staleDevices.ToArray();
+            foreach (var dev in io.FlushedStale) FlushDevice(io, dev);
+        }
         if (table.FlushBypassesMap)
         {
             foreach (var dev in table.Devices)
-            {
-                if (!dev.HasVolatileCache) continue;
-                io.Refs++;
-                dev.Submit(new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, Self, BioFlags.None, io) { Device = dev });
-            }
+                if (dev.HasVolatileCache) FlushDevice(io, dev);
             return;
         }
         for (var t = 0; t < table.Targets.Count; t++)
             for (var i = 0; i < table.Targets[t].NumFlushBios; i++)
                 Send(t, io, new Bio(BioOp.Flush, table.Targets[t].Begin, 0, Memory<byte>.Empty, Self, BioFlags.None, io) { Index = i });
+    }
+
+    private void FlushDevice(DmIo io, IBlockDevice dev)
+    {
+        io.Refs++;
+        dev.Submit(new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, Self, BioFlags.None, io) { Device = dev });
+    }
+
+    /// <summary>A flush completed: what had completed before it went out is durable.</summary>
+    private void Flushed(DmIo io, BioStatus status)
+    {
+        if (io.FlushUpTo < 0 || status != BioStatus.Ok) return;
+        _writesFlushed = Math.Max(_writesFlushed, io.FlushUpTo);
+        if (io.FlushedStale != null) _staleDevices.RemoveAll(d => io.FlushedStale.Contains(d));
+        io.FlushUpTo = -1;
+    }
+
+    private void WriteCompleted(Bio bio)
+    {
+        if (bio.Op is BioOp.Write or BioOp.Discard or BioOp.WriteZeroes) _writesCompleted++;
     }
 
     private void OnCloneDone(BioDone done)
@@ -277,12 +307,14 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         {
             case DmIo.Kinds.Normal: NormalDone(io); break;
             case DmIo.Kinds.BarrierData:
+                WriteCompleted(io.Original);
                 Untrack(io);
                 if (ReferenceEquals(io.Original, _barrier)) // else: a barrier that already timed out
                     _barrierError = io.Status == BioStatus.Requeue && !_noflushSuspending ? BioStatus.IoError : io.Status;
                 AfterPendingChange();
                 break;
             case DmIo.Kinds.BarrierFlush:
+                Flushed(io, io.Status);
                 if (!ReferenceEquals(io.Original, _barrier) || _flushDone is not { } next) break; // timed out meanwhile
                 _flushDone = null;
                 next(io.Status);
@@ -305,6 +337,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
             }
             status = BioStatus.IoError; // noflush suspend was interrupted (or never asked for)
         }
+        Flushed(io, status);
         if (io.Preflushing && status == BioStatus.Ok && io.Original.Op != BioOp.Flush && io.Original.Sectors > 0)
         {
             // Flush mode: the caches are flushed; now the data, with FUA kept.
@@ -314,6 +347,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
             PutRef(io);
             return;
         }
+        WriteCompleted(io.Original);
         Untrack(io);
         io.Original.Complete(status);
         AfterPendingChange();
@@ -478,6 +512,9 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 
     private void Swap()
     {
+        if (_live != null && _writesCompleted != _writesFlushed)
+            foreach (var dev in _live.Devices)
+                if (dev.HasVolatileCache && !_inactive!.Devices.Contains(dev) && !_staleDevices.Contains(dev)) _staleDevices.Add(dev);
         // PoisonPill, not Stop: the old targets first handle what is queued (PostSuspend), then release their devices.
         foreach (var t in _targets) t.Tell(PoisonPill.Instance);
         _live = _inactive!;

@@ -17,23 +17,45 @@ public sealed class FlushTests : DeviceHarness
         Gate("d0"); Gate("d1"); Gate("d2");
         var p = CreateTestProbe();
         var linear = Create("lin", "0 100 linear d0 0", mode);
+        Assert.Equal(BioStatus.Ok, Run(linear, Write(0, Pattern(1, 1), p)));
         Assert.Equal(BioStatus.Ok, Run(linear, Bio.Flush(p.Ref)));
         Assert.Equal(1, Flushes("d0"));
+        Assert.Equal(BioStatus.Ok, Run(linear, Bio.Flush(p.Ref)));
+        Assert.Equal(1, Flushes("d0"));                       // nothing written since: nothing to flush
 
         var segments = string.Join('\n', Enumerable.Range(0, 10).Select(i => $"{i * 10} 10 linear d1 {i * 10}"));
         var ten = Create("ten", segments, mode);
+        Assert.Equal(BioStatus.Ok, Run(ten, Write(5, Pattern(20, 1), p))); // touches three segments
         Assert.Equal(BioStatus.Ok, Run(ten, Bio.Flush(p.Ref)));
         Assert.Equal(1, Flushes("d1"));
 
         Log.Clear();
         var striped = Create("str", "0 96 striped 3 8 d0 0 d1 0 d2 0", mode);
+        Assert.Equal(BioStatus.Ok, Run(striped, Write(0, Pattern(1, 1), p))); // one stripe written: all flushed
         Assert.Equal(BioStatus.Ok, Run(striped, Bio.Flush(p.Ref)));
         Assert.Equal((1, 1, 1), (Flushes("d0"), Flushes("d1"), Flushes("d2")));
 
         Log.Clear();
         var nothing = Create("none", "0 100 zero\n100 100 error", mode);
+        Assert.Equal(BioStatus.Ok, Run(nothing, Write(0, Pattern(1, 1), p)));
         Assert.Equal(BioStatus.Ok, Run(nothing, Bio.Flush(p.Ref)));
         Assert.Empty(Events());
+    }
+
+    [Fact]
+    public void A_flush_covers_writes_to_the_disks_of_a_table_swapped_out_since()
+    {
+        Gate("d0"); Gate("d1");
+        var p = CreateTestProbe();
+        var dev = Create("mv", "0 100 linear d0 0");
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(0, Pattern(1, 1), p)));
+        Ok(new Dm.Load("mv", "0 100 linear d1 0"));
+        Ok(new Dm.Resume("mv"));
+        Assert.Equal(BioStatus.Ok, Run(dev, Bio.Flush(p.Ref)));
+        Assert.Equal((1, 1), (Flushes("d0"), Flushes("d1")));  // d0 still held the write made before the swap
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(0, Pattern(1, 2), p)));
+        Assert.Equal(BioStatus.Ok, Run(dev, Bio.Flush(p.Ref)));
+        Assert.Equal((1, 2), (Flushes("d0"), Flushes("d1")));
     }
 
     [Fact]
@@ -42,6 +64,7 @@ public sealed class FlushTests : DeviceHarness
         var d0 = Gate("d0");
         var dev = Create("m", "0 8192 linear d0 0", BarrierMode.Flush);
         var p = CreateTestProbe();
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(500, Pattern(1, 1), p))); // a completed write for the preflush to cover
         d0.Hold = b => b.Op == BioOp.Write && b.Sector == 0;  // an unrelated write stays in flight
         var unrelated = Write(0, Pattern(8, 1), p);
         dev.Tell(unrelated);
@@ -67,6 +90,8 @@ public sealed class FlushTests : DeviceHarness
         var d0 = Gate("d0");
         var dev = Create("m", "0 8192 linear d0 0", BarrierMode.Flush);
         var p = CreateTestProbe();
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(100, Pattern(1, 1), p)));
+        Log.Clear();
         Assert.Equal(BioStatus.Ok, Run(dev, Write(8, Pattern(8, 1), p, BioFlags.Barrier)));
         var ev = Events(e => e.Start);
         Assert.Equal(BioOp.Flush, ev[0].Op);
@@ -80,6 +105,7 @@ public sealed class FlushTests : DeviceHarness
         var dev = Create("f", "0 8192 linear d0 0");
         d0.Fail = b => b.Op == BioOp.Flush ? BioStatus.IoError : null;
         var p = CreateTestProbe();
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(100, Pattern(1, 1), p)));
         Assert.Equal(BioStatus.IoError, Run(dev, Bio.Flush(p.Ref)));
         Assert.Equal(BioStatus.IoError, Run(dev, Write(0, Pattern(1, 1), p, BioFlags.Barrier)));
         Assert.Equal(BioStatus.Ok, Run(dev, Write(0, Pattern(1, 1), p)));
