@@ -90,9 +90,16 @@ public sealed class Striped : Target
     {
         if (status is BioStatus.Ok or BioStatus.NotSupported or BioStatus.Requeue || (clone.Flags & BioFlags.ReadAhead) != 0) return status;
         // The device the clone went to tells which stripe failed (dm matches major:minor the same way).
-        var failed = Array.FindIndex(_stripes, s => ReferenceEquals(s.Dev, clone.Device));
+        var failed = StripeOf(clone.Device);
         if (failed >= 0 && Interlocked.Increment(ref _errors[failed]) <= 15) ctx.RaiseEvent();
         return status;
+    }
+
+    private int StripeOf(IBlockDevice? dev)
+    {
+        for (var i = 0; i < _stripes.Length; i++)
+            if (ReferenceEquals(_stripes[i].Dev, dev)) return i;
+        return -1;
     }
 
     public override string TableParams() =>

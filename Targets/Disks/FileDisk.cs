@@ -46,7 +46,27 @@ public sealed class FileDisk : Disk
         return new FileDisk(name, path, handle, length >> Bio.SectorShift, devNo, pool ?? DiskIoPool.Shared);
     }
 
-    protected override void Run(Bio bio, Action<Bio, BioStatus> done) => _pool.Enqueue(this, bio, done);
+    protected override void Run(Bio bio, Action<Bio, BioStatus> done)
+    {
+        // A read the page cache can answer at once is done here: preadv2(RWF_NOWAIT) fails with EAGAIN rather
+        // than wait for the disk, so the caller's thread never blocks; anything else goes to the IO threads.
+        // This saves the two thread wake-ups that dominate a cached 4 KiB read.
+        if (bio.Op == BioOp.Read && _nowaitReads && TryReadNoWait(bio)) { done(bio, BioStatus.Ok); return; }
+        _pool.Enqueue(this, bio, done);
+    }
+
+    private volatile bool _nowaitReads = true;
+
+    private unsafe bool TryReadNoWait(Bio bio)
+    {
+        const int RwfNowait = 0x8;
+        using var pin = bio.Data.Pin();
+        var iov = new Native.IoVec { Base = pin.Pointer, Length = (nuint)bio.Data.Length };
+        var n = Native.preadv2((int)_handle.DangerousGetHandle(), &iov, 1, bio.Sector << Bio.SectorShift, RwfNowait);
+        if (n == bio.Data.Length) return true;
+        if (n < 0 && Marshal.GetLastPInvokeError() is 95 or 22) _nowaitReads = false; // EOPNOTSUPP, EINVAL: never again
+        return false; // EAGAIN, a short read (a hole at EOF, or part not cached): the IO threads do it properly
+    }
 
     /// <summary>Runs on a <see cref="DiskIoPool"/> thread: may block.</summary>
     internal void Execute(Bio bio, Action<Bio, BioStatus> done)
@@ -144,5 +164,13 @@ public sealed class FileDisk : Disk
         [DllImport("libc", SetLastError = true)] public static extern int fdatasync(int fd);
         [DllImport("libc", SetLastError = true)] public static extern int fallocate(int fd, int mode, long offset, long len);
         [DllImport("libc", SetLastError = true)] public static extern long lseek(int fd, long offset, int whence);
+        [DllImport("libc", SetLastError = true)] public static extern unsafe long preadv2(int fd, IoVec* iov, int iovcnt, long offset, int flags);
+
+        [StructLayout(LayoutKind.Sequential)]
+        public unsafe struct IoVec
+        {
+            public void* Base;
+            public nuint Length;
+        }
     }
 }

@@ -1,0 +1,76 @@
+using DmActors;
+using Xunit;
+
+namespace DmActors.Tests.Core;
+
+/// <summary>The file disk on its own: positional IO, flush = fdatasync only when something was written, holes.</summary>
+public sealed class FileDiskTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("dmactors-filedisk").FullName;
+    private readonly FileDisk _disk;
+
+    public FileDiskTests() => _disk = FileDisk.Open("f0", Path.Combine(_dir, "f0.img"), "7:0", createSectors: 4096);
+
+    private BioStatus Run(Bio bio)
+    {
+        var done = new TaskCompletionSource<BioStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var count = 0;
+        bio.ReplyTo = CallbackRef.ForBios(d => { Interlocked.Increment(ref count); done.TrySetResult(d.Status); });
+        _disk.Submit(bio);
+        var status = done.Task.Wait(TimeSpan.FromSeconds(30)) ? done.Task.Result : throw new TimeoutException(bio.ToString());
+        Thread.Sleep(10);
+        Assert.Equal(1, count); // answered exactly once
+        return status;
+    }
+
+    [Fact]
+    public void Writes_read_back_from_the_cache_and_from_the_file()
+    {
+        Assert.Equal(4096, _disk.Sectors);
+        Assert.Equal(BioStatus.Ok, Run(Bio.Write(8, DeviceHarness.Pattern(8, 3), Akka.Actor.ActorRefs.Nobody)));
+        var back = new byte[8 * 512];
+        Assert.Equal(BioStatus.Ok, Run(Bio.Read(8, back, Akka.Actor.ActorRefs.Nobody))); // page cache: the inline path
+        Assert.Equal(DeviceHarness.Pattern(8, 3), back);
+        using var raw = File.OpenRead(Path.Combine(_dir, "f0.img"));
+        raw.Position = 8 * 512;
+        var onFile = new byte[8 * 512];
+        raw.ReadExactly(onFile);
+        Assert.Equal(DeviceHarness.Pattern(8, 3), onFile);
+    }
+
+    [Fact]
+    public void A_flush_syncs_only_when_something_was_written_since_the_last_one()
+    {
+        Assert.Equal(BioStatus.Ok, Run(Bio.Flush(Akka.Actor.ActorRefs.Nobody)));
+        Assert.Equal(0, _disk.FlushesIssued);
+        Assert.Equal(BioStatus.Ok, Run(Bio.Write(0, DeviceHarness.Pattern(1, 1), Akka.Actor.ActorRefs.Nobody)));
+        Assert.Equal(BioStatus.Ok, Run(Bio.Flush(Akka.Actor.ActorRefs.Nobody)));
+        Assert.Equal(1, _disk.FlushesIssued);
+        Assert.Equal(BioStatus.Ok, Run(Bio.Write(0, DeviceHarness.Pattern(1, 2), Akka.Actor.ActorRefs.Nobody, BioFlags.Fua)));
+        Assert.Equal(2, _disk.FlushesIssued); // a FUA write syncs
+        Assert.Equal(BioStatus.Ok, Run(Bio.Flush(Akka.Actor.ActorRefs.Nobody)));
+        Assert.Equal(2, _disk.FlushesIssued);
+    }
+
+    [Fact]
+    public void Discard_and_write_zeroes_read_back_as_zeroes_and_bad_ranges_are_refused()
+    {
+        Assert.Equal(BioStatus.Ok, Run(Bio.Write(0, DeviceHarness.Pattern(64, 1), Akka.Actor.ActorRefs.Nobody)));
+        Assert.Equal(BioStatus.Ok, Run(new Bio(BioOp.Discard, 8, 16, Memory<byte>.Empty, Akka.Actor.ActorRefs.Nobody)));
+        Assert.Equal(BioStatus.Ok, Run(new Bio(BioOp.WriteZeroes, 40, 8, Memory<byte>.Empty, Akka.Actor.ActorRefs.Nobody)));
+        var back = new byte[64 * 512];
+        Assert.Equal(BioStatus.Ok, Run(Bio.Read(0, back, Akka.Actor.ActorRefs.Nobody)));
+        var expected = DeviceHarness.Pattern(64, 1);
+        Array.Clear(expected, 8 * 512, 16 * 512);
+        Array.Clear(expected, 40 * 512, 8 * 512);
+        Assert.Equal(expected, back);
+        Assert.Equal(BioStatus.OutOfRange, Run(Bio.Read(4090, new byte[8 * 512], Akka.Actor.ActorRefs.Nobody)));
+        Assert.Equal(BioStatus.Invalid, Run(new Bio(BioOp.Write, 0, 2, new byte[100], Akka.Actor.ActorRefs.Nobody)));
+    }
+
+    public void Dispose()
+    {
+        _disk.Dispose();
+        try { Directory.Delete(_dir, true); } catch (IOException) { }
+    }
+}
