@@ -103,8 +103,22 @@ public sealed class DevicePath(string name, Action<Bio> submit, long bytes, para
             Interlocked.Increment(ref _ops);
             if (done.Status != BioStatus.Ok && Interlocked.Increment(ref _errors) == 1)
                 Console.Error.WriteLine($"bench: {_path.Name}: {done.Bio} failed: {done.Status}");
-            if (now < _deadline && Volatile.Read(ref _errors) == 0) Submit(s);
+            if (now < _deadline && Volatile.Read(ref _errors) == 0) Resubmit(s);
             else if (Interlocked.Decrement(ref _active) == 0) _finished.TrySetResult();
+        }
+
+        [ThreadStatic] private static int _depth;
+
+        /// <summary>
+        /// A disk may answer on the submitting thread (a cached read, a memory disk): resubmitting from inside that
+        /// answer would recurse without end, so past a few levels the next bio starts from the thread pool.
+        /// </summary>
+        private void Resubmit(Slot s)
+        {
+            if (_depth >= 8) { ThreadPool.UnsafeQueueUserWorkItem(static x => x.Run.Submit(x.Slot), (Run: this, Slot: s), false); return; }
+            _depth++;
+            try { Submit(s); }
+            finally { _depth--; }
         }
     }
 

@@ -51,21 +51,41 @@ public sealed class FileDisk : Disk
         // A read the page cache can answer at once is done here: preadv2(RWF_NOWAIT) fails with EAGAIN rather
         // than wait for the disk, so the caller's thread never blocks; anything else goes to the IO threads.
         // This saves the two thread wake-ups that dominate a cached 4 KiB read.
-        if (bio.Op == BioOp.Read && _nowaitReads && TryReadNoWait(bio)) { done(bio, BioStatus.Ok); return; }
+        // Likewise a plain write that fits in the page cache without waiting (pwritev2(RWF_NOWAIT), where the
+        // filesystem supports it for buffered IO).
+        switch (bio.Op)
+        {
+            case BioOp.Read when _nowaitReads && TryNoWait(bio, write: false):
+                done(bio, BioStatus.Ok);
+                return;
+            case BioOp.Write when _nowaitWrites && (bio.Flags & BioFlags.Fua) == 0 && TryNoWait(bio, write: true):
+                _flusher.WriteCompleted();
+                done(bio, BioStatus.Ok);
+                return;
+        }
         _pool.Enqueue(this, bio, done);
     }
 
     private volatile bool _nowaitReads = true;
+    private volatile bool _nowaitWrites = true;
 
-    private unsafe bool TryReadNoWait(Bio bio)
+    private unsafe bool TryNoWait(Bio bio, bool write)
     {
         const int RwfNowait = 0x8;
         using var pin = bio.Data.Pin();
         var iov = new Native.IoVec { Base = pin.Pointer, Length = (nuint)bio.Data.Length };
-        var n = Native.preadv2((int)_handle.DangerousGetHandle(), &iov, 1, bio.Sector << Bio.SectorShift, RwfNowait);
+        var fd = (int)_handle.DangerousGetHandle();
+        var offset = bio.Sector << Bio.SectorShift;
+        var n = write ? Native.pwritev2(fd, &iov, 1, offset, RwfNowait) : Native.preadv2(fd, &iov, 1, offset, RwfNowait);
         if (n == bio.Data.Length) return true;
-        if (n < 0 && Marshal.GetLastPInvokeError() is 95 or 22) _nowaitReads = false; // EOPNOTSUPP, EINVAL: never again
-        return false; // EAGAIN, a short read (a hole at EOF, or part not cached): the IO threads do it properly
+        if (n < 0 && Marshal.GetLastPInvokeError() is 95 or 22)
+        {
+            // EOPNOTSUPP, EINVAL: this kernel or filesystem cannot; never try again.
+            if (write) _nowaitWrites = false; else _nowaitReads = false;
+        }
+        // EAGAIN, or a short transfer (part not cached, a hole at EOF): the IO threads do the whole bio again,
+        // which is harmless for a partial write (the same bytes land at the same place).
+        return false;
     }
 
     /// <summary>Runs on a <see cref="DiskIoPool"/> thread: may block.</summary>
@@ -165,6 +185,7 @@ public sealed class FileDisk : Disk
         [DllImport("libc", SetLastError = true)] public static extern int fallocate(int fd, int mode, long offset, long len);
         [DllImport("libc", SetLastError = true)] public static extern long lseek(int fd, long offset, int whence);
         [DllImport("libc", SetLastError = true)] public static extern unsafe long preadv2(int fd, IoVec* iov, int iovcnt, long offset, int flags);
+        [DllImport("libc", SetLastError = true)] public static extern unsafe long pwritev2(int fd, IoVec* iov, int iovcnt, long offset, int flags);
 
         [StructLayout(LayoutKind.Sequential)]
         public unsafe struct IoVec
