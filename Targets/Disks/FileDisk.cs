@@ -53,6 +53,9 @@ public sealed class FileDisk : Disk
         // This saves the two thread wake-ups that dominate a cached 4 KiB read.
         // Likewise a plain write that fits in the page cache without waiting (pwritev2(RWF_NOWAIT), where the
         // filesystem supports it for buffered IO).
+        // Only small bios: a large copy would hold the caller's thread, and several go faster in parallel on the IO
+        // threads.
+        if (bio.Data.Length > InlineMax) { _pool.Enqueue(this, bio, done); return; }
         switch (bio.Op)
         {
             case BioOp.Read when _nowaitReads && TryNoWait(bio, write: false):
@@ -66,6 +69,7 @@ public sealed class FileDisk : Disk
         _pool.Enqueue(this, bio, done);
     }
 
+    private const int InlineMax = 16 << 10;
     private volatile bool _nowaitReads = true;
     private volatile bool _nowaitWrites = true;
 
