@@ -9,6 +9,7 @@ return args switch
     ["serve", .. var rest] => await ServeCommand.RunAsync(rest),
     ["dmsetup", .. var rest] => await DmsetupCommand.RunAsync(rest),
     ["bench", .. var rest] => await BenchCommand.RunAsync(rest),
+    ["bench-scale", .. var rest] => await ScaleBench.RunAsync(rest),
     ["crashtest", .. var rest] => await DmActors.Host.Crash.CrashTestCommand.RunAsync(rest),
     ["powercut", .. var rest] => await DmsetupCommand.RunAsync(["powercut", .. rest]),
     ["replay-log", .. var rest] => ReplayLogCommand.Run(rest, Console.Out, Console.Error),
@@ -42,6 +43,8 @@ static int Usage(TextWriter w, int code, string? error = null)
                                       Crash-consistency checker: seeded workloads on write-back-cache disks, power cuts,
                                       restart, and a check that every write promised durable reads back.
           bench ...                   Benchmarks (see dmactors bench --help).
+          bench-scale [--devices N] [--busy N] [--seconds S]
+                                      Many devices on one host: memory per idle device, N busy at once.
           --help                      This text.
         """);
     return code;
