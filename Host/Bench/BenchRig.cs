@@ -63,7 +63,7 @@ public sealed class BenchRig : IAsyncDisposable
         const long memBytes = 64 << 20;
         _disks.AddMemory("d-mem", memBytes >> Bio.SectorShift);
 
-        _system = ActorSystem.Create("dmactors-bench", HostConfig());
+        _system = ActorSystem.Create("dmactors-bench", HostAkkaConfig());
         var manager = _system.ActorOf(DeviceManager.Props(_disks), "devices");
         var striped = $"0 {sectors} striped 2 128 d-stripe-a 0 d-stripe-b 0";
         async Task<IActorRef> Create(string name, string table, BarrierMode mode = BarrierMode.Ordered)
@@ -96,14 +96,9 @@ public sealed class BenchRig : IAsyncDisposable
     }
 
     /// <summary>The host's embedded akka.hocon, kept local: the bench never opens a port.</summary>
-    private static Config HostConfig()
-    {
-        var local = ConfigurationFactory.ParseString("akka.actor.provider = local\nakka.loglevel = WARNING\nakka.stdout-loglevel = WARNING");
-        using var stream = typeof(BenchRig).Assembly.GetManifestResourceStream("akka.hocon");
-        if (stream == null) return local;
-        using var reader = new StreamReader(stream);
-        return local.WithFallback(ConfigurationFactory.ParseString(reader.ReadToEnd()));
-    }
+    private static Config HostAkkaConfig() =>
+        ConfigurationFactory.ParseString("akka.actor.provider = local\nakka.loglevel = WARNING\nakka.stdout-loglevel = WARNING")
+            .WithFallback(Configuration.HostConfig.Embedded());
 
     /// <summary>Creates the file and writes it full of non-zero data, then syncs it so writeback does not run during the timed slices.</summary>
     private string Prefill(string name, long bytes)
