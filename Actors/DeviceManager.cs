@@ -20,6 +20,12 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     public static Props Props(DiskRegistry disks, Options? options = null) =>
         Akka.Actor.Props.Create(() => new DeviceManager(disks, options ?? new Options()));
 
+    /// <summary>
+    /// Host shutdown: suspend every device with flush (in-flight IO completes, caches below are quiet) without
+    /// recording it, so the devices come back running. Answered with Dm.Done once all are suspended.
+    /// </summary>
+    public sealed record Quiesce;
+
     private sealed record Entry(IActorRef Actor, DeviceShared Shared, MappedDeviceHandle Handle)
     {
         /// <summary>Names of the mapped devices this device's tables use (for loop detection).</summary>
@@ -107,6 +113,10 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
                         : [])));
                 break;
             case Dm.PowerCut p: PowerCut(p); break;
+            case Quiesce:
+                var gather = Context.ActorOf(Akka.Actor.Props.Create(() => new Gather(_devices.Count, Sender)));
+                foreach (var e in _devices.Values) e.Actor.Tell(new Dm.Suspend(e.Shared.Name), gather);
+                break;
             case Dm.List:
                 Sender.Tell(_devices.Count == 0
                     ? Dm.Done.Of("No devices found")
@@ -359,6 +369,32 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     {
         if (_devices.TryGetValue(name, out var e)) action(e);
         else Sender.Tell(new Dm.Failed(op, name, Dm.Failed.NoDevice, "Device does not exist."));
+    }
+
+    /// <summary>Collects <paramref name="count"/> replies, then answers Dm.Done (or the first failure).</summary>
+    private sealed class Gather : UntypedActor
+    {
+        private readonly IActorRef _replyTo;
+        private int _left;
+        private object _reply = Dm.Done.Empty;
+
+        public Gather(int count, IActorRef replyTo)
+        {
+            _left = count; _replyTo = replyTo;
+            if (count == 0) Finish();
+        }
+
+        protected override void OnReceive(object message)
+        {
+            if (message is Dm.Failed f && _reply is Dm.Done) _reply = f;
+            if (--_left == 0) Finish();
+        }
+
+        private void Finish()
+        {
+            _replyTo.Tell(_reply);
+            Context.Stop(Self);
+        }
     }
 
     /// <summary>dm-ioctl's check_name.</summary>

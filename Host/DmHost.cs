@@ -182,12 +182,9 @@ public sealed class DmHost
         }
         try
         {
-            var list = await Manager.Ask<Dm.Done>(Dm.List.Instance, Settings.AskTimeout);
-            foreach (var name in Cli.DmsetupFormat.NamesOf(list.Lines))
-            {
-                if (await Manager.Ask<object>(new Dm.Suspend(name), Settings.AskTimeout) is Dm.Failed f)
-                    log.WriteLine($"dmactors: suspending {name}: {f.Error} {f.Reason}");
-            }
+            // Not dmsetup suspend: that would be recorded, and the devices would come back suspended.
+            if (await Manager.Ask<object>(new DeviceManager.Quiesce(), Settings.AskTimeout) is Dm.Failed f)
+                log.WriteLine($"dmactors: suspending {f.Name}: {f.Error} {f.Reason}");
             log.WriteLine("dmactors: devices suspended");
         }
         catch (Exception e) { log.WriteLine($"dmactors: suspending devices: {e.Message}"); }

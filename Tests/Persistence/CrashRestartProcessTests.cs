@@ -89,6 +89,39 @@ public sealed class CrashRestartProcessTests(ITestOutputHelper output)
     }
 }
 
+/// <summary>A clean stop suspends the devices to quiesce them, but they come back running, not suspended.</summary>
+public sealed class CleanRestartProcessTests
+{
+    [Fact]
+    public async Task After_sigterm_and_restart_devices_run_and_hold_their_data()
+    {
+        var dir = Directory.CreateTempSubdirectory("dmactors-restart-").FullName;
+        try
+        {
+            using (var first = await HostProcess.StartInAsync(dir))
+            {
+                first.KeepDir = true;
+                Assert.Equal(0, (await first.Dmsetup(["create", "extra", "--table", "0 2048 linear disk0 8192"])).Code);
+                await ExternalTool.RunAsync("qemu-io", ExternalTool.QemuUtils, "-f", "raw", "-c", "write -P 0x77 0 64k",
+                    $"nbd://127.0.0.1:{first.NbdPort}/extra");
+                Assert.Equal(0, await first.TerminateAsync());
+                Assert.Contains("dmactors: devices suspended", first.Stdout);
+            }
+            using var second = await HostProcess.StartInAsync(dir);
+            Assert.Contains("2 device(s) recovered", second.Stdout);
+            foreach (var name in new[] { "demo", "extra" })
+                Assert.Contains("State:             ACTIVE\n", (await second.Dmsetup($"info {name}")).Out);
+            Assert.DoesNotContain("suspended", (await second.Dmsetup("history extra")).Out);
+            await ExternalTool.RunAsync("qemu-io", ExternalTool.QemuUtils, "-f", "raw", "-c", "read -P 0x77 0 64k",
+                $"nbd://127.0.0.1:{second.NbdPort}/extra");
+        }
+        finally
+        {
+            try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+        }
+    }
+}
+
 /// <summary>A journal file that is not a database stops the host at start with one line naming the file.</summary>
 public sealed class CorruptJournalProcessTests
 {
