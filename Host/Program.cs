@@ -37,8 +37,10 @@ static int Usage(TextWriter w, int code, string? error = null)
                                       Power loss on the running host's write-back-cache disks: unflushed writes are lost
                                       (--tear: a random part of them lands first).
           replay-log --log FILE [--replay DEV] [--end-mark NAME] [--limit N] [--find fua|flush|mark] [--no-discard]
+                     [--check fua|flush|mark [--fsck CMD]]
                                       Replays a log-writes log onto a disk file up to a mark or entry (like xfstests'
-                                      replay-log), or lists its FUA / flush / mark points as entry@offset.
+                                      replay-log), or lists its FUA / flush / mark points as entry@offset, or replays to
+                                      each such point in turn and runs CMD ($REPLAY_DEV = the device) after each.
           crashtest [--seed N] [--trials N] [--cuts-per-trial N] [--mode ordered|flush|both] [--tear] [--lying-flush]
                                       Crash-consistency checker: seeded workloads on write-back-cache disks, power cuts,
                                       restart, and a check that every write promised durable reads back.

@@ -11,7 +11,7 @@ public static class ReplayLogCommand
 {
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        string? log = null, device = null, endMark = null, find = null;
+        string? log = null, device = null, endMark = null, find = null, check = null, fsck = null;
         long? limit = null;
         var discard = true;
         for (var i = 0; i < args.Length; i++)
@@ -27,6 +27,8 @@ public static class ReplayLogCommand
                     case "--limit": limit = long.TryParse(Value(), out var n) && n > 0 ? n : throw new ArgumentException("--limit takes a positive number"); break;
                     case "--find": find = Value(); break;
                     case "--no-discard": discard = false; break;
+                    case "--check": check = Value(); break;
+                    case "--fsck": fsck = Value(); break;
                     default: throw new ArgumentException($"unknown option '{args[i]}'");
                 }
             }
@@ -37,15 +39,11 @@ public static class ReplayLogCommand
         {
             if (find != null)
             {
-                var flags = find switch
-                {
-                    "fua" => LogFlags.Fua, "flush" => LogFlags.Flush, "mark" => LogFlags.Mark,
-                    _ => throw new ArgumentException($"--find {find}: expected fua, flush or mark"),
-                };
-                foreach (var e in LogReplay.Find(log, flags)) stdout.WriteLine(e.FindText);
+                foreach (var e in LogReplay.Find(log, Flags(find, "--find"))) stdout.WriteLine(e.FindText);
                 return 0;
             }
             if (device == null) { stderr.WriteLine("replay-log: give --replay DEV or --find"); return 1; }
+            if (check != null) return CheckEachPoint(log, device, Flags(check, "--check"), fsck, discard, stdout);
             var result = LogReplay.Replay(log, device, endMark, limit, discard);
             if (endMark != null && !result.Stopped) { stderr.WriteLine($"replay-log: mark '{endMark}' not found; replayed the whole log"); return 1; }
             stdout.WriteLine($"replayed {result.Replayed} entries{(result.Last is { } last ? $", last entry {last.Index} ({last.Flags})" : "")}");
@@ -56,5 +54,41 @@ public static class ReplayLogCommand
             stderr.WriteLine($"replay-log: {e.Message}");
             return 1;
         }
+    }
+
+    private static LogFlags Flags(string name, string option) => name switch
+    {
+        "fua" => LogFlags.Fua, "flush" => LogFlags.Flush, "mark" => LogFlags.Mark,
+        _ => throw new ArgumentException($"{option} {name}: expected fua, flush or mark"),
+    };
+
+    /// <summary>
+    /// replay-log --check: replays up to each FUA (or flush, or mark) point in turn and runs the check command on the
+    /// device after each (e.g. a fsck); every point must pass.
+    /// </summary>
+    private static int CheckEachPoint(string log, string device, LogFlags flags, string? fsck, bool discard, TextWriter stdout)
+    {
+        var failures = 0;
+        var points = LogReplay.Find(log, flags);
+        foreach (var point in points)
+        {
+            LogReplay.Replay(log, device, limit: point.Index + 1, discard: discard);
+            var ok = fsck == null || RunCheck(fsck, device);
+            if (!ok) failures++;
+            stdout.WriteLine($"entry {point.FindText}: {(fsck == null ? "replayed" : ok ? "check passed" : "CHECK FAILED")}");
+        }
+        stdout.WriteLine($"{points.Count} point(s), {failures} failed");
+        return failures == 0 ? 0 : 1;
+    }
+
+    private static bool RunCheck(string command, string device)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("/bin/sh") { UseShellExecute = false };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add(command);
+        psi.Environment["REPLAY_DEV"] = device;
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        p.WaitForExit();
+        return p.ExitCode == 0;
     }
 }

@@ -271,6 +271,14 @@ public sealed class LogWritesTests : TargetHarness
             Assert.Equal((1, "replay-log: mark 'nope' not found; replayed the whole log"),
                 (ReplayLog("--log", logPath, "--replay", devPath, "--end-mark", "nope") is var bad ? (bad.Code, bad.Stderr.Trim()) : default));
             Assert.Equal("replay-log: unknown option '--bogus'", ReplayLog("--bogus").Stderr.Trim());
+
+            // --check: replay to each FUA point in turn and run a check on the device after each.
+            var check = ReplayLog("--log", logPath, "--replay", devPath, "--check", "fua", "--fsck", "test -s \"$REPLAY_DEV\"");
+            Assert.Equal(0, check.Code);
+            Assert.Matches(@"^entry 3@\d+: check passed\n1 point\(s\), 0 failed$", check.Stdout.Trim());
+            var failing = ReplayLog("--log", logPath, "--replay", devPath, "--check", "fua", "--fsck", "false");
+            Assert.Equal(1, failing.Code);
+            Assert.Contains("CHECK FAILED", failing.Stdout);
         }
         finally { dir.Delete(recursive: true); }
     }
