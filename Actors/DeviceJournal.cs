@@ -14,9 +14,10 @@ public sealed class DeviceJournal : ReceivePersistentActor
     public static class Msg
     {
         /// <summary>Persist these events as one atomic write.</summary>
-        public sealed record Record(IReadOnlyList<DeviceEvents.DeviceEvent> Events);
-        public sealed record Recorded(HostState State);
-        public sealed record Rejected(string Reason);
+        /// <param name="Id">Echoed in the answer, so a late answer is never taken for the next change's.</param>
+        public sealed record Record(long Id, IReadOnlyList<DeviceEvents.DeviceEvent> Events);
+        public sealed record Recorded(long Id, HostState State);
+        public sealed record Rejected(long Id, string Reason);
         public sealed record Recovered(HostState State);
         public sealed record RecoveryFailed(string Reason);
     }
@@ -26,6 +27,7 @@ public sealed class DeviceJournal : ReceivePersistentActor
     public static Props Props(string persistenceId) => Akka.Actor.Props.Create(() => new DeviceJournal(persistenceId));
 
     private HostState _state = HostState.Empty;
+    private long _current;
 
     public DeviceJournal(string persistenceId)
     {
@@ -34,6 +36,7 @@ public sealed class DeviceJournal : ReceivePersistentActor
         Recover<DeviceEvents.DeviceEvent>(e => _state = _state.Apply(e));
         Command<Msg.Record>(r =>
         {
+            _current = r.Id;
             var left = r.Events.Count;
             var snapshotDue = false;
             PersistAll(r.Events, e =>
@@ -41,7 +44,7 @@ public sealed class DeviceJournal : ReceivePersistentActor
                 _state = _state.Apply(e);
                 snapshotDue |= LastSequenceNr % SnapshotEvery == 0;
                 if (--left > 0) return;
-                Sender.Tell(new Msg.Recorded(_state));
+                Sender.Tell(new Msg.Recorded(r.Id, _state));
                 if (snapshotDue) SaveSnapshot(_state);
             });
         });
@@ -58,7 +61,7 @@ public sealed class DeviceJournal : ReceivePersistentActor
     protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
     {
         base.OnPersistRejected(cause, @event, sequenceNr);
-        Context.Parent.Tell(new Msg.Rejected(cause.Message));
+        Context.Parent.Tell(new Msg.Rejected(_current, cause.Message)); // once per event: the manager takes the first
     }
 
     protected override void OnRecoveryFailure(Exception reason, object? message = null)

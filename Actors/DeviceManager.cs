@@ -42,6 +42,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     private string? _unavailable;
     /// <summary>A change waiting for the journal: what to do once recorded, and what to do if not.</summary>
     private (Action Apply, Action<string> Fail)? _awaiting;
+    private long _awaitingId;
 
     public DeviceManager(DiskRegistry disks, Options options)
     {
@@ -73,9 +74,11 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
                 return;
             case DeviceJournal.Msg.Recorded r:
                 _state = r.State;
-                Settle(null);
+                if (r.Id == _awaitingId) Settle(null);
                 return;
-            case DeviceJournal.Msg.Rejected r: Settle($"journal rejected the change: {r.Reason}"); return;
+            case DeviceJournal.Msg.Rejected r:
+                if (r.Id == _awaitingId) Settle($"journal rejected the change: {r.Reason}");
+                return;
             case Terminated t when t.ActorRef.Equals(_journal):
                 // The journal stops when a write fails: the waiting command fails, and a new journal replays.
                 Settle("journal write failed");
@@ -155,7 +158,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
             return;
         }
         _awaiting = (apply, fail);
-        _journal.Tell(new DeviceJournal.Msg.Record(events));
+        _journal.Tell(new DeviceJournal.Msg.Record(++_awaitingId, events));
     }
 
     private void Settle(string? failure)

@@ -78,6 +78,9 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private Phase _phase;
     private BioStatus _barrierError;
     private Action<BioStatus>? _flushDone;
+    private long _barrierSeq;
+    private ICancelable? _barrierTimer;
+    private IActorRef? _removeReplyTo;
 
     public MappedDevice(DeviceShared shared, Options options)
     {
@@ -375,16 +378,24 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private void StartBarrier(Bio barrier)
     {
         _barrier = barrier;
+        _barrierSeq = ++_seq;
         _barrierError = BioStatus.Ok;
         _phase = Phase.Drain;
         if (_options.BarrierTimeout is { } timeout)
-            Context.System.Scheduler.ScheduleTellOnce(timeout, Self, new BarrierTimedOut(barrier), Self);
+            _barrierTimer = Context.System.Scheduler.ScheduleTellOnceCancelable(timeout, Self, new BarrierTimedOut(barrier), Self);
         if (_pending == 0) AfterDrain();
     }
 
     /// <summary>All IO issued before the barrier has completed: flush the caches, then issue the data.</summary>
     private void AfterDrain()
     {
+        if (_requeued.Count > 0)
+        {
+            // Earlier IO was pushed back (noflush suspend): it has not completed, so the barrier cannot go on; it
+            // is pushed back too and, by its arrival order, replays after that IO.
+            RequeueBarrier();
+            return;
+        }
         _phase = Phase.PreFlush;
         FlushCaches(status =>
         {
@@ -405,18 +416,26 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         _phase = Phase.PostFlush;
         if (_barrierError == BioStatus.Requeue)
         {
-            // Pushed back during a noflush suspend: the barrier goes to the head of the deferred bios.
-            _requeued.Add(new DmIo(_barrier!, DmIo.Kinds.BarrierData, -1));
-            _barrier = null;
-            CheckSuspended();
+            // Pushed back during a noflush suspend: the barrier goes back to the deferred bios, in arrival order.
+            RequeueBarrier();
             return;
         }
         FlushCaches(status => FinishBarrier(_barrierError != BioStatus.Ok ? _barrierError : status));
     }
 
+    private void RequeueBarrier()
+    {
+        _requeued.Add(new DmIo(_barrier!, DmIo.Kinds.BarrierData, _barrierSeq));
+        _barrier = null;
+        _barrierTimer?.Cancel();
+        _flushDone = null;
+        CheckSuspended();
+    }
+
     private void FinishBarrier(BioStatus status)
     {
         if (status == BioStatus.Requeue) status = BioStatus.IoError; // a push-back never reaches the submitter
+        _barrierTimer?.Cancel();
         var barrier = _barrier!;
         _barrier = null;
         barrier.Complete(status);
@@ -429,7 +448,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     {
         // Skip only when the flush would go straight to disks that have no cache; targets that see flushes
         // (log-writes, flakey, delay) always get them.
-        if (_live == null || (_live.FlushBypassesMap && !_live.HasVolatileCache)) { next(BioStatus.Ok); return; }
+        if (_live == null || (_live.FlushBypassesMap && !_live.HasVolatileCache && _staleDevices.Count == 0)) { next(BioStatus.Ok); return; }
         var io = new DmIo(_barrier!, DmIo.Kinds.BarrierFlush, 0);
         _flushDone = next;
         IssueFlush(io);
@@ -476,7 +495,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         if (_requeued.Count > 0)
         {
             // Push-backs go to the head of the deferred bios, in the order they first arrived.
-            var envelopes = _requeued.OrderBy(io => io.Seq < 0 ? long.MinValue : io.Seq)
+            var envelopes = _requeued.OrderBy(io => io.Seq)
                 .Select(io => new Akka.Actor.Envelope(io.Original, ActorRefs.NoSender)).ToList();
             Stash.Prepend(envelopes);
             _stashed += envelopes.Count;
@@ -533,17 +552,16 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private void Remove(IActorRef replyTo)
     {
         _removing = true;
-        WhenSuspended(false, () =>
-        {
-            replyTo.Tell(Dm.Done.Empty);
-            Context.Stop(Self);
-        });
+        _removeReplyTo = replyTo;
+        WhenSuspended(false, () => Context.Stop(Self));
         if (!_suspended)
             Context.System.Scheduler.ScheduleTellOnce(_options.ShutdownTimeout ?? TimeSpan.FromSeconds(30), Self, new ShutdownTimedOut(), Self);
     }
 
     protected override void PostStop()
     {
+        // A remove is answered once the device is gone (also when its suspend timed out and IO was failed).
+        _removeReplyTo?.Tell(Dm.Done.Empty);
         // Nothing hangs: every bio this device still holds is answered.
         foreach (var env in Stash.ClearStash())
             if (env.Message is Bio b) b.Complete(BioStatus.IoError);

@@ -84,9 +84,14 @@ public sealed class TargetActor : UntypedActor, ITargetContext
     /// <summary>end_io, then tell the device. Called for every clone exactly once.</summary>
     public void Complete(Bio clone, BioStatus status)
     {
-        if (!_held.Remove(clone)) return;
-        status = _target.EndIo(clone, status, this);
+        if (!_held.Contains(clone)) return;
+        Exception? failure = null;
+        try { status = _target.EndIo(clone, status, this); }
+        catch (Exception e) { status = BioStatus.IoError; failure = e; }
+        _held.Remove(clone);
         _device.Tell(new BioDone(clone, status));
+        // The clone is answered; now the crash, so the supervisor restarts the target (and answers the rest).
+        if (failure != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
     }
 
     public void Submit(IBlockDevice device, Bio bio, Action<BioStatus> done)

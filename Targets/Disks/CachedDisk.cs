@@ -37,10 +37,15 @@ public sealed class CachedDisk : Disk
                 else done(bio, BioStatus.Ok);
                 break;
             case BioOp.Read:
+                // The cached sectors are taken before the read below starts: a flush that writes them down and
+                // drops them meanwhile must not let the older data from below show through.
+                var cached = CachedIn(bio.Sector, bio.Sectors);
                 var child = new Bio(BioOp.Read, bio.Sector, bio.Sectors, bio.Data, Akka.Actor.ActorRefs.Nobody);
                 _inner.Start(child, (_, status) =>
                 {
-                    if (status == BioStatus.Ok) Overlay(bio.Sector, bio.Data.Span);
+                    if (status == BioStatus.Ok)
+                        foreach (var (sector, data) in cached)
+                            data.CopyTo(bio.Data.Span.Slice((int)(sector - bio.Sector) * Bio.Sector512, Bio.Sector512));
                     done(bio, status);
                 });
                 break;
@@ -90,12 +95,13 @@ public sealed class CachedDisk : Disk
         });
     });
 
-    private void Overlay(long sector, Span<byte> into)
+    private List<(long Sector, byte[] Data)> CachedIn(long sector, long sectors)
     {
+        var found = new List<(long, byte[])>();
         lock (_gate)
-            for (var i = 0; i < into.Length / Bio.Sector512; i++)
-                if (_cache.TryGetValue(sector + i, out var e))
-                    e.Data.CopyTo(into.Slice(i * Bio.Sector512, Bio.Sector512));
+            for (var s = sector; s < sector + sectors; s++)
+                if (_cache.TryGetValue(s, out var e)) found.Add((s, e.Data));
+        return found;
     }
 
     private void RequestFlush(Bio bio, Action<Bio, BioStatus> done)

@@ -59,6 +59,42 @@ public sealed class FlushTests : DeviceHarness
     }
 
     [Fact]
+    public void A_barrier_flushes_the_cached_disk_of_a_swapped_out_table_even_if_the_new_one_has_no_cache()
+    {
+        var c0 = Disks.Add(new CachedDisk(new MemoryDisk("c0", 1024, Disks.NextDevNo())));
+        Disks.AddMemory("m1", 1024);
+        var dev = Create("mv", "0 100 linear c0 0");
+        var p = CreateTestProbe();
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(0, Pattern(4, 1), p)));
+        Ok(new Dm.Load("mv", "0 100 linear m1 0"));
+        Ok(new Dm.Resume("mv"));
+        Assert.Equal(4, c0.CachedSectors);
+        Assert.Equal(BioStatus.Ok, Run(dev, Bio.Flush(p.Ref)));
+        Assert.Equal(0, c0.CachedSectors); // what was written through the old table is durable now
+    }
+
+    [Fact]
+    public void A_cached_read_racing_a_flush_never_sees_the_older_data_below()
+    {
+        var gate = Gate("g0", 1024);
+        var cache = new CachedDisk(gate);
+        var p = CreateTestProbe();
+        void RunOn(Bio b) { b.ReplyTo = p.Ref; cache.Submit(b); }
+        RunOn(Bio.Write(0, Pattern(1, 7), p.Ref));
+        Assert.Equal(BioStatus.Ok, p.ExpectMsg<BioDone>(Wait).Status);
+        gate.HoldCompletion = b => b.Op == BioOp.Read;
+        var read = new Bio(BioOp.Read, 0, 1, new byte[512], p.Ref);
+        RunOn(read);                                       // has read the old data below; its completion waits
+        Eventually(() => gate.HeldCompletions == 1, "the read below");
+        RunOn(Bio.Flush(p.Ref));                           // writes the cached sector down and drops it
+        Assert.Equal(BioStatus.Ok, p.ExpectMsg<BioDone>(Wait).Status);
+        Assert.Equal(0, cache.CachedSectors);
+        gate.ReleaseCompleted();
+        Assert.Same(read, p.ExpectMsg<BioDone>(Wait).Bio);
+        Assert.Equal(Pattern(1, 7), read.Data.ToArray());
+    }
+
+    [Fact]
     public void Flush_mode_preflush_completes_before_the_data_goes_out_with_fua_and_without_a_drain()
     {
         var d0 = Gate("d0");

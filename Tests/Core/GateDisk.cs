@@ -29,6 +29,20 @@ public sealed class GateDisk : Disk
     public override bool HasVolatileCache => VolatileCache;
     /// <summary>When it returns true for a bio, the bio waits until <see cref="Release"/>.</summary>
     public Func<Bio, bool> Hold { get; set; } = _ => false;
+    /// <summary>When it returns true for a bio, the bio runs at once but its completion waits for <see cref="ReleaseCompleted"/>.</summary>
+    public Func<Bio, bool> HoldCompletion { get; set; } = _ => false;
+    private readonly List<Action> _heldCompletions = new();
+
+    /// <summary>Delivers the completions held by <see cref="HoldCompletion"/>.</summary>
+    public void ReleaseCompleted()
+    {
+        List<Action> go;
+        lock (_heldCompletions) { go = _heldCompletions.ToList(); _heldCompletions.Clear(); }
+        foreach (var a in go) a();
+    }
+
+    public int HeldCompletions { get { lock (_heldCompletions) return _heldCompletions.Count; } }
+
     /// <summary>A status to end a bio with instead of running it (null: run it).</summary>
     public Func<Bio, BioStatus?> Fail { get; set; } = _ => null;
     public MemoryDisk Memory => _inner;
@@ -68,7 +82,12 @@ public sealed class GateDisk : Disk
     {
         var status = forced ?? Fail(bio);
         if (status is { } s) { Record(false, bio, s); done(bio, s); return; }
-        _inner.Start(bio, (b, st) => { Record(false, b, st); done(b, st); });
+        _inner.Start(bio, (b, st) =>
+        {
+            if (HoldCompletion(b)) { lock (_heldCompletions) _heldCompletions.Add(() => { Record(false, b, st); done(b, st); }); return; }
+            Record(false, b, st);
+            done(b, st);
+        });
     }
 
     private void Record(bool start, Bio bio, BioStatus status)

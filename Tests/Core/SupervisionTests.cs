@@ -17,7 +17,8 @@ public sealed class Crashy : Target
     public override MapResult Map(Bio clone, int index, ITargetContext ctx) =>
         clone.Sector == 13 ? throw new InvalidOperationException("injected crash") : MapResult.Remapped(_dev);
     // An end_io hook makes the target actor hold its clones until they complete, so a crash has clones to answer.
-    public override BioStatus EndIo(Bio clone, BioStatus status, ITargetContext ctx) => status;
+    public override BioStatus EndIo(Bio clone, BioStatus status, ITargetContext ctx) =>
+        clone.Sector == 14 ? throw new InvalidOperationException("injected end_io crash") : status;
     public override string TableParams() => _dev.DevNo;
 }
 
@@ -48,6 +49,20 @@ public sealed class SupervisionTests : DeviceHarness
         d0.Hold = _ => false;
         Assert.Equal(BioStatus.Ok, Run(dev, Write(40, Pattern(8, 3), p)));
         Assert.Equal(Pattern(8, 3), ReadBack(dev, 40, 8));
+    }
+
+    [Fact]
+    public void A_crash_in_end_io_still_answers_that_bio()
+    {
+        Gate("d0");
+        var dev = Create("e", "0 8192 crashy d0");
+        var p = CreateTestProbe();
+        var bad = Write(14, Pattern(1, 2), p);
+        EventFilter.Exception<InvalidOperationException>().ExpectOne(() => dev.Tell(bad));
+        var done = p.ExpectMsg<BioDone>(Wait);
+        Assert.Same(bad, done.Bio);
+        Assert.Equal(BioStatus.IoError, done.Status);
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(40, Pattern(8, 3), p)));
     }
 
     [Fact]

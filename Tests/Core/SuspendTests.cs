@@ -118,6 +118,30 @@ public sealed class SuspendTests : DeviceHarness
     }
 
     [Fact]
+    public void Io_pushed_back_while_a_barrier_drains_replays_before_the_barrier()
+    {
+        var d0 = Gate("d0");
+        var dev = Create("mp", "0 8192 linear d0 0");
+        var p = CreateTestProbe();
+        d0.Hold = b => b.Op == BioOp.Write && b.Sector == 0;
+        var w = Write(0, Pattern(8, 1), p);
+        var barrier = Write(0, Pattern(8, 2), p, BioFlags.Barrier); // same sectors: the order decides what stays
+        dev.Tell(w); dev.Tell(barrier);
+        Eventually(() => d0.HeldCount == 1, "W at the disk");
+        var suspender = CreateTestProbe();
+        dev.Tell(new Dm.Suspend("mp", NoFlush: true), suspender.Ref);
+        d0.Hold = _ => false;
+        d0.Release(status: BioStatus.Requeue);             // W is pushed back while the barrier drains
+        suspender.ExpectMsg<Dm.Done>(Wait);
+        p.ExpectNoMsg(TimeSpan.FromMilliseconds(100));     // the barrier did not run ahead of W
+        Ok(new Dm.Resume("mp"));
+        var done = p.ReceiveN(2, Wait).Cast<BioDone>().ToList();
+        Assert.Equal(new[] { w, barrier }, done.Select(d => d.Bio));
+        Assert.All(done, d => Assert.Equal(BioStatus.Ok, d.Status));
+        Assert.Equal(Pattern(8, 2), ReadBack(dev, 0, 8));   // the barrier's data is the last word
+    }
+
+    [Fact]
     public void Load_and_resume_without_suspend_swaps_under_running_io_without_errors()
     {
         var d0 = Disks.AddMemory("d0", 8192);
