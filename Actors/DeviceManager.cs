@@ -276,8 +276,9 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
             if (!r.Force) { sender.Tell(busy); return; }
             // remove --force first wipes the table to `error` (so IO fails instead of hanging), then still refuses.
             var wipe = $"0 {Math.Max(1, e.Shared.Sectors)} error";
+            var (table, _) = Build(r.Name, wipe, false);
             Commit([new DeviceEvents.TableLoaded(r.Name, Now, wipe, false), new DeviceEvents.Resumed(r.Name, Now)],
-                () => { e.Actor.Tell(new MappedDevice.Wipe(), ActorRefs.Nobody); sender.Tell(busy); },
+                () => { e.Actor.Tell(new MappedDevice.Wipe(table), ActorRefs.Nobody); sender.Tell(busy); },
                 reason => sender.Tell(new Dm.Failed("remove", r.Name, "Input/output error", reason)));
             return;
         }

@@ -27,7 +27,8 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     /// <summary>Messages from the manager and the target actors; local only (tables hold open devices).</summary>
     public sealed record LoadTable(Table Table, bool Reply = true);
     public sealed record Shutdown;
-    public sealed record Wipe;
+    /// <summary>remove --force: swap in <paramref name="ErrorTable"/> (`0 size error`) with a noflush resume.</summary>
+    public sealed record Wipe(Table ErrorTable);
     public sealed record Renamed(string NewName);
     public sealed record SetUuid(string Uuid);
     public sealed record TargetEvent { public static readonly TargetEvent Instance = new(); }
@@ -64,7 +65,6 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private bool _blockIo;
     private bool _suspended;
     private bool _noflushSuspending;
-    private bool _removing;
 
     // The one barrier in flight (ordered mode) and its per-device error (md->barrier_error).
     private Bio? _barrier;
@@ -130,14 +130,13 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
                     $"Unable to change uuid of mapped device {Name} to {u.Uuid} because uuid is already set to {_uuid}"));
                 else { _uuid = u.Uuid; Sender.Tell(Dm.Done.Empty); }
                 break;
-            case Wipe:
-                // remove --force: the table becomes `0 <size> error`, swapped in by a noflush resume.
+            case Wipe w:
                 _inactive?.Destroy();
-                _inactive = Table.Build([new TableLine(0, Math.Max(1, _shared.Sectors), "error", [])], NoDevices.Instance);
+                _inactive = w.ErrorTable;
                 Resume(Sender, noflush: true);
                 break;
             case Shutdown: Remove(Sender); break;
-            case ShutdownTimedOut: if (_removing) Context.Stop(Self); break;
+            case ShutdownTimedOut: if (_removeReplyTo != null) Context.Stop(Self); break;
             case BarrierTimedOut t when ReferenceEquals(t.Barrier, _barrier):
                 _flushDone = null;
                 FinishBarrier(BioStatus.TimedOut);
@@ -551,7 +550,6 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     /// <summary>Remove: suspend with flush (in-flight IO completes), then stop; bios still deferred get EIO.</summary>
     private void Remove(IActorRef replyTo)
     {
-        _removing = true;
         _removeReplyTo = replyTo;
         WhenSuspended(false, () => Context.Stop(Self));
         if (!_suspended)
@@ -605,9 +603,4 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         // A target that throws is restarted (its held clones were already answered with EIO); the device lives on.
         new OneForOneStrategy(-1, TimeSpan.FromMinutes(1), _ => Directive.Restart);
 
-    private sealed class NoDevices : IDeviceLookup
-    {
-        public static readonly NoDevices Instance = new();
-        public IBlockDevice? Find(string name) => null;
-    }
 }

@@ -66,7 +66,6 @@ public static class Dm
         public const string NoDevice = "No such device or address";
         public const string Invalid = "Invalid argument";
         public const string Busy = "Device or resource busy";
-        public const string Exists = "Device or resource busy";
     }
 
     public sealed record DeviceInfo(string Name, string? Uuid, bool Suspended, bool ReadOnly, bool LiveTable, bool InactiveTable,

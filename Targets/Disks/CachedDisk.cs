@@ -25,7 +25,6 @@ public sealed class CachedDisk : Disk
     /// <summary>A broken disk for proving the crash checker can fail: flushes succeed without writing anything.</summary>
     public bool FlushLies { get; set; }
     public int CachedSectors { get { lock (_gate) return _cache.Count; } }
-    public long Flushes;
 
     protected override void Run(Bio bio, Action<Bio, BioStatus> done)
     {
@@ -126,7 +125,6 @@ public sealed class CachedDisk : Disk
             _flushWaiters = new();
             entries = _cache.Select(e => (e.Key, e.Value.Data, e.Value.Version)).ToList();
         }
-        Interlocked.Increment(ref Flushes);
         void Finish(BioStatus status)
         {
             if (status == BioStatus.Ok && !FlushLies)

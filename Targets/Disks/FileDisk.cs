@@ -167,19 +167,6 @@ public sealed class FileDisk : Disk
         }
     }
 
-    /// <summary>Which byte ranges of the file hold data (SEEK_DATA/SEEK_HOLE), for NBD block status.</summary>
-    public bool IsHole(long offset, long length, out long extent)
-    {
-        const int SeekData = 3, SeekHole = 4;
-        var fd = (int)_handle.DangerousGetHandle();
-        var data = Native.lseek(fd, offset, SeekData);
-        if (data < 0) { extent = length; return true; } // ENXIO: only a hole to the end
-        if (data > offset) { extent = Math.Min(length, data - offset); return true; }
-        var hole = Native.lseek(fd, offset, SeekHole);
-        extent = hole < 0 ? length : Math.Min(length, hole - offset);
-        if (extent <= 0) extent = length;
-        return false;
-    }
 
     public override void Dispose() => _handle.Dispose();
 
@@ -187,7 +174,6 @@ public sealed class FileDisk : Disk
     {
         [DllImport("libc", SetLastError = true)] public static extern int fdatasync(int fd);
         [DllImport("libc", SetLastError = true)] public static extern int fallocate(int fd, int mode, long offset, long len);
-        [DllImport("libc", SetLastError = true)] public static extern long lseek(int fd, long offset, int whence);
         [DllImport("libc", SetLastError = true)] public static extern unsafe long preadv2(int fd, IoVec* iov, int iovcnt, long offset, int flags);
         [DllImport("libc", SetLastError = true)] public static extern unsafe long pwritev2(int fd, IoVec* iov, int iovcnt, long offset, int flags);
 
