@@ -15,7 +15,7 @@ namespace DmActors;
 public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
 {
     public sealed record Options(IClock? Clock = null, int MaxDeferred = 65536, TimeSpan? ShutdownTimeout = null,
-        TimeSpan? BarrierTimeout = null, string? PersistenceId = null);
+        TimeSpan? BarrierTimeout = null, string? PersistenceId = null, bool InlineIo = true);
 
     public static Props Props(DiskRegistry disks, Options? options = null) =>
         Akka.Actor.Props.Create(() => new DeviceManager(disks, options ?? new Options()));
@@ -47,6 +47,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     public DeviceManager(DiskRegistry disks, Options options)
     {
         _disks = disks; _options = options;
+        if (options.InlineIo) IoDispatcher.Register(Context.System);
     }
 
     public IStash Stash { get; set; } = null!;
@@ -218,7 +219,8 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     {
         var shared = new DeviceShared(name, minor);
         var actor = Context.ActorOf(MappedDevice.Props(shared, new MappedDevice.Options(mode, _options.MaxDeferred,
-            _options.Clock, _options.ShutdownTimeout, readOnly, uuid, _options.BarrierTimeout)), $"dm-{minor}");
+            _options.Clock, _options.ShutdownTimeout, readOnly, uuid, _options.BarrierTimeout,
+            _options.InlineIo ? IoDispatcher.DispatcherId : Akka.Dispatch.Dispatchers.DefaultDispatcherId)), $"dm-{minor}");
         Context.Watch(actor);
         return _devices[name] = new Entry(actor, shared, new MappedDeviceHandle(actor, shared));
     }

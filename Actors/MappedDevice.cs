@@ -22,7 +22,8 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     /// <param name="BarrierTimeout">A barrier that has not completed by then (a disk that never answers) fails with
     /// TimedOut and the bios held behind it go on, instead of being held forever.</param>
     public sealed record Options(BarrierMode Mode = BarrierMode.Ordered, int MaxDeferred = 65536, IClock? Clock = null,
-        TimeSpan? ShutdownTimeout = null, bool ReadOnly = false, string? Uuid = null, TimeSpan? BarrierTimeout = null);
+        TimeSpan? ShutdownTimeout = null, bool ReadOnly = false, string? Uuid = null, TimeSpan? BarrierTimeout = null,
+        string Dispatcher = Akka.Dispatch.Dispatchers.DefaultDispatcherId);
 
     /// <summary>Messages from the manager and the target actors; local only (tables hold open devices).</summary>
     public sealed record LoadTable(Table Table, bool Reply = true);
@@ -37,7 +38,9 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private sealed record ShutdownTimedOut;
     private sealed record BarrierTimedOut(Bio Barrier);
 
-    public static Props Props(DeviceShared shared, Options options) => Akka.Actor.Props.Create(() => new MappedDevice(shared, options));
+    /// <summary>Options.Dispatcher: <see cref="IoDispatcher.DispatcherId"/> runs the device and its targets on the threads that bring them work.</summary>
+    public static Props Props(DeviceShared shared, Options options) =>
+        Akka.Actor.Props.Create(() => new MappedDevice(shared, options)).WithDispatcher(options.Dispatcher);
 
     private enum Phase { Drain, PreFlush, Data, PostFlush }
 
@@ -539,7 +542,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         _inactive = null;
         _generation++;
         _targets = _live.Targets.Select((t, i) =>
-            Context.ActorOf(TargetActor.Props(t, Self, Clock), $"g{_generation}-{i}-{t.TypeName}")).ToArray();
+            Context.ActorOf(TargetActor.Props(t, Self, Clock, _options.Dispatcher), $"g{_generation}-{i}-{t.TypeName}")).ToArray();
         _shared.Sectors = _live.Sectors;
         _shared.HasVolatileCache = _live.HasVolatileCache;
         _shared.ReadOnly = _readOnly || _live.ReadOnly;

@@ -21,7 +21,8 @@ public sealed class TargetActor : UntypedActor, ITargetContext
         internal sealed record Run(Action Action);
     }
 
-    public static Props Props(Target target, IActorRef device, IClock clock) => Akka.Actor.Props.Create(() => new TargetActor(target, device, clock));
+    public static Props Props(Target target, IActorRef device, IClock clock, string dispatcher) =>
+        Akka.Actor.Props.Create(() => new TargetActor(target, device, clock)).WithDispatcher(dispatcher);
 
     private readonly Target _target;
     private readonly IActorRef _device;

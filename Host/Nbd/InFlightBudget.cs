@@ -2,7 +2,7 @@ namespace DmActors.Host.Nbd;
 
 /// <summary>
 /// Bounds the bytes a connection holds for requests in flight (rented buffers, queued replies). The one reader
-/// (the connection's read loop) waits in <see cref="AcquireAsync"/> until replies drain; completions release.
+/// (the connection's reader thread) waits in <see cref="Acquire"/> until replies drain; completions release.
 /// A request larger than the whole budget is let through alone, so it can never wait forever.
 /// </summary>
 internal sealed class InFlightBudget(long capacity)
@@ -10,50 +10,52 @@ internal sealed class InFlightBudget(long capacity)
     private readonly object _gate = new();
     private long _used;
     private int _requests;
-    private long _waitingFor;
-    private TaskCompletionSource? _waiter;
+    private int _waiters;
     private TaskCompletionSource? _idle;
     private bool _cancelled;
 
     public long Used { get { lock (_gate) return _used; } }
     public int Requests { get { lock (_gate) return _requests; } }
 
-    public ValueTask AcquireAsync(long cost)
+    /// <summary>
+    /// Takes <paramref name="cost"/>, blocking the caller (the connection's reader thread) until replies drain
+    /// enough; <paramref name="beforeWait"/> runs first if it has to wait. Throws once the connection is closing.
+    /// </summary>
+    public void Acquire(long cost, Action beforeWait)
     {
         lock (_gate)
         {
-            if (_cancelled) return ValueTask.FromException(new OperationCanceledException("connection closed"));
-            if (Fits(cost))
+            if (_cancelled) throw new OperationCanceledException("connection closed");
+            if (Fits(cost)) { Take(cost); return; }
+        }
+        beforeWait();
+        lock (_gate)
+        {
+            _waiters++;
+            try
             {
-                Take(cost);
-                return ValueTask.CompletedTask;
+                while (!_cancelled && !Fits(cost)) Monitor.Wait(_gate);
             }
-            _waitingFor = cost;
-            _waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            return new ValueTask(_waiter.Task);
+            finally { _waiters--; }
+            if (_cancelled) throw new OperationCanceledException("connection closed");
+            Take(cost);
         }
     }
 
     public void Release(long cost)
     {
-        TaskCompletionSource? wake = null, idle = null;
+        TaskCompletionSource? idle = null;
         lock (_gate)
         {
             _used -= cost;
             _requests--;
-            if (_waiter != null && Fits(_waitingFor))
-            {
-                Take(_waitingFor);
-                wake = _waiter;
-                _waiter = null;
-            }
+            if (_waiters > 0) Monitor.PulseAll(_gate);
             if (_requests == 0 && _idle != null)
             {
                 idle = _idle;
                 _idle = null;
             }
         }
-        wake?.TrySetResult();
         idle?.TrySetResult();
     }
 
@@ -70,9 +72,11 @@ internal sealed class InFlightBudget(long capacity)
     /// <summary>Wakes a waiting reader with an error and refuses later acquires: the connection is going away.</summary>
     public void Cancel()
     {
-        TaskCompletionSource? wake;
-        lock (_gate) { _cancelled = true; wake = _waiter; _waiter = null; }
-        wake?.TrySetException(new OperationCanceledException("connection closed"));
+        lock (_gate)
+        {
+            _cancelled = true;
+            Monitor.PulseAll(_gate);
+        }
     }
 
     private bool Fits(long cost) => _requests == 0 || _used + cost <= capacity;

@@ -8,11 +8,15 @@ using static DmActors.Host.Nbd.NbdProtocol;
 namespace DmActors.Host.Nbd;
 
 /// <summary>
-/// One client: the handshake, then the transmission phase. A read loop parses each request (its WRITE payload
-/// straight into a pooled buffer), turns it into a bio whose ReplyTo is this connection's <see cref="CallbackRef"/>
-/// and whose Tag is the request, Tells it to the device actor and reads on; completions queue the reply on the
-/// single <see cref="NbdReplyWriter"/>. Bytes in flight are capped by an <see cref="InFlightBudget"/>.
-/// Any failure ends this connection only; bios still in flight complete later and release their buffers then.
+/// One client, on a thread of its own: the handshake, then the transmission phase. The thread parses each
+/// request straight out of the receive buffer (a WRITE payload into a pooled buffer), turns it into a bio whose
+/// ReplyTo is this connection's <see cref="CallbackRef"/> and whose Tag is the request, and Tells it to the
+/// device actor. The device runs on the <see cref="IoDispatcher"/>, so a bio the page cache can answer is
+/// mapped, read and completed before the Tell returns. Completions queue replies on the
+/// <see cref="NbdReplySender"/>, which the thread keeps corked while it has requests at hand, so a burst of
+/// requests is answered with one send, and uncorks before it waits for the socket: one thread wake-up per burst.
+/// Bytes in flight are capped by an <see cref="InFlightBudget"/>. Any failure ends this connection only; bios
+/// still in flight complete later and release their buffers then.
 /// </summary>
 internal sealed class NbdConnection
 {
@@ -20,15 +24,13 @@ internal sealed class NbdConnection
     private const int RequestOverhead = 512;
 
     private readonly NbdServer _server;
-    private readonly NetworkStream _net;
-    private readonly BufferedStream _in;
-    private readonly BufferedStream _out;
+    private readonly NbdSocket _socket;
+    private readonly NbdInput _in;
+    private readonly NbdOutput _out;
     private readonly InFlightBudget _budget;
     private readonly CallbackRef _completions;
-    private readonly CancellationTokenSource _closing = new();
     private readonly Action<NbdRequest> _release;
-    private NbdReplyWriter? _writer;
-    private Task? _writerTask;
+    private NbdReplySender? _sender;
     private NbdExport? _export;
     private bool _structured;
     private bool _metaAllocation;
@@ -37,9 +39,9 @@ internal sealed class NbdConnection
     public NbdConnection(NbdServer server, Socket socket, string peer)
     {
         _server = server; Peer = peer;
-        _net = new NetworkStream(socket, ownsSocket: true);
-        _in = new BufferedStream(_net, 128 << 10);
-        _out = new BufferedStream(_net, 128 << 10);
+        _socket = new NbdSocket(socket);
+        _in = new NbdInput(_socket, 256 << 10);
+        _out = new NbdOutput(_socket);
         _budget = new InFlightBudget(server.Options.MaxInFlightBytesPerConnection);
         _completions = CallbackRef.ForBios(OnBioDone);
         _release = Release;
@@ -48,22 +50,31 @@ internal sealed class NbdConnection
     public string Peer { get; }
     public Task Completion { get; private set; } = Task.CompletedTask;
 
-    public void Start() => Completion = Task.Run(RunAsync);
+    public void Start()
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Completion = done.Task;
+        new Thread(() =>
+        {
+            try { Run(); }
+            finally { done.SetResult(); }
+        }) { IsBackground = true, Name = "nbd " + Peer }.Start();
+    }
 
-    private async Task RunAsync()
+    /// <summary>The connection's thread: it blocks on the socket when the client is quiet, and on nothing else.</summary>
+    private void Run()
     {
         try
         {
             var handshake = new NbdHandshake(_server, _in, _out, Peer);
-            _export = await handshake.RunAsync(_closing.Token);
+            _export = handshake.Run();
             if (_export == null) return;
             _structured = handshake.Structured;
             _metaAllocation = handshake.MetaAllocation;
             _server.Log.Debug("NBD {0}: export {1} opened ({2} bytes, flags 0x{3:x})", Peer, _export.Name, _export.Size, (int)_export.Flags);
             _server.Watch.Tell(new DeviceWatch.Watch(_export.Device, this));
-            _writer = new NbdReplyWriter(_out, _structured, _release);
-            _writerTask = RunWriterAsync(_writer);
-            await TransmitAsync(_export, _closing.Token);
+            _sender = new NbdReplySender(_socket, _structured, _release, SendFailed);
+            Transmit(_export);
         }
         catch (Exception e) when (IsDisconnect(e))
         {
@@ -80,28 +91,23 @@ internal sealed class NbdConnection
         finally
         {
             Abort();
-            _writer?.Complete();
-            if (_writerTask != null) await _writerTask;
+            _sender?.Close();
+            _socket.Dispose(); // a send still in progress on another thread returns first
             // The connection counted as an open of the device: undo it (bios still in flight complete on their own).
             if (_export != null)
             {
                 _server.Watch.Tell(new DeviceWatch.Unwatch(_export.Device, this));
-                await _server.CloseExportAsync(_export.Name);
+                _server.CloseExportAsync(_export.Name).GetAwaiter().GetResult();
             }
-            _closing.Dispose();
         }
     }
 
-    /// <summary>A writer that cannot send ends the connection: nobody would hear the replies.</summary>
-    private async Task RunWriterAsync(NbdReplyWriter writer)
+    /// <summary>A reply could not be sent: nobody would hear the others, so the connection ends.</summary>
+    private void SendFailed(Exception e)
     {
-        try { await writer.RunAsync(); }
-        catch (Exception e)
-        {
-            if (IsDisconnect(e)) _server.Log.Debug("NBD {0}: reply failed: {1}", Peer, e.Message);
-            else _server.Log.Error(e, "NBD {0}: reply writer failed", Peer);
-            Abort();
-        }
+        if (IsDisconnect(e)) _server.Log.Debug("NBD {0}: reply failed: {1}", Peer, e.Message);
+        else _server.Log.Error(e, "NBD {0}: reply failed", Peer);
+        Abort();
     }
 
     /// <summary>Server stop: give requests in flight a bounded time to be answered, then close.</summary>
@@ -120,75 +126,94 @@ internal sealed class NbdConnection
 
     }
 
-    /// <summary>Closes the socket: the read loop and the writer fail out, a reader waiting for budget wakes.</summary>
+    /// <summary>Shuts the socket down: the connection's thread wakes to end of stream (or from a budget wait) and closes it.</summary>
     private void Abort()
     {
         if (Interlocked.Exchange(ref _aborted, 1) != 0) return;
-        try { _closing.Cancel(); } catch (ObjectDisposedException) { }
         _budget.Cancel();
-        _net.Dispose();
+        _socket.Shutdown();
     }
 
     // ---- transmission -----------------------------------------------------------------------------------------
 
-    private async Task TransmitAsync(NbdExport export, CancellationToken ct)
+    /// <summary>The transmission phase, on the connection's thread, until the client disconnects or the socket ends.</summary>
+    private void Transmit(NbdExport export)
     {
-        var header = new byte[RequestHeaderLength];
+        var sender = _sender!;
+        _in.OnWait(sender.Uncork);
         while (true)
         {
-            await _in.ReadExactlyAsync(header, ct);
-            var magic = BinaryPrimitives.ReadUInt32BigEndian(header);
-            if (magic != RequestMagic) throw new NbdProtocolException($"bad request magic 0x{magic:x8}");
-            var request = new NbdRequest
-            {
-                Flags = (CmdFlags)BinaryPrimitives.ReadUInt16BigEndian(header.AsSpan(4)),
-                Type = BinaryPrimitives.ReadUInt16BigEndian(header.AsSpan(6)),
-                Cookie = BinaryPrimitives.ReadUInt64BigEndian(header.AsSpan(8)),
-                Offset = BinaryPrimitives.ReadUInt64BigEndian(header.AsSpan(16)),
-                Length = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(24)),
-            };
-            if (request.Type == Cmd.Disc)
-            {
-                await DisconnectAsync();
-                return;
-            }
-            if (request.Type == Cmd.Write && request.Length > MaxPayload)
-                throw new NbdProtocolException($"WRITE payload of {request.Length} bytes (limit {MaxPayload})");
-
-            request.Error = Validate(request, export);
-            var data = request.Error == 0 && request.Type is Cmd.Read or Cmd.Write ? request.Length : 0;
-            request.Cost = data + RequestOverhead;
-            await _budget.AcquireAsync(request.Cost);
-
-            if (request.Type == Cmd.Write)
-            {
-                try
-                {
-                    if (request.Error == 0)
-                    {
-                        request.Buffer = ArrayPool<byte>.Shared.Rent((int)request.Length);
-                        await _in.ReadExactlyAsync(request.Buffer.AsMemory(0, (int)request.Length), ct);
-                    }
-                    else await SkipAsync(request.Length, ct); // a rejected write's payload is still on the wire
-                }
-                catch
-                {
-                    Release(request);
-                    throw;
-                }
-            }
-            if (request.Error == 0 && _server.Stopping) request.Error = Errno.Shutdown;
-            if (request.Error != 0) _writer!.Enqueue(request);
-            else Dispatch(request, export);
+            // Every request already received is handled before the replies go out: they leave together.
+            sender.Cork();
+            while (_in.Buffered.Length >= RequestHeaderLength)
+                if (!Handle(export)) return;
+            sender.Uncork();
+            if (!_in.Fill(RequestHeaderLength)) return; // the client closed the connection
         }
     }
 
-    /// <summary>NBD_CMD_DISC: no reply; answer what is in flight, then close.</summary>
-    private async Task DisconnectAsync()
+    /// <summary>One request whose header is buffered. False after NBD_CMD_DISC.</summary>
+    private bool Handle(NbdExport export)
     {
-        await Task.WhenAny(_budget.WhenIdle(), Task.Delay(_server.Options.DrainTimeout));
-        _writer!.Complete();
-        await _writerTask!;
+        var header = _in.Buffered;
+        var magic = BinaryPrimitives.ReadUInt32BigEndian(header);
+        if (magic != RequestMagic) throw new NbdProtocolException($"bad request magic 0x{magic:x8}");
+        var request = new NbdRequest
+        {
+            Flags = (CmdFlags)BinaryPrimitives.ReadUInt16BigEndian(header[4..]),
+            Type = BinaryPrimitives.ReadUInt16BigEndian(header[6..]),
+            Cookie = BinaryPrimitives.ReadUInt64BigEndian(header[8..]),
+            Offset = BinaryPrimitives.ReadUInt64BigEndian(header[16..]),
+            Length = BinaryPrimitives.ReadUInt32BigEndian(header[24..]),
+        };
+        _in.Consume(RequestHeaderLength);
+        if (request.Type == Cmd.Disc)
+        {
+            Disconnect();
+            return false;
+        }
+        if (request.Type == Cmd.Write && request.Length > MaxPayload)
+            throw new NbdProtocolException($"WRITE payload of {request.Length} bytes (limit {MaxPayload})");
+
+        request.Error = Validate(request, export);
+        var data = request.Error == 0 && request.Type is Cmd.Read or Cmd.Write ? request.Length : 0;
+        request.Cost = data + RequestOverhead;
+        _budget.Acquire(request.Cost, _sender!.Uncork);
+
+        if (request.Type == Cmd.Write)
+        {
+            bool received;
+            try
+            {
+                if (request.Error == 0)
+                {
+                    request.Buffer = ArrayPool<byte>.Shared.Rent((int)request.Length);
+                    received = _in.TakeExactly(request.Buffer.AsSpan(0, (int)request.Length));
+                }
+                else received = _in.Skip(request.Length); // a rejected write's payload is still on the wire
+            }
+            catch
+            {
+                Release(request);
+                throw;
+            }
+            if (!received)
+            {
+                Release(request);
+                throw new EndOfStreamException("the client closed the connection in the middle of a WRITE payload");
+            }
+        }
+        if (request.Error == 0 && _server.Stopping) request.Error = Errno.Shutdown;
+        if (request.Error != 0) _sender!.Enqueue(request);
+        else Dispatch(request, export);
+        return true;
+    }
+
+    /// <summary>NBD_CMD_DISC: no reply; answer what is in flight, then close.</summary>
+    private void Disconnect()
+    {
+        _sender!.Uncork();
+        _budget.WhenIdle().Wait(_server.Options.DrainTimeout);
     }
 
     /// <summary>The errno a request is refused with before it reaches the device, or 0.</summary>
@@ -248,7 +273,7 @@ internal sealed class NbdConnection
                 break;
             default:
                 // CACHE (a prefetch hint: OK is a valid answer) and BLOCK_STATUS (everything is data) need no IO.
-                _writer!.Enqueue(r);
+                _sender!.Enqueue(r);
                 return;
         }
         export.Device.Tell(bio, ActorRefs.NoSender);
@@ -264,7 +289,7 @@ internal sealed class NbdConnection
             return;
         }
         r.Error = ErrnoFor(r.Type, done.Status);
-        _writer!.Enqueue(r);
+        _sender!.Enqueue(r);
     }
 
     private static uint ErrnoFor(ushort type, BioStatus status) => status switch
@@ -284,21 +309,6 @@ internal sealed class NbdConnection
             r.Buffer = null;
         }
         _budget.Release(r.Cost);
-    }
-
-    private async Task SkipAsync(uint length, CancellationToken ct)
-    {
-        var scratch = ArrayPool<byte>.Shared.Rent((int)Math.Min(length, 64 << 10));
-        try
-        {
-            for (var left = (int)length; left > 0;)
-            {
-                var n = Math.Min(left, scratch.Length);
-                await _in.ReadExactlyAsync(scratch.AsMemory(0, n), ct);
-                left -= n;
-            }
-        }
-        finally { ArrayPool<byte>.Shared.Return(scratch); }
     }
 
     private static bool IsDisconnect(Exception e) =>

@@ -15,7 +15,8 @@ internal sealed class NbdProtocolException(string message) : Exception(message);
 /// <summary>
 /// Fixed-newstyle negotiation, one option at a time: the server answers each option with its final reply before
 /// reading the next, ERR_UNSUP for anything it does not know. Ends with an opened export (GO or EXPORT_NAME),
-/// or null when the client aborted.
+/// or null when the client aborted. Runs on the connection's own thread, blocking on the socket and on the
+/// manager's answers: no .NET async socket call is made, so the socket never joins the runtime's epoll loop.
 /// </summary>
 internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output, string peer)
 {
@@ -29,17 +30,17 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
     /// <summary>base:allocation was selected for the export that was opened.</summary>
     public bool MetaAllocation { get; private set; }
 
-    public async Task<NbdExport?> RunAsync(CancellationToken ct)
+    public NbdExport? Run()
     {
         var hello = new byte[18];
         BinaryPrimitives.WriteUInt64BigEndian(hello, NbdMagic);
         BinaryPrimitives.WriteUInt64BigEndian(hello.AsSpan(8), IHaveOpt);
         BinaryPrimitives.WriteUInt16BigEndian(hello.AsSpan(16), FlagFixedNewstyle | FlagNoZeroes);
-        await output.WriteAsync(hello, ct);
-        await output.FlushAsync(ct);
+        output.Write(hello);
+        output.Flush();
 
         var buf = new byte[16];
-        await input.ReadExactlyAsync(buf.AsMemory(0, 4), ct);
+        input.ReadExactly(buf.AsSpan(0, 4));
         var clientFlags = BinaryPrimitives.ReadUInt32BigEndian(buf);
         if ((clientFlags & ~(ClientFixedNewstyle | ClientNoZeroes)) != 0)
             throw new NbdProtocolException($"unknown client flags 0x{clientFlags:x}");
@@ -47,47 +48,47 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
 
         while (true)
         {
-            await input.ReadExactlyAsync(buf.AsMemory(0, 16), ct);
+            input.ReadExactly(buf.AsSpan(0, 16));
             var magic = BinaryPrimitives.ReadUInt64BigEndian(buf);
             if (magic != IHaveOpt) throw new NbdProtocolException($"bad option magic 0x{magic:x16}");
             var option = BinaryPrimitives.ReadUInt32BigEndian(buf.AsSpan(8));
             var length = BinaryPrimitives.ReadUInt32BigEndian(buf.AsSpan(12));
             if (length > MaxOptionLength) throw new NbdProtocolException($"option {option} is {length} bytes (limit {MaxOptionLength})");
             var data = length == 0 ? [] : new byte[length];
-            await input.ReadExactlyAsync(data, ct);
+            input.ReadExactly(data);
 
             if (server.Stopping && option != Opt.Abort)
             {
-                await ErrorAsync(option, Rep.ErrShutdown, "server is shutting down", ct);
+                Error(option, Rep.ErrShutdown, "server is shutting down");
                 continue;
             }
             switch (option)
             {
                 case Opt.ExportName:
-                    return await ExportNameAsync(data, ct);
+                    return ExportName(data);
                 case Opt.Abort:
                     // The client may close without reading the ACK: ignore a failed send.
-                    try { await ReplyAsync(option, Rep.Ack, ct); } catch (IOException) { }
+                    try { Reply(option, Rep.Ack); } catch (IOException) { }
                     return null;
-                case Opt.List: await ListAsync(data, ct); break;
+                case Opt.List: List(data); break;
                 case Opt.Info:
                 case Opt.Go:
-                    if (await InfoOrGoAsync(option, data, ct) is { } export) return export;
+                    if (InfoOrGo(option, data) is { } export) return export;
                     break;
                 case Opt.StructuredReply:
-                    if (data.Length != 0) { await ErrorAsync(option, Rep.ErrInvalid, "STRUCTURED_REPLY takes no data", ct); break; }
+                    if (data.Length != 0) { Error(option, Rep.ErrInvalid, "STRUCTURED_REPLY takes no data"); break; }
                     Structured = true;
-                    await ReplyAsync(option, Rep.Ack, ct);
+                    Reply(option, Rep.Ack);
                     break;
                 case Opt.ListMetaContext:
                 case Opt.SetMetaContext:
-                    await MetaContextAsync(option, data, ct);
+                    MetaContext(option, data);
                     break;
                 case Opt.StartTls:
-                    await ErrorAsync(option, Rep.ErrUnsup, "TLS is not supported", ct);
+                    Error(option, Rep.ErrUnsup, "TLS is not supported");
                     break;
                 default:
-                    await ErrorAsync(option, Rep.ErrUnsup, $"option {option} is not supported", ct);
+                    Error(option, Rep.ErrUnsup, $"option {option} is not supported");
                     break;
             }
         }
@@ -95,9 +96,9 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
 
     // ---- options ----------------------------------------------------------------------------------------------
 
-    private async Task<NbdExport?> ExportNameAsync(byte[] data, CancellationToken ct)
+    private NbdExport? ExportName(byte[] data)
     {
-        var (export, error) = await OpenAsync(Encoding.UTF8.GetString(data), keep: true);
+        var (export, error) = Open(Encoding.UTF8.GetString(data), keep: true);
         if (export == null)
         {
             // EXPORT_NAME has no error reply: closing is the only answer to an unknown name.
@@ -109,43 +110,43 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)export.Flags);
         try
         {
-            await output.WriteAsync(reply, ct);
-            await output.FlushAsync(ct);
+            output.Write(reply);
+            output.Flush();
         }
         catch
         {
-            await server.CloseExportAsync(export.Name);
+            server.CloseExportAsync(export.Name).GetAwaiter().GetResult();
             throw;
         }
         MetaAllocation = false; // block status needs SET_META_CONTEXT + GO
         return export;
     }
 
-    private async Task ListAsync(byte[] data, CancellationToken ct)
+    private void List(byte[] data)
     {
-        if (data.Length != 0) { await ErrorAsync(Opt.List, Rep.ErrInvalid, "LIST takes no data", ct); return; }
-        var names = await server.ListExportsAsync();
+        if (data.Length != 0) { Error(Opt.List, Rep.ErrInvalid, "LIST takes no data"); return; }
+        var names = server.ListExportsAsync().GetAwaiter().GetResult();
         foreach (var name in names)
         {
             var bytes = Encoding.UTF8.GetBytes(name);
             BinaryPrimitives.WriteUInt32BigEndian(_data.GetSpan(4), (uint)bytes.Length);
             _data.Advance(4);
             _data.Write(bytes);
-            await ReplyAsync(Opt.List, Rep.Server, ct, final: false);
+            Reply(Opt.List, Rep.Server, final: false);
         }
-        await ReplyAsync(Opt.List, Rep.Ack, ct);
+        Reply(Opt.List, Rep.Ack);
     }
 
-    private async Task<NbdExport?> InfoOrGoAsync(uint option, byte[] data, CancellationToken ct)
+    private NbdExport? InfoOrGo(uint option, byte[] data)
     {
         // u32 namelen, name, u16 n, u16[n] info requests.
-        if (data.Length < 6) { await ErrorAsync(option, Rep.ErrInvalid, "option too short", ct); return null; }
+        if (data.Length < 6) { Error(option, Rep.ErrInvalid, "option too short"); return null; }
         var nameLength = BinaryPrimitives.ReadUInt32BigEndian(data);
-        if (nameLength > data.Length - 6) { await ErrorAsync(option, Rep.ErrInvalid, "export name length exceeds the option", ct); return null; }
+        if (nameLength > data.Length - 6) { Error(option, Rep.ErrInvalid, "export name length exceeds the option"); return null; }
         var requested = Encoding.UTF8.GetString(data, 4, (int)nameLength);
         var at = 4 + (int)nameLength;
         var count = BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(at));
-        if (data.Length != at + 2 + 2 * count) { await ErrorAsync(option, Rep.ErrInvalid, "information request count does not match the option length", ct); return null; }
+        if (data.Length != at + 2 + 2 * count) { Error(option, Rep.ErrInvalid, "information request count does not match the option length"); return null; }
         bool wantName = false, wantDescription = false;
         for (var i = 0; i < count; i++)
             switch (BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(at + 2 + 2 * i)))
@@ -154,21 +155,21 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
                 case NbdProtocol.Info.Description: wantDescription = true; break;
             }
 
-        var (export, error) = await OpenAsync(requested, keep: option == Opt.Go);
+        var (export, error) = Open(requested, keep: option == Opt.Go);
         if (export == null)
         {
-            await ErrorAsync(option, Rep.ErrUnknown, error!, ct);
+            Error(option, Rep.ErrUnknown, error!);
             return null;
         }
 
         try
         {
-            await SendInfosAsync(option, export, wantName, wantDescription, ct);
-            await ReplyAsync(option, Rep.Ack, ct);
+            SendInfos(option, export, wantName, wantDescription);
+            Reply(option, Rep.Ack);
         }
         catch
         {
-            if (option == Opt.Go) await server.CloseExportAsync(export.Name);
+            if (option == Opt.Go) server.CloseExportAsync(export.Name).GetAwaiter().GetResult();
             throw;
         }
         if (option != Opt.Go) return null;
@@ -177,40 +178,40 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         return export;
     }
 
-    private async Task SendInfosAsync(uint option, NbdExport export, bool wantName, bool wantDescription, CancellationToken ct)
+    private void SendInfos(uint option, NbdExport export, bool wantName, bool wantDescription)
     {
         PutU16(NbdProtocol.Info.Export);
         PutU64((ulong)export.Size);
         PutU16((ushort)export.Flags);
-        await ReplyAsync(option, Rep.Info, ct, final: false);
+        Reply(option, Rep.Info, final: false);
         if (wantName)
         {
             PutU16(NbdProtocol.Info.Name);
             _data.Write(Encoding.UTF8.GetBytes(export.Name));
-            await ReplyAsync(option, Rep.Info, ct, final: false);
+            Reply(option, Rep.Info, final: false);
         }
         if (wantDescription)
         {
             PutU16(NbdProtocol.Info.Description);
             _data.Write(Encoding.UTF8.GetBytes($"dm device {export.Name}, {export.Size >> 9} sectors{(export.ReadOnly ? ", read-only" : "")}"));
-            await ReplyAsync(option, Rep.Info, ct, final: false);
+            Reply(option, Rep.Info, final: false);
         }
         // Sent even when not asked for (the spec allows it): libnbd and qemu then align on the client side.
         PutU16(NbdProtocol.Info.BlockSize);
         PutU32(MinBlock);
         PutU32((uint)export.PreferredBlock);
         PutU32(MaxPayload);
-        await ReplyAsync(option, Rep.Info, ct, final: false);
+        Reply(option, Rep.Info, final: false);
     }
 
-    private async Task MetaContextAsync(uint option, byte[] data, CancellationToken ct)
+    private void MetaContext(uint option, byte[] data)
     {
         var set = option == Opt.SetMetaContext;
-        if (set && !Structured) { await ErrorAsync(option, Rep.ErrInvalid, "SET_META_CONTEXT needs structured replies", ct); return; }
+        if (set && !Structured) { Error(option, Rep.ErrInvalid, "SET_META_CONTEXT needs structured replies"); return; }
         // u32 namelen, name, u32 nqueries, (u32 len, query)*.
         if (!TryParseMeta(data, out var export, out var queries))
         {
-            await ErrorAsync(option, Rep.ErrInvalid, "malformed meta context option", ct);
+            Error(option, Rep.ErrInvalid, "malformed meta context option");
             return;
         }
         var match = queries.Count == 0 ? !set : queries.Exists(q => q == BaseAllocation || (!set && q == "base:"));
@@ -223,9 +224,9 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         {
             PutU32(BaseAllocationId);
             _data.Write(Encoding.UTF8.GetBytes(BaseAllocation));
-            await ReplyAsync(option, Rep.MetaContext, ct, final: false);
+            Reply(option, Rep.MetaContext, final: false);
         }
-        await ReplyAsync(option, Rep.Ack, ct);
+        Reply(option, Rep.Ack);
     }
 
     private static bool TryParseMeta(byte[] data, out string export, out List<string> queries)
@@ -254,23 +255,23 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
     // ---- exports ----------------------------------------------------------------------------------------------
 
     /// <summary>The empty name is the default export: the only one there is, if there is exactly one.</summary>
-    private async Task<(string? Name, string? Error)> ResolveNameAsync(string requested)
+    private (string? Name, string? Error) ResolveName(string requested)
     {
         if (requested.Length > 0) return (requested, null);
-        var names = await server.ListExportsAsync();
+        var names = server.ListExportsAsync().GetAwaiter().GetResult();
         return names.Count == 1
             ? (names[0], null)
             : (null, $"no default export: {names.Count} exports, name one of them");
     }
 
     /// <summary>Opens <paramref name="requested"/> through the manager; INFO closes it again at once.</summary>
-    private async Task<(NbdExport? Export, string? Error)> OpenAsync(string requested, bool keep)
+    private (NbdExport? Export, string? Error) Open(string requested, bool keep)
     {
-        var (name, error) = await ResolveNameAsync(requested);
+        var (name, error) = ResolveName(requested);
         if (name == null) return (null, error);
-        var (opened, openError) = await server.OpenExportAsync(name);
+        var (opened, openError) = server.OpenExportAsync(name).GetAwaiter().GetResult();
         if (opened == null) return (null, $"export '{name}': {openError}");
-        if (!keep) await server.CloseExportAsync(name);
+        if (!keep) server.CloseExportAsync(name).GetAwaiter().GetResult();
         return (new NbdExport(name, opened.Device, opened.Sectors << 9, opened.ReadOnly, FlagsFor(opened), PreferredFor(opened)), null);
     }
 
@@ -301,22 +302,22 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
     private void PutU32(uint v) { BinaryPrimitives.WriteUInt32BigEndian(_data.GetSpan(4), v); _data.Advance(4); }
     private void PutU64(ulong v) { BinaryPrimitives.WriteUInt64BigEndian(_data.GetSpan(8), v); _data.Advance(8); }
 
-    private Task ErrorAsync(uint option, uint type, string message, CancellationToken ct)
+    private void Error(uint option, uint type, string message)
     {
         _data.Write(Encoding.UTF8.GetBytes(message));
-        return ReplyAsync(option, type, ct);
+        Reply(option, type);
     }
 
     /// <summary>Sends an option reply carrying what was put in <see cref="_data"/>; the final reply is flushed.</summary>
-    private async Task ReplyAsync(uint option, uint type, CancellationToken ct, bool final = true)
+    private void Reply(uint option, uint type, bool final = true)
     {
         BinaryPrimitives.WriteUInt64BigEndian(_header, OptionReplyMagic);
         BinaryPrimitives.WriteUInt32BigEndian(_header.AsSpan(8), option);
         BinaryPrimitives.WriteUInt32BigEndian(_header.AsSpan(12), type);
         BinaryPrimitives.WriteUInt32BigEndian(_header.AsSpan(16), (uint)_data.WrittenCount);
-        await output.WriteAsync(_header, ct);
-        if (_data.WrittenCount > 0) await output.WriteAsync(_data.WrittenMemory, ct);
+        output.Write(_header);
+        if (_data.WrittenCount > 0) output.Write(_data.WrittenSpan);
         _data.Clear();
-        if (final) await output.FlushAsync(ct);
+        if (final) output.Flush();
     }
 }

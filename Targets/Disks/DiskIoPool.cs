@@ -22,7 +22,7 @@ public sealed class DiskIoPool : IDisposable
     }
 
     /// <summary>The pool used when a disk is created without one.</summary>
-    public static DiskIoPool Shared { get; } = new(Math.Max(4, Environment.ProcessorCount * 2));
+    public static DiskIoPool Shared { get; } = new(int.TryParse(Environment.GetEnvironmentVariable("DMX_IOT"), out var n) ? n : Math.Max(4, Environment.ProcessorCount * 2));
 
     public void Enqueue(FileDisk disk, Bio bio, Action<Bio, BioStatus> done) => _queue.Add((disk, bio, done));
 

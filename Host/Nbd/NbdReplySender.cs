@@ -1,0 +1,248 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using static DmActors.Host.Nbd.NbdProtocol;
+
+namespace DmActors.Host.Nbd;
+
+/// <summary>
+/// Sends a connection's replies. A completion on any thread queues its request; if nobody is sending, that thread
+/// sends everything queued in one sendmsg (headers and read data gathered, no copy) that never blocks. While the
+/// connection's reader is working through requests it has already received, it "corks" the sender: replies
+/// wait and go out together when it runs out of input. A full socket (a client that does not read) hands the
+/// rest to a thread that waits for it, so no completing thread ever waits for a client.
+/// Every queued request is released exactly once: after its reply went to the kernel, or when the connection is gone.
+/// </summary>
+internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<NbdRequest> release, Action<Exception> failed)
+{
+    private const int MaxBatch = 256;
+    private const int Slot = 32; // the longest header: a block status chunk
+
+    private readonly object _gate = new();
+    private List<NbdRequest> _pending = new();
+    private List<NbdRequest> _batch = new();
+    private readonly List<ArraySegment<byte>> _segments = new();
+    private readonly byte[] _headers = GC.AllocateUninitializedArray<byte>(MaxBatch * Slot, pinned: true);
+    private readonly GCHandle[] _pins = new GCHandle[MaxBatch];
+    private bool _corked, _sending, _closed;
+
+    /// <summary>Queues the reply of <paramref name="request"/>; when the connection is gone, releases it at once.</summary>
+    public void Enqueue(NbdRequest request)
+    {
+        bool closed;
+        lock (_gate)
+        {
+            closed = _closed;
+            if (!closed)
+            {
+                _pending.Add(request);
+                if (_corked || _sending) return;
+                _sending = true;
+            }
+        }
+        if (closed) release(request);
+        else Pump();
+    }
+
+    /// <summary>The reader has more requests at hand: hold replies back until <see cref="Uncork"/>.</summary>
+    public void Cork()
+    {
+        lock (_gate) _corked = true;
+    }
+
+    /// <summary>Sends what was held back (on this thread, unless another one is sending).</summary>
+    public void Uncork()
+    {
+        lock (_gate)
+        {
+            _corked = false;
+            if (_sending || _closed || _pending.Count == 0) return;
+            _sending = true;
+        }
+        Pump();
+    }
+
+    /// <summary>The connection is gone: queued replies are dropped and released; later ones are released at once.</summary>
+    public void Close()
+    {
+        List<NbdRequest> dropped;
+        lock (_gate)
+        {
+            _closed = true;
+            dropped = _pending;
+            _pending = new();
+        }
+        foreach (var r in dropped) release(r);
+    }
+
+    /// <summary>Runs by the thread that holds the sending role, until nothing is queued or a send goes async.</summary>
+    private void Pump()
+    {
+        while (true)
+        {
+            lock (_gate)
+            {
+                if (_closed || _pending.Count == 0) { _sending = false; return; }
+                if (_pending.Count <= MaxBatch) (_pending, _batch) = (_batch, _pending);
+                else
+                {
+                    _batch.AddRange(_pending.GetRange(0, MaxBatch));
+                    _pending.RemoveRange(0, MaxBatch);
+                }
+            }
+            bool done;
+            try { done = SendBatch(); }
+            catch (Exception e) { Fail(e); return; }
+            if (!done) return; // the async send finishes the batch and pumps on
+            ReleaseBatch();
+        }
+    }
+
+    /// <summary>Encodes the batch and sends what the socket takes now; true when all of it went.</summary>
+    private unsafe bool SendBatch()
+    {
+        _segments.Clear();
+        for (var i = 0; i < _batch.Count; i++) Encode(_batch[i], i);
+        var count = _segments.Count;
+        var iov = stackalloc NbdSocket.Native.IoVec[count];
+        long total = 0;
+        var pins = 0;
+        try
+        {
+            for (var i = 0; i < count; i++)
+            {
+                var s = _segments[i];
+                if (!ReferenceEquals(s.Array, _headers)) _pins[pins++] = GCHandle.Alloc(s.Array, GCHandleType.Pinned);
+                iov[i].Base = (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(s.Array!, s.Offset);
+                iov[i].Length = (nuint)s.Count;
+                total += s.Count;
+            }
+            var first = 0;
+            long sentAll = 0;
+            while (sentAll < total)
+            {
+                var sent = socket.TrySend(iov + first, count - first);
+                if (sent < 0)
+                {
+                    _ = FinishAsync(Remainder(sentAll));
+                    return false;
+                }
+                sentAll += sent;
+                // Step over what went: whole segments, then into the first partly sent one.
+                while (first < count && sent >= (long)iov[first].Length) sent -= (long)iov[first++].Length;
+                if (sent > 0)
+                {
+                    iov[first].Base = (byte*)iov[first].Base + sent;
+                    iov[first].Length -= (nuint)sent;
+                }
+            }
+            return true;
+        }
+        finally
+        {
+            for (var i = 0; i < pins; i++) _pins[i].Free();
+        }
+    }
+
+    /// <summary>The segments not yet sent after <paramref name="sent"/> bytes.</summary>
+    private List<ArraySegment<byte>> Remainder(long sent)
+    {
+        var rest = new List<ArraySegment<byte>>();
+        foreach (var s in _segments)
+        {
+            if (sent >= s.Count) { sent -= s.Count; continue; }
+            rest.Add(s.Slice((int)sent));
+            sent = 0;
+        }
+        return rest;
+    }
+
+    /// <summary>
+    /// The socket was full (the client is not reading): a thread of its own waits to send the rest, then pumps on.
+    /// Rare, and the completing thread must not be the one that waits.
+    /// </summary>
+    private Task FinishAsync(List<ArraySegment<byte>> rest) => Task.Factory.StartNew(() =>
+    {
+        try
+        {
+            foreach (var s in rest) socket.SendAll(s);
+        }
+        catch (Exception e)
+        {
+            Fail(e);
+            return;
+        }
+        ReleaseBatch();
+        Pump();
+    }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+    private void ReleaseBatch()
+    {
+        foreach (var r in _batch) release(r);
+        _batch.Clear();
+    }
+
+    /// <summary>A send failed: nothing more can be said on this connection.</summary>
+    private void Fail(Exception e)
+    {
+        ReleaseBatch();
+        Close();
+        lock (_gate) _sending = false;
+        failed(e);
+    }
+
+    /// <summary>The reply of <paramref name="r"/> as segments: a header in its slot, then the read data if any.</summary>
+    private void Encode(NbdRequest r, int index)
+    {
+        var at = index * Slot;
+        var h = _headers.AsSpan(at, Slot);
+        int length;
+        byte[]? data = null;
+        if (r.Type == Cmd.Read && structured)
+        {
+            // Once structured replies are negotiated, a READ is never answered with a simple reply.
+            if (r.Error == 0)
+            {
+                ChunkHeader(h, Chunk.OffsetData, r.Cookie, 8 + r.Length);
+                BinaryPrimitives.WriteUInt64BigEndian(h[20..], r.Offset);
+                length = 28;
+                data = r.Buffer;
+            }
+            else
+            {
+                ChunkHeader(h, Chunk.Error, r.Cookie, 6);
+                BinaryPrimitives.WriteUInt32BigEndian(h[20..], r.Error);
+                BinaryPrimitives.WriteUInt16BigEndian(h[24..], 0); // no message
+                length = 26;
+            }
+        }
+        else if (r.Type == Cmd.BlockStatus && r.Error == 0)
+        {
+            // One extent covering the request, status 0 (allocated data): legal with and without REQ_ONE.
+            ChunkHeader(h, Chunk.BlockStatus, r.Cookie, 12);
+            BinaryPrimitives.WriteUInt32BigEndian(h[20..], BaseAllocationId);
+            BinaryPrimitives.WriteUInt32BigEndian(h[24..], r.Length);
+            BinaryPrimitives.WriteUInt32BigEndian(h[28..], 0);
+            length = 32;
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(h, SimpleReplyMagic);
+            BinaryPrimitives.WriteUInt32BigEndian(h[4..], r.Error);
+            BinaryPrimitives.WriteUInt64BigEndian(h[8..], r.Cookie);
+            length = SimpleReplyLength;
+            // Simple replies: the data follows only a zero error, which is why a read is answered after its bio completed.
+            if (r.Type == Cmd.Read && r.Error == 0) data = r.Buffer;
+        }
+        _segments.Add(new ArraySegment<byte>(_headers, at, length));
+        if (data != null) _segments.Add(new ArraySegment<byte>(data, 0, (int)r.Length));
+    }
+
+    private static void ChunkHeader(Span<byte> h, ushort type, ulong cookie, uint length)
+    {
+        BinaryPrimitives.WriteUInt32BigEndian(h, StructuredReplyMagic);
+        BinaryPrimitives.WriteUInt16BigEndian(h[4..], Chunk.FlagDone);
+        BinaryPrimitives.WriteUInt16BigEndian(h[6..], type);
+        BinaryPrimitives.WriteUInt64BigEndian(h[8..], cookie);
+        BinaryPrimitives.WriteUInt32BigEndian(h[16..], length);
+    }
+}

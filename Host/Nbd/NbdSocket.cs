@@ -1,0 +1,158 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace DmActors.Host.Nbd;
+
+/// <summary>
+/// A connection's direct view of its socket: non-blocking recv and sendmsg, and poll to wait. The connection's
+/// own thread waits in <see cref="WaitReadable"/>; any thread may try a send, which never blocks. No .NET async
+/// socket call is ever made on it: that would put the socket in the runtime's epoll loop, where every arriving
+/// packet costs a wake-up of the epoll thread and of a thread-pool thread, more than the request itself.
+/// <see cref="Shutdown"/> wakes a waiter.
+/// </summary>
+internal sealed unsafe class NbdSocket : IDisposable
+{
+    private const int MsgDontWait = 0x40, MsgNoSignal = 0x4000;
+    private const short PollIn = 0x1, PollOut = 0x4;
+    private const int EAgain = 11, EIntr = 4;
+
+    private readonly Socket _socket;
+    private readonly SafeHandle _handle;
+
+    public NbdSocket(Socket socket)
+    {
+        _socket = socket;
+        _handle = socket.SafeHandle;
+    }
+
+    /// <summary>
+    /// Holds the handle for the length of one call, as the runtime's own socket calls do: a descriptor closed
+    /// meanwhile cannot be reused under the call, and a close waits (shutting the socket to wake a poll) until
+    /// the call has returned. A closed socket throws ObjectDisposedException.
+    /// </summary>
+    private readonly struct Use : IDisposable
+    {
+        private readonly SafeHandle _handle;
+        public readonly int Fd;
+
+        public Use(SafeHandle handle)
+        {
+            var added = false;
+            handle.DangerousAddRef(ref added);
+            _handle = handle;
+            Fd = (int)handle.DangerousGetHandle();
+        }
+
+        public void Dispose() => _handle.DangerousRelease();
+    }
+
+    /// <summary>Bytes received into <paramref name="into"/>; 0 at end of stream; -1 when nothing is there yet.</summary>
+    public int TryReceive(Span<byte> into)
+    {
+        using var use = new Use(_handle);
+        fixed (byte* p = into)
+        {
+            while (true)
+            {
+                var n = Native.recv(use.Fd, p, (nuint)into.Length, MsgDontWait);
+                if (n >= 0) return (int)n;
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno == EIntr) continue;
+                if (errno == EAgain) return -1;
+                throw new SocketException(errno);
+            }
+        }
+    }
+
+    /// <summary>Blocks the calling thread until input (or end of stream, or an error) is there.</summary>
+    public void WaitReadable() => Wait(PollIn);
+
+    /// <summary>Blocks the calling thread until the socket takes more output (or fails).</summary>
+    public void WaitWritable() => Wait(PollOut);
+
+    private void Wait(short events)
+    {
+        using var use = new Use(_handle);
+        var pfd = new Native.PollFd { Fd = use.Fd, Events = events };
+        while (Native.poll(&pfd, 1, -1) < 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno != EIntr) throw new SocketException(errno);
+        }
+    }
+
+    /// <summary>Sends all of <paramref name="data"/>, blocking the calling thread while the socket is full.</summary>
+    public void SendAll(ReadOnlySpan<byte> data)
+    {
+        fixed (byte* p = data)
+        {
+            var iov = new Native.IoVec { Base = p, Length = (nuint)data.Length };
+            while (iov.Length > 0)
+            {
+                var n = TrySend(&iov, 1);
+                if (n < 0) { WaitWritable(); continue; }
+                iov.Base = (byte*)iov.Base + n;
+                iov.Length -= (nuint)n;
+            }
+        }
+    }
+
+    /// <summary>One sendmsg that never blocks: bytes sent (possibly fewer than asked), or -1 when the socket buffer is full.</summary>
+    public long TrySend(Native.IoVec* iov, int count)
+    {
+        using var use = new Use(_handle);
+        var msg = new Native.MsgHdr { Iov = iov, IovLen = (nuint)count };
+        while (true)
+        {
+            var n = Native.sendmsg(use.Fd, &msg, MsgDontWait | MsgNoSignal);
+            if (n >= 0) return n;
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == EIntr) continue;
+            if (errno == EAgain) return -1;
+            throw new SocketException(errno);
+        }
+    }
+
+    /// <summary>Ends both directions: a thread waiting in <see cref="WaitReadable"/> wakes and reads end of stream.</summary>
+    public void Shutdown()
+    {
+        try { _socket.Shutdown(SocketShutdown.Both); } catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+    }
+
+    /// <summary>Closes the socket; a call in progress returns first.</summary>
+    public void Dispose() => _socket.Dispose();
+
+    internal static class Native
+    {
+        [DllImport("libc", SetLastError = true)] public static extern nint recv(int fd, byte* buf, nuint len, int flags);
+        [DllImport("libc", SetLastError = true)] public static extern nint sendmsg(int fd, MsgHdr* msg, int flags);
+        [DllImport("libc", SetLastError = true)] public static extern int poll(PollFd* fds, nuint nfds, int timeout);
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct IoVec
+        {
+            public void* Base;
+            public nuint Length;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct MsgHdr
+        {
+            public void* Name;
+            public uint NameLen;
+            public IoVec* Iov;
+            public nuint IovLen;
+            public void* Control;
+            public nuint ControlLen;
+            public int Flags;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct PollFd
+        {
+            public int Fd;
+            public short Events;
+            public short REvents;
+        }
+    }
+}
