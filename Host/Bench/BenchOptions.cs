@@ -63,7 +63,7 @@ public sealed record BenchOptions(bool Quick, bool Json, string? Dir, double Sec
     }
 
     /// <summary>The size of the host's shared DiskIoPool.</summary>
-    public static readonly int DefaultIoThreads = Math.Max(4, Environment.ProcessorCount * 2);
+    public static readonly int DefaultIoThreads = DiskIoPool.DefaultThreads;
 
     /// <summary>`--help`: print <see cref="Usage"/> and succeed.</summary>
     public sealed class HelpRequested() : Exception(Usage);

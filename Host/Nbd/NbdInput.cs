@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace DmActors.Host.Nbd;
 
 /// <summary>
@@ -10,6 +12,7 @@ internal sealed class NbdInput(NbdSocket socket, int capacity) : Stream
 {
     private readonly byte[] _buffer = new byte[capacity];
     private int _head, _tail;
+    private static readonly long SpinTicks = Stopwatch.Frequency * 30 / 1_000_000; // 30 µs
     private Action _beforeWait = () => { };
 
     /// <summary>Received bytes not yet consumed.</summary>
@@ -75,12 +78,19 @@ internal sealed class NbdInput(NbdSocket socket, int capacity) : Stream
 
     private int Receive(Span<byte> into)
     {
+        var n = socket.TryReceive(into);
+        if (n >= 0) return n;
+        _beforeWait();
+        // A client at queue depth 1 sends its next request a few microseconds after our reply: watching for it
+        // briefly costs less than putting the thread to sleep and waking it, the dearest step on a small VM.
+        var until = Stopwatch.GetTimestamp() + SpinTicks;
         while (true)
         {
-            var n = socket.TryReceive(into);
+            n = socket.TryReceive(into);
             if (n >= 0) return n;
-            _beforeWait();
+            if (Stopwatch.GetTimestamp() < until) { Thread.Yield(); continue; }
             socket.WaitReadable();
+            until = 0;
         }
     }
 

@@ -9,7 +9,7 @@ namespace DmActors.Host.Nbd;
 /// sends everything queued in one sendmsg (headers and read data gathered, no copy) that never blocks. While the
 /// connection's reader is working through requests it has already received, it "corks" the sender: replies
 /// wait and go out together when it runs out of input. A full socket (a client that does not read) hands the
-/// rest to a thread that waits for it, so no completing thread ever waits for a client.
+/// rest to the connection's overflow thread, so no completing thread ever waits for a client.
 /// Every queued request is released exactly once: after its reply went to the kernel, or when the connection is gone.
 /// </summary>
 internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<NbdRequest> release, Action<Exception> failed)
@@ -24,6 +24,9 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
     private readonly byte[] _headers = GC.AllocateUninitializedArray<byte>(MaxBatch * Slot, pinned: true);
     private readonly GCHandle[] _pins = new GCHandle[MaxBatch];
     private bool _corked, _sending, _closed;
+    private Thread? _overflowThread;
+    private List<ArraySegment<byte>>? _overflow;
+    private readonly SemaphoreSlim _overflowReady = new(0);
 
     /// <summary>Queues the reply of <paramref name="request"/>; when the connection is gone, releases it at once.</summary>
     public void Enqueue(NbdRequest request)
@@ -71,6 +74,7 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
             dropped = _pending;
             _pending = new();
         }
+        _overflowReady.Release(); // an idle overflow thread ends (a busy one fails on the shut socket)
         foreach (var r in dropped) release(r);
     }
 
@@ -123,7 +127,7 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
                 var sent = socket.TrySend(iov + first, count - first);
                 if (sent < 0)
                 {
-                    _ = FinishAsync(Remainder(sentAll));
+                    FinishLater(Remainder(sentAll));
                     return false;
                 }
                 sentAll += sent;
@@ -157,23 +161,44 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
     }
 
     /// <summary>
-    /// The socket was full (the client is not reading): a thread of its own waits to send the rest, then pumps on.
-    /// Rare, and the completing thread must not be the one that waits.
+    /// The socket was full (the client is slow to read): the connection's overflow thread waits to send the rest,
+    /// then pumps on. A completing thread must never be the one that waits for a client.
     /// </summary>
-    private Task FinishAsync(List<ArraySegment<byte>> rest) => Task.Factory.StartNew(() =>
+    private void FinishLater(List<ArraySegment<byte>> rest)
     {
-        try
+        lock (_gate)
         {
-            foreach (var s in rest) socket.SendAll(s);
+            _overflow = rest;
+            if (_overflowThread == null)
+            {
+                _overflowThread = new Thread(OverflowLoop) { IsBackground = true, Name = "nbd-overflow" };
+                _overflowThread.Start();
+            }
         }
-        catch (Exception e)
+        _overflowReady.Release();
+    }
+
+    private void OverflowLoop()
+    {
+        while (true)
         {
-            Fail(e);
-            return;
+            _overflowReady.Wait();
+            List<ArraySegment<byte>>? rest;
+            lock (_gate) { rest = _overflow; _overflow = null; }
+            if (rest == null) return; // closed
+            try
+            {
+                foreach (var s in rest) socket.SendAll(s);
+            }
+            catch (Exception e)
+            {
+                Fail(e);
+                return;
+            }
+            ReleaseBatch();
+            Pump();
         }
-        ReleaseBatch();
-        Pump();
-    }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    }
 
     private void ReleaseBatch()
     {

@@ -1,17 +1,26 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 
 namespace DmActors;
 
 /// <summary>
 /// Dedicated threads for blocking file IO (pread, pwrite, fdatasync), so that no actor dispatcher thread and
-/// no thread-pool thread ever waits on a disk. One pool serves every file disk of a host.
+/// no thread-pool thread ever waits on a disk. One pool serves every file disk of a host. An idle thread watches
+/// the queue for a few microseconds (yielding the core) before it sleeps, because the next bio of a busy client
+/// usually comes that soon and a sleeping thread's wake-up costs more than the IO; a submitter wakes a sleeper
+/// only when there is one.
 /// </summary>
 public sealed class DiskIoPool : IDisposable
 {
-    private readonly BlockingCollection<(FileDisk Disk, Bio Bio, Action<Bio, BioStatus> Done)> _queue = new();
+    private readonly ConcurrentQueue<(FileDisk Disk, Bio Bio, Action<Bio, BioStatus> Done)> _queue = new();
+    private readonly SemaphoreSlim _wake = new(0);
     private readonly Thread[] _threads;
+    private int _sleeping;
+    private int _watching;
+    private volatile bool _disposed;
+    private static readonly long SpinTicks = Stopwatch.Frequency * 30 / 1_000_000; // 30 µs
 
-    public DiskIoPool(int threads = 4)
+    public DiskIoPool(int threads = 2)
     {
         _threads = new Thread[Math.Max(1, threads)];
         for (var i = 0; i < _threads.Length; i++)
@@ -21,18 +30,48 @@ public sealed class DiskIoPool : IDisposable
         }
     }
 
-    /// <summary>The pool used when a disk is created without one.</summary>
-    public static DiskIoPool Shared { get; } = new(int.TryParse(Environment.GetEnvironmentVariable("DMX_IOT"), out var n) ? n : Math.Max(4, Environment.ProcessorCount * 2));
+    /// <summary>
+    /// The pool used when a disk is created without one: a thread per core, since more threads copying page-cache
+    /// data only preempt one another (and writers of one file queue on its inode lock anyway).
+    /// </summary>
+    public static DiskIoPool Shared { get; } = new(DefaultThreads);
 
-    public void Enqueue(FileDisk disk, Bio bio, Action<Bio, BioStatus> done) => _queue.Add((disk, bio, done));
+    public static int DefaultThreads => int.TryParse(Environment.GetEnvironmentVariable("DMX_IOT"), out var n) ? n : Math.Max(2, Environment.ProcessorCount);
+
+    public int Threads => _threads.Length;
+
+    public void Enqueue(FileDisk disk, Bio bio, Action<Bio, BioStatus> done)
+    {
+        _queue.Enqueue((disk, bio, done));
+        Interlocked.MemoryBarrier(); // the enqueue is visible before _sleeping is read (pairs with the sleeper's re-check)
+        if (Volatile.Read(ref _sleeping) > 0) _wake.Release();
+    }
 
     private void Loop()
     {
-        foreach (var (disk, bio, done) in _queue.GetConsumingEnumerable())
-            disk.Execute(bio, done);
+        while (!_disposed)
+        {
+            if (_queue.TryDequeue(out var work)) { work.Disk.Execute(work.Bio, work.Done); continue; }
+            // One thread at a time watches; the others sleep at once, leaving the cores to the ones that work.
+            if (Interlocked.CompareExchange(ref _watching, 1, 0) == 0)
+            {
+                var until = Stopwatch.GetTimestamp() + SpinTicks;
+                while (_queue.IsEmpty && Stopwatch.GetTimestamp() < until) Thread.Yield();
+                Volatile.Write(ref _watching, 0);
+                if (!_queue.IsEmpty) continue;
+            }
+            Interlocked.Increment(ref _sleeping);
+            // Re-checked after announcing the sleep: a submitter that missed the announcement left its work here.
+            if (_queue.IsEmpty && !_disposed) _wake.Wait();
+            Interlocked.Decrement(ref _sleeping);
+        }
     }
 
-    public void Dispose() => _queue.CompleteAdding();
+    public void Dispose()
+    {
+        _disposed = true;
+        _wake.Release(_threads.Length);
+    }
 }
 
 /// <summary>
