@@ -36,7 +36,7 @@ public sealed class DiskIoPool : IDisposable
     /// </summary>
     public static DiskIoPool Shared { get; } = new(DefaultThreads);
 
-    public static int DefaultThreads => int.TryParse(Environment.GetEnvironmentVariable("DMX_IOT"), out var n) ? n : Math.Max(2, Environment.ProcessorCount);
+    public static int DefaultThreads => Math.Max(2, Environment.ProcessorCount);
 
     public int Threads => _threads.Length;
 

@@ -482,6 +482,36 @@ public sealed class NbdProtocolTests(NbdFixture fx)
     }
 
     [Fact]
+    public async Task A_client_that_stops_reading_replies_holds_up_nobody_and_gets_every_reply_when_it_reads_again()
+    {
+        var name = await fx.CreateExportAsync(sectors: 8 * 2048);
+        using var other = RawNbdClient.Open(fx.Port, name);
+        for (var i = 0; i < 8; i++) Assert.Equal(0u, other.Write((ulong)i * MiB, RawNbdClient.Pattern((int)MiB, i)));
+
+        // 48 MiB of READ replies: far more than the two socket buffers hold, so the server's sends fill the socket
+        // and the rest waits on the connection's overflow thread, not on a thread that completes bios.
+        using var slow = RawNbdClient.Open(fx.Port, name);
+        const int Reads = 48;
+        for (var i = 0; i < Reads; i++) slow.SendRequest(Cmd.Read, (ulong)i, (ulong)(i % 8) * MiB, MiB);
+        await Task.Delay(200);
+
+        // Meanwhile the same device keeps answering another client.
+        for (var i = 0; i < 20; i++)
+            Assert.Equal(RawNbdClient.Pattern((int)MiB, i % 8)[..4096], other.Read((ulong)(i % 8) * MiB, 4096));
+
+        var seen = new HashSet<ulong>();
+        for (var i = 0; i < Reads; i++)
+        {
+            var r = slow.ReadReply();
+            Assert.True(seen.Add(r.Cookie), $"cookie {r.Cookie} answered twice");
+            Assert.Equal(0u, r.Error);
+            Assert.Equal(RawNbdClient.Pattern((int)MiB, (int)(r.Cookie % 8)), r.Data);
+        }
+        // The connection is still in sync.
+        Assert.Equal(RawNbdClient.Pattern((int)MiB, 5)[..512], slow.Read(5 * MiB, 512));
+    }
+
+    [Fact]
     public async Task Small_in_flight_budget_still_answers_everything()
     {
         var name = await fx.CreateExportAsync(sectors: 32 * 2048);
