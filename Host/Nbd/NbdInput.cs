@@ -12,6 +12,8 @@ internal sealed class NbdInput(NbdSocket socket, int capacity) : Stream
 {
     private readonly byte[] _buffer = new byte[capacity];
     private int _head, _tail;
+    /// <summary>A wait for a large payload ends once this much of it is there (the socket's buffer must hold it).</summary>
+    private const int MaxLowWater = 256 << 10;
     private static readonly long SpinTicks = Stopwatch.Frequency * 30 / 1_000_000; // 30 µs
     private Action _beforeWait = () => { };
 
@@ -35,7 +37,7 @@ internal sealed class NbdInput(NbdSocket socket, int capacity) : Stream
         }
         while (_tail < count)
         {
-            var n = Receive(_buffer.AsSpan(_tail));
+            var n = Receive(_buffer.AsSpan(_tail), count - _tail);
             if (n == 0) return false;
             _tail += n;
         }
@@ -50,7 +52,7 @@ internal sealed class NbdInput(NbdSocket socket, int capacity) : Stream
         _head += have;
         for (var done = have; done < into.Length;)
         {
-            var n = Receive(into[done..]);
+            var n = Receive(into[done..], into.Length - done);
             if (n == 0) return false;
             done += n;
         }
@@ -65,7 +67,7 @@ internal sealed class NbdInput(NbdSocket socket, int capacity) : Stream
             if (_head == _tail)
             {
                 _head = _tail = 0;
-                var n = Receive(_buffer);
+                var n = Receive(_buffer, (int)Math.Min(count, _buffer.Length));
                 if (n == 0) return false;
                 _tail = n;
             }
@@ -76,7 +78,8 @@ internal sealed class NbdInput(NbdSocket socket, int capacity) : Stream
         return true;
     }
 
-    private int Receive(Span<byte> into)
+    /// <summary>Receives at most into.Length bytes; a wait lasts until <paramref name="need"/> bytes are there (or fewer at end of stream).</summary>
+    private int Receive(Span<byte> into, int need)
     {
         var n = socket.TryReceive(into);
         if (n >= 0) return n;
@@ -89,6 +92,7 @@ internal sealed class NbdInput(NbdSocket socket, int capacity) : Stream
             n = socket.TryReceive(into);
             if (n >= 0) return n;
             if (Stopwatch.GetTimestamp() < until) { Thread.Yield(); continue; }
+            socket.ExpectAtLeast(Math.Clamp(need, 1, MaxLowWater));
             socket.WaitReadable();
             until = 0;
         }
@@ -102,7 +106,7 @@ internal sealed class NbdInput(NbdSocket socket, int capacity) : Stream
         if (_head == _tail)
         {
             _head = 0;
-            _tail = Receive(_buffer);
+            _tail = Receive(_buffer, 1);
             if (_tail == 0) return 0;
         }
         var n = Math.Min(destination.Length, _tail - _head);

@@ -15,6 +15,7 @@ internal sealed unsafe class NbdSocket : IDisposable
     private const int MsgDontWait = 0x40, MsgNoSignal = 0x4000;
     private const short PollIn = 0x1, PollOut = 0x4;
     private const int EAgain = 11, EIntr = 4;
+    private const int SolSocket = 1, SoRcvLowat = 18;
 
     private readonly Socket _socket;
     private readonly SafeHandle _handle;
@@ -66,6 +67,20 @@ internal sealed unsafe class NbdSocket : IDisposable
 
     /// <summary>Blocks the calling thread until input (or end of stream, or an error) is there.</summary>
     public void WaitReadable() => Wait(PollIn);
+
+    private int _lowWater = 1;
+
+    /// <summary>
+    /// How many bytes must be there before a wait for input ends (SO_RCVLOWAT; TCP honours it, a Unix socket
+    /// ignores it): a payload arriving in many segments then wakes the thread once, not once a segment.
+    /// </summary>
+    public void ExpectAtLeast(int bytes)
+    {
+        if (bytes == _lowWater) return;
+        using var use = new Use(_handle);
+        var value = bytes;
+        if (Native.setsockopt(use.Fd, SolSocket, SoRcvLowat, &value, sizeof(int)) == 0) _lowWater = bytes;
+    }
 
     /// <summary>Blocks the calling thread until the socket takes more output (or fails).</summary>
     public void WaitWritable() => Wait(PollOut);
@@ -127,6 +142,7 @@ internal sealed unsafe class NbdSocket : IDisposable
         [DllImport("libc", SetLastError = true)] public static extern nint recv(int fd, byte* buf, nuint len, int flags);
         [DllImport("libc", SetLastError = true)] public static extern nint sendmsg(int fd, MsgHdr* msg, int flags);
         [DllImport("libc", SetLastError = true)] public static extern int poll(PollFd* fds, nuint nfds, int timeout);
+        [DllImport("libc", SetLastError = true)] public static extern int setsockopt(int fd, int level, int name, void* value, uint length);
 
         [StructLayout(LayoutKind.Sequential)]
         public struct IoVec
