@@ -27,7 +27,7 @@ public sealed class IoDispatcher : MessageDispatcher
     private IoDispatcher(MessageDispatcherConfigurator configurator) : base(configurator)
     {
         Id = DispatcherId;
-        Throughput = Throughput64;
+        Throughput = MessagesPerRun;
     }
 
     protected override void ExecuteTask(IRunnable run)
@@ -49,10 +49,11 @@ public sealed class IoDispatcher : MessageDispatcher
     {
         var dispatchers = system.Dispatchers;
         if (!dispatchers.HasDispatcher(DispatcherId))
-            dispatchers.RegisterConfigurator(DispatcherId, new IoConfigurator(ConfigurationFactory.ParseString($"throughput = {Throughput64}"), dispatchers.Prerequisites));
+            dispatchers.RegisterConfigurator(DispatcherId, new IoConfigurator(ConfigurationFactory.ParseString($"throughput = {MessagesPerRun}"), dispatchers.Prerequisites));
     }
 
-    private const int Throughput64 = 64;
+    /// <summary>Messages a mailbox handles per run before it lets the thread go (Akka's throughput).</summary>
+    private const int MessagesPerRun = 64;
 
     private sealed class IoConfigurator : MessageDispatcherConfigurator
     {

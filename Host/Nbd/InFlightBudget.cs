@@ -14,9 +14,6 @@ internal sealed class InFlightBudget(long capacity)
     private TaskCompletionSource? _idle;
     private bool _cancelled;
 
-    public long Used { get { lock (_gate) return _used; } }
-    public int Requests { get { lock (_gate) return _requests; } }
-
     /// <summary>
     /// Takes <paramref name="cost"/>, blocking the caller (the connection's reader thread) until replies drain
     /// enough; <paramref name="beforeWait"/> runs first if it has to wait. Throws once the connection is closing.

@@ -30,6 +30,7 @@ internal sealed class NbdConnection
     private readonly InFlightBudget _budget;
     private readonly CallbackRef _completions;
     private readonly Action<NbdRequest> _release;
+    private Action _uncork = () => { };
     private NbdReplySender? _sender;
     private NbdExport? _export;
     private bool _structured;
@@ -74,6 +75,7 @@ internal sealed class NbdConnection
             _server.Log.Debug("NBD {0}: export {1} opened ({2} bytes, flags 0x{3:x})", Peer, _export.Name, _export.Size, (int)_export.Flags);
             _server.Watch.Tell(new DeviceWatch.Watch(_export.Device, this));
             _sender = new NbdReplySender(_socket, _structured, _release, SendFailed);
+            _uncork = _sender.Uncork; // one delegate, not one per request
             Transmit(_export);
         }
         catch (Exception e) when (IsDisconnect(e))
@@ -140,7 +142,7 @@ internal sealed class NbdConnection
     private void Transmit(NbdExport export)
     {
         var sender = _sender!;
-        _in.OnWait(sender.Uncork);
+        _in.OnWait(_uncork);
         while (true)
         {
             // Every request already received is handled before the replies go out: they leave together.
@@ -178,7 +180,7 @@ internal sealed class NbdConnection
         request.Error = Validate(request, export);
         var data = request.Error == 0 && request.Type is Cmd.Read or Cmd.Write ? request.Length : 0;
         request.Cost = data + RequestOverhead;
-        _budget.Acquire(request.Cost, _sender!.Uncork);
+        _budget.Acquire(request.Cost, _uncork);
 
         if (request.Type == Cmd.Write)
         {

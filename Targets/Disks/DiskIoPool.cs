@@ -43,15 +43,22 @@ public sealed class DiskIoPool : IDisposable
     public void Enqueue(FileDisk disk, Bio bio, Action<Bio, BioStatus> done)
     {
         _queue.Enqueue((disk, bio, done));
-        Interlocked.MemoryBarrier(); // the enqueue is visible before _sleeping is read (pairs with the sleeper's re-check)
+        Interlocked.MemoryBarrier(); // the enqueue is visible before _sleeping and _disposed are read
+        if (_disposed)
+        {
+            // The threads may have ended: whatever is still queued is answered here, each bio once (TryDequeue).
+            while (_queue.TryDequeue(out var late)) late.Done(late.Bio, BioStatus.IoError);
+            return;
+        }
         if (Volatile.Read(ref _sleeping) > 0) _wake.Release();
     }
 
     private void Loop()
     {
-        while (!_disposed)
+        while (true)
         {
             if (_queue.TryDequeue(out var work)) { work.Disk.Execute(work.Bio, work.Done); continue; }
+            if (_disposed) return; // only once the queue is empty: nothing queued before Dispose is dropped
             // One thread at a time watches; the others sleep at once, leaving the cores to the ones that work.
             if (Interlocked.CompareExchange(ref _watching, 1, 0) == 0)
             {

@@ -24,6 +24,31 @@ public sealed class FileDiskTests : IDisposable
     }
 
     [Fact]
+    public void Every_bio_is_answered_once_when_its_io_pool_is_disposed_under_load()
+    {
+        var pool = new DiskIoPool(2);
+        var disk = FileDisk.Open("p0", Path.Combine(_dir, "p0.img"), "7:1", createSectors: 4096, pool: pool);
+        var answers = new int[400];
+        var bios = Enumerable.Range(0, answers.Length).Select(i =>
+        {
+            var index = i;
+            // Above the inline limit, so every one goes through the pool.
+            return new Bio(BioOp.Write, (i % 32) * 64, 64, new byte[64 * Bio.Sector512],
+                CallbackRef.ForBios(_ => Interlocked.Increment(ref answers[index])));
+        }).ToList();
+        for (var i = 0; i < bios.Count; i++)
+        {
+            if (i == bios.Count / 2) pool.Dispose(); // half queued before, half after
+            disk.Submit(bios[i]);
+        }
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (answers.Any(a => a == 0) && DateTime.UtcNow < deadline) Thread.Sleep(10);
+        Thread.Sleep(50);
+        disk.Dispose();
+        Assert.All(answers, a => Assert.Equal(1, a));
+    }
+
+    [Fact]
     public void Writes_read_back_from_the_cache_and_from_the_file()
     {
         Assert.Equal(4096, _disk.Sectors);
