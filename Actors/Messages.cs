@@ -8,7 +8,7 @@ namespace DmActors;
 /// </summary>
 public interface IControlMessage { }
 
-/// <summary>How a device orders barriers and flushes (dm-semantics §1.6).</summary>
+/// <summary>How a device orders barriers and flushes (see docs/barriers-and-flushes.md).</summary>
 public enum BarrierMode
 {
     /// <summary>The founding patch: a barrier drains all earlier IO, runs alone, and holds all later IO until it completes.</summary>

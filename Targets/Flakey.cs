@@ -100,7 +100,7 @@ public sealed class Flakey : Target
         }
         var fixedWrites = _corruptByte != 0 && _corruptWrites;
         var fixedReads = _corruptByte != 0 && !_corruptWrites;
-        // dm's wording for the corrupt_bio_byte case (dm-semantics App. A); the random_* variants name both.
+        // dm's wording for the corrupt_bio_byte case (drivers/md/dm-flakey.c); the random_* variants name both.
         if (_dropWrites && fixedWrites) throw new TargetException("drop_writes is incompatible with corrupt_bio_byte with the WRITE flag set");
         if (_dropWrites && _randomWriteCorrupt != 0)
             throw new TargetException("drop_writes is incompatible with random_write_corrupt or corrupt_bio_byte with the WRITE flag set");

@@ -1,7 +1,7 @@
 namespace DmActors.Host.Cli;
 
 /// <summary>
-/// dmsetup's output, exactly (dm-semantics §3, LVM dmsetup.c and libdm): pure functions from the manager's replies
+/// dmsetup's output, exactly (dmsetup(8), lvm2's tools/dmsetup.c and libdm): pure functions from the manager's replies
 /// to the lines dmsetup prints.
 /// </summary>
 public static class DmsetupFormat

@@ -4,7 +4,7 @@ using Xunit;
 
 namespace DmActors.Tests.Core;
 
-/// <summary>dm-semantics §4.D: flush fan-out, the modern PREFLUSH/FUA mode, and durability on write-back caches.</summary>
+/// <summary>Flush fan-out, the modern PREFLUSH/FUA mode, and durability on write-back caches.</summary>
 public sealed class FlushTests : DeviceHarness
 {
     private int Flushes(string disk) => Events(e => e.Start && e.Op == BioOp.Flush && e.Disk == disk).Count;

@@ -3,7 +3,7 @@ using Xunit;
 
 namespace DmActors.Tests.Core;
 
-/// <summary>dm-semantics §4.B: where each target sends IO, and how bios are split.</summary>
+/// <summary>Where each target sends IO, and how bios are split.</summary>
 public sealed class MappingTests : DeviceHarness
 {
     [Fact]

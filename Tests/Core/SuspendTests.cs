@@ -4,7 +4,7 @@ using Xunit;
 
 namespace DmActors.Tests.Core;
 
-/// <summary>dm-semantics §4.C: suspend with IO in flight, IO held while suspended, noflush push-back, reload under IO.</summary>
+/// <summary>Suspend with IO in flight, IO held while suspended, noflush push-back, reload under IO.</summary>
 public sealed class SuspendTests : DeviceHarness
 {
     [Fact]

@@ -3,7 +3,7 @@ using Xunit;
 
 namespace DmActors.Tests.Core;
 
-/// <summary>dm-semantics §4.A: table validation, the live and inactive slots, and dmsetup's control commands.</summary>
+/// <summary>Table validation, the live and inactive slots, and dmsetup's control commands.</summary>
 public sealed class TableTests : DeviceHarness
 {
     public TableTests()

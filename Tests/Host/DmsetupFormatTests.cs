@@ -3,7 +3,7 @@ using Xunit;
 
 namespace DmActors.Tests.Host;
 
-/// <summary>dmsetup's output formats, checked against the exact strings of dm-semantics §3 and §1.11.</summary>
+/// <summary>dmsetup's output formats, checked against dmsetup(8)'s exact strings.</summary>
 public class DmsetupFormatTests
 {
     private static Dm.DeviceInfo Info(string name = "test", bool suspended = false, bool readOnly = false, bool live = true,
@@ -46,7 +46,7 @@ public class DmsetupFormatTests
         ], lines);
     }
 
-    // dm-semantics §1.11: what `info` shows after each operation.
+    // What `info` shows after each operation.
     [Theory]
     [InlineData(false, false, false, false, "None", "---w", "ACTIVE")]           // create x --notable
     [InlineData(true, false, false, false, "LIVE", "L--w", "ACTIVE")]            // create x with table

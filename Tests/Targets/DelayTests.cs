@@ -4,7 +4,7 @@ using Xunit;
 
 namespace DmActors.Tests.Targets;
 
-/// <summary>delay (dm-semantics §2): bios are held on a timer without blocking, per class; presuspend lets them go.</summary>
+/// <summary>delay (Documentation/admin-guide/device-mapper/delay.rst): bios are held on a timer without blocking, per class; presuspend lets them go.</summary>
 public sealed class DelayTests : TargetHarness
 {
     /// <summary>Long enough that only a suspend can release the bio within any test's lifetime.</summary>

@@ -3,7 +3,7 @@ using Xunit;
 
 namespace DmActors.Tests.Targets;
 
-/// <summary>flakey (dm-semantics §2.2, §4.E): up/down intervals on a virtual clock, each down-interval mode.</summary>
+/// <summary>flakey (Documentation/admin-guide/device-mapper/dm-flakey.rst): up/down intervals on a virtual clock, each down-interval mode.</summary>
 public sealed class FlakeyTests : TargetHarness
 {
     private static readonly TimeSpan Second = TimeSpan.FromSeconds(1);

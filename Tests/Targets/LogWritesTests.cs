@@ -5,7 +5,7 @@ using Xunit;
 
 namespace DmActors.Tests.Targets;
 
-/// <summary>log-writes (dm-semantics §2.3, §4.F): what is logged when, the on-disk format, marks, replay.</summary>
+/// <summary>log-writes (Documentation/admin-guide/device-mapper/log-writes.rst): what is logged when, the on-disk format, marks, replay.</summary>
 public sealed class LogWritesTests : TargetHarness
 {
     /// <summary>A device whose flushes reach log-writes whatever the disks' caches (modern flush path).</summary>
