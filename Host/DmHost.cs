@@ -154,7 +154,7 @@ public sealed class DmHost
     private async Task StartNbdAsync(TextWriter log)
     {
         if (Settings.NbdListen == null && Settings.UnixSocket == null) { log.WriteLine("dmactors: NBD disabled"); return; }
-        var nbd = new NbdServer(System, Manager, new NbdServerOptions { Tcp = Settings.NbdListen, UnixSocket = Settings.UnixSocket });
+        var nbd = new NbdServer(System, Manager, new NbdServerOptions { Tcp = Settings.NbdListen, UnixSocket = Settings.UnixSocket, MaxPayload = Settings.NbdMaxPayload });
         try { await nbd.StartAsync(); }
         catch (Exception e) when (e is global::System.Net.Sockets.SocketException or IOException)
         {

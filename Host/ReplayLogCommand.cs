@@ -43,7 +43,7 @@ public static class ReplayLogCommand
                 return 0;
             }
             if (device == null) { stderr.WriteLine("replay-log: give --replay DEV or --find"); return 1; }
-            if (check != null) return CheckEachPoint(log, device, Flags(check, "--check"), fsck, discard, stdout);
+            if (check != null) return CheckEachPoint(log, device, Flags(check, "--check"), fsck, discard, stdout, stderr);
             var result = LogReplay.Replay(log, device, endMark, limit, discard);
             if (endMark != null && !result.Stopped) { stderr.WriteLine($"replay-log: mark '{endMark}' not found; replayed the whole log"); return 1; }
             stdout.WriteLine($"replayed {result.Replayed} entries{(result.Last is { } last ? $", last entry {last.Index} ({last.Flags})" : "")}");
@@ -62,14 +62,25 @@ public static class ReplayLogCommand
         _ => throw new ArgumentException($"{option} {name}: expected fua, flush or mark"),
     };
 
+    /// <summary>What --check and the messages call each kind of point.</summary>
+    private static readonly (LogFlags Flag, string Option, string One, string Plural)[] Kinds =
+        [(LogFlags.Flush, "flush", "flush point", "flush points"), (LogFlags.Fua, "fua", "FUA entry", "FUA entries"), (LogFlags.Mark, "mark", "mark", "marks")];
+
     /// <summary>
     /// replay-log --check: replays up to each FUA (or flush, or mark) point in turn and runs the check command on the
-    /// device after each (e.g. a fsck); every point must pass.
+    /// device after each (e.g. a fsck); every point must pass. A log without such points fails: nothing checked
+    /// is no pass.
     /// </summary>
-    private static int CheckEachPoint(string log, string device, LogFlags flags, string? fsck, bool discard, TextWriter stdout)
+    private static int CheckEachPoint(string log, string device, LogFlags flags, string? fsck, bool discard, TextWriter stdout, TextWriter stderr)
     {
         var failures = 0;
-        var points = LogReplay.Find(log, flags);
+        var all = LogReplay.Find(log, LogFlags.Flush | LogFlags.Fua | LogFlags.Mark);
+        var points = all.Where(e => e.Has(flags)).ToList();
+        if (points.Count == 0)
+        {
+            stderr.WriteLine($"replay-log: {NothingToCheck(all, flags)}");
+            return 1;
+        }
         foreach (var point in points)
         {
             LogReplay.Replay(log, device, limit: point.Index + 1, discard: discard);
@@ -79,6 +90,18 @@ public static class ReplayLogCommand
         }
         stdout.WriteLine($"{points.Count} point(s), {failures} failed");
         return failures == 0 ? 0 : 1;
+    }
+
+    /// <summary>"no FUA entries; the log has 762 flush points: try --check flush", naming what the log does have.</summary>
+    private static string NothingToCheck(IReadOnlyList<LogEntry> entries, LogFlags wanted)
+    {
+        var missing = Kinds.Single(k => k.Flag == wanted).Plural;
+        var found = Kinds.Where(k => k.Flag != wanted).Select(k => (Kind: k, Count: entries.Count(e => e.Has(k.Flag))))
+            .Where(x => x.Count > 0).OrderByDescending(x => x.Count).ToList();
+        if (found.Count == 0)
+            return $"no {missing}; the log has no {string.Join(" or ", Kinds.Where(k => k.Flag != wanted).Select(k => k.Plural))} either: nothing to check";
+        var has = string.Join(" and ", found.Select(x => $"{x.Count} {(x.Count == 1 ? x.Kind.One : x.Kind.Plural)}"));
+        return $"no {missing}; the log has {has}: try --check {found[0].Kind.Option}";
     }
 
     private static bool RunCheck(string command, string device)

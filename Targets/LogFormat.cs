@@ -83,7 +83,7 @@ public sealed class FileStore(SafeFileHandle handle) : IByteStore, IDisposable
     public static FileStore Open(string path, bool write) =>
         new(File.OpenHandle(path, FileMode.Open, write ? FileAccess.ReadWrite : FileAccess.Read, FileShare.ReadWrite));
 
-    public long Length => RandomAccess.GetLength(handle);
+    public long Length => BlockDevice.DeviceSize(handle); // a block device's size, not its (zero) file length
     public void Read(long offset, Span<byte> into)
     {
         var n = RandomAccess.Read(handle, into, offset);

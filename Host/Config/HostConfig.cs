@@ -72,6 +72,7 @@ public static class HostConfig
                 Fail($"dmactors.nbd.listen: bad address '{listen}' (expected e.g. 127.0.0.1:10809)");
             if (tcp is { Port: 0 } && !listen.EndsWith(":0")) Fail($"dmactors.nbd.listen: '{listen}' has no port");
             var unix = config.GetString("dmactors.nbd.unix-socket", "");
+            var maxPayload = MaxPayload(config.GetString("dmactors.nbd.max-payload", "64M"), Fail);
 
             var controlHost = config.GetString("dmactors.control.hostname", "127.0.0.1");
             var controlPort = Get(config, "dmactors.control.port", c => c.GetInt("dmactors.control.port", 10810), "a port number", "");
@@ -91,7 +92,7 @@ public static class HostConfig
                     config.GetString("dmactors.journal.persistence-id", "dmactors-devices"));
             }
             return new HostSettings(source, dataDir, disks, devices, tcp, string.IsNullOrWhiteSpace(unix) ? null : unix,
-                controlHost, controlPort, askTimeout, config, journal);
+                controlHost, controlPort, askTimeout, config, journal, maxPayload);
         }
         catch (ConfigException) { throw; }
         catch (BadValue e) { throw new ConfigException($"{source}: {e.Message}"); }
@@ -100,6 +101,17 @@ public static class HostConfig
             // HOCON getters throw on values of the wrong type ("size = {}" and the like).
             throw new ConfigException($"{source}: {OneLine(e.Message)}");
         }
+    }
+
+    /// <summary>nbd.max-payload: a size from 1 MiB (the spec's least maximum) up to the length taken as abuse.</summary>
+    private static int MaxPayload(string text, Func<string, string> fail)
+    {
+        long bytes = 0;
+        try { bytes = ByteSize.Parse(text); }
+        catch (FormatException e) { fail($"dmactors.nbd.max-payload: {e.Message}"); }
+        if (bytes < 1 << 20 || bytes > Nbd.NbdProtocol.AbusiveLength)
+            fail($"dmactors.nbd.max-payload: {text} is not between 1M and {Nbd.NbdProtocol.AbusiveLength >> 20}M");
+        return (int)bytes;
     }
 
     private static DiskSpec Disk(AkkaConfig d, string where, Func<string, string> fail)

@@ -32,7 +32,8 @@ public sealed record HostSettings(
     int ControlPort,
     TimeSpan AskTimeout,
     AkkaConfig Akka,
-    JournalSpec? Journal = null)
+    JournalSpec? Journal = null,
+    int NbdMaxPayload = DmActors.Host.Nbd.NbdProtocol.DefaultMaxPayload)
 {
     /// <summary>Where dmsetup finds the device manager.</summary>
     public string ManagerPath => $"akka.tcp://{HostConfig.SystemName}@{ControlHost}:{ControlPort}/user/{HostConfig.ManagerName}";

@@ -174,8 +174,8 @@ internal sealed class NbdConnection
             Disconnect();
             return false;
         }
-        if (request.Type == Cmd.Write && request.Length > MaxPayload)
-            throw new NbdProtocolException($"WRITE payload of {request.Length} bytes (limit {MaxPayload})");
+        if (request.Type == Cmd.Write && request.Length > AbusiveLength)
+            throw new NbdProtocolException($"WRITE payload of {request.Length} bytes: over {AbusiveLength}, taken as abuse");
 
         request.Error = Validate(request, export);
         var data = request.Error == 0 && request.Type is Cmd.Read or Cmd.Write ? request.Length : 0;
@@ -238,10 +238,11 @@ internal sealed class NbdConnection
         if (r.Type == Cmd.Flush) return 0;
         var writes = r.Type is Cmd.Write or Cmd.Trim or Cmd.WriteZeroes;
         if (writes && export.ReadOnly) return Errno.Perm;
+        // Past the advertised maximum block size: EINVAL, whatever the range (a WRITE's payload is then discarded).
+        if (r.Type is Cmd.Read or Cmd.Write && r.Length > _server.Options.MaxPayload) return Errno.Inval;
         if (r.Length == 0 || ((r.Offset | r.Length) & (MinBlock - 1)) != 0) return Errno.Inval;
         if (r.Offset > (ulong)export.Size || r.Length > (ulong)export.Size - r.Offset)
             return r.Type is Cmd.Write or Cmd.WriteZeroes ? Errno.NoSpc : Errno.Inval;
-        if (r.Type == Cmd.Read && r.Length > MaxPayload) return Errno.Inval;
         // Zeroing goes through the targets like a write: never cheaper than one, so a fast zero is refused.
         if (r.Type == Cmd.WriteZeroes && (r.Flags & CmdFlags.FastZero) != 0) return Errno.NotSup;
         if (r.Type == Cmd.BlockStatus && !_metaAllocation) return Errno.Inval;

@@ -200,7 +200,7 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         PutU16(NbdProtocol.Info.BlockSize);
         PutU32(MinBlock);
         PutU32((uint)export.PreferredBlock);
-        PutU32(MaxPayload);
+        PutU32((uint)server.Options.MaxPayload);
         Reply(option, Rep.Info, final: false);
     }
 
@@ -272,12 +272,12 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         var (opened, openError) = server.OpenExportAsync(name).GetAwaiter().GetResult();
         if (opened == null) return (null, $"export '{name}': {openError}");
         if (!keep) server.CloseExportAsync(name).GetAwaiter().GetResult();
-        return (new NbdExport(name, opened.Device, opened.Sectors << 9, opened.ReadOnly, FlagsFor(opened), PreferredFor(opened)), null);
+        return (new NbdExport(name, opened.Device, opened.Sectors << 9, opened.ReadOnly, FlagsFor(opened), PreferredFor(opened, server.Options.MaxPayload)), null);
     }
 
     /// <summary>The device's preferred IO size (e.g. a stripe chunk) when it is a usable power of two, else the page.</summary>
-    private static int PreferredFor(Dm.Opened o) =>
-        o.PreferredBlock >= MinBlock && o.PreferredBlock <= MaxPayload && (o.PreferredBlock & (o.PreferredBlock - 1)) == 0
+    private static int PreferredFor(Dm.Opened o, int maxPayload) =>
+        o.PreferredBlock >= MinBlock && o.PreferredBlock <= maxPayload && (o.PreferredBlock & (o.PreferredBlock - 1)) == 0
             ? o.PreferredBlock
             : DefaultPreferredBlock;
 

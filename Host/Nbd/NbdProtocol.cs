@@ -78,8 +78,20 @@ public static class NbdProtocol
     public const string BaseAllocation = "base:allocation";
     public const uint BaseAllocationId = 1;
 
-    /// <summary>Block sizes advertised in NBD_INFO_BLOCK_SIZE: the sector (as dm), the page, and the largest payload.</summary>
-    public const int MinBlock = 512, DefaultPreferredBlock = 4096, MaxPayload = 32 << 20;
+    /// <summary>Block sizes advertised in NBD_INFO_BLOCK_SIZE: the sector (as dm) and the page.</summary>
+    public const int MinBlock = 512, DefaultPreferredBlock = 4096;
+    /// <summary>
+    /// The largest READ or WRITE payload by default (nbd.max-payload), advertised as the maximum block size. Clients
+    /// that never negotiate sizes (NBD_OPT_EXPORT_NAME) send 40-50 MB requests, which nbdkit and nbd-server serve.
+    /// </summary>
+    public const int DefaultMaxPayload = 64 << 20;
+    /// <summary>
+    /// A WRITE whose length is past this is abuse, not a request: the connection ends rather than read and discard
+    /// up to 4 GiB per header. A WRITE between the maximum payload and this is answered EINVAL after its payload is
+    /// discarded (the spec: "cleanly error commands that fall outside the constraints"). Also the highest
+    /// nbd.max-payload accepted.
+    /// </summary>
+    public const int AbusiveLength = 256 << 20;
     /// <summary>Largest option the handshake accepts before dropping the client as hostile.</summary>
     public const int MaxOptionLength = 64 << 10;
 }

@@ -15,8 +15,10 @@ public sealed record NbdServerOptions
     public string? UnixSocket { get; init; }
     /// <summary>Timeout for the Asks at the edge (opening an export by name through the manager).</summary>
     public TimeSpan AskTimeout { get; init; } = TimeSpan.FromSeconds(10);
-    /// <summary>Cap on bytes of requests in flight per connection (bounded memory).</summary>
+    /// <summary>Cap on bytes of requests in flight per connection (bounded memory); a larger request is let through alone.</summary>
     public int MaxInFlightBytesPerConnection { get; init; } = 64 << 20;
+    /// <summary>The largest READ or WRITE payload (a multiple of 512, at most <see cref="NbdProtocol.AbusiveLength"/>); larger ones get EINVAL.</summary>
+    public int MaxPayload { get; init; } = NbdProtocol.DefaultMaxPayload;
     /// <summary>How long a stop (or a client's disconnect request) waits for requests in flight to be answered.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>SO_SNDBUF/SO_RCVBUF of every connection (the kernel caps it at rmem_max/wmem_max); 0 keeps the defaults.</summary>
@@ -39,6 +41,8 @@ public sealed class NbdServer : IAsyncDisposable
 
     public NbdServer(ActorSystem system, IActorRef manager, NbdServerOptions options)
     {
+        if (options.MaxPayload < NbdProtocol.MinBlock || options.MaxPayload > NbdProtocol.AbusiveLength || options.MaxPayload % NbdProtocol.MinBlock != 0)
+            throw new ArgumentException($"NBD max payload {options.MaxPayload} is not a multiple of {NbdProtocol.MinBlock} up to {NbdProtocol.AbusiveLength}");
         System = system; Manager = manager; Options = options;
         Log = Logging.GetLogger(system, "nbd");
         Watch = system.ActorOf(DeviceWatch.Props());

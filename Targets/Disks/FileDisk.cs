@@ -37,8 +37,9 @@ public sealed class FileDisk : Disk
         }
         var handle = File.OpenHandle(path, File.Exists(path) ? FileMode.Open : FileMode.CreateNew,
             readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
-        var length = RandomAccess.GetLength(handle);
-        if (length == 0 && createSectors > 0)
+        // A block device has the size the kernel gives it and is never resized: only a new file gets createSectors.
+        var length = BlockDevice.DeviceSize(handle);
+        if (length == 0 && createSectors > 0 && !BlockDevice.Is(handle))
         {
             RandomAccess.SetLength(handle, createSectors << Bio.SectorShift);
             length = createSectors << Bio.SectorShift;

@@ -110,6 +110,17 @@ public class HostConfigTests
     public void An_empty_device_list_means_no_devices() =>
         Assert.Empty(HostConfig.Parse("dmactors.devices = []", "f.hocon").Devices);
 
+    [Fact]
+    public void Nbd_max_payload_is_64M_by_default_and_a_size_from_1M_to_256M()
+    {
+        Assert.Equal(64 << 20, HostConfig.Parse("", "f.hocon").NbdMaxPayload);
+        Assert.Equal(8 << 20, HostConfig.Parse("dmactors.nbd.max-payload = 8M", "f.hocon").NbdMaxPayload);
+        Assert.Equal("f.hocon: dmactors.nbd.max-payload: 512M is not between 1M and 256M",
+            Assert.Throws<ConfigException>(() => HostConfig.Parse("dmactors.nbd.max-payload = 512M", "f.hocon")).Message);
+        Assert.StartsWith("f.hocon: dmactors.nbd.max-payload: bad size 'lots'",
+            Assert.Throws<ConfigException>(() => HostConfig.Parse("dmactors.nbd.max-payload = lots", "f.hocon")).Message);
+    }
+
     [Theory]
     [InlineData("dmactors {\n  disks = [ { name = a", "f.hocon: syntax error: line 2: '{' is never closed")]
     [InlineData("dmactors { x = = 1 }", "f.hocon: syntax error: line 1: missing value after '='")]

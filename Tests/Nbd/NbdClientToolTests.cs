@@ -30,7 +30,7 @@ public sealed class NbdClientToolTests(NbdFixture fx)
         Assert.Contains("base:allocation", e.GetProperty("contexts").EnumerateArray().Select(c => c.GetString()));
         Assert.Equal(512, e.GetProperty("block_size_minimum").GetInt32());
         Assert.Equal(4096, e.GetProperty("block_size_preferred").GetInt32());
-        Assert.Equal(32 << 20, e.GetProperty("block_size_maximum").GetInt32());
+        Assert.Equal(64 << 20, e.GetProperty("block_size_maximum").GetInt32());
     }
 
     [Fact]
@@ -68,6 +68,17 @@ public sealed class NbdClientToolTests(NbdFixture fx)
         Array.Fill(expected, (byte)0x11, 5000, 100);
         Array.Fill(expected, (byte)0xcd, 64 << 10, 64 << 10);
         Assert.Equal(expected, data);
+    }
+
+    [Fact]
+    public async Task Qemu_io_writes_and_reads_40_MiB_at_once()
+    {
+        var name = await fx.CreateExportAsync(sectors: 96 * 2048);
+        var output = await RunAsync("qemu-io", QemuUtils, "-f", "raw",
+            "-c", "write -P 0x5a 1M 40M", "-c", "read -P 0x5a 1M 40M", Url(name));
+        Assert.DoesNotContain("fail", output, StringComparison.OrdinalIgnoreCase);
+        using var c = RawNbdClient.Open(fx.Port, name);
+        Assert.All(c.Read(41 * 1024 * 1024 - 4096, 4096), b => Assert.Equal(0x5a, b));
     }
 
     [Fact]

@@ -48,7 +48,7 @@ public sealed class NbdProtocolTests(NbdFixture fx)
         var expected = TxFlags.HasFlags | TxFlags.SendFlush | TxFlags.SendFua | TxFlags.SendTrim | TxFlags.SendWriteZeroes |
                        TxFlags.SendFastZero | TxFlags.SendCache | TxFlags.CanMultiConn | TxFlags.SendDf;
         Assert.Equal(expected, e.Flags);
-        Assert.Equal((512u, 4096u, 32 * MiB), (e.MinBlock, e.PreferredBlock, e.MaxBlock));
+        Assert.Equal((512u, 4096u, 64 * MiB), (e.MinBlock, e.PreferredBlock, e.MaxBlock));
         Assert.Equal(name, e.Name);
         Assert.Contains(name, e.Description);
         // Transmission works right after the GO's ACK.
@@ -449,13 +449,93 @@ public sealed class NbdProtocolTests(NbdFixture fx)
         await Task.WhenAll(good.Concat(garbage)).WaitAsync(TimeSpan.FromMinutes(2));
     }
 
-    [Fact]
-    public async Task Oversized_write_payload_drops_the_client()
+    // ---- payload sizes ------------------------------------------------------------------------------------------
+
+    /// <summary>Opens <paramref name="name"/> with GO, or with EXPORT_NAME as old clients do (no block sizes told).</summary>
+    private static RawNbdClient OpenWith(int port, string name, bool go, bool structured = false)
     {
-        var name = await fx.CreateExportAsync();
-        using var c = RawNbdClient.Open(fx.Port, name);
-        c.SendRequest(Cmd.Write, 1, 0, 64 * MiB);
-        Assert.True(c.IsClosedByServer());
+        if (go) return RawNbdClient.Open(port, name, structured);
+        var c = RawNbdClient.Tcp(port).Greet();
+        c.SendOption(Opt.ExportName, System.Text.Encoding.UTF8.GetBytes(name));
+        c.ReadExactly(10); // size and flags (NO_ZEROES)
+        return c;
+    }
+
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public async Task A_48_MiB_write_and_read_are_served_with_go_and_with_export_name(bool go, bool structured)
+    {
+        var name = await fx.CreateExportAsync(sectors: 128 * 2048);
+        using var c = OpenWith(fx.Port, name, go, structured);
+        var data = RawNbdClient.Pattern((int)(48 * MiB), go ? 48 : 49);
+        Assert.Equal(0u, c.Write(16 * MiB, data));
+        Assert.Equal(data, c.Read(16 * MiB, 48 * MiB));
+        Assert.Equal(data[..4096], c.Read(16 * MiB, 4096)); // and the connection is in sync afterwards
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_write_or_read_over_the_max_payload_gets_einval_and_the_connection_keeps_serving(bool go)
+    {
+        var name = await fx.CreateExportAsync(sectors: 128 * 2048); // large enough: the length is refused, not the range
+        using var c = OpenWith(fx.Port, name, go);
+        Assert.Equal(Errno.Inval, c.Write(0, RawNbdClient.Pattern((int)(65 * MiB), 65)));
+        Assert.Equal(Errno.Inval, c.Request(Cmd.Read, 0, 65 * MiB).Error);
+        // The refused payload was read and discarded, and nothing of it was written.
+        Assert.Equal(new byte[4096], c.Read(0, 4096));
+        var data = RawNbdClient.Pattern(4096, 66);
+        Assert.Equal(0u, c.Write(4096, data));
+        Assert.Equal(data, c.Read(4096, 4096));
+    }
+
+    [Fact]
+    public async Task A_write_length_past_the_abuse_limit_ends_that_connection_only()
+    {
+        var name = await fx.CreateExportAsync(sectors: 8 * 2048);
+        using var good = RawNbdClient.Open(fx.Port, name);
+        using var bad = RawNbdClient.Open(fx.Port, name);
+        bad.SendRequest(Cmd.Write, 1, 0, 300 * MiB);
+        Assert.True(bad.IsClosedByServer());
+        var data = RawNbdClient.Pattern(4096, 300);
+        Assert.Equal(0u, good.Write(MiB, data));
+        Assert.Equal(data, good.Read(MiB, 4096));
+    }
+
+    [Fact]
+    public async Task A_max_payload_write_goes_through_a_smaller_in_flight_budget_behind_other_requests()
+    {
+        var name = await fx.CreateExportAsync(sectors: 128 * 2048);
+        await using var server = await fx.StartServerAsync(new NbdServerOptions
+        {
+            Tcp = new IPEndPoint(IPAddress.Loopback, 0),
+            MaxInFlightBytesPerConnection = (int)MiB,
+        });
+        using var c = RawNbdClient.Open(server.TcpEndpoint!.Port, name, structured: true);
+        var big = RawNbdClient.Pattern((int)(64 * MiB), 64);
+        for (var i = 0; i < 4; i++) c.SendRequest(Cmd.Write, (ulong)i, 64 * MiB + (ulong)i * MiB, MiB, RawNbdClient.Pattern((int)MiB, i));
+        c.SendRequest(Cmd.Write, 10, 0, 64 * MiB, big);
+        c.SendRequest(Cmd.Read, 11, 0, 64 * MiB);
+        c.SendRequest(Cmd.Read, 12, 64 * MiB, MiB);
+        var replies = Enumerable.Range(0, 7).Select(_ => c.ReadReply()).ToDictionary(r => r.Cookie);
+        Assert.All(replies.Values, r => Assert.Equal(0u, r.Error));
+        Assert.Equal(big, replies[11].Data);
+        Assert.Equal(RawNbdClient.Pattern((int)MiB, 0), replies[12].Data);
+    }
+
+    [Fact]
+    public async Task A_configured_max_payload_is_advertised_and_enforced()
+    {
+        var name = await fx.CreateExportAsync(sectors: 32 * 2048);
+        await using var server = await fx.StartServerAsync(new NbdServerOptions { Tcp = new IPEndPoint(IPAddress.Loopback, 0), MaxPayload = (int)(8 * MiB) });
+        using var c = RawNbdClient.Open(server.TcpEndpoint!.Port, name);
+        Assert.Equal(8 * MiB, c.Info!.MaxBlock);
+        var data = RawNbdClient.Pattern((int)(8 * MiB), 8);
+        Assert.Equal(0u, c.Write(0, data));
+        Assert.Equal(Errno.Inval, c.Write(0, new byte[8 * MiB + 512]));
+        Assert.Equal(data, c.Read(0, 8 * MiB));
     }
 
     [Fact]

@@ -283,6 +283,43 @@ public sealed class LogWritesTests : TargetHarness
         finally { dir.Delete(recursive: true); }
     }
 
+    [Fact]
+    public void Replay_log_check_over_a_log_without_such_points_fails_and_names_what_the_log_has()
+    {
+        Mem("d0", 128);
+        var l0 = Mem("l0", 512);
+        var dev = LogDevice("0 128 log-writes d0 l0");
+        WriteAt(dev, 0, Pattern(8, 1));
+        Flush(dev);
+        WriteAt(dev, 8, Pattern(8, 2));
+        Flush(dev);
+        Message("lw", "mark", "done");
+
+        var dir = Directory.CreateTempSubdirectory("dmactors-replay-");
+        try
+        {
+            var logPath = Path.Combine(dir.FullName, "log");
+            var devPath = Path.Combine(dir.FullName, "dev");
+            File.WriteAllBytes(logPath, Contents(l0, 0, 512));
+            File.WriteAllBytes(devPath, new byte[128 * 512]);
+            var fua = ReplayLog("--log", logPath, "--replay", devPath, "--check", "fua");
+            Assert.Equal((1, "", "replay-log: no FUA entries; the log has 2 flush points and 1 mark: try --check flush"),
+                (fua.Code, fua.Stdout, fua.Stderr.Trim()));
+            Assert.Equal(0, ReplayLog("--log", logPath, "--replay", devPath, "--check", "flush").Code);
+
+            // Plain writes only: nothing of any kind to check.
+            var plain = Path.Combine(dir.FullName, "plain");
+            var blocks = new byte[3 * 512];
+            LogFormat.WriteSuper(blocks, 1, 512);
+            LogFormat.WriteEntry(blocks.AsSpan(512, 512), 0, 1, LogFlags.None, []);
+            File.WriteAllBytes(plain, blocks);
+            var mark = ReplayLog("--log", plain, "--replay", devPath, "--check", "mark");
+            Assert.Equal((1, "replay-log: no marks; the log has no flush points or FUA entries either: nothing to check"),
+                (mark.Code, mark.Stderr.Trim()));
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+
     private static (int Code, string Stdout, string Stderr) ReplayLog(params string[] args)
     {
         var (stdout, stderr) = (new StringWriter(), new StringWriter());
