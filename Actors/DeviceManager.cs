@@ -184,8 +184,15 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
 
     private void Create(Dm.Create c)
     {
-        if (CheckName(c.Name) is { } bad) { Sender.Tell(new Dm.Failed("create", c.Name, Dm.Failed.Invalid, bad)); return; }
+        if ((CheckName(c.Name) ?? CheckUuid(c.Uuid)) is { } bad) { Sender.Tell(new Dm.Failed("create", Printable(c.Name), Dm.Failed.Invalid, bad)); return; }
         if (_devices.ContainsKey(c.Name)) { Sender.Tell(new Dm.Failed("create", c.Name, Dm.Failed.Busy, $"device {c.Name} already exists")); return; }
+        // dm_hash_insert: a uuid names one device, like a name (an empty uuid is none, as in the ioctl).
+        if (c.Uuid is { Length: > 0 } && _state.WithUuid(c.Uuid) is { } holder)
+        {
+            Sender.Tell(new Dm.Failed("create", c.Name, Dm.Failed.Busy, $"device with uuid {c.Uuid} already exists: {holder.Name}"));
+            return;
+        }
+        if (c.Uuid == "") c = c with { Uuid = null };
         // Build first: a create whose table fails leaves nothing behind (dmsetup's _revert_create).
         (Table Table, HashSet<string> Uses)? built = null;
         if (!string.IsNullOrWhiteSpace(c.Table))
@@ -296,6 +303,18 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
         var sender = Sender;
         if (r.SetUuid)
         {
+            // dev_rename, then dm_hash_rename: a valid string, not another device's uuid, no uuid yet.
+            if ((r.NewName.Length == 0 ? "Invalid new mapped device name or uuid string supplied." : CheckUuid(r.NewName)) is { } invalid)
+            {
+                sender.Tell(new Dm.Failed("rename", r.Name, Dm.Failed.Invalid, invalid));
+                return;
+            }
+            if (_state.WithUuid(r.NewName) != null)
+            {
+                sender.Tell(new Dm.Failed("rename", r.Name, Dm.Failed.Busy,
+                    $"Unable to change uuid on mapped device {r.Name} to one that already exists: {r.NewName}"));
+                return;
+            }
             var current = _state.Devices.TryGetValue(r.Name, out var rec) ? rec.Uuid : null;
             if (current != null)
             {
@@ -403,15 +422,33 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
         }
     }
 
-    /// <summary>dm-ioctl's check_name.</summary>
+    /// <summary>
+    /// A device name dm accepts: at most 127 bytes (DM_NAME_LEN with its NUL; libdm's message), no '/', not
+    /// "control", "." or ".." (dm-ioctl's check_name, its messages), and no control characters: dm takes them,
+    /// but a newline breaks every listing (`dmsetup ls`), so they are refused too.
+    /// </summary>
     public static string? CheckName(string name) => name switch
     {
         "" => "device name cannot be empty",
-        "." or ".." or "control" => $"device name cannot be {name}",
+        _ when System.Text.Encoding.UTF8.GetByteCount(name) > 127 => $"Name \"{Printable(name)}\" too long.",
         _ when name.Contains('/') => "device name cannot contain '/'",
-        _ when name.Length > 127 => "device name is longer than 127 characters",
+        "." or ".." or "control" => "device name cannot be \"control\", \".\", or \"..\"",
+        _ when name.Any(char.IsControl) => $"Name \"{Printable(name)}\" invalid. It contains a control character.",
         _ => null,
     };
+
+    /// <summary>A uuid dm accepts: at most 128 bytes (DM_UUID_LEN with its NUL; libdm's message), no control characters.</summary>
+    public static string? CheckUuid(string? uuid) => uuid switch
+    {
+        null => null,
+        _ when System.Text.Encoding.UTF8.GetByteCount(uuid) > 128 => $"Uuid \"{Printable(uuid)}\" too long",
+        _ when uuid.Any(char.IsControl) => $"Uuid \"{Printable(uuid)}\" invalid. It contains a control character.",
+        _ => null,
+    };
+
+    /// <summary>Control characters as libdm mangles them (\xNN), so a refused name prints on one line.</summary>
+    private static string Printable(string s) =>
+        s.Any(char.IsControl) ? string.Concat(s.Select(ch => char.IsControl(ch) ? $"\\x{(int)ch:x2}" : ch.ToString())) : s;
 
     /// <summary>Resolves table arguments: mapped devices by name or major:minor, then disks by name, devno or path.</summary>
     private sealed class Lookup(DeviceManager manager, string self) : IDeviceLookup

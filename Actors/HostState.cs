@@ -62,6 +62,9 @@ public sealed record HostState(ImmutableSortedDictionary<string, DeviceRecord> D
 
     private HostState With(DeviceRecord d) => this with { Devices = Devices.SetItem(d.Name, d) };
 
+    /// <summary>The device that has <paramref name="uuid"/>, if any (uuids are unique, like names).</summary>
+    public DeviceRecord? WithUuid(string uuid) => Devices.Values.FirstOrDefault(d => string.Equals(d.Uuid, uuid, StringComparison.Ordinal));
+
     public static string Describe(DeviceEvents.DeviceEvent e) => e switch
     {
         DeviceEvents.Created c => $"created (minor {c.Minor}, {c.Mode.ToString().ToLowerInvariant()} barriers{(c.ReadOnly ? ", read-only" : "")}{(c.Uuid != null ? ", uuid " + c.Uuid : "")})",

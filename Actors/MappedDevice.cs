@@ -200,7 +200,8 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         var table = _live;
         if (table == null) { io.SetError(BioStatus.IoError, false); return; }
         if (bio.Op == BioOp.Flush) { IssueFlush(io); return; }
-        if (bio.Sector < 0 || bio.Sectors < 0 || bio.Sector + bio.Sectors > table.Sectors) { io.SetError(BioStatus.OutOfRange, false); return; }
+        // Compared without adding: sector + sectors may wrap negative and look in range.
+        if (bio.Sector < 0 || bio.Sectors < 0 || bio.Sector > table.Sectors - bio.Sectors) { io.SetError(BioStatus.OutOfRange, false); return; }
         if ((_readOnly || table.ReadOnly) && bio.Op != BioOp.Read) { io.SetError(BioStatus.ReadOnly, false); return; }
         if (bio.HasData && bio.Data.Length != bio.Sectors << Bio.SectorShift) { io.SetError(BioStatus.Invalid, false); return; }
         flags &= ~(BioFlags.Barrier | BioFlags.Preflush);

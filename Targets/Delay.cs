@@ -64,7 +64,7 @@ public sealed class Delay : Target
     public override MapResult Map(Bio clone, int index, ITargetContext ctx)
     {
         var c = clone.Op == BioOp.Flush ? _classes[2] : clone.IsWriteDirection ? _classes[1] : _classes[0];
-        if (clone.Sectors > 0) clone.Sector = c.Start + Offset(clone);
+        if (clone.Sectors > 0) clone.Sector = RemapSector(c.Start, clone);
         if (c.Ms == 0 || !_mayDelay) return MapResult.Remapped(c.Dev);
 
         var held = new HeldBio(clone, c);

@@ -5,7 +5,8 @@ namespace DmActors.Targets;
 /// with EIO once enabled, like a disk returning a medium error. A write to a bad block succeeds and removes it
 /// from the list (unless it was added with a write-fail count, which fails that many writes first). IO is split
 /// at block boundaries. Messages: addbadblock &lt;blk&gt; [&lt;wr_fail_cnt&gt;], removebadblock, queryblock, countbadblocks,
-/// clearbadblocks, listbadblocks, enable, disable, quiet. Block numbers count blksz units from the device start.
+/// clearbadblocks, listbadblocks, enable, disable, quiet. Block numbers count blksz units from the device start;
+/// a block outside the target's area is "selected block value out of range".
 /// Table: `8:16 0 512`; status: `8:16 bypass|fail_read_on_bad_block verbose|quiet`.
 /// </summary>
 [TargetType("dust", 1, 0, 0)]
@@ -17,6 +18,8 @@ public sealed class Dust : Target
     private readonly long _start;
     private readonly uint _blksz;
     private readonly int _shift; // log2(sectors per block)
+    /// <summary>The blocks (counted from the device start) this target's area covers, partly or wholly.</summary>
+    private readonly long _firstBlock, _lastBlock;
     /// <summary>Bad block -> writes still to fail before a write clears it.</summary>
     private readonly SortedDictionary<long, int> _bad = new();
     private bool _failReadOnBadBlock;
@@ -33,6 +36,8 @@ public sealed class Dust : Target
         _shift = System.Numerics.BitOperations.Log2(_blksz >> Bio.SectorShift);
         _start = a.ParseSector(a.Args[1], "Invalid device offset sector");
         _dev = a.GetDevice(a.Args[0], _start, a.Length);
+        _firstBlock = _start >> _shift;
+        _lastBlock = (_start + a.Length - 1) >> _shift; // the area fits on the device, so this does not overflow
     }
 
     public override IReadOnlyList<IBlockDevice> Devices => [_dev];
@@ -42,7 +47,7 @@ public sealed class Dust : Target
 
     public override MapResult Map(Bio clone, int index, ITargetContext ctx)
     {
-        if (clone.Op != BioOp.Flush) clone.Sector = _start + Offset(clone);
+        if (clone.Op != BioOp.Flush) clone.Sector = RemapSector(_start, clone);
         if (!_failReadOnBadBlock || clone.Op == BioOp.Flush) return MapResult.Remapped(_dev);
         var block = clone.Sector >> _shift;
         if (!clone.IsWriteDirection) return _bad.ContainsKey(block) ? MapResult.Kill : MapResult.Remapped(_dev);
@@ -83,8 +88,9 @@ public sealed class Dust : Target
                 var failWrites = 0;
                 if (args.Length == 3 && (!int.TryParse(args[2], System.Globalization.NumberStyles.None, null, out failWrites) || failWrites > 255))
                     throw new TargetException("selected write fail count out of range");
-                // dm compares with `>`: the block just past the end is accepted.
-                if (block > _dev.Sectors >> _shift) throw new TargetException("selected block value out of range");
+                // dm-dust only refuses blocks past the end of the underlying device (and accepts the one just past
+                // it); a block outside the blocks this target maps can never fail an IO, so it is refused too.
+                if (block < _firstBlock || block > _lastBlock) throw new TargetException("selected block value out of range");
                 switch (cmd)
                 {
                     case "addbadblock":

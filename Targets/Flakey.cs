@@ -148,7 +148,7 @@ public sealed class Flakey : Target
                     var copy = clone.Data.ToArray();
                     if (fixedHit) Corrupt(copy, _corruptByte - 1, _corruptValue);
                     if (randomHit) Corrupt(copy, (uint)Random.Shared.Next(copy.Length), (byte)Random.Shared.Next(256));
-                    var own = new Bio(BioOp.Write, _start + Offset(clone), clone.Sectors, copy, Akka.Actor.ActorRefs.Nobody, clone.Flags);
+                    var own = new Bio(BioOp.Write, RemapSector(_start, clone), clone.Sectors, copy, Akka.Actor.ActorRefs.Nobody, clone.Flags);
                     ctx.Submit(_dev, own, status => ctx.Complete(clone, status));
                     return MapResult.Submitted;
                 }
@@ -159,7 +159,7 @@ public sealed class Flakey : Target
 
     private MapResult Remap(Bio clone)
     {
-        if (clone.Op != BioOp.Flush) clone.Sector = _start + Offset(clone);
+        if (clone.Op != BioOp.Flush) clone.Sector = RemapSector(_start, clone);
         return MapResult.Remapped(_dev);
     }
 

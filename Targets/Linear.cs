@@ -24,7 +24,7 @@ public sealed class Linear : Target
 
     public override MapResult Map(Bio clone, int index, ITargetContext ctx)
     {
-        if (clone.Op != BioOp.Flush) clone.Sector = _start + Offset(clone);
+        if (clone.Op != BioOp.Flush) clone.Sector = RemapSector(_start, clone);
         return MapResult.Remapped(_dev);
     }
 

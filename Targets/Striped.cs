@@ -21,7 +21,7 @@ public sealed class Striped : Target
         if (a.Length % n != 0) throw new TargetException("Target length not divisible by number of stripes");
         var width = a.Length / n;
         if (width % _chunk != 0) throw new TargetException("Target length not divisible by chunk size");
-        if (a.Args.Length != 2 + 2 * n) throw new TargetException("Not enough destinations specified");
+        if (a.Args.Length != 2 + 2L * n) throw new TargetException("Not enough destinations specified");
         _stripes = new (IBlockDevice, long)[n];
         _errors = new int[n];
         var opened = new List<IBlockDevice>();
@@ -54,7 +54,8 @@ public sealed class Striped : Target
     {
         var chunk = offset / _chunk;
         var stripe = (int)(chunk % _stripes.Length);
-        return (stripe, _stripes[stripe].Start + chunk / _stripes.Length * _chunk + offset % _chunk);
+        // Within the stripe's area, which the constructor checked fits on its device; checked in case it did not.
+        return (stripe, checked(_stripes[stripe].Start + chunk / _stripes.Length * _chunk + offset % _chunk));
     }
 
     public override MapResult Map(Bio clone, int index, ITargetContext ctx)
@@ -66,7 +67,7 @@ public sealed class Striped : Target
             case BioOp.Discard or BioOp.WriteZeroes:
                 var (begin, end) = (StripeBound(Offset(clone), index), StripeBound(Offset(clone) + clone.Sectors, index));
                 if (begin >= end) { ctx.Complete(clone, BioStatus.Ok); return MapResult.Submitted; }
-                clone.Sector = _stripes[index].Start + begin;
+                clone.Sector = checked(_stripes[index].Start + begin);
                 clone.Sectors = end - begin;
                 return MapResult.Remapped(_stripes[index].Dev);
             default:

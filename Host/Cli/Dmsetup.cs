@@ -84,7 +84,7 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
         }
         var reply = await channel.AskAsync(new Dm.Create(name, table, a.ReadOnly, a.Uuid, a.Mode));
         // dmsetup creates, then loads: a table the kernel refuses fails in the reload ioctl.
-        return Report(reply, a.Uuid, f => f.Op == "create" && table != null && f.Error == Dm.Failed.Invalid && DeviceManager.CheckName(name) == null
+        return Report(reply, a.Uuid, f => f.Op == "create" && table != null && f.Error == Dm.Failed.Invalid && (DeviceManager.CheckName(name) ?? DeviceManager.CheckUuid(a.Uuid)) == null
             ? f with { Op = "reload" } : f);
     }
 

@@ -271,6 +271,13 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         if (name == null) return (null, error);
         var (opened, openError) = server.OpenExportAsync(name).GetAwaiter().GetResult();
         if (opened == null) return (null, $"export '{name}': {openError}");
+        // The size goes out as a byte count: one that does not fit in 63 bits would read as negative (or wrap).
+        // Tables cannot be that large; refuse rather than advertise nonsense if one ever is.
+        if (opened.Sectors is < 0 or > long.MaxValue >> Bio.SectorShift)
+        {
+            server.CloseExportAsync(name).GetAwaiter().GetResult();
+            return (null, $"export '{name}': size of {opened.Sectors} sectors does not fit in a 64-bit byte count");
+        }
         if (!keep) server.CloseExportAsync(name).GetAwaiter().GetResult();
         return (new NbdExport(name, opened.Device, opened.Sectors << 9, opened.ReadOnly, FlagsFor(opened), PreferredFor(opened, server.Options.MaxPayload)), null);
     }

@@ -15,6 +15,12 @@ public sealed record TableLine(long Start, long Length, string Type, string[] Ar
 /// </summary>
 public sealed class Table
 {
+    /// <summary>
+    /// The largest device, in sectors: its size in bytes must fit in a signed 64-bit integer (loff_t), as the
+    /// kernel's dm_table_add_target requires (2^54 - 1 sectors, just under 8 EiB).
+    /// </summary>
+    public const long MaxSectors = long.MaxValue >> Bio.SectorShift;
+
     private readonly long[] _ends;
 
     private Table(IReadOnlyList<Target> targets, IReadOnlyList<TableLine> lines, bool readOnly)
@@ -80,7 +86,7 @@ public sealed class Table
         return lines;
     }
 
-    /// <summary>Checks the layout rules of dm_table_add_target: no targets, zero length, unknown type, gaps.</summary>
+    /// <summary>Checks the layout rules of dm_table_add_target: no targets, zero length, too large, unknown type, gaps.</summary>
     public static void CheckLayout(IReadOnlyList<TableLine> lines)
     {
         if (lines.Count == 0) throw new TableException("no targets specified");
@@ -88,6 +94,10 @@ public sealed class Table
         foreach (var l in lines)
         {
             if (l.Length == 0) throw new TableException("zero-length target");
+            // Compared, not added: start + length may not fit in a long (both are at most long.MaxValue).
+            if (l.Length > MaxSectors - l.Start)
+                throw new TableException($"too large device: {(ulong)l.Start + (ulong)l.Length} sectors, at most {MaxSectors} " +
+                                         "(the size in bytes must fit in a signed 64-bit integer)");
             if (!TargetTypes.Exists(l.Type)) throw new TableException($"{l.Type}: unknown target type");
             if (l.Start != next) throw new TableException("Gap in table");
             next = l.Start + l.Length;

@@ -119,6 +119,13 @@ public abstract class Target
 
     /// <summary>Sector relative to the target start.</summary>
     protected long Offset(Bio bio) => bio.Sector - Begin;
+
+    /// <summary>
+    /// The sector on a device whose area for this target begins at <paramref name="start"/>. The constructor checked
+    /// that the area fits on the device, so this cannot overflow; checked anyway, so a broken invariant fails the
+    /// clone (the target actor's restart answers it with EIO) instead of sending it to a wrapped-around sector.
+    /// </summary>
+    protected long RemapSector(long start, Bio bio) => checked(start + (bio.Sector - Begin));
 }
 
 [AttributeUsage(AttributeTargets.Class)]
@@ -144,7 +151,8 @@ public sealed class TargetArgs
     public IBlockDevice GetDevice(string name, long start, long len, string lookupError = "Device lookup failed")
     {
         var dev = Lookup.Find(name) ?? throw new TargetException($"{lookupError}: {name}");
-        if (start < 0 || start + len > dev.Sectors)
+        // device_area_is_invalid, without start + len: a start near long.MaxValue would wrap it negative.
+        if (start < 0 || len < 0 || start > dev.Sectors || len > dev.Sectors - start)
             throw new TargetException($"{dev.Name} too small for target: start={start}, len={len}, dev_size={dev.Sectors}");
         dev.Open();
         return dev;

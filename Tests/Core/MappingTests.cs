@@ -103,6 +103,23 @@ public sealed class MappingTests : DeviceHarness
     }
 
     [Fact]
+    public void A_bio_whose_end_overflows_is_out_of_range_on_devices_and_disks()
+    {
+        var d0 = Disks.AddMemory("d0", 1024);
+        var dev = Create("x", "0 100 linear d0 0");
+        var p = CreateTestProbe();
+        // sector + sectors wraps negative: it must not pass the range check as if it were in range.
+        Assert.Equal(BioStatus.OutOfRange, Run(dev, new Bio(BioOp.Discard, long.MaxValue - 3, 8, Memory<byte>.Empty, p.Ref)));
+        Assert.Equal(BioStatus.OutOfRange, Run(dev, new Bio(BioOp.WriteZeroes, 50, long.MaxValue, Memory<byte>.Empty, p.Ref)));
+        Assert.Equal(BioStatus.OutOfRange, Run(dev, Read(long.MaxValue, 1, p)));
+        var status = new TaskCompletionSource<BioStatus>();
+        d0.Start(new Bio(BioOp.WriteZeroes, long.MaxValue - 3, 8, Memory<byte>.Empty, p.Ref), (_, s) => status.TrySetResult(s));
+        Assert.True(status.Task.Wait(Wait));
+        Assert.Equal(BioStatus.OutOfRange, status.Task.Result);
+        Assert.Equal(BioStatus.Ok, Run(dev, Read(99, 1, p))); // and the device still serves
+    }
+
+    [Fact]
     public void Discard_on_striped_goes_once_per_stripe_covering_only_its_part()
     {
         var s0 = Gate("s0", 1024, false);

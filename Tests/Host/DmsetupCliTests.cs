@@ -147,6 +147,50 @@ public sealed class DmsetupCliTests : IDisposable
     }
 
     [Fact]
+    public async Task Duplicate_uuids_are_busy()
+    {
+        await Ok("create vol1 -u LVM-1 --notable");
+        await Fails("create vol2 -u LVM-1 --notable",
+            "device-mapper: create ioctl on vol2 LVM-1 failed: Device or resource busy\ndevice with uuid LVM-1 already exists: vol1\nCommand failed.\n");
+        await Fails(["create", "vol2", "-u", "LVM-1", "--table", "0 10 zero"],
+            "device-mapper: create ioctl on vol2 LVM-1 failed: Device or resource busy\ndevice with uuid LVM-1 already exists: vol1\nCommand failed.\n");
+        await Ok("create vol3 --notable");
+        await Fails("rename vol3 --setuuid LVM-1",
+            "device-mapper: rename ioctl on vol3  failed: Device or resource busy\nUnable to change uuid on mapped device vol3 to one that already exists: LVM-1\nCommand failed.\n");
+        await Ok("ls", "vol1\t(253:0)\nvol3\t(253:1)\n");
+    }
+
+    [Fact]
+    public async Task Names_and_uuids_dm_refuses()
+    {
+        var name128 = new string('n', 128);
+        await Fails($"create {name128} --notable", $"device-mapper: create ioctl on {name128}  failed: Invalid argument\nName \"{name128}\" too long.\nCommand failed.\n");
+        await Fails(["create", "a\nb", "--table", "0 10 zero"],
+            "device-mapper: create ioctl on a\\x0ab  failed: Invalid argument\nName \"a\\x0ab\" invalid. It contains a control character.\nCommand failed.\n");
+        await Fails("create .. --notable", "device-mapper: create ioctl on ..  failed: Invalid argument\ndevice name cannot be \"control\", \".\", or \"..\"\nCommand failed.\n");
+        var uuid129 = new string('u', 129);
+        // A bad uuid fails the create ioctl, not the reload of its table.
+        await Fails(["create", "u", "-u", uuid129, "--table", "0 10 zero"],
+            $"device-mapper: create ioctl on u {uuid129} failed: Invalid argument\nUuid \"{uuid129}\" too long\nCommand failed.\n");
+        await Ok("create ok --notable");
+        await Fails(["rename", "ok", "x\ty"], "device-mapper: rename ioctl on ok  failed: Invalid argument\nName \"x\\x09y\" invalid. It contains a control character.\nCommand failed.\n");
+        await Fails($"rename ok --setuuid {uuid129}", $"device-mapper: rename ioctl on ok  failed: Invalid argument\nUuid \"{uuid129}\" too long\nCommand failed.\n");
+        await Ok("ls", "ok\t(253:0)\n");
+    }
+
+    [Fact]
+    public async Task Sizes_that_overflow_are_refused()
+    {
+        await Fails(["create", "big", "--table", "0 9223372036854775807 zero"],
+            "device-mapper: reload ioctl on big  failed: Invalid argument\n" +
+            "too large device: 9223372036854775807 sectors, at most 18014398509481983 (the size in bytes must fit in a signed 64-bit integer)\nCommand failed.\n");
+        await Fails(["create", "ovf", "--table", "0 1024 linear m0 9223372036854775807"],
+            "device-mapper: reload ioctl on ovf  failed: Invalid argument\n" +
+            "linear: m0 too small for target: start=9223372036854775807, len=1024, dev_size=8192\nCommand failed.\n");
+        await Ok("ls", "No devices found\n");
+    }
+
+    [Fact]
     public async Task Missing_devices()
     {
         foreach (var q in new[] { "info", "table", "status" })

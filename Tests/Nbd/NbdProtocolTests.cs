@@ -277,11 +277,50 @@ public sealed class NbdProtocolTests(NbdFixture fx)
         Assert.Equal(Errno.NoSpc, c.Write(MiB, new byte[512]));
         Assert.Equal(Errno.NoSpc, c.Request(Cmd.WriteZeroes, MiB - 512, 4096).Error);
         Assert.Equal(Errno.Inval, c.Request(Cmd.Trim, ulong.MaxValue - 511, 512).Error);
+        // offset + length wraps around 2^64: still past the end, never taken as in range.
+        Assert.Equal(Errno.Inval, c.Request(Cmd.Read, ulong.MaxValue - 511, 1024).Error);
+        Assert.Equal(Errno.NoSpc, c.Write(ulong.MaxValue - 511, new byte[1024]));
         Assert.Equal(Errno.Inval, c.Request(Cmd.Cache, 2 * MiB, 512).Error);
         // The connection is still in sync: the last sector works.
         var last = RawNbdClient.Pattern(512, 9);
         Assert.Equal(0u, c.Write(MiB - 512, last));
         Assert.Equal(last, c.Read(MiB - 512, 512));
+    }
+
+    /// <summary>A manager whose one device claims more sectors than a 64-bit byte count can hold.</summary>
+    private sealed class OversizedDeviceManager : ReceiveActor
+    {
+        public sealed class Counts { public int Opens, Closes; }
+
+        public OversizedDeviceManager(long sectors, Counts counts)
+        {
+            Receive<Dm.ListExports>(_ => Sender.Tell(Dm.Done.Of("huge")));
+            Receive<Dm.Open>(o => { Interlocked.Increment(ref counts.Opens); Sender.Tell(new Dm.Opened(o.Name, Self, sectors, false, false, 4096, true, true)); });
+            Receive<Dm.Close>(_ => { Interlocked.Increment(ref counts.Closes); Sender.Tell(Dm.Done.Empty); });
+        }
+    }
+
+    [Theory]
+    [InlineData(1L << 54)]       // 2^63 bytes: a negative size as a signed 64-bit count
+    [InlineData(long.MaxValue)]  // the byte count would wrap
+    public async Task An_export_too_large_for_a_64_bit_byte_count_is_refused_not_advertised(long sectors)
+    {
+        var counts = new OversizedDeviceManager.Counts();
+        var manager = fx.System.ActorOf(Props.Create(() => new OversizedDeviceManager(sectors, counts)));
+        await using var server = new NbdServer(fx.System, manager, new NbdServerOptions { Tcp = new IPEndPoint(IPAddress.Loopback, 0) });
+        await server.StartAsync();
+        using var c = RawNbdClient.Tcp(server.TcpEndpoint!.Port).Greet();
+        foreach (var option in new[] { Opt.Info, Opt.Go })
+        {
+            var replies = c.Option(option, RawNbdClient.InfoRequest("huge"));
+            Assert.DoesNotContain(replies, r => r.Type == Rep.Info); // no size went out
+            Assert.Equal(Rep.ErrUnknown, replies[^1].Type);
+            Assert.Equal($"export 'huge': size of {sectors} sectors does not fit in a 64-bit byte count", replies[^1].Text);
+        }
+        // Every open was closed again: the handshake waits for the close before it answers.
+        Assert.Equal((2, 2), (Volatile.Read(ref counts.Opens), Volatile.Read(ref counts.Closes)));
+        Assert.Equal(Rep.Ack, c.Option(Opt.List)[^1].Type); // and the handshake goes on
+        fx.System.Stop(manager);
     }
 
     [Fact]

@@ -71,6 +71,26 @@ public sealed class DustTests : TargetHarness
     }
 
     [Fact]
+    public void Blocks_outside_the_targets_area_are_out_of_range_for_every_block_message()
+    {
+        Mem("d0", 1 << 21);                                                  // a 1 GiB disk: block 999999 is on it
+        Create("du", "0 2048 dust d0 1024 512");                             // but the target maps blocks 1024..3071
+        foreach (var args in new[] { new[] { "addbadblock", "999999" }, ["addbadblock", "999999", "3"], ["removebadblock", "999999"],
+                     ["queryblock", "999999"], ["addbadblock", "3072"], ["addbadblock", "1023"], ["queryblock", "0"] })
+            Assert.Equal("selected block value out of range", MessageError("du", args));
+        Assert.Equal("countbadblocks: 0 badblock(s) found", Message("du", "countbadblocks").Single());
+        Assert.Empty(Message("du", "addbadblock", "1024"));                 // the first and last blocks it maps
+        Assert.Empty(Message("du", "addbadblock", "3071"));
+        Assert.Equal("dust_query_block: block 3071 found in badblocklist", Message("du", "queryblock", "3071").Single());
+
+        // With larger blocks, a block the area covers only partly is still the target's.
+        Create("du8", "0 12 dust d0 4 4096");                                // sectors 4..15: blocks 0 and 1
+        Assert.Empty(Message("du8", "addbadblock", "0"));
+        Assert.Empty(Message("du8", "addbadblock", "1"));
+        Assert.Equal("selected block value out of range", MessageError("du8", "addbadblock", "2"));
+    }
+
+    [Fact]
     public void A_write_fail_count_fails_that_many_writes_first()
     {
         Mem("d0", 1024);
