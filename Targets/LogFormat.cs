@@ -139,6 +139,12 @@ public sealed class LogReader
             // log_entry_valid: not all zero, and zero padded unless it is a mark.
             if ((flags == 0 && nr == 0) || (flags != LogFlags.Mark && block[LogFormat.EntryHeaderSize] != 0))
                 throw new InvalidDataException($"Malformed entry @{pos}");
+            // A corrupt entry must not wrap an offset: its sector and its data must fit the log's own units.
+            var blocks = (ulong)(_log.Length / SectorSize);
+            if (sector > (ulong)long.MaxValue / SectorSize || nr > (ulong)long.MaxValue / SectorSize)
+                throw new InvalidDataException($"Malformed entry @{pos}: sector {sector} or size {nr} out of range");
+            if ((flags & LogFlags.Discard) == 0 && nr > blocks - (ulong)pos - 1)
+                throw new InvalidDataException($"Malformed entry @{pos}: {nr} block(s) of data run past the end of the log ({blocks} blocks)");
             string? mark = null;
             if ((flags & LogFlags.Mark) != 0)
                 mark = Encoding.UTF8.GetString(block, LogFormat.EntryHeaderSize, (int)Math.Min(dataLen, SectorSize - (ulong)LogFormat.EntryHeaderSize));
@@ -204,6 +210,9 @@ public static class LogReplay
     private static void Apply(LogReader log, LogEntry e, IByteStore device, bool discard)
     {
         var at = (long)e.Sector * log.SectorSize;
+        var length = (long)e.NrSectors * log.SectorSize;
+        if (at > long.MaxValue - length) // a file grows on replay, but an offset must not wrap to the start
+            throw new InvalidDataException($"entry {e.Index}@{e.Position} (sector {e.Sector}, size {e.NrSectors}) ends past any device");
         if (e.Has(LogFlags.Discard))
         {
             if (!discard) return;

@@ -333,4 +333,21 @@ public sealed class LogWritesTests : TargetHarness
         var empty = new MemoryDisk("e", 16);
         Assert.Equal("Magic doesn't match", Assert.Throws<InvalidDataException>(() => Reader(empty)).Message);
     }
+
+    [Fact]
+    public void A_corrupt_entry_whose_offsets_would_wrap_is_malformed_not_replayed_at_a_wrapped_offset()
+    {
+        var log = new MemoryDisk("bad", 8);
+        var blocks = new byte[3 * 512];
+        LogFormat.WriteSuper(blocks, 2, 512);
+        LogFormat.WriteEntry(blocks.AsSpan(512, 512), 1UL << 55, 1, LogFlags.None, []);   // sector * 512 wraps past 2^64
+        log.WriteAt(0, blocks);
+        var e = Assert.Throws<InvalidDataException>(() => Reader(log).Entries().ToList());
+        Assert.Contains("Malformed entry @1: sector 36028797018963968", e.Message);
+
+        LogFormat.WriteEntry(blocks.AsSpan(512, 512), 0, 100, LogFlags.None, []);        // more data than the log holds
+        log.WriteAt(0, blocks);
+        e = Assert.Throws<InvalidDataException>(() => Reader(log).Entries().ToList());
+        Assert.Contains("run past the end of the log (8 blocks)", e.Message);
+    }
 }
