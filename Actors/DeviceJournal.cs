@@ -16,9 +16,9 @@ public sealed class DeviceJournal : ReceivePersistentActor
         /// <summary>Persist these events as one atomic write.</summary>
         /// <param name="Id">Echoed in the answer, so a late answer is never taken for the next change's.</param>
         public sealed record Record(long Id, IReadOnlyList<DeviceEvents.DeviceEvent> Events);
-        public sealed record Recorded(long Id, HostState State);
+        public sealed record Recorded(long Id, HostState State, ConfigDeviceRecords ConfigDevices);
         public sealed record Rejected(long Id, string Reason);
-        public sealed record Recovered(HostState State);
+        public sealed record Recovered(HostState State, ConfigDeviceRecords ConfigDevices);
         public sealed record RecoveryFailed(string Reason);
     }
 
@@ -27,13 +27,18 @@ public sealed class DeviceJournal : ReceivePersistentActor
     public static Props Props(string persistenceId) => Akka.Actor.Props.Create(() => new DeviceJournal(persistenceId));
 
     private HostState _state = HostState.Empty;
+    private ConfigDeviceRecords _config = ConfigDeviceRecords.Empty;
     private long _current;
 
     public DeviceJournal(string persistenceId)
     {
         PersistenceId = persistenceId;
-        Recover<SnapshotOffer>(s => { if (s.Snapshot is HostState st) _state = st; });
-        Recover<DeviceEvents.DeviceEvent>(e => _state = _state.Apply(e));
+        Recover<SnapshotOffer>(s =>
+        {
+            if (s.Snapshot is HostSnapshot snapshot) (_state, _config) = (snapshot.State, snapshot.ConfigDevices);
+            else if (s.Snapshot is HostState st) _state = st; // written before HostSnapshot
+        });
+        Recover<DeviceEvents.DeviceEvent>(Apply);
         Command<Msg.Record>(r =>
         {
             _current = r.Id;
@@ -41,11 +46,11 @@ public sealed class DeviceJournal : ReceivePersistentActor
             var snapshotDue = false;
             PersistAll(r.Events, e =>
             {
-                _state = _state.Apply(e);
+                Apply(e);
                 snapshotDue |= LastSequenceNr % SnapshotEvery == 0;
                 if (--left > 0) return;
-                Sender.Tell(new Msg.Recorded(r.Id, _state));
-                if (snapshotDue) SaveSnapshot(_state);
+                Sender.Tell(new Msg.Recorded(r.Id, _state, _config));
+                if (snapshotDue) SaveSnapshot(new HostSnapshot(_state, _config));
             });
         });
         Command<SaveSnapshotSuccess>(s => DeleteSnapshots(new SnapshotSelectionCriteria(s.Metadata.SequenceNr - 1)));
@@ -56,7 +61,13 @@ public sealed class DeviceJournal : ReceivePersistentActor
 
     public override string PersistenceId { get; }
 
-    protected override void OnReplaySuccess() => Context.Parent.Tell(new Msg.Recovered(_state));
+    private void Apply(DeviceEvents.DeviceEvent e)
+    {
+        _state = _state.Apply(e);
+        _config = _config.Apply(e);
+    }
+
+    protected override void OnReplaySuccess() => Context.Parent.Tell(new Msg.Recovered(_state, _config));
 
     protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
     {

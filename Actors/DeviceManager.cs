@@ -26,10 +26,26 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     /// </summary>
     public sealed record Quiesce;
 
+    /// <summary>The host's start: what the journal recorded, answered with <see cref="Recorded"/>.</summary>
+    public sealed record GetRecorded;
+    public sealed record Recorded(HostState State, ConfigDeviceRecords ConfigDevices);
+
+    /// <summary>
+    /// The host's start: create a device of the configuration, recorded as the configuration's
+    /// (<see cref="DeviceEvents.ConfigDevice"/>) in the same write, so no later start creates it again.
+    /// </summary>
+    public sealed record CreateConfigDevice(Dm.Create Create);
+
+    /// <summary>The host's start: a device the configuration names, already recorded, becomes the configuration's.</summary>
+    public sealed record AdoptConfigDevice(string Name);
+
     private sealed record Entry(IActorRef Actor, DeviceShared Shared, MappedDeviceHandle Handle)
     {
         /// <summary>Names of the mapped devices this device's tables use (for loop detection).</summary>
         public HashSet<string> Uses { get; } = new();
+
+        /// <summary>Why the recorded live table could not be rebuilt at recovery (a missing disk); named by devices stacked on it.</summary>
+        public string? Error { get; set; }
     }
 
     private readonly DiskRegistry _disks;
@@ -37,6 +53,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly SortedDictionary<string, Entry> _devices = new(StringComparer.Ordinal);
     private HostState _state = HostState.Empty;
+    private ConfigDeviceRecords _config = ConfigDeviceRecords.Empty;
     private IActorRef? _journal;
     private bool _recovering;
     private string? _unavailable;
@@ -66,7 +83,10 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     {
         switch (message)
         {
-            case DeviceJournal.Msg.Recovered r: Recovered(r.State); return;
+            case DeviceJournal.Msg.Recovered r:
+                _config = r.ConfigDevices;
+                Recovered(r.State);
+                return;
             case DeviceJournal.Msg.RecoveryFailed f:
                 _unavailable = $"cannot recover devices from the journal: {f.Reason}";
                 _log.Error(_unavailable);
@@ -74,7 +94,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
                 Stash.UnstashAll();
                 return;
             case DeviceJournal.Msg.Recorded r:
-                _state = r.State;
+                (_state, _config) = (r.State, r.ConfigDevices);
                 if (r.Id == _awaitingId) Settle(null);
                 return;
             case DeviceJournal.Msg.Rejected r:
@@ -100,6 +120,17 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
         switch (message)
         {
             case Dm.Create c: Create(c); break;
+            case CreateConfigDevice c: Create(c.Create, fromConfig: true); break;
+            case AdoptConfigDevice a:
+                WithDevice("create", a.Name, _ =>
+                {
+                    var rec = _state.Devices[a.Name];
+                    var sender = Sender;
+                    Commit([new DeviceEvents.ConfigDevice(a.Name, Now, rec.Live, rec.ReadOnly, rec.Mode)], () => sender.Tell(Dm.Done.Empty),
+                        reason => sender.Tell(new Dm.Failed("create", a.Name, "Input/output error", reason)));
+                });
+                break;
+            case GetRecorded: Sender.Tell(new Recorded(_state, _config)); break;
             case Dm.Load l: WithDevice("reload", l.Name, e => Load(e, l)); break;
             case Dm.Remove r: WithDevice("remove", r.Name, e => Remove(e, r)); break;
             case Dm.Rename r: WithDevice("rename", r.Name, e => Rename(e, r)); break;
@@ -154,7 +185,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     {
         if (_journal == null)
         {
-            foreach (var e in events) _state = _state.Apply(e);
+            foreach (var e in events) (_state, _config) = (_state.Apply(e), _config.Apply(e));
             apply();
             return;
         }
@@ -182,7 +213,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
 
     // ---- Commands ---------------------------------------------------------------------------------------------
 
-    private void Create(Dm.Create c)
+    private void Create(Dm.Create c, bool fromConfig = false)
     {
         if ((CheckName(c.Name) ?? CheckUuid(c.Uuid)) is { } bad) { Sender.Tell(new Dm.Failed("create", Printable(c.Name), Dm.Failed.Invalid, bad)); return; }
         if (_devices.ContainsKey(c.Name)) { Sender.Tell(new Dm.Failed("create", c.Name, Dm.Failed.Busy, $"device {c.Name} already exists")); return; }
@@ -207,6 +238,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
             events.Add(new DeviceEvents.TableLoaded(c.Name, Now, c.Table!, c.ReadOnly));
             events.Add(new DeviceEvents.Resumed(c.Name, Now));
         }
+        if (fromConfig) events.Add(new DeviceEvents.ConfigDevice(c.Name, Now, c.Table, c.ReadOnly, c.Mode));
         var sender = Sender;
         Commit(events, () =>
         {
@@ -379,11 +411,23 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
         }
         catch (TableException ex)
         {
-            var reason = $"{slot} table could not be rebuilt: {ex.Message}";
+            var cause = WithFileError(ex.Message, text);
+            if (slot == "live") e.Error = cause;
+            var reason = $"{slot} table could not be rebuilt: {cause}";
             _log.Error("device {0}: {1}", name, reason);
             e.Actor.Tell(new MappedDevice.MarkError(reason));
             return null;
         }
+    }
+
+    /// <summary>"Device lookup failed: /x.img" says which file, not that it is gone: add the reason.</summary>
+    private static string WithFileError(string message, string table)
+    {
+        IEnumerable<string> args;
+        try { args = Table.Parse(table).SelectMany(l => l.Args); }
+        catch (TableException) { return message; }
+        var missing = args.FirstOrDefault(a => (a.StartsWith('/') || a.StartsWith("./")) && message.EndsWith(a, StringComparison.Ordinal) && !File.Exists(a));
+        return missing == null ? message : $"{message}: No such file or directory";
     }
 
     // ---- Lookup -----------------------------------------------------------------------------------------------
@@ -461,6 +505,9 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
             if (dev.Value != null)
             {
                 if (dev.Key == self || manager.DependsOn(dev.Key, self)) throw new TargetException($"{name}: a device cannot map onto itself");
+                // Rather than "too small ... dev_size=0": say why the device below has no table.
+                if (dev.Value.Error is { } error && dev.Value.Shared.Sectors == 0)
+                    throw new TargetException($"lower device '{dev.Key}' has no live table ({error})");
                 Used.Add(dev.Key);
                 return dev.Value.Handle;
             }

@@ -21,6 +21,12 @@ public static class DeviceEvents
     public sealed record Renamed(string Name, DateTime At, string NewName) : DeviceEvent(Name, At);
     public sealed record UuidSet(string Name, DateTime At, string Uuid) : DeviceEvent(Name, At);
     public sealed record Removed(string Name, DateTime At) : DeviceEvent(Name, At);
+    /// <summary>
+    /// The device is the configuration's (`dmactors.devices`): created from it, or found recorded when the
+    /// configuration first named it. What it had then is kept (<see cref="ConfigDeviceRecords"/>), so a restart
+    /// neither creates it again after a dmsetup remove nor undoes a dmsetup reload, and can say why.
+    /// </summary>
+    public sealed record ConfigDevice(string Name, DateTime At, string? Table, bool ReadOnly, BarrierMode Mode) : DeviceEvent(Name, At);
 }
 
 /// <summary>One line of `dmactors dmsetup history`.</summary>
@@ -56,6 +62,7 @@ public sealed record HostState(ImmutableSortedDictionary<string, DeviceRecord> D
             DeviceEvents.Renamed r => this with { Devices = Devices.Remove(d.Name).SetItem(r.NewName, d with { Name = r.NewName }) },
             DeviceEvents.UuidSet u => With(d with { Uuid = u.Uuid }),
             DeviceEvents.Removed => this with { Devices = Devices.Remove(d.Name) },
+            DeviceEvents.ConfigDevice => With(d), // only its history line: the record is ConfigDeviceRecords'
             _ => this,
         };
     }
@@ -75,6 +82,7 @@ public sealed record HostState(ImmutableSortedDictionary<string, DeviceRecord> D
         DeviceEvents.Renamed r => $"renamed to {r.NewName}",
         DeviceEvents.UuidSet u => $"uuid set to {u.Uuid}",
         DeviceEvents.Removed => "removed",
+        DeviceEvents.ConfigDevice => "recorded as a configuration device (a restart leaves it as recorded)",
         _ => e.GetType().Name,
     };
 
@@ -99,3 +107,36 @@ public sealed record HostState(ImmutableSortedDictionary<string, DeviceRecord> D
             .SelectMany(t => Table.Parse(t!).SelectMany(l => l.Args))
             .Where(a => Devices.ContainsKey(a) && a != d.Name);
 }
+
+/// <summary>
+/// A device of the configuration, by the name the configuration gives it: the table and flags it had when it
+/// became the configuration's (as declared, when the configuration created it), and the name the device has now
+/// (renamed with dmsetup), or null once removed.
+/// </summary>
+public sealed record ConfigDeviceRecord(string? Table, bool ReadOnly, BarrierMode Mode, string? Current) : IPersistedEvent;
+
+/// <summary>
+/// The configuration's devices the journal knows, by configured name: a fold over the same events as
+/// <see cref="HostState"/>, kept beside it rather than in it, because snapshots written before it existed must
+/// still read as a HostState (Hyperion reads a type by its fields).
+/// </summary>
+public sealed record ConfigDeviceRecords(ImmutableSortedDictionary<string, ConfigDeviceRecord> ByName) : IPersistedEvent
+{
+    public static readonly ConfigDeviceRecords Empty = new(ImmutableSortedDictionary.Create<string, ConfigDeviceRecord>(StringComparer.Ordinal));
+
+    public ConfigDeviceRecords Apply(DeviceEvents.DeviceEvent e) => e switch
+    {
+        DeviceEvents.ConfigDevice c => new(ByName.SetItem(c.Name, new ConfigDeviceRecord(c.Table, c.ReadOnly, c.Mode, c.Name))),
+        DeviceEvents.Renamed r => Follow(r.Name, r.NewName),
+        DeviceEvents.Removed => Follow(e.Name, null),
+        _ => this,
+    };
+
+    /// <summary>The configuration's device now called <paramref name="name"/> is called <paramref name="now"/> (null: removed).</summary>
+    private ConfigDeviceRecords Follow(string name, string? now) => ByName.FirstOrDefault(c => c.Value.Current == name) is { Value: { } device } found
+        ? new(ByName.SetItem(found.Key, device with { Current = now }))
+        : this;
+}
+
+/// <summary>A snapshot of the journal (older snapshots are a bare <see cref="HostState"/>).</summary>
+public sealed record HostSnapshot(HostState State, ConfigDeviceRecords ConfigDevices) : IPersistedEvent;

@@ -540,6 +540,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         // PoisonPill, not Stop: the old targets first handle what is queued (PostSuspend), then release their devices.
         foreach (var t in _targets) t.Tell(PoisonPill.Instance);
         _live = _inactive!;
+        _errorState = null; // a table that could not be rebuilt is replaced
         _inactive = null;
         _generation++;
         _targets = _live.Targets.Select((t, i) =>

@@ -45,7 +45,7 @@ public sealed class DmHost
                 log.WriteLine($"dmactors: disk {d.Name} = {s.DiskPath(d)} ({disks.Find(d.Name)!.Sectors} sectors{(d.WriteBackCache ? ", write-back cache" : "")})");
             var recovered = await host.RecoverAsync();
             if (s.Journal is { } j) log.WriteLine($"dmactors: {j.Describe}: {recovered.Count} device(s) recovered");
-            await host.CreateDevicesAsync(recovered);
+            await host.CreateDevicesAsync(log);
             log.WriteLine($"dmactors: control listening on {s.ManagerPath}");
             await host.StartNbdAsync(log);
             log.WriteLine("dmactors: ready (SIGINT or SIGTERM stops)");
@@ -74,24 +74,41 @@ public sealed class DmHost
         }
     }
 
-    /// <summary>A corrupt SQLite journal is found here and named, before the actor system logs a stack trace about it.</summary>
+    /// <summary>
+    /// A corrupt SQLite journal is found here and named, before the actor system logs a stack trace about it. An
+    /// empty one (0 bytes, or no tables) next to existing disk files means the record of their devices is lost:
+    /// starting would bring up an empty host over disks in use, so that is refused too. No journal at all is a
+    /// first start.
+    /// </summary>
     private static void CheckJournalReadable(HostSettings s)
     {
         if (s.Journal?.SqlitePath is not { } path || !File.Exists(path)) return;
+        const string remedy = "restore it from a backup, or move it aside to start with no recorded devices";
+        string? empty = null;
         try
         {
-            using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Mode=ReadOnly");
-            db.Open();
-            using var check = db.CreateCommand();
-            check.CommandText = "PRAGMA quick_check";
-            var result = check.ExecuteScalar() as string;
-            if (result != "ok") throw new ConfigException($"{s.Source}: journal {path} is damaged: {result}");
+            if (new FileInfo(path).Length == 0) empty = "is empty (0 bytes)";
+            else
+            {
+                using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Mode=ReadOnly");
+                db.Open();
+                using var check = db.CreateCommand();
+                check.CommandText = "PRAGMA quick_check";
+                var result = check.ExecuteScalar() as string;
+                if (result != "ok") throw new ConfigException($"{s.Source}: journal {path} is damaged: {result}; {remedy}");
+                check.CommandText = "SELECT count(*) FROM sqlite_master WHERE type = 'table'";
+                if (Convert.ToInt64(check.ExecuteScalar()) == 0) empty = "holds no journal (no tables)";
+            }
         }
         catch (Microsoft.Data.Sqlite.SqliteException e)
         {
-            throw new ConfigException($"{s.Source}: journal {path} is unreadable: {e.Message}");
+            throw new ConfigException($"{s.Source}: journal {path} is unreadable: {e.Message}; {remedy}");
         }
         finally { Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools(); }
+        var disks = s.Disks.Select(s.DiskPath).Where(File.Exists).ToList();
+        if (empty != null && disks.Count > 0)
+            throw new ConfigException($"{s.Source}: journal {path} {empty} while disk files exist ({string.Join(", ", disks)}): " +
+                                      $"the devices on them are no longer recorded; {remedy}");
     }
 
     private static DiskRegistry OpenDisks(HostSettings s)
@@ -103,13 +120,23 @@ public sealed class DmHost
             foreach (var d in s.Disks)
             {
                 var path = s.DiskPath(d);
-                if (!File.Exists(path) && !d.Create)
+                var exists = File.Exists(path);
+                if (!exists && !d.Create)
                     throw new ConfigException($"{s.Source}: disk {d.Name}: file {path} does not exist (create = on makes it)");
-                try { disks.AddFile(d.Name, path, d.Create ? d.Sectors : 0, d.WriteBackCache); }
+                // Only the data directory is created: a missing directory elsewhere is more likely a typo or a
+                // filesystem that is not mounted than a place to start an empty disk.
+                if (!exists && Path.GetDirectoryName(path) is { } dir && !Directory.Exists(dir))
+                    throw new ConfigException($"{s.Source}: disk {d.Name}: directory {dir} does not exist (for {path})");
+                try
+                {
+                    if (exists) GrowIfAsked(d, path);
+                    disks.AddFile(d.Name, path, d.Create ? d.Sectors : 0, d.WriteBackCache);
+                }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
                     throw new ConfigException($"{s.Source}: disk {d.Name}: cannot open {path}: {e.Message}");
                 }
+                if (exists) CheckSize(s, d, path, disks.Find(d.Name)!.Sectors);
             }
             return disks;
         }
@@ -119,6 +146,26 @@ public sealed class DmHost
             if (e is ConfigException) throw;
             throw new ConfigException($"{s.Source}: data directory {s.DataDir}: {e.Message}");
         }
+    }
+
+    /// <summary>size-mismatch = grow: a smaller regular file is extended (sparse) to the configured size.</summary>
+    private static void GrowIfAsked(DiskSpec d, string path)
+    {
+        if (d.SizeMismatch != SizeMismatch.Grow || d.Sectors == 0) return;
+        // A block device has the size it has.
+        if (path.StartsWith("/dev/", StringComparison.Ordinal) || new FileInfo(path).Length >= d.Sectors << Bio.SectorShift) return;
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        stream.SetLength(d.Sectors << Bio.SectorShift);
+    }
+
+    /// <summary>An existing disk of another size than configured: an error unless size-mismatch says what to do.</summary>
+    private static void CheckSize(HostSettings s, DiskSpec d, string path, long sectors)
+    {
+        if (d.Sectors == 0 || sectors == d.Sectors || d.SizeMismatch == SizeMismatch.UseFile) return;
+        var what = $"{s.Source}: disk {d.Name}: {path} holds {ByteSize.DescribeSectors(sectors)}, not the configured size {ByteSize.DescribeSectors(d.Sectors)}";
+        throw new ConfigException(d.SizeMismatch == SizeMismatch.Grow
+            ? $"{what}; size-mismatch = grow never shrinks a disk (size-mismatch = use-file uses it as it is)"
+            : $"{what} (size-mismatch = use-file uses it as it is, grow extends a smaller file)");
     }
 
     /// <summary>
@@ -137,15 +184,26 @@ public sealed class DmHost
     }
 
     /// <summary>
-    /// dmsetup create for every configured device not already recovered from the journal, in order (later ones may
-    /// stack on earlier ones). What the journal recorded wins over the configuration.
+    /// Creates every configured device the journal has never seen, in order (later ones may stack on earlier
+    /// ones); the others are left as recorded, with a line for each that is not as configured
+    /// (<see cref="ConfigDevices"/>).
     /// </summary>
-    private async Task CreateDevicesAsync(IReadOnlyList<string> recovered)
+    private async Task CreateDevicesAsync(TextWriter log)
     {
-        foreach (var d in Settings.Devices.Where(d => !recovered.Contains(d.Name)))
+        var recorded = await Manager.Ask<DeviceManager.Recorded>(new DeviceManager.GetRecorded(), Settings.AskTimeout);
+        foreach (var step in ConfigDevices.Plan(recorded.State, recorded.ConfigDevices, Settings.Devices))
         {
-            var table = string.IsNullOrWhiteSpace(d.Table) ? null : d.Table;
-            var reply = await Manager.Ask<object>(new Dm.Create(d.Name, table, d.ReadOnly, null, d.Mode), Settings.AskTimeout);
+            var d = step.Device;
+            if (step.Note != null) log.WriteLine($"dmactors: config device '{d.Name}' left as recorded: {step.Note}");
+            object? command = step.Action switch
+            {
+                ConfigDevices.Action.Create => new DeviceManager.CreateConfigDevice(
+                    new Dm.Create(d.Name, string.IsNullOrWhiteSpace(d.Table) ? null : d.Table, d.ReadOnly, null, d.Mode)),
+                ConfigDevices.Action.Adopt => new DeviceManager.AdoptConfigDevice(d.Name),
+                _ => null,
+            };
+            if (command == null) continue;
+            var reply = await Manager.Ask<object>(command, Settings.AskTimeout);
             if (reply is Dm.Failed f)
                 throw new ConfigException($"{Settings.Source}: device {d.Name}: {(f.Reason.Length > 0 ? f.Reason : f.Error)}");
         }

@@ -24,6 +24,8 @@ public static class DmsetupFormat
         yield return $"Major, minor:      {i.Major}, {i.Minor}";
         yield return $"Number of targets: {i.TargetCount}";
         if (!string.IsNullOrEmpty(i.Uuid)) yield return $"UUID: {i.Uuid}";
+        // Our addition, after dmsetup's lines: why a recorded table is missing (the kernel would have logged it).
+        if (!string.IsNullOrEmpty(i.ErrorState)) yield return $"Error:             {i.ErrorState}";
         yield return "";
     }
 

@@ -25,4 +25,13 @@ public static partial class ByteSize
     }
 
     public static long ParseSectors(string? text) => Parse(text) >> Bio.SectorShift;
+
+    /// <summary>"131072 sectors (64 MiB)": the exact sector count, with the largest binary unit that divides it.</summary>
+    public static string DescribeSectors(long sectors)
+    {
+        var bytes = sectors << Bio.SectorShift;
+        var unit = 0;
+        while (unit < 5 && bytes != 0 && bytes % 1024 == 0) { bytes /= 1024; unit++; }
+        return $"{sectors} sectors ({bytes} {(unit == 0 ? "bytes" : "KMGTP"[unit - 1] + "iB")})";
+    }
 }

@@ -18,13 +18,18 @@ public static class HostConfig
     public const string DataDirVariable = "DMACTORS_DATA";
 
     /// <summary>The embedded default (resource "akka.hocon" of the dmactors assembly).</summary>
-    public static AkkaConfig Embedded()
+    public static AkkaConfig Embedded() => ConfigurationFactory.ParseString(EmbeddedText());
+
+    private static string EmbeddedText()
     {
         using var stream = typeof(HostConfig).Assembly.GetManifestResourceStream("akka.hocon")
             ?? throw new InvalidOperationException("resource akka.hocon is missing from the dmactors assembly");
         using var reader = new StreamReader(stream);
-        return ConfigurationFactory.ParseString(reader.ReadToEnd());
+        return reader.ReadToEnd();
     }
+
+    /// <summary>The keys a file may set: those of the embedded default.</summary>
+    private static readonly Lazy<ConfigSchema> Schema = new(() => ConfigSchema.From(HoconSyntax.Parse(EmbeddedText()).Root));
 
     /// <summary>Reads FILE (if any) over the embedded default and checks it; <paramref name="dataDirOverride"/> wins over data-dir.</summary>
     public static HostSettings Load(string? file, string? dataDirOverride = null)
@@ -42,12 +47,22 @@ public static class HostConfig
     /// <summary>Layers <paramref name="text"/> (named <paramref name="source"/> in errors) over the embedded default.</summary>
     public static HostSettings Parse(string text, string source, string? dataDirOverride = null)
     {
-        if (HoconSyntax.Check(text) is { } problem) throw new ConfigException($"{source}: syntax error: {problem}");
+        HoconDocument doc;
+        try { doc = HoconSyntax.Parse(text); }
+        catch (HoconSyntaxException e) { throw new ConfigException($"{source}:{e.Line}:{e.Column}: syntax error: {e.Message}"); }
+        if (Schema.Value.FirstUnknown(doc.Root) is { } unknown)
+            throw new ConfigException($"{source}:{unknown.Key.Line}:{unknown.Key.Column}: {unknown.Problem}");
         AkkaConfig layered;
-        try { layered = ConfigurationFactory.ParseString(text); }
+        try { layered = ConfigurationFactory.ParseString(doc.Normalized); }
         catch (Exception e)
         {
-            throw new ConfigException($"{source}: syntax error: {OneLine(e.Message)}");
+            // Akka names a character position ("Unknown token at position 45"): say line and column instead.
+            var message = OneLine(e.Message);
+            var at = System.Text.RegularExpressions.Regex.Match(message, @"^(.*?) at position (\d+)");
+            if (!at.Success || !int.TryParse(at.Groups[2].Value, out var position))
+                throw new ConfigException($"{source}: syntax error: {message}");
+            var (line, column) = HoconSyntax.Where(text, position);
+            throw new ConfigException($"{source}:{line}:{column}: syntax error: {at.Groups[1].Value}");
         }
         return FromConfig(layered.WithFallback(Embedded()), source, dataDirOverride);
     }
@@ -130,7 +145,15 @@ public static class HostConfig
             catch (FormatException e) { fail($"{where}: {e.Message}"); }
         }
         else if (create) fail($"{where}: create = on needs a size");
-        return new DiskSpec(name, path, sectors, create, Bool(d, "write-back-cache", false, where + ": "));
+        var mismatchText = d.GetString("size-mismatch", "error");
+        var mismatch = mismatchText switch
+        {
+            "error" => SizeMismatch.Error,
+            "use-file" => SizeMismatch.UseFile,
+            "grow" => SizeMismatch.Grow,
+            _ => throw new BadValue($"{where}: size-mismatch '{mismatchText}' is not error, use-file or grow"),
+        };
+        return new DiskSpec(name, path, sectors, create, Bool(d, "write-back-cache", false, where + ": "), mismatch);
     }
 
     private static DeviceSpec Device(AkkaConfig d, string where, Func<string, string> fail)

@@ -3,8 +3,20 @@ using AkkaConfig = Akka.Configuration.Config;
 
 namespace DmActors.Host.Configuration;
 
-/// <summary>A backing disk file: <c>dmactors.disks</c>.</summary>
-public sealed record DiskSpec(string Name, string Path, long Sectors, bool Create, bool WriteBackCache);
+/// <summary>A backing disk file: <c>dmactors.disks</c>. <see cref="Sectors"/> is 0 when no size is given.</summary>
+public sealed record DiskSpec(string Name, string Path, long Sectors, bool Create, bool WriteBackCache,
+    SizeMismatch SizeMismatch = SizeMismatch.Error);
+
+/// <summary>What to do when an existing disk file is not the configured size (<c>size-mismatch</c>).</summary>
+public enum SizeMismatch
+{
+    /// <summary>Refuse to start, naming both sizes: a wrong size usually means a wrong file or a typo.</summary>
+    Error,
+    /// <summary>Use the file at its own size.</summary>
+    UseFile,
+    /// <summary>Extend a smaller file (sparse) to the size; a larger one is still an error (never shrunk).</summary>
+    Grow,
+}
 
 /// <summary>
 /// Where device metadata is recorded (<c>dmactors.journal</c>): a SQLite file in the data directory, or a PostgreSQL

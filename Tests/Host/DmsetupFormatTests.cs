@@ -29,6 +29,15 @@ public class DmsetupFormatTests
     }
 
     [Fact]
+    public void Info_block_of_a_device_in_an_error_state_adds_the_reason_after_dmsetups_lines()
+    {
+        var lines = DmsetupFormat.InfoBlock(Info(live: false, uuid: "U") with { ErrorState = "live table could not be rebuilt: linear: Device lookup failed: d1" }).ToList();
+        Assert.Equal("UUID: U", lines[^3]);
+        Assert.Equal("Error:             live table could not be rebuilt: linear: Device lookup failed: d1", lines[^2]);
+        Assert.Equal("", lines[^1]);
+    }
+
+    [Fact]
     public void Info_block_without_uuid_has_no_uuid_line_and_ends_blank()
     {
         var lines = DmsetupFormat.InfoBlock(Info(name: "x", suspended: true, readOnly: true, live: true, inactive: true, open: 2, events: 7, minor: 0, targets: 1)).ToList();

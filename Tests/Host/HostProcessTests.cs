@@ -162,10 +162,11 @@ public sealed class HostLifecycleProcessTests
     }
 
     [Theory]
-    [InlineData("disks = [ { name = d, size = 1M, create = on", "syntax error: line 4: '[' is never closed")]
-    [InlineData("devices = [ { name = d, table = \"0 10 frob\" } ]", "device d: frob: unknown target type")]
-    [InlineData("disks = [ { name = d, size = 1Q, create = on } ]", "disk d: bad size '1Q' (expected a positive number with an optional K, M, G or T suffix, e.g. 1G)")]
-    [InlineData("devices = [ { name = d, table = \"0 10 linear nope 0\" } ]", "device d: linear: Device lookup failed: nope")]
+    [InlineData("disks = [ { name = d, size = 1M, create = on", ":4:11: syntax error: '[' is never closed")]
+    [InlineData("devices = [ { name = d, table = \"0 10 frob\" } ]", ": device d: frob: unknown target type")]
+    [InlineData("disks = [ { name = d, size = 1Q, create = on } ]", ": disk d: bad size '1Q' (expected a positive number with an optional K, M, G or T suffix, e.g. 1G)")]
+    [InlineData("devices = [ { name = d, table = \"0 10 linear nope 0\" } ]", ": device d: linear: Device lookup failed: nope")]
+    [InlineData("nbd.lisen = off", ":4:7: unknown key 'lisen' in dmactors.nbd (known: listen, unix-socket)")]
     public async Task A_bad_config_exits_1_with_one_line_naming_file_and_problem(string body, string problem)
     {
         var dir = Directory.CreateTempSubdirectory("dmactors-badcfg-").FullName;
@@ -175,7 +176,7 @@ public sealed class HostLifecycleProcessTests
             File.WriteAllText(file, $"dmactors {{\n  data-dir = \"{dir}/data\"\n  control.port = {HostProcess.FreePort()}, nbd.listen = off\n  {body}\n}}\n");
             var r = await HostProcess.Run(["serve", "--config", file]);
             Assert.True(r.Code == 1, r.ToString());
-            Assert.Equal($"dmactors: {file}: {problem}\n", r.Err);
+            Assert.Equal($"dmactors: {file}{problem}\n", r.Err);
             Assert.DoesNotContain("ready", r.Out);
         }
         finally { Directory.Delete(dir, true); }

@@ -122,6 +122,54 @@ public sealed class JournalTests : Akka.TestKit.Xunit2.TestKit
         Assert.True(Info(m2, "y").LiveTable);
     }
 
+    [Fact]
+    public void A_device_stacked_on_one_whose_disk_is_gone_names_that_device()
+    {
+        var m = StartManager();
+        Ok(m, new Dm.Create("x", "0 100 linear d1 0"));
+        Ok(m, new Dm.Create("z", "0 50 linear x 10"));
+        Stop(m);
+        var fewer = new DiskRegistry();
+        fewer.AddMemory("d0", 4096);
+        var m2 = StartManager(fewer);
+        var info = Info(m2, "z");
+        Assert.False(info.LiveTable);
+        Assert.Equal("live table could not be rebuilt: linear: lower device 'x' has no live table (linear: Device lookup failed: d1)", info.ErrorState);
+        // So does a new table on it.
+        var failed = Assert.IsType<Dm.Failed>(Ask(m2, new Dm.Create("w", "0 10 linear x 0")));
+        Assert.Equal("linear: lower device 'x' has no live table (linear: Device lookup failed: d1)", failed.Reason);
+        // A table loaded and resumed replaces the error.
+        Ok(m2, new Dm.Load("x", "0 100 linear d0 0"));
+        Ok(m2, new Dm.Resume("x"));
+        Assert.Null(Info(m2, "x").ErrorState);
+        Ok(m2, new Dm.Create("w", "0 10 linear x 0"));
+    }
+
+    [Fact]
+    public void Configuration_devices_are_followed_through_renames_and_removes_and_survive_a_snapshot()
+    {
+        var m = StartManager();
+        Ok(m, new DeviceManager.CreateConfigDevice(new Dm.Create("c", "0 10 zero")));
+        Ok(m, new Dm.Create("mine", "0 10 zero"));
+        Ok(m, new DeviceManager.AdoptConfigDevice("mine"));
+        Ok(m, new Dm.Rename("c", "c2"));
+        for (var i = 0; i < DeviceJournal.SnapshotEvery / 2; i++)
+        {
+            Ok(m, new Dm.Load("mine", $"0 {10 + i} zero"));
+            Ok(m, new Dm.Resume("mine"));
+        }
+        Stop(m);
+
+        var m2 = StartManager();
+        var recorded = (DeviceManager.Recorded)Ask(m2, new DeviceManager.GetRecorded());
+        Assert.Equal(new ConfigDeviceRecord("0 10 zero", false, BarrierMode.Ordered, "c2"), recorded.ConfigDevices.ByName["c"]);
+        Assert.Equal(new ConfigDeviceRecord("0 10 zero", false, BarrierMode.Ordered, "mine"), recorded.ConfigDevices.ByName["mine"]);
+        Ok(m2, new Dm.Remove("c2"));
+        recorded = (DeviceManager.Recorded)Ask(m2, new DeviceManager.GetRecorded());
+        Assert.Null(recorded.ConfigDevices.ByName["c"].Current);
+        Assert.EndsWith("recorded as a configuration device (a restart leaves it as recorded)", Ok(m2, new Dm.History("mine")).Lines[3]); // after created, loaded, resumed
+    }
+
     /// <summary>What a restart must reproduce: every device's info (minus open count) and both table slots.</summary>
     private string Snapshot(IActorRef m)
     {

@@ -84,6 +84,8 @@ public sealed class SerializationTests : Akka.TestKit.Xunit2.TestKit
         if (t == typeof(ImmutableList<HistoryEntry>)) return ImmutableList.Create(new HistoryEntry(new DateTime(2026, 1, 1), "created"));
         if (t == typeof(ImmutableSortedDictionary<string, DeviceRecord>))
             return ImmutableSortedDictionary.Create<string, DeviceRecord>(StringComparer.Ordinal).Add("demo", (DeviceRecord)Sample(typeof(DeviceRecord)));
+        if (t == typeof(ImmutableSortedDictionary<string, ConfigDeviceRecord>))
+            return ImmutableSortedDictionary.Create<string, ConfigDeviceRecord>(StringComparer.Ordinal).Add("demo", (ConfigDeviceRecord)Sample(typeof(ConfigDeviceRecord)));
         if (!t.IsAbstract && t.GetConstructors().Length > 0) return Sample(t);
         throw new NotSupportedException($"no sample value for {t}");
     }
