@@ -6,8 +6,9 @@ namespace DmActors.Host;
 
 /// <summary>
 /// A running dmactors host: the disks, the actor system with the device manager at /user/devices (reachable by
-/// dmsetup over Akka.Remote), the configured devices and the NBD server. Stops in the order that loses nothing:
-/// NBD first (in-flight IO completes), then every device suspended with flush, then the actors, then the disks.
+/// dmsetup over Akka.Remote, through /user/control), the configured devices and the NBD server. Stops in the order
+/// that loses nothing: NBD first (in-flight IO completes), then every device suspended with flush, then the actors,
+/// then the disks.
 /// </summary>
 public sealed class DmHost
 {
@@ -25,6 +26,7 @@ public sealed class DmHost
     /// <summary>Starts everything <paramref name="s"/> declares, reporting to <paramref name="log"/>. Config problems throw <see cref="ConfigException"/>.</summary>
     public static async Task<DmHost> StartAsync(HostSettings s, TextWriter log)
     {
+        s = s with { ControlHost = ResolveControlHost(s) };
         CheckControlPortFree(s);
         CheckJournalReadable(s);
         var disks = OpenDisks(s);
@@ -37,6 +39,7 @@ public sealed class DmHost
         }
         var manager = system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: s.Journal?.PersistenceId)),
             HostConfig.ManagerName);
+        system.ActorOf(Cli.ControlGate.Props(manager, Cli.ControlFrame.Limit(system)), HostConfig.ControlName);
         var host = new DmHost(s, disks, system, manager);
         try
         {
@@ -46,7 +49,7 @@ public sealed class DmHost
             var recovered = await host.RecoverAsync();
             if (s.Journal is { } j) log.WriteLine($"dmactors: {j.Describe}: {recovered.Count} device(s) recovered");
             await host.CreateDevicesAsync(log);
-            log.WriteLine($"dmactors: control listening on {s.ManagerPath}");
+            log.WriteLine($"dmactors: control listening on {s.ControlPath}");
             await host.StartNbdAsync(log);
             log.WriteLine("dmactors: ready (SIGINT or SIGTERM stops)");
             return host;
@@ -55,6 +58,20 @@ public sealed class DmHost
         {
             await host.StopAsync(TextWriter.Null);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The control address as an IP address: Akka.Remote drops messages addressed to any other spelling of its own
+    /// address, so host and dmsetup both turn a name (localhost) into the address it resolves to first.
+    /// </summary>
+    private static string ResolveControlHost(HostSettings s)
+    {
+        if (global::System.Net.IPAddress.TryParse(s.ControlHost, out _)) return s.ControlHost;
+        try { return global::System.Net.Dns.GetHostAddresses(s.ControlHost)[0].ToString(); }
+        catch (Exception e) when (e is global::System.Net.Sockets.SocketException or IndexOutOfRangeException)
+        {
+            throw new ConfigException($"{s.Source}: cannot listen for control on {s.ControlHost}:{s.ControlPort}: {e.Message}");
         }
     }
 

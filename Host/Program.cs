@@ -24,8 +24,9 @@ static int Usage(TextWriter w, int code, string? error = null)
 
           serve [--config FILE]       Run the host: disks, devices and the NBD server (default nbd://127.0.0.1:10809/demo).
                                       FILE (HOCON) is layered over the built-in akka.hocon; DMACTORS_DATA sets the data directory.
-          dmsetup [--config FILE] [--control HOST:PORT] <command> ...
-                                      Control the running host, like dmsetup(8):
+          dmsetup [--config FILE] [--control HOST:PORT] [--timeout SECONDS] <command> ...
+                                      Control the running host, like dmsetup(8) (SECONDS: how long to wait for it;
+                                      default DMACTORS_TIMEOUT, else dmactors.control.ask-timeout):
                                         create NAME [--table TEXT | FILE] [--notable] [-r] [-u UUID] [--barrier-mode ordered|flush]
                                         remove [-f] NAME...   suspend [--noflush] NAME...   resume NAME...
                                         load|reload NAME [--table TEXT | FILE] [-r]   clear NAME

@@ -79,8 +79,8 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
         string? table = null;
         if (!a.NoTable)
         {
-            if (!ReadTable(a, a.Args.ElementAtOrDefault(1), out table)) return false;
-            if (!HasTargets(table!)) table = null; // empty input: a device without a table
+            if (!ReadTable(a, a.Args.ElementAtOrDefault(1), out table, out var targets)) return false;
+            if (targets == 0) table = null; // empty input: a device without a table
         }
         var reply = await channel.AskAsync(new Dm.Create(name, table, a.ReadOnly, a.Uuid, a.Mode));
         // dmsetup creates, then loads: a table the kernel refuses fails in the reload ioctl.
@@ -93,13 +93,14 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
         if (a.NoTable) return Error("--notable only available when creating new device.");
         if (a.Args.Count == 0) return Error("Please specify device.");
         if (a.Args.Count > 2) return Error("Too many command line arguments.");
-        if (!ReadTable(a, a.Args.ElementAtOrDefault(1), out var table)) return false;
+        if (!ReadTable(a, a.Args.ElementAtOrDefault(1), out var table, out _)) return false;
         return Report(await channel.AskAsync(new Dm.Load(a.Args[0], table!, a.ReadOnly)));
     }
 
-    /// <summary>The table from --table, FILE or stdin, checked line by line as dmsetup's parser does.</summary>
-    private bool ReadTable(DmsetupArgs a, string? file, out string? table)
+    /// <summary>The table from --table, FILE or stdin, checked line by line as dmsetup's parser does; with its number of targets.</summary>
+    private bool ReadTable(DmsetupArgs a, string? file, out string? table, out int targets)
     {
+        targets = 0;
         string source;
         if (a.Table != null) { table = a.Table; source = "--table"; }
         else if (file != null && file != "-")
@@ -113,18 +114,12 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
             source = file;
         }
         else { table = stdin.ReadToEnd(); source = "on stdin"; }
-        try { Table.Parse(table); }
+        try { targets = Table.Parse(table).Count; }
         catch (TableException e) when (InvalidLine().Match(e.Message) is { Success: true } m)
         {
             return Error(DmsetupFormat.InvalidFormat(int.Parse(m.Groups[1].Value), source));
         }
         return true;
-    }
-
-    private static bool HasTargets(string table)
-    {
-        try { return Table.Parse(table).Count > 0; }
-        catch (TableException) { return true; }
     }
 
     [GeneratedRegex(@"^Invalid format on line (\d+)")]

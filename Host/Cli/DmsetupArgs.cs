@@ -10,6 +10,8 @@ public sealed class DmsetupArgs
     public List<string> Args { get; } = new();
     public string? ConfigFile { get; private set; }
     public string? Control { get; private set; }
+    /// <summary>--timeout SECONDS: how long to wait for the host to answer (null: DMACTORS_TIMEOUT or the config's ask-timeout).</summary>
+    public TimeSpan? Timeout { get; private set; }
     public string? Table { get; private set; }
     public bool NoTable { get; private set; }
     public bool ReadOnly { get; private set; }
@@ -49,6 +51,14 @@ public sealed class DmsetupArgs
             {
                 case "--config": a.ConfigFile = v = Value(); break;
                 case "--control": a.Control = v = Value(); break;
+                case "--timeout":
+                    v = Value();
+                    if (v != null)
+                    {
+                        if (ParseSeconds(v) is not { } t) { error = $"dmsetup: --timeout: '{v}' is not a number of seconds"; return null; }
+                        a.Timeout = t;
+                    }
+                    break;
                 case "--table": a.Table = v = Value(); break;
                 case "-u" or "--uuid": a.Uuid = v = Value(); break;
                 case "--barrier-mode":
@@ -81,4 +91,9 @@ public sealed class DmsetupArgs
         a.Args.AddRange(positional.Skip(1));
         return a;
     }
+
+    /// <summary>A positive number of seconds (fractions allowed), or null.</summary>
+    public static TimeSpan? ParseSeconds(string text) =>
+        double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s)
+        && s > 0 && s <= int.MaxValue / 1000 ? TimeSpan.FromSeconds(s) : null;
 }

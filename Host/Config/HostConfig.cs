@@ -14,6 +14,8 @@ public static class HostConfig
 {
     public const string SystemName = "dmactors";
     public const string ManagerName = "devices";
+    /// <summary>The actor remote dmsetup clients talk to (<see cref="Cli.ControlGate"/>).</summary>
+    public const string ControlName = "control";
     public const string EmbeddedName = "embedded akka.hocon";
     public const string DataDirVariable = "DMACTORS_DATA";
 
@@ -214,16 +216,22 @@ public static class HostConfig
 
     private static string OneLine(string message) => string.Join(' ', message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 
-    /// <summary>The Akka configuration for the host's actor system: remoting on the control endpoint.</summary>
+    /// <summary>
+    /// The Akka configuration for the host's actor system: remoting on the control endpoint, and (unless the file
+    /// names its own loggers) the logger that keeps Akka.Remote's reports about control connections to one line.
+    /// </summary>
     public static AkkaConfig HostAkka(HostSettings s) =>
-        ConfigurationFactory.ParseString($"akka.remote.dot-netty.tcp {{ hostname = \"{s.ControlHost}\", port = {s.ControlPort} }}")
+        ConfigurationFactory.ParseString($$"""
+            akka.remote.dot-netty.tcp { hostname = "{{s.ControlHost}}", port = {{s.ControlPort}} }
+            {{(s.Akka.HasPath("akka.loggers") ? "" : $"akka.loggers = [\"{typeof(HostLogger).FullName}, {typeof(HostLogger).Assembly.GetName().Name}\"]")}}
+            """)
             .WithFallback(s.Journal is { } j ? ConfigurationFactory.ParseString(j.Hocon) : AkkaConfig.Empty)
             .WithFallback(s.Akka);
 
-    /// <summary>The dmsetup client's actor system: remoting on a free loopback port, silent logs.</summary>
-    public static AkkaConfig ClientAkka(HostSettings s) =>
+    /// <summary>The dmsetup client's actor system: remoting on a free port of <paramref name="localAddress"/>, silent logs.</summary>
+    public static AkkaConfig ClientAkka(HostSettings s, string localAddress) =>
         ConfigurationFactory.ParseString($$"""
-            akka.remote.dot-netty.tcp { hostname = "{{s.ControlHost}}", port = 0 }
+            akka.remote.dot-netty.tcp { hostname = "{{localAddress}}", port = 0 }
             akka.loglevel = OFF
             akka.stdout-loglevel = OFF
             akka.suppress-json-serializer-warning = on

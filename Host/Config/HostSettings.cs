@@ -47,8 +47,11 @@ public sealed record HostSettings(
     JournalSpec? Journal = null,
     int NbdMaxPayload = DmActors.Host.Nbd.NbdProtocol.DefaultMaxPayload)
 {
-    /// <summary>Where dmsetup finds the device manager.</summary>
-    public string ManagerPath => $"akka.tcp://{HostConfig.SystemName}@{ControlHost}:{ControlPort}/user/{HostConfig.ManagerName}";
+    /// <summary>Where dmsetup finds the host's control actor (in front of the device manager).</summary>
+    public string ControlPath => ControlPathAt(ControlHost, ControlPort);
+
+    public static string ControlPathAt(string host, int port) =>
+        $"akka.tcp://{HostConfig.SystemName}@{(host.Contains(':') ? $"[{host}]" : host)}:{port}/user/{HostConfig.ControlName}";
 
     /// <summary>A disk's file: relative paths are relative to the data directory.</summary>
     public string DiskPath(DiskSpec disk) => System.IO.Path.GetFullPath(System.IO.Path.Combine(DataDir, disk.Path));

@@ -52,7 +52,7 @@ public class HostConfigTests
         Assert.Equal("127.0.0.1", s.ControlHost);
         Assert.Equal(10810, s.ControlPort);
         Assert.Equal(TimeSpan.FromSeconds(30), s.AskTimeout);
-        Assert.Equal("akka.tcp://dmactors@127.0.0.1:10810/user/devices", s.ManagerPath);
+        Assert.Equal("akka.tcp://dmactors@127.0.0.1:10810/user/control", s.ControlPath);
         // Control messages cross the wire with Hyperion.
         Assert.Equal("hyperion", s.Akka.GetString("akka.actor.serialization-bindings.\"DmActors.IControlMessage, DmActors.Actors\""));
     }

@@ -44,12 +44,15 @@ public sealed class HostProcess : IDisposable
         _process.Exited += (_, _) => _ready.TrySetResult(false);
     }
 
-    /// <summary>Writes a config (<paramref name="extra"/> inside the dmactors section) and starts the host on free ports.</summary>
-    public static Task<HostProcess> StartAsync(string extra = "") =>
-        StartInAsync(Directory.CreateTempSubdirectory("dmactors-host-").FullName, extra);
+    /// <summary>
+    /// Writes a config (<paramref name="extra"/> inside the dmactors section, <paramref name="after"/> after it, e.g.
+    /// akka settings) and starts the host on free ports.
+    /// </summary>
+    public static Task<HostProcess> StartAsync(string extra = "", string after = "") =>
+        StartInAsync(Directory.CreateTempSubdirectory("dmactors-host-").FullName, extra, after);
 
     /// <summary>Starts a host over <paramref name="dir"/> (its data and journal survive from an earlier host there).</summary>
-    public static async Task<HostProcess> StartInAsync(string dir, string extra = "")
+    public static async Task<HostProcess> StartInAsync(string dir, string extra = "", string after = "")
     {
         var control = FreePort();
         var nbd = FreePort();
@@ -63,6 +66,7 @@ public sealed class HostProcess : IDisposable
               control.port = {{control}}
               {{extra}}
             }
+            {{after}}
             """);
         var host = new HostProcess(dir, config, control, nbd);
         host._process.Start();
@@ -102,6 +106,12 @@ public sealed class HostProcess : IDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>SIGSTOP: the process stops answering while the kernel still accepts its connections.</summary>
+    public void Pause() => Assert.Equal(0, kill(_process.Id, 19));
+
+    /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
+    public void Continue() => Assert.Equal(0, kill(_process.Id, 18));
+
     [DllImport("libc", SetLastError = true)]
     private static extern int kill(int pid, int sig);
 
@@ -111,7 +121,8 @@ public sealed class HostProcess : IDisposable
     }
 
     /// <summary>`dmactors dmsetup --config HOST_CONFIG args...` with <paramref name="stdin"/> as its input.</summary>
-    public Task<CliResult> Dmsetup(string[] args, string stdin = "") => Run(["dmsetup", "--config", ConfigFile, .. args], stdin);
+    public Task<CliResult> Dmsetup(string[] args, string stdin = "", IDictionary<string, string>? env = null) =>
+        Run(["dmsetup", "--config", ConfigFile, .. args], stdin, env);
 
     public Task<CliResult> Dmsetup(string commandLine, string stdin = "") => Dmsetup(commandLine.Split(' ', StringSplitOptions.RemoveEmptyEntries), stdin);
 

@@ -32,7 +32,7 @@ public sealed class DmsetupProcessTests(HostFixture fixture) : IClassFixture<Hos
     [Fact]
     public async Task Configured_device_is_served_and_listed()
     {
-        Assert.Contains($"dmactors: control listening on akka.tcp://dmactors@127.0.0.1:{Host.ControlPort}/user/devices\n", Host.Stdout);
+        Assert.Contains($"dmactors: control listening on akka.tcp://dmactors@127.0.0.1:{Host.ControlPort}/user/control\n", Host.Stdout);
         Assert.Contains($"dmactors: disk disk0 = {Host.Dir}/data/disk0.img (131072 sectors)\n", Host.Stdout);
         Assert.True(File.Exists(Path.Combine(Host.Dir, "data", "disk0.img")));
         Assert.Equal(0, await MinorOf("demo"));
