@@ -170,7 +170,7 @@ public sealed class DmHost
     {
         if (d.SizeMismatch != SizeMismatch.Grow || d.Sectors == 0) return;
         // A block device has the size it has.
-        if (path.StartsWith("/dev/", StringComparison.Ordinal) || new FileInfo(path).Length >= d.Sectors << Bio.SectorShift) return;
+        if (BlockDevice.Is(path) || new FileInfo(path).Length >= d.Sectors << Bio.SectorShift) return;
         using var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
         stream.SetLength(d.Sectors << Bio.SectorShift);
     }
@@ -178,7 +178,8 @@ public sealed class DmHost
     /// <summary>An existing disk of another size than configured: an error unless size-mismatch says what to do.</summary>
     private static void CheckSize(HostSettings s, DiskSpec d, string path, long sectors)
     {
-        if (d.Sectors == 0 || sectors == d.Sectors || d.SizeMismatch == SizeMismatch.UseFile) return;
+        // A block device has the size the kernel gives it: `size` does not apply to it (README).
+        if (d.Sectors == 0 || sectors == d.Sectors || d.SizeMismatch == SizeMismatch.UseFile || BlockDevice.Is(path)) return;
         var what = $"{s.Source}: disk {d.Name}: {path} holds {ByteSize.DescribeSectors(sectors)}, not the configured size {ByteSize.DescribeSectors(d.Sectors)}";
         throw new ConfigException(d.SizeMismatch == SizeMismatch.Grow
             ? $"{what}; size-mismatch = grow never shrinks a disk (size-mismatch = use-file uses it as it is)"

@@ -154,7 +154,7 @@ public class HostConfigTests
     [Theory]
     [InlineData("dmactors {\n  disks = [\n    { name = a, size = 1G, create = on,\n      write-back-cahce = on }\n  ]\n}",
         "f.hocon:4:7: unknown key 'write-back-cahce' in dmactors.disks[0] (known: name, path, size, create, write-back-cache, size-mismatch)")]
-    [InlineData("dmactors.nbd.lisen = off", "f.hocon:1:14: unknown key 'lisen' in dmactors.nbd (known: listen, unix-socket)")]
+    [InlineData("dmactors.nbd.lisen = off", "f.hocon:1:14: unknown key 'lisen' in dmactors.nbd (known: listen, unix-socket, max-payload)")]
     [InlineData("dmactors { nbd { listen = off }, contrl { port = 1 } }",
         "f.hocon:1:34: unknown key 'contrl' in dmactors (known: data-dir, disks, devices, journal, nbd, control)")]
     [InlineData("dmactors.devices = [ { name = a }\n  { name = b, tabel = \"0 8 zero\" } ]",
