@@ -8,12 +8,16 @@ namespace DmActors.Host;
 /// A running dmactors host: the disks, the actor system with the device manager at /user/devices (reachable by
 /// dmsetup over Akka.Remote), the configured devices and the NBD server. Stops in the order that loses nothing:
 /// NBD first (in-flight IO completes), then every device suspended with flush, then the actors, then the disks.
+/// A host has its data directory to itself (<see cref="DataDirLock"/>) and its ports too: a second host on either
+/// fails to start.
 /// </summary>
 public sealed class DmHost
 {
-    private DmHost(HostSettings settings, DiskRegistry disks, ActorSystem system, IActorRef manager)
+    private readonly DataDirLock _dataDirLock;
+
+    private DmHost(HostSettings settings, DiskRegistry disks, ActorSystem system, IActorRef manager, DataDirLock dataDirLock)
     {
-        Settings = settings; Disks = disks; System = system; Manager = manager;
+        Settings = settings; Disks = disks; System = system; Manager = manager; _dataDirLock = dataDirLock;
     }
 
     public HostSettings Settings { get; }
@@ -25,19 +29,30 @@ public sealed class DmHost
     /// <summary>Starts everything <paramref name="s"/> declares, reporting to <paramref name="log"/>. Config problems throw <see cref="ConfigException"/>.</summary>
     public static async Task<DmHost> StartAsync(HostSettings s, TextWriter log)
     {
-        CheckControlPortFree(s);
-        CheckJournalReadable(s);
-        var disks = OpenDisks(s);
+        var dataDirLock = LockDataDir(s);
+        DiskRegistry disks;
         ActorSystem system;
+        try
+        {
+            CheckControlPortFree(s);
+            CheckJournalReadable(s);
+            disks = OpenDisks(s);
+        }
+        catch
+        {
+            dataDirLock.Dispose();
+            throw;
+        }
         try { system = ActorSystem.Create(HostConfig.SystemName, HostConfig.HostAkka(s)); }
         catch (Exception e)
         {
             disks.Dispose();
+            dataDirLock.Dispose();
             throw new ConfigException($"{s.Source}: cannot listen for control on {s.ControlHost}:{s.ControlPort}: {Innermost(e).Message}");
         }
         var manager = system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: s.Journal?.PersistenceId)),
             HostConfig.ManagerName);
-        var host = new DmHost(s, disks, system, manager);
+        var host = new DmHost(s, disks, system, manager, dataDirLock);
         try
         {
             log.WriteLine($"dmactors: data directory {Path.GetFullPath(s.DataDir)}");
@@ -55,6 +70,24 @@ public sealed class DmHost
         {
             await host.StopAsync(TextWriter.Null);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Two hosts on one data directory would keep two journals of the same devices in one file and write the same
+    /// disks: the second one is refused, naming the directory and the process that has it.
+    /// </summary>
+    private static DataDirLock LockDataDir(HostSettings s)
+    {
+        try { Directory.CreateDirectory(s.DataDir); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"{s.Source}: data directory {s.DataDir}: {e.Message}");
+        }
+        try { return DataDirLock.Acquire(s.DataDir); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"{s.Source}: {e.Message}");
         }
     }
 
@@ -106,6 +139,7 @@ public sealed class DmHost
                 if (!File.Exists(path) && !d.Create)
                     throw new ConfigException($"{s.Source}: disk {d.Name}: file {path} does not exist (create = on makes it)");
                 try { disks.AddFile(d.Name, path, d.Create ? d.Sectors : 0, d.WriteBackCache); }
+                catch (DiskInUseException e) { throw new ConfigException($"{s.Source}: disk {d.Name}: {e.Message}"); }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
                     throw new ConfigException($"{s.Source}: disk {d.Name}: cannot open {path}: {e.Message}");
@@ -190,6 +224,7 @@ public sealed class DmHost
         catch (Exception e) { log.WriteLine($"dmactors: suspending devices: {e.Message}"); }
         await System.Terminate();
         Disks.Dispose();
+        _dataDirLock.Dispose();
         log.WriteLine("dmactors: stopped");
     }
 

@@ -146,8 +146,15 @@ public sealed class TargetArgs
         var dev = Lookup.Find(name) ?? throw new TargetException($"{lookupError}: {name}");
         if (start < 0 || start + len > dev.Sectors)
             throw new TargetException($"{dev.Name} too small for target: start={start}, len={len}, dev_size={dev.Sectors}");
-        dev.Open();
+        OpenOrRefuse(dev);
         return dev;
+    }
+
+    /// <summary>Opens <paramref name="dev"/>; a file that cannot be opened again (another process locked it) is a table error.</summary>
+    public static void OpenOrRefuse(IBlockDevice dev)
+    {
+        try { dev.Open(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new TargetException(e.Message); }
     }
 
     public long ParseSector(string s, string error) =>
