@@ -34,7 +34,10 @@ public sealed class DiskRegistry : IDisposable
 
     public MemoryDisk AddMemory(string name, long sectors) => Add(new MemoryDisk(name, sectors, NextDevNo()));
 
-    /// <summary>A disk by name; an existing file named by an absolute or ./ path is opened as a disk.</summary>
+    /// <summary>
+    /// A disk by name; an existing file named by an absolute or ./ path is opened as a disk, held open (and locked)
+    /// only while tables use it. A file another process holds is refused with a <see cref="TargetException"/>.
+    /// </summary>
     public Disk? Find(string name)
     {
         if (_disks.TryGetValue(name, out var d)) return d;
@@ -43,7 +46,11 @@ public sealed class DiskRegistry : IDisposable
             lock (_disks)
             {
                 if (_disks.TryGetValue(name, out d)) return d;
-                return Add(FileDisk.Open(name, name, NextDevNo(), 0, Pool));
+                FileDisk disk;
+                try { disk = FileDisk.Open(name, name, NextDevNo(), 0, Pool); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new TargetException(e.Message); }
+                disk.CloseWhenUnused();
+                return Add(disk);
             }
         }
         return null;

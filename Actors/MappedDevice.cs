@@ -74,9 +74,14 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 
     // Flush skipping: a flush covers the writes completed before it went out, so when no write has completed
     // since the last successful flush there is nothing to make durable (the common barrier-after-barrier case).
+    // A table that goes live counts as a write (Swap): its devices may hold writes acknowledged before it, by an
+    // earlier process or through another device, so the first flush after it goes through to them.
     private long _writesCompleted;
     private long _writesFlushed;
-    /// <summary>Cached devices of swapped-out tables that may still hold this device's unflushed writes.</summary>
+    /// <summary>
+    /// Cached devices of swapped-out tables that may still hold this device's unflushed writes. Disks among them are
+    /// kept open until flushed (a file a table named by path is closed once unused, and a closed file cannot sync).
+    /// </summary>
     private readonly List<IBlockDevice> _staleDevices = new();
     private Phase _phase;
     private BioStatus _barrierError;
@@ -290,7 +295,9 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     {
         if (io.FlushUpTo < 0 || status != BioStatus.Ok) return;
         _writesFlushed = Math.Max(_writesFlushed, io.FlushUpTo);
-        if (io.FlushedStale != null) _staleDevices.RemoveAll(d => io.FlushedStale.Contains(d));
+        if (io.FlushedStale != null)
+            foreach (var d in io.FlushedStale)
+                if (_staleDevices.Remove(d) && d is Disk disk) disk.Close();
         io.FlushUpTo = -1;
     }
 
@@ -536,12 +543,17 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     {
         if (_live != null && _writesCompleted != _writesFlushed)
             foreach (var dev in _live.Devices)
-                if (dev.HasVolatileCache && !_inactive!.Devices.Contains(dev) && !_staleDevices.Contains(dev)) _staleDevices.Add(dev);
+                if (dev.HasVolatileCache && !_inactive!.Devices.Contains(dev) && !_staleDevices.Contains(dev))
+                {
+                    if (dev is Disk disk) disk.Open();
+                    _staleDevices.Add(dev);
+                }
         // PoisonPill, not Stop: the old targets first handle what is queued (PostSuspend), then release their devices.
         foreach (var t in _targets) t.Tell(PoisonPill.Instance);
         _live = _inactive!;
         _errorState = null; // a table that could not be rebuilt is replaced
         _inactive = null;
+        _writesCompleted++; // dirty until flushed (see _writesFlushed)
         _generation++;
         _targets = _live.Targets.Select((t, i) =>
             Context.ActorOf(TargetActor.Props(t, Self, Clock, _options.Dispatcher), $"g{_generation}-{i}-{t.TypeName}")).ToArray();
@@ -583,6 +595,8 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         _live?.Destroy();
         _inactive?.Destroy();
         _live = _inactive = null;
+        foreach (var d in _staleDevices) if (d is Disk disk) disk.Close();
+        _staleDevices.Clear();
         foreach (var w in _suspendWaiters) w.Tell(new Dm.Failed("suspend", Name, Dm.Failed.NoDevice, "device removed"));
     }
 

@@ -8,13 +8,16 @@ namespace DmActors.Host;
 /// A running dmactors host: the disks, the actor system with the device manager at /user/devices (reachable by
 /// dmsetup over Akka.Remote, through /user/control), the configured devices and the NBD server. Stops in the order
 /// that loses nothing: NBD first (in-flight IO completes), then every device suspended with flush, then the actors,
-/// then the disks.
+/// then the disks. A host has its data directory to itself (<see cref="DataDirLock"/>) and its ports too: a second
+/// host on either fails to start.
 /// </summary>
 public sealed class DmHost
 {
-    private DmHost(HostSettings settings, DiskRegistry disks, ActorSystem system, IActorRef manager)
+    private readonly DataDirLock _dataDirLock;
+
+    private DmHost(HostSettings settings, DiskRegistry disks, ActorSystem system, IActorRef manager, DataDirLock dataDirLock)
     {
-        Settings = settings; Disks = disks; System = system; Manager = manager;
+        Settings = settings; Disks = disks; System = system; Manager = manager; _dataDirLock = dataDirLock;
     }
 
     public HostSettings Settings { get; }
@@ -27,20 +30,31 @@ public sealed class DmHost
     public static async Task<DmHost> StartAsync(HostSettings s, TextWriter log)
     {
         s = s with { ControlHost = ResolveControlHost(s) };
-        CheckControlPortFree(s);
-        CheckJournalReadable(s);
-        var disks = OpenDisks(s);
+        var dataDirLock = LockDataDir(s);
+        DiskRegistry disks;
         ActorSystem system;
+        try
+        {
+            CheckControlPortFree(s);
+            CheckJournalReadable(s);
+            disks = OpenDisks(s);
+        }
+        catch
+        {
+            dataDirLock.Dispose();
+            throw;
+        }
         try { system = ActorSystem.Create(HostConfig.SystemName, HostConfig.HostAkka(s)); }
         catch (Exception e)
         {
             disks.Dispose();
+            dataDirLock.Dispose();
             throw new ConfigException($"{s.Source}: cannot listen for control on {s.ControlHost}:{s.ControlPort}: {Innermost(e).Message}");
         }
         var manager = system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: s.Journal?.PersistenceId)),
             HostConfig.ManagerName);
         system.ActorOf(Cli.ControlGate.Props(manager, Cli.ControlFrame.Limit(system)), HostConfig.ControlName);
-        var host = new DmHost(s, disks, system, manager);
+        var host = new DmHost(s, disks, system, manager, dataDirLock);
         try
         {
             log.WriteLine($"dmactors: data directory {Path.GetFullPath(s.DataDir)}");
@@ -72,6 +86,24 @@ public sealed class DmHost
         catch (Exception e) when (e is global::System.Net.Sockets.SocketException or IndexOutOfRangeException)
         {
             throw new ConfigException($"{s.Source}: cannot listen for control on {s.ControlHost}:{s.ControlPort}: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Two hosts on one data directory would keep two journals of the same devices in one file and write the same
+    /// disks: the second one is refused, naming the directory and the process that has it.
+    /// </summary>
+    private static DataDirLock LockDataDir(HostSettings s)
+    {
+        try { Directory.CreateDirectory(s.DataDir); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"{s.Source}: data directory {s.DataDir}: {e.Message}");
+        }
+        try { return DataDirLock.Acquire(s.DataDir); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"{s.Source}: {e.Message}");
         }
     }
 
@@ -149,6 +181,7 @@ public sealed class DmHost
                     if (exists) GrowIfAsked(d, path);
                     disks.AddFile(d.Name, path, d.Create ? d.Sectors : 0, d.WriteBackCache);
                 }
+                catch (DiskInUseException e) { throw new ConfigException($"{s.Source}: disk {d.Name}: {e.Message}"); }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
                     throw new ConfigException($"{s.Source}: disk {d.Name}: cannot open {path}: {e.Message}");
@@ -266,6 +299,7 @@ public sealed class DmHost
         catch (Exception e) { log.WriteLine($"dmactors: suspending devices: {e.Message}"); }
         await System.Terminate();
         Disks.Dispose();
+        _dataDirLock.Dispose();
         log.WriteLine("dmactors: stopped");
     }
 

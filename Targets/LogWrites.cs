@@ -37,7 +37,8 @@ public sealed class LogWrites : Target
             _dev.Close();
             throw new TargetException($"Log device lookup failed: {a.Args[1]}");
         }
-        log.Open();
+        try { TargetArgs.OpenOrRefuse(log); }
+        catch { _dev.Close(); throw; }
         _logDev = log;
         _writer = new LogWriter(log, SectorSize);
     }
@@ -115,7 +116,7 @@ public sealed class LogWrites : Target
         rest.Add(PendingBlock.MarkOf(LogFormat.EndMark, SectorSize));
         _writer.Log(rest);
         _dev.Close();
-        _logDev.Close();
+        _writer.WhenIdle(_logDev.Close); // the last entries are still being written; a file log closes after them
     }
 
     /// <summary>A write (or flush, discard, mark) waiting to be logged.</summary>
@@ -152,6 +153,7 @@ public sealed class LogWrites : Target
         private ulong _logged;
         private bool _enabled = true;
         private bool _inFlight, _pumping;
+        private Action? _whenIdle;
 
         public LogWriter(IBlockDevice log, int sectorSize)
         {
@@ -193,6 +195,13 @@ public sealed class LogWrites : Target
             Pump();
         }
 
+        /// <summary>Runs <paramref name="then"/> once every queued entry is written (at once if none is).</summary>
+        public void WhenIdle(Action then)
+        {
+            lock (_gate) _whenIdle = then;
+            Pump();
+        }
+
         private void Enqueue(long sector, byte[] data) => _queue.Enqueue(Bio.Write(sector, data, _reply));
 
         /// <summary>Issues queued writes one after another; a loop, not recursion, since disks may complete inline.</summary>
@@ -205,13 +214,18 @@ public sealed class LogWrites : Target
             }
             while (true)
             {
-                Bio next;
+                Bio? next = null;
+                Action? idle = null;
                 lock (_gate)
                 {
-                    if (_inFlight || _queue.Count == 0) { _pumping = false; return; }
-                    next = _queue.Dequeue();
-                    _inFlight = true;
+                    if (!_inFlight && _queue.Count > 0) { next = _queue.Dequeue(); _inFlight = true; }
+                    else
+                    {
+                        _pumping = false;
+                        if (!_inFlight) (idle, _whenIdle) = (_whenIdle, null);
+                    }
                 }
+                if (next == null) { idle?.Invoke(); return; }
                 next.Device = _log;
                 _log.Submit(next);
             }

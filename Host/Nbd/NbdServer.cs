@@ -63,6 +63,8 @@ public sealed class NbdServer : IAsyncDisposable
     internal IActorRef Watch { get; }
     internal bool Stopping => Volatile.Read(ref _stopping) != 0;
 
+    private const int SolSocket = 1, SoReuseAddr = 2;
+
     /// <summary>Binds the listeners and starts accepting.</summary>
     public Task StartAsync()
     {
@@ -74,7 +76,10 @@ public sealed class NbdServer : IAsyncDisposable
             {
                 var socket = new Socket(tcp.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
                 _listeners.Add(socket);
-                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                // SO_REUSEADDR alone, so that a restarted host binds while old connections linger in TIME_WAIT.
+                // Not SocketOptionName.ReuseAddress: on Linux .NET sets SO_REUSEPORT with it, and a second host
+                // would then share the port silently, taking half of the new connections.
+                socket.SetRawSocketOption(SolSocket, SoReuseAddr, BitConverter.GetBytes(1));
                 socket.Bind(tcp);
                 socket.Listen(512);
                 TcpEndpoint = (IPEndPoint)socket.LocalEndPoint!;

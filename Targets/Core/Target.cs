@@ -154,8 +154,15 @@ public sealed class TargetArgs
         // device_area_is_invalid, without start + len: a start near long.MaxValue would wrap it negative.
         if (start < 0 || len < 0 || start > dev.Sectors || len > dev.Sectors - start)
             throw new TargetException($"{dev.Name} too small for target: start={start}, len={len}, dev_size={dev.Sectors}");
-        dev.Open();
+        OpenOrRefuse(dev);
         return dev;
+    }
+
+    /// <summary>Opens <paramref name="dev"/>; a file that cannot be opened again (another process locked it) is a table error.</summary>
+    public static void OpenOrRefuse(IBlockDevice dev)
+    {
+        try { dev.Open(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new TargetException(e.Message); }
     }
 
     public long ParseSector(string s, string error) =>

@@ -20,8 +20,30 @@ public abstract class Disk : IBlockDevice
     public long Sectors { get; protected set; }
     public abstract bool HasVolatileCache { get; }
     public int OpenCount => Volatile.Read(ref _openCount);
-    public void Open() => Interlocked.Increment(ref _openCount);
-    public void Close() => Interlocked.Decrement(ref _openCount);
+
+    /// <summary>An open by a table; the first one runs <see cref="FirstOpen"/>, which may throw (then nothing is opened).</summary>
+    public void Open()
+    {
+        lock (OpenGate)
+        {
+            if (_openCount == 0) FirstOpen();
+            Volatile.Write(ref _openCount, _openCount + 1);
+        }
+    }
+
+    public void Close()
+    {
+        lock (OpenGate)
+        {
+            Volatile.Write(ref _openCount, _openCount - 1);
+            if (_openCount == 0) LastClose();
+        }
+    }
+
+    /// <summary>Serialises the first open and the last close (they may come from different threads).</summary>
+    protected object OpenGate { get; } = new();
+    protected virtual void FirstOpen() { }
+    protected virtual void LastClose() { }
 
     public void Submit(Bio bio) => Start(bio, TellReplyTo);
 

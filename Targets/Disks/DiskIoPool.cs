@@ -83,7 +83,9 @@ public sealed class DiskIoPool : IDisposable
 
 /// <summary>
 /// Group commit for one disk: every caller waits for a flush that started after it asked, and callers that
-/// arrive while a flush runs share the next one. A flush with no write completed since the last one is skipped.
+/// arrive while a flush runs share the next one. A flush with no write completed since the last one is skipped,
+/// except that the disk starts dirty: until its first successful flush after an open, the page cache may still
+/// hold writes another process (a host killed before it flushed) acknowledged, so that flush really syncs.
 /// </summary>
 public sealed class FlushCoalescer
 {
@@ -92,13 +94,16 @@ public sealed class FlushCoalescer
     private List<(Bio, Action<Bio, BioStatus>)> _waiting = new();
     private bool _running;
     private long _writesCompleted;
-    private long _writesFlushed;
+    private long _writesFlushed = -1; // never equal to _writesCompleted: dirty until the first flush
 
     public FlushCoalescer(Func<BioStatus> flush) => _flush = flush;
 
     public long FlushesIssued;
 
     public void WriteCompleted() => Interlocked.Increment(ref _writesCompleted);
+
+    /// <summary>The file was opened again: dirty until flushed, as after the first open.</summary>
+    public void Reopened() => Interlocked.Exchange(ref _writesFlushed, -1);
 
     /// <summary>Adds a waiter; returns true when the caller must run <see cref="Drain"/> (on an IO thread).</summary>
     public bool Request(Bio bio, Action<Bio, BioStatus> done)

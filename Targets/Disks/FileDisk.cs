@@ -8,17 +8,21 @@ namespace DmActors;
 /// Completed writes sit in the kernel's page cache until flushed, so the disk reports a volatile cache and a
 /// barrier or FUA write makes it fdatasync. FUA writes and flushes that are in flight together share one
 /// fdatasync. Discard and write-zeroes punch holes (reads return zeroes), falling back to writing zeroes.
+/// The file is locked as qemu locks images (<see cref="FileLock"/>), and a disk is dirty from its open until its
+/// first successful flush: the page cache may hold writes that an earlier process acknowledged.
 /// </summary>
 public sealed class FileDisk : Disk
 {
-    private readonly SafeFileHandle _handle;
+    private volatile SafeFileHandle? _handle; // null while closed (CloseWhenUnused)
     private readonly DiskIoPool _pool;
     private readonly FlushCoalescer _flusher;
+    private readonly bool _readOnly;
+    private bool _closeWhenUnused, _disposed;
 
-    private FileDisk(string name, string path, SafeFileHandle handle, long sectors, string devNo, DiskIoPool pool)
+    private FileDisk(string name, string path, SafeFileHandle handle, long sectors, string devNo, DiskIoPool pool, bool readOnly)
         : base(name, sectors, devNo)
     {
-        Path = path; _handle = handle; _pool = pool;
+        Path = path; _handle = handle; _pool = pool; _readOnly = readOnly;
         _flusher = new FlushCoalescer(FlushNow);
     }
 
@@ -37,6 +41,7 @@ public sealed class FileDisk : Disk
         }
         var handle = File.OpenHandle(path, File.Exists(path) ? FileMode.Open : FileMode.CreateNew,
             readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
+        LockOrClose(handle, path, readOnly);
         // A block device has the size the kernel gives it and is never resized: only a new file gets createSectors.
         var length = BlockDevice.DeviceSize(handle);
         if (length == 0 && createSectors > 0 && !BlockDevice.Is(handle))
@@ -44,8 +49,53 @@ public sealed class FileDisk : Disk
             RandomAccess.SetLength(handle, createSectors << Bio.SectorShift);
             length = createSectors << Bio.SectorShift;
         }
-        return new FileDisk(name, path, handle, length >> Bio.SectorShift, devNo, pool ?? DiskIoPool.Shared);
+        return new FileDisk(name, path, handle, length >> Bio.SectorShift, devNo, pool ?? DiskIoPool.Shared, readOnly);
     }
+
+    private static void LockOrClose(SafeFileHandle handle, string path, bool readOnly)
+    {
+        try { FileLock.Acquire(handle, path, readOnly); }
+        catch { handle.Dispose(); throw; }
+    }
+
+    /// <summary>
+    /// Keeps the file, and its lock, open only while the disk is open (like a loop device with autoclear), for files
+    /// a table names by path: once no table uses it, another process may have it. Closes it now if nobody has it open.
+    /// </summary>
+    public void CloseWhenUnused()
+    {
+        lock (OpenGate)
+        {
+            _closeWhenUnused = true;
+            if (OpenCount == 0) CloseHandle();
+        }
+    }
+
+    protected override void FirstOpen()
+    {
+        if (_handle != null) return;
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        // Opened again: locked again, and dirty again (what was written meanwhile is not known to be durable).
+        var handle = File.OpenHandle(Path, FileMode.Open, _readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
+        LockOrClose(handle, Path, _readOnly);
+        _flusher.Reopened();
+        _handle = handle;
+    }
+
+    protected override void LastClose()
+    {
+        if (_closeWhenUnused) CloseHandle();
+    }
+
+    private void CloseHandle()
+    {
+        var h = _handle;
+        _handle = null;
+        h?.Dispose(); // also releases the lock; a native call still running keeps the fd until it returns (SafeHandle)
+    }
+
+    /// <summary>The open file; a closed disk fails the bio (Execute and Start turn the exception into an error).</summary>
+    private SafeFileHandle Handle => _handle ?? throw new ObjectDisposedException(Name);
 
     protected override void Run(Bio bio, Action<Bio, BioStatus> done)
     {
@@ -79,7 +129,7 @@ public sealed class FileDisk : Disk
         const int RwfNowait = 0x8;
         using var pin = bio.Data.Pin();
         var iov = new Native.IoVec { Base = pin.Pointer, Length = (nuint)bio.Data.Length };
-        var fd = (int)_handle.DangerousGetHandle();
+        var fd = Handle;
         var offset = bio.Sector << Bio.SectorShift;
         var n = write ? Native.pwritev2(fd, &iov, 1, offset, RwfNowait) : Native.preadv2(fd, &iov, 1, offset, RwfNowait);
         if (n == bio.Data.Length) return true;
@@ -106,7 +156,7 @@ public sealed class FileDisk : Disk
                     status = BioStatus.Ok;
                     break;
                 case BioOp.Write:
-                    RandomAccess.Write(_handle, bio.Data.Span, bio.Sector << Bio.SectorShift);
+                    RandomAccess.Write(Handle, bio.Data.Span, bio.Sector << Bio.SectorShift);
                     _flusher.WriteCompleted();
                     if ((bio.Flags & BioFlags.Fua) != 0) { RequestFlush(bio, done); return; }
                     status = BioStatus.Ok;
@@ -140,7 +190,7 @@ public sealed class FileDisk : Disk
     {
         while (buffer.Length > 0)
         {
-            var n = RandomAccess.Read(_handle, buffer, offset);
+            var n = RandomAccess.Read(Handle, buffer, offset);
             if (n <= 0) { buffer.Clear(); return; } // past EOF of a file shorter than the disk: zeroes
             buffer = buffer[n..];
             offset += n;
@@ -149,8 +199,8 @@ public sealed class FileDisk : Disk
 
     private BioStatus FlushNow()
     {
-        var fd = (int)_handle.DangerousGetHandle();
-        return Native.fdatasync(fd) == 0 ? BioStatus.Ok : BioStatus.IoError;
+        try { return Native.fdatasync(Handle) == 0 ? BioStatus.Ok : BioStatus.IoError; }
+        catch (ObjectDisposedException) { return BioStatus.IoError; }
     }
 
     private static readonly byte[] Zeroes = new byte[1 << 20];
@@ -158,25 +208,33 @@ public sealed class FileDisk : Disk
     private void Zero(long offset, long length)
     {
         const int PunchHole = 0x02, KeepSize = 0x01;
-        var fd = (int)_handle.DangerousGetHandle();
+        var fd = Handle;
         if (Native.fallocate(fd, PunchHole | KeepSize, offset, length) == 0) return;
         while (length > 0)
         {
             var n = (int)Math.Min(length, Zeroes.Length);
-            RandomAccess.Write(_handle, Zeroes.AsSpan(0, n), offset);
+            RandomAccess.Write(fd, Zeroes.AsSpan(0, n), offset);
             offset += n; length -= n;
         }
     }
 
 
-    public override void Dispose() => _handle.Dispose();
+    public override void Dispose()
+    {
+        lock (OpenGate)
+        {
+            _disposed = true;
+            CloseHandle();
+        }
+    }
 
     private static class Native
     {
-        [DllImport("libc", SetLastError = true)] public static extern int fdatasync(int fd);
-        [DllImport("libc", SetLastError = true)] public static extern int fallocate(int fd, int mode, long offset, long len);
-        [DllImport("libc", SetLastError = true)] public static extern unsafe long preadv2(int fd, IoVec* iov, int iovcnt, long offset, int flags);
-        [DllImport("libc", SetLastError = true)] public static extern unsafe long pwritev2(int fd, IoVec* iov, int iovcnt, long offset, int flags);
+        // SafeFileHandle, not the raw fd: a call racing a close fails instead of using a reused descriptor.
+        [DllImport("libc", SetLastError = true)] public static extern int fdatasync(SafeFileHandle fd);
+        [DllImport("libc", SetLastError = true)] public static extern int fallocate(SafeFileHandle fd, int mode, long offset, long len);
+        [DllImport("libc", SetLastError = true)] public static extern unsafe long preadv2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);
+        [DllImport("libc", SetLastError = true)] public static extern unsafe long pwritev2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);
 
         [StructLayout(LayoutKind.Sequential)]
         public unsafe struct IoVec

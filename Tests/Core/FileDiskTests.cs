@@ -11,12 +11,14 @@ public sealed class FileDiskTests : IDisposable
 
     public FileDiskTests() => _disk = FileDisk.Open("f0", Path.Combine(_dir, "f0.img"), "7:0", createSectors: 4096);
 
-    private BioStatus Run(Bio bio)
+    private BioStatus Run(Bio bio) => Run(_disk, bio);
+
+    private static BioStatus Run(FileDisk disk, Bio bio)
     {
         var done = new TaskCompletionSource<BioStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
         var count = 0;
         bio.ReplyTo = CallbackRef.ForBios(d => { Interlocked.Increment(ref count); done.TrySetResult(d.Status); });
-        _disk.Submit(bio);
+        disk.Submit(bio);
         var status = done.Task.Wait(TimeSpan.FromSeconds(30)) ? done.Task.Result : throw new TimeoutException(bio.ToString());
         Thread.Sleep(10);
         Assert.Equal(1, count); // answered exactly once
@@ -67,14 +69,67 @@ public sealed class FileDiskTests : IDisposable
     public void A_flush_syncs_only_when_something_was_written_since_the_last_one()
     {
         Assert.Equal(BioStatus.Ok, Run(Bio.Flush(Akka.Actor.ActorRefs.Nobody)));
-        Assert.Equal(0, _disk.FlushesIssued);
-        Assert.Equal(BioStatus.Ok, Run(Bio.Write(0, DeviceHarness.Pattern(1, 1), Akka.Actor.ActorRefs.Nobody)));
+        Assert.Equal(1, _disk.FlushesIssued); // the first one after the open
         Assert.Equal(BioStatus.Ok, Run(Bio.Flush(Akka.Actor.ActorRefs.Nobody)));
         Assert.Equal(1, _disk.FlushesIssued);
-        Assert.Equal(BioStatus.Ok, Run(Bio.Write(0, DeviceHarness.Pattern(1, 2), Akka.Actor.ActorRefs.Nobody, BioFlags.Fua)));
-        Assert.Equal(2, _disk.FlushesIssued); // a FUA write syncs
+        Assert.Equal(BioStatus.Ok, Run(Bio.Write(0, DeviceHarness.Pattern(1, 1), Akka.Actor.ActorRefs.Nobody)));
         Assert.Equal(BioStatus.Ok, Run(Bio.Flush(Akka.Actor.ActorRefs.Nobody)));
         Assert.Equal(2, _disk.FlushesIssued);
+        Assert.Equal(BioStatus.Ok, Run(Bio.Write(0, DeviceHarness.Pattern(1, 2), Akka.Actor.ActorRefs.Nobody, BioFlags.Fua)));
+        Assert.Equal(3, _disk.FlushesIssued); // a FUA write syncs
+        Assert.Equal(BioStatus.Ok, Run(Bio.Flush(Akka.Actor.ActorRefs.Nobody)));
+        Assert.Equal(3, _disk.FlushesIssued);
+    }
+
+    [Fact]
+    public void The_first_flush_after_an_open_syncs_writes_an_earlier_process_left_in_the_page_cache()
+    {
+        // What a host killed before it flushed leaves: data in the page cache that nobody has synced.
+        var path = Path.Combine(_dir, "left.img");
+        File.WriteAllBytes(path, DeviceHarness.Pattern(64, 9));
+        var disk = FileDisk.Open("l0", path, "7:2");
+        try
+        {
+            Assert.Equal(BioStatus.Ok, Run(disk, Bio.Flush(Akka.Actor.ActorRefs.Nobody)));
+            Assert.Equal(1, disk.FlushesIssued);
+            Assert.Equal(BioStatus.Ok, Run(disk, Bio.Flush(Akka.Actor.ActorRefs.Nobody)));
+            Assert.Equal(1, disk.FlushesIssued); // steady state: nothing written since, nothing to sync
+        }
+        finally { disk.Dispose(); }
+    }
+
+    [Fact]
+    public void A_file_is_refused_while_another_disk_has_it_open_and_free_once_that_one_closes()
+    {
+        var path = Path.Combine(_dir, "f0.img");
+        Assert.Equal($"{path} is in use by another process (locked)",
+            Assert.Throws<DiskInUseException>(() => FileDisk.Open("again", path, "7:3")).Message);
+        _disk.Dispose();
+        var again = FileDisk.Open("again", path, "7:3");
+        Assert.Equal(BioStatus.Ok, Run(again, Bio.Write(0, DeviceHarness.Pattern(1, 4), Akka.Actor.ActorRefs.Nobody)));
+        again.Dispose();
+    }
+
+    [Fact]
+    public void A_disk_closed_when_unused_lets_the_file_go_and_is_locked_and_dirty_again_when_reopened()
+    {
+        var path = Path.Combine(_dir, "f0.img");
+        Assert.Equal(BioStatus.Ok, Run(Bio.Flush(Akka.Actor.ActorRefs.Nobody)));
+        Assert.Equal(1, _disk.FlushesIssued);
+        _disk.CloseWhenUnused();                            // nobody has it open: the file is let go at once
+        FileDisk.Open("other", path, "7:4").Dispose();
+        Assert.Equal(BioStatus.IoError, Run(Bio.Write(0, DeviceHarness.Pattern(1, 5), Akka.Actor.ActorRefs.Nobody)));
+
+        _disk.Open();                                       // a table opens it: the file is opened and locked again
+        Assert.Throws<DiskInUseException>(() => FileDisk.Open("other", path, "7:4"));
+        Assert.Equal(BioStatus.Ok, Run(Bio.Flush(Akka.Actor.ActorRefs.Nobody)));
+        Assert.Equal(2, _disk.FlushesIssued);               // dirty again after the reopen
+        Assert.Equal(BioStatus.Ok, Run(Bio.Write(0, DeviceHarness.Pattern(1, 6), Akka.Actor.ActorRefs.Nobody)));
+        _disk.Close();                                      // the last table let it go
+        FileDisk.Open("other", path, "7:4").Dispose();
+        var back = new byte[512];
+        using (var raw = File.OpenRead(path)) raw.ReadExactly(back);
+        Assert.Equal(DeviceHarness.Pattern(1, 6), back);
     }
 
     [Fact]

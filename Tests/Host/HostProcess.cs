@@ -51,16 +51,48 @@ public sealed class HostProcess : IDisposable
     public static Task<HostProcess> StartAsync(string extra = "", string after = "") =>
         StartInAsync(Directory.CreateTempSubdirectory("dmactors-host-").FullName, extra, after);
 
-    /// <summary>Starts a host over <paramref name="dir"/> (its data and journal survive from an earlier host there).</summary>
-    public static async Task<HostProcess> StartInAsync(string dir, string extra = "", string after = "")
+    /// <summary>
+    /// Starts a host over <paramref name="dir"/> (its data and journal survive from an earlier host there), on free
+    /// ports unless <paramref name="nbdPort"/> or <paramref name="controlPort"/> name one, with its disk0 at
+    /// <paramref name="diskPath"/> (relative to the data directory), its config in <paramref name="config"/> in dir,
+    /// and <paramref name="after"/> after the dmactors section.
+    /// </summary>
+    public static async Task<HostProcess> StartInAsync(string dir, string extra = "", string after = "", int? nbdPort = null,
+        int? controlPort = null, string diskPath = "disk0.img", string config = "host.hocon")
     {
-        var control = FreePort();
-        var nbd = FreePort();
-        var config = Path.Combine(dir, "host.hocon");
+        var host = Launch(dir, extra, after, nbdPort, controlPort, diskPath, config);
+        var started = await host._ready.Task.WaitAsync(StartTimeout);
+        if (!started)
+        {
+            await host._process.WaitForExitAsync(); // drains the redirected output
+            throw new InvalidOperationException($"host exited during start:\n{host.Stdout}\n{host.Stderr}");
+        }
+        return host;
+    }
+
+    /// <summary>
+    /// Starts a host (as <see cref="StartInAsync"/>) that is expected to refuse to start, and returns how it ended. One
+    /// that gets ready instead is killed and fails the test. <paramref name="dir"/> is left for the caller.
+    /// </summary>
+    public static async Task<CliResult> StartRefusedInAsync(string dir, int? nbdPort = null, int? controlPort = null,
+        string diskPath = "disk0.img", string config = "refused.hocon")
+    {
+        using var host = Launch(dir, "", "", nbdPort, controlPort, diskPath, config);
+        host.KeepDir = true;
+        if (await host._ready.Task.WaitAsync(StartTimeout)) Assert.Fail($"the host started, expected a refusal:\n{host.Stdout}\n{host.Stderr}");
+        await host._process.WaitForExitAsync(); // drains the redirected output
+        return new CliResult(host._process.ExitCode, host.Stdout, host.Stderr);
+    }
+
+    private static HostProcess Launch(string dir, string extra, string after, int? nbdPort, int? controlPort, string diskPath, string configName)
+    {
+        var control = controlPort ?? FreePort();
+        var nbd = nbdPort ?? FreePort();
+        var config = Path.Combine(dir, configName);
         File.WriteAllText(config, $$"""
             dmactors {
               data-dir = "{{dir}}/data"
-              disks = [ { name = disk0, path = disk0.img, size = 64M, create = on } ]
+              disks = [ { name = disk0, path = "{{diskPath}}", size = 64M, create = on } ]
               devices = [ { name = demo, table = "0 131072 linear disk0 0" } ]
               nbd.listen = "127.0.0.1:{{nbd}}"
               control.port = {{control}}
@@ -72,12 +104,6 @@ public sealed class HostProcess : IDisposable
         host._process.Start();
         host._process.BeginOutputReadLine();
         host._process.BeginErrorReadLine();
-        var started = await host._ready.Task.WaitAsync(StartTimeout);
-        if (!started)
-        {
-            await host._process.WaitForExitAsync(); // drains the redirected output
-            throw new InvalidOperationException($"host exited during start:\n{host.Stdout}\n{host.Stderr}");
-        }
         return host;
     }
 
