@@ -32,25 +32,33 @@ public static class Dm
     public sealed record GetStatus(string Name) : IControlMessage;
     public sealed record GetInfo(string Name) : IControlMessage;
     public sealed record Message(string Name, long Sector, string[] Args) : IControlMessage;
+    /// <summary>`ls`: answered with <see cref="DeviceList"/>.</summary>
     public sealed record List : IControlMessage { public static readonly List Instance = new(); }
-    /// <summary>Names of the devices that have a live table (what an NBD server exports), one per line.</summary>
+    /// <summary>The devices that have a live table (what an NBD server exports): answered with <see cref="ExportList"/>.</summary>
     public sealed record ListExports : IControlMessage { public static readonly ListExports Instance = new(); }
+    /// <summary>`targets`: answered with <see cref="TargetList"/>.</summary>
     public sealed record ListTargets : IControlMessage { public static readonly ListTargets Instance = new(); }
 
-    /// <summary>
-    /// Power loss on write-back-cache disks (our addition): what they cached and never flushed is gone; with
-    /// <paramref name="Tear"/> a random part of it reached the disk first. No disks named: every cached disk.
-    /// </summary>
-    public sealed record PowerCut(string[] Disks, bool Tear = false) : IControlMessage;
-
-    /// <summary>dmsetup history (our addition): the device's recorded events with timestamps.</summary>
+    /// <summary>dmsetup history (our addition): the device's recorded events, answered with <see cref="HistoryList"/>.</summary>
     public sealed record History(string Name) : IControlMessage;
+
+    // Listings come back as data; how dmsetup prints them is Host/Cli/DmsetupFormat's business.
+    public sealed record DeviceEntry(string Name, int Major, int Minor);
+    /// <summary>Every device, name-sorted (empty when there are none).</summary>
+    public sealed record DeviceList(IReadOnlyList<DeviceEntry> Devices) : IControlMessage;
+    public sealed record TargetEntry(string Name, string Version);
+    /// <summary>The target types this host knows, name-sorted.</summary>
+    public sealed record TargetList(IReadOnlyList<TargetEntry> Targets) : IControlMessage;
+    /// <summary>One device's recorded events, oldest first.</summary>
+    public sealed record HistoryList(string Name, IReadOnlyList<HistoryEntry> Entries) : IControlMessage;
+    /// <summary>Names of the devices an NBD server may export, name-sorted.</summary>
+    public sealed record ExportList(IReadOnlyList<string> Names) : IControlMessage;
 
     /// <summary>Opens a device for IO (an NBD connection, a stacked user): the reply carries the actor to send bios to.</summary>
     public sealed record Open(string Name) : IControlMessage;
     public sealed record Close(string Name) : IControlMessage;
 
-    /// <summary>Success, with dmsetup's output lines if the command prints any.</summary>
+    /// <summary>Success, with the lines a command prints (a target's table, status or message lines).</summary>
     public sealed record Done(IReadOnlyList<string> Lines) : IControlMessage
     {
         public static readonly Done Empty = new(Array.Empty<string>());

@@ -5,11 +5,11 @@ using DmActors.Host.Nbd;
 namespace DmActors.Host;
 
 /// <summary>
-/// A running dmactors host: the disks, the actor system with the device manager at /user/devices (reachable by
-/// dmsetup over Akka.Remote, through /user/control), the configured devices and the NBD server. Stops in the order
-/// that loses nothing: NBD first (in-flight IO completes), then every device suspended with flush, then the actors,
-/// then the disks. A host has its data directory to itself (<see cref="DataDirLock"/>) and its ports too: a second
-/// host on either fails to start.
+/// A running dmactors host: the disks, the actor system with the device manager at /user/devices and the power
+/// cutter of `dmactors powercut` beside it (both reachable by dmsetup over Akka.Remote, through /user/control), the
+/// configured devices and the NBD server. Stops in the order that loses nothing: NBD first (in-flight IO completes),
+/// then every device suspended with flush, then the actors, then the disks. A host has its data directory to itself
+/// (<see cref="DataDirLock"/>) and its ports too: a second host on either fails to start.
 /// </summary>
 public sealed class DmHost
 {
@@ -53,7 +53,8 @@ public sealed class DmHost
         }
         var manager = system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: s.Journal?.PersistenceId)),
             HostConfig.ManagerName);
-        system.ActorOf(Cli.ControlGate.Props(manager, Cli.ControlFrame.Limit(system)), HostConfig.ControlName);
+        var powerCutter = system.ActorOf(Crash.PowerCutter.Props(disks), Crash.PowerCutter.Name);
+        system.ActorOf(Cli.ControlGate.Props(manager, powerCutter, Cli.ControlFrame.Limit(system)), HostConfig.ControlName);
         var host = new DmHost(s, disks, system, manager, dataDirLock);
         try
         {
@@ -228,7 +229,7 @@ public sealed class DmHost
         var reply = await Manager.Ask<object>(Dm.List.Instance, Settings.AskTimeout + Settings.AskTimeout);
         return reply switch
         {
-            Dm.Done d => Cli.DmsetupFormat.NamesOf(d.Lines).ToList(),
+            Dm.DeviceList l => l.Devices.Select(d => d.Name).ToList(),
             Dm.Unavailable u => throw new ConfigException($"{Settings.Source}: {Settings.Journal?.Describe}: {u.Reason}"),
             _ => throw new ConfigException($"{Settings.Source}: unexpected answer from the device manager: {reply}"),
         };
@@ -272,8 +273,8 @@ public sealed class DmHost
         Nbd = nbd;
         if (nbd.TcpEndpoint is { } ep) log.WriteLine($"dmactors: NBD listening on {ep}");
         if (Settings.UnixSocket is { } sock) log.WriteLine($"dmactors: NBD listening on unix:{sock}");
-        var exports = await Manager.Ask<Dm.Done>(Dm.ListExports.Instance, Settings.AskTimeout);
-        foreach (var name in exports.Lines)
+        var exports = await Manager.Ask<Dm.ExportList>(Dm.ListExports.Instance, Settings.AskTimeout);
+        foreach (var name in exports.Names)
         {
             var where = nbd.TcpEndpoint is { } e ? $"nbd://{e}/{name}" : $"nbd+unix:///{name}?socket={Settings.UnixSocket}";
             log.WriteLine($"dmactors: exporting {name} at {where}");

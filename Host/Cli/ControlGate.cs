@@ -3,8 +3,8 @@ using Akka.Actor;
 namespace DmActors.Host.Cli;
 
 /// <summary>
-/// The host's end of the control channel (/user/control): passes each dmsetup request to the device manager and
-/// its reply back, unless the reply would not fit in one Akka.Remote frame; Akka would drop it without a word and
+/// The host's end of the control channel (/user/control): passes each dmsetup request to the device manager (a
+/// power cut to the host's <see cref="Crash.PowerCutter"/>) and its reply back, unless the reply would not fit in one Akka.Remote frame; Akka would drop it without a word and
 /// dmsetup would wait out its timeout, so it gets <see cref="ControlReplyTooLarge"/> with both sizes instead.
 /// </summary>
 public sealed class ControlGate : ReceiveActor
@@ -12,15 +12,16 @@ public sealed class ControlGate : ReceiveActor
     /// <summary>Longer than any dmsetup waits; only a manager that never answers runs into it.</summary>
     public static readonly TimeSpan ManagerTimeout = TimeSpan.FromMinutes(10);
 
-    public static Props Props(IActorRef manager, long limit) => Akka.Actor.Props.Create(() => new ControlGate(manager, limit));
+    public static Props Props(IActorRef manager, IActorRef powerCutter, long limit) =>
+        Akka.Actor.Props.Create(() => new ControlGate(manager, powerCutter, limit));
 
-    public ControlGate(IActorRef manager, long limit)
+    public ControlGate(IActorRef manager, IActorRef powerCutter, long limit)
     {
         var system = Context.System;
         Receive<IControlMessage>(m =>
         {
             // Not Forward: the reply has to pass here to be measured. Not awaited: one slow command holds up no other.
-            manager.Ask<object>(m, ManagerTimeout).ContinueWith(t =>
+            (m is Crash.PowerCut ? powerCutter : manager).Ask<object>(m, ManagerTimeout).ContinueWith(t =>
             {
                 if (!t.IsCompletedSuccessfully) return new Dm.Unavailable($"the device manager did not answer within {ManagerTimeout.TotalMinutes} minutes");
                 long bytes;

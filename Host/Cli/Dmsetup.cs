@@ -28,7 +28,7 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
             "rename" => await Rename(a),
             "targets" => await Print(Dm.ListTargets.Instance),
             "history" => await ForEach(a, n => new Dm.History(n)),
-            "powercut" => await Print(new Dm.PowerCut(a.Args.ToArray(), a.Tear)),
+            "powercut" => await Print(new Crash.PowerCut(a.Args.ToArray(), a.Tear)),
             "version" => await Version(),
             _ => Error($"Unrecognised command '{a.Command}'."),
         };
@@ -47,8 +47,8 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
     {
         switch (reply)
         {
-            case Dm.Done d:
-                foreach (var l in d.Lines) stdout.WriteLine(l);
+            case var _ when DmsetupFormat.Output(reply) is { } lines:
+                foreach (var l in lines) stdout.WriteLine(l);
                 return true;
             case Dm.Failed f:
                 foreach (var l in DmsetupFormat.Failure(adjust?.Invoke(f) ?? f, uuid)) stderr.WriteLine(l);
@@ -84,7 +84,7 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
         }
         var reply = await channel.AskAsync(new Dm.Create(name, table, a.ReadOnly, a.Uuid, a.Mode));
         // dmsetup creates, then loads: a table the kernel refuses fails in the reload ioctl.
-        return Report(reply, a.Uuid, f => f.Op == "create" && table != null && f.Error == Dm.Failed.Invalid && (DeviceManager.CheckName(name) ?? DeviceManager.CheckUuid(a.Uuid)) == null
+        return Report(reply, a.Uuid, f => f.Op == "create" && table != null && f.Error == Dm.Failed.Invalid && (DeviceCommands.CheckName(name) ?? DeviceCommands.CheckUuid(a.Uuid)) == null
             ? f with { Op = "reload" } : f);
     }
 
@@ -130,7 +130,7 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
     {
         if (a.Args.Count > 0) return a.Args;
         var reply = await channel.AskAsync(Dm.List.Instance);
-        var names = reply is Dm.Done d ? DmsetupFormat.NamesOf(d.Lines) : [];
+        var names = reply is Dm.DeviceList l ? l.Devices.Select(d => d.Name).ToList() : [];
         if (names.Count == 0) { stdout.WriteLine(DmsetupFormat.NoDevices); return null; }
         return names;
     }
@@ -187,7 +187,7 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
     private async Task<bool> Version()
     {
         var reply = await channel.AskAsync(Dm.ListTargets.Instance);
-        foreach (var l in DmsetupFormat.Version(reply is Dm.Done)) stdout.WriteLine(l);
-        return reply is Dm.Done;
+        foreach (var l in DmsetupFormat.Version(reply is Dm.TargetList)) stdout.WriteLine(l);
+        return reply is Dm.TargetList;
     }
 }

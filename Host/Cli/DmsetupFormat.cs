@@ -80,12 +80,29 @@ public static class DmsetupFormat
         foreach (var l in lines) yield return prefix + l;
     }
 
-    /// <summary>`ls`: `name\t(253:0)` per device, name-sorted, or "No devices found".</summary>
+    /// <summary>The lines a successful reply prints (null: not a reply that prints lines).</summary>
+    public static IEnumerable<string>? Output(object reply) => reply switch
+    {
+        Dm.Done d => d.Lines,
+        Dm.DeviceList l => Ls(l),
+        Dm.TargetList t => Targets(t),
+        Dm.HistoryList h => History(h),
+        _ => null,
+    };
+
+    /// <summary>`ls`: a line per device, or "No devices found".</summary>
+    public static IEnumerable<string> Ls(Dm.DeviceList list) =>
+        list.Devices.Count == 0 ? [NoDevices] : list.Devices.Select(d => LsLine(d.Name, d.Major, d.Minor));
+
+    /// <summary>One `ls` line: `name\t(253:0)`.</summary>
     public static string LsLine(string name, int major, int minor) => $"{name}\t({major}:{minor})";
 
-    /// <summary>Device names out of the manager's `ls` lines.</summary>
-    public static IReadOnlyList<string> NamesOf(IReadOnlyList<string> lsLines) =>
-        lsLines.Where(l => l.Contains('\t')).Select(l => l[..l.LastIndexOf('\t')]).ToList();
+    /// <summary>`targets`: the name padded to 16, then the version (dmsetup's `%-16s v%u.%u.%u`).</summary>
+    public static IEnumerable<string> Targets(Dm.TargetList list) => list.Targets.Select(t => $"{t.Name,-16} {t.Version}");
+
+    /// <summary>`history` (our addition): a line per recorded event, UTC with milliseconds, two spaces, what happened.</summary>
+    public static IEnumerable<string> History(Dm.HistoryList list) =>
+        list.Entries.Select(e => $"{e.At.ToString("yyyy-MM-dd HH:mm:ss.fff", System.Globalization.CultureInfo.InvariantCulture)}  {e.What}");
 
     /// <summary>libdm's ioctl failure line; two spaces before "failed" when there is no uuid.</summary>
     public static string IoctlFailure(string op, string name, string? uuid, string error) =>

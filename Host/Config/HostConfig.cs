@@ -161,7 +161,7 @@ public static class HostConfig
     private static DeviceSpec Device(AkkaConfig d, string where, Func<string, string> fail)
     {
         var name = Required(d, "name", where, fail);
-        if (DeviceManager.CheckName(name) is { } bad) fail($"{where}: {bad}");
+        if (DeviceCommands.CheckName(name) is { } bad) fail($"{where}: {bad}");
         where = $"device {name}";
         var table = d.GetString("table", "");
         try

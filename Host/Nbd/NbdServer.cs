@@ -214,7 +214,7 @@ public sealed class NbdServer : IAsyncDisposable
     {
         try
         {
-            if (await Manager.Ask<object>(Dm.ListExports.Instance, Options.AskTimeout) is Dm.Done d) return d.Lines;
+            if (await Manager.Ask<object>(Dm.ListExports.Instance, Options.AskTimeout) is Dm.ExportList l) return l.Names;
         }
         catch (AskTimeoutException) { Log.Warning("NBD: the device manager did not list exports within {0}", Options.AskTimeout); }
         return Array.Empty<string>();

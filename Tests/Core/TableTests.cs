@@ -6,6 +6,10 @@ namespace DmActors.Tests.Core;
 /// <summary>Table validation, the live and inactive slots, and dmsetup's control commands.</summary>
 public sealed class TableTests : DeviceHarness
 {
+    private IReadOnlyList<Dm.DeviceEntry> Devices() => Assert.IsType<Dm.DeviceList>(Control(Dm.List.Instance)).Devices;
+
+    private static Dm.DeviceEntry Dev(string name, int minor) => new(name, MappedDevice.Major, minor);
+
     public TableTests()
     {
         Disks.AddMemory("d0", 1024);
@@ -47,7 +51,7 @@ public sealed class TableTests : DeviceHarness
         Assert.Equal("create", failed.Op);
         Assert.Equal(error, failed.Reason);
         Assert.Equal("Device does not exist.", Fails(new Dm.GetInfo("bad")).Reason);
-        Assert.Equal(new[] { "No devices found" }, Ok(Dm.List.Instance).Lines);
+        Assert.Empty(Devices());
         Assert.All(Disks.All, d => Assert.Equal(0, d.OpenCount)); // nothing left open by the failed load
     }
 
@@ -146,10 +150,10 @@ public sealed class TableTests : DeviceHarness
         Ok(new Dm.Create("b"));
         Ok(new Dm.Create("a"));
         Assert.Equal("Device or resource busy", Fails(new Dm.Create("a")).Error);
-        Assert.Equal(new[] { "a\t(253:1)", "b\t(253:0)" }, Ok(Dm.List.Instance).Lines);
+        Assert.Equal(new[] { Dev("a", 1), Dev("b", 0) }, Devices());
         var before = Info("b").EventNr;
         Ok(new Dm.Rename("b", "c"));
-        Assert.Equal(new[] { "a\t(253:1)", "c\t(253:0)" }, Ok(Dm.List.Instance).Lines);
+        Assert.Equal(new[] { Dev("a", 1), Dev("c", 0) }, Devices());
         Assert.Equal(before + 1, Info("c").EventNr);
         Ok(new Dm.Rename("c", "UUID-1", SetUuid: true));
         Assert.Equal("UUID-1", Info("c").Uuid);
@@ -239,7 +243,7 @@ public sealed class TableTests : DeviceHarness
         Assert.Equal(("create", Dm.Failed.Invalid, reason), (created.Op, created.Error, created.Reason));
         var renamed = Fails(new Dm.Rename("ok", name));
         Assert.Equal(("rename", "ok", Dm.Failed.Invalid, reason), (renamed.Op, renamed.Name, renamed.Error, renamed.Reason));
-        Assert.Equal(new[] { "ok\t(253:0)" }, Ok(Dm.List.Instance).Lines);
+        Assert.Equal(new[] { Dev("ok", 0) }, Devices());
     }
 
     [Fact]

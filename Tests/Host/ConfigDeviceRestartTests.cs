@@ -53,7 +53,7 @@ public sealed class ConfigDeviceRestartTests : IDisposable
     }
 
     private static async Task<string[]> Names(DmHost host) =>
-        DmsetupFormat.NamesOf((await host.Manager.Ask<Dm.Done>(Dm.List.Instance, Wait)).Lines).ToArray();
+        (await host.Manager.Ask<Dm.DeviceList>(Dm.List.Instance, Wait)).Devices.Select(d => d.Name).ToArray();
 
     private static async Task<string> Table(DmHost host, string name) =>
         string.Join("\n", (await host.Manager.Ask<Dm.Done>(new Dm.GetTable(name), Wait)).Lines);

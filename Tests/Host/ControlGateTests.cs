@@ -26,7 +26,8 @@ public sealed class ControlGateTests : IDisposable
     {
         _disks.AddMemory("m0", 8192);
         _manager = _system.ActorOf(DeviceManager.Props(_disks), "devices");
-        var gate = _system.ActorOf(ControlGate.Props(_manager, ControlFrame.Limit(_system)), "control");
+        var powerCutter = _system.ActorOf(DmActors.Host.Crash.PowerCutter.Props(_disks));
+        var gate = _system.ActorOf(ControlGate.Props(_manager, powerCutter, ControlFrame.Limit(_system)), "control");
         _channel = new RemoteControlChannel(_system, gate, TimeSpan.FromSeconds(30), "127.0.0.1:1");
     }
 
@@ -52,6 +53,8 @@ public sealed class ControlGateTests : IDisposable
         Assert.Equal((0, "", ""), await Run("create", "small", "--table", ZeroLines(10)));
         Assert.Equal((0, "small\t(253:0)\n", ""), await Run("ls"));
         Assert.Equal((0, ZeroLines(10).Replace("zero\n", "zero \n"), ""), await Run("table", "small"));
+        // A power cut goes to the power cutter beside the manager, through the same gate.
+        Assert.Equal((0, "m0: no write-back cache, nothing lost\n", ""), await Run("powercut", "m0"));
     }
 
     [Fact]

@@ -20,7 +20,9 @@ public sealed class DmsetupCliTests : IDisposable
         _disks.AddMemory("m0", 8192); // 1:0 style devno from the registry: 7:0
         _disks.AddMemory("m1", 8192);
         _manager = _system.ActorOf(DeviceManager.Props(_disks), "devices");
-        _channel = new ActorControlChannel(_manager, TimeSpan.FromSeconds(30));
+        // Through the host's gate, which sends powercut to the power cutter and the rest to the manager.
+        var powerCutter = _system.ActorOf(DmActors.Host.Crash.PowerCutter.Props(_disks));
+        _channel = new ActorControlChannel(_system.ActorOf(ControlGate.Props(_manager, powerCutter, long.MaxValue)), TimeSpan.FromSeconds(30));
     }
 
     public void Dispose()

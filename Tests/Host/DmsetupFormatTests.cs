@@ -113,8 +113,19 @@ public class DmsetupFormatTests
     public void Ls_line_is_name_tab_major_colon_minor()
     {
         Assert.Equal("demo\t(253:0)", DmsetupFormat.LsLine("demo", 253, 0));
-        Assert.Equal(["demo", "my dev"], DmsetupFormat.NamesOf(["demo\t(253:0)", "my dev\t(253:1)"]));
-        Assert.Empty(DmsetupFormat.NamesOf([DmsetupFormat.NoDevices]));
+        Assert.Equal(["demo\t(253:0)", "my dev\t(253:1)"], DmsetupFormat.Ls(new Dm.DeviceList([new("demo", 253, 0), new("my dev", 253, 1)])));
+        Assert.Equal([DmsetupFormat.NoDevices], DmsetupFormat.Ls(new Dm.DeviceList([])));
+    }
+
+    [Fact]
+    public void Targets_pad_the_name_to_16_and_history_prints_utc_with_milliseconds()
+    {
+        Assert.Equal(["linear           v1.4.0", "a-very-long-target-name v1.0.0"],
+            DmsetupFormat.Targets(new Dm.TargetList([new("linear", "v1.4.0"), new("a-very-long-target-name", "v1.0.0")])));
+        var at = new DateTime(2026, 3, 4, 5, 6, 7, 89, DateTimeKind.Utc);
+        Assert.Equal(["2026-03-04 05:06:07.089  created (minor 0, ordered barriers)"],
+            DmsetupFormat.History(new Dm.HistoryList("x", [new HistoryEntry(at, "created (minor 0, ordered barriers)")])));
+        Assert.Null(DmsetupFormat.Output(new Dm.DeviceInfo("x", null, false, false, false, false, 0, 0, 253, 0, 0, 0, BarrierMode.Ordered)));
     }
 
     [Fact]

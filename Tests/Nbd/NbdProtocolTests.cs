@@ -294,7 +294,7 @@ public sealed class NbdProtocolTests(NbdFixture fx)
 
         public OversizedDeviceManager(long sectors, Counts counts)
         {
-            Receive<Dm.ListExports>(_ => Sender.Tell(Dm.Done.Of("huge")));
+            Receive<Dm.ListExports>(_ => Sender.Tell(new Dm.ExportList(["huge"])));
             Receive<Dm.Open>(o => { Interlocked.Increment(ref counts.Opens); Sender.Tell(new Dm.Opened(o.Name, Self, sectors, false, false, 4096, true, true)); });
             Receive<Dm.Close>(_ => { Interlocked.Increment(ref counts.Closes); Sender.Tell(Dm.Done.Empty); });
         }
@@ -691,7 +691,7 @@ public sealed class NbdProtocolTests(NbdFixture fx)
         Assert.True(c.IsClosedByServer());
         // The manager forgets the device on its own Terminated, which may come a little later.
         var deadline = DateTime.UtcNow + NbdFixture.Timeout;
-        while (((Dm.Done)await fx.AskAsync(Dm.ListExports.Instance)).Lines.Contains(name) && DateTime.UtcNow < deadline) await Task.Delay(20);
+        while (((Dm.ExportList)await fx.AskAsync(Dm.ListExports.Instance)).Names.Contains(name) && DateTime.UtcNow < deadline) await Task.Delay(20);
         using var other = RawNbdClient.Tcp(fx.Port).Greet();
         Assert.Equal(Rep.ErrUnknown, other.Option(Opt.Go, RawNbdClient.InfoRequest(name))[^1].Type);
     }

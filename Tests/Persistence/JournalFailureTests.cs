@@ -51,15 +51,18 @@ public sealed class JournalFailureTests : Akka.TestKit.Xunit2.TestKit
             Assert.Equal("journal write failed", failed.Reason);
             Assert.IsType<Dm.Failed>(Ask(m, new Dm.Load("x", "0 200 linear d0 0")));
             Assert.IsType<Dm.Failed>(Ask(m, new Dm.Rename("x", "z")));
+            // Named as dmsetup names the ioctl: "suspend ioctl on x failed: Input/output error".
+            Assert.Equal(("suspend", "Input/output error"), Assert.IsType<Dm.Failed>(Ask(m, new Dm.Suspend("x"))) is var f ? (f.Op, f.Error) : default);
         }
         finally { FailingJournal.Failing = false; }
 
         // Nothing half-applied: no y, no inactive table on x, x not renamed; y's table released its disk.
-        Assert.Equal(new[] { "x\t(253:0)" }, ((Dm.Done)Ask(m, Dm.List.Instance)).Lines);
+        Assert.Equal(new[] { new Dm.DeviceEntry("x", 253, 0) }, ((Dm.DeviceList)Ask(m, Dm.List.Instance)).Devices);
         Assert.False(((Dm.DeviceInfo)Ask(m, new Dm.GetInfo("x"))).InactiveTable);
+        Assert.False(((Dm.DeviceInfo)Ask(m, new Dm.GetInfo("x"))).Suspended);
         Assert.Equal(1, disks.Find("d0")!.OpenCount);
         // The journal is back: changes record again.
         Assert.IsType<Dm.Done>(Ask(m, new Dm.Create("y", "0 100 linear d0 100")));
-        Assert.Equal(new[] { "x\t(253:0)", "y\t(253:1)" }, ((Dm.Done)Ask(m, Dm.List.Instance)).Lines);
+        Assert.Equal(new[] { new Dm.DeviceEntry("x", 253, 0), new Dm.DeviceEntry("y", 253, 1) }, ((Dm.DeviceList)Ask(m, Dm.List.Instance)).Devices);
     }
 }

@@ -44,6 +44,11 @@ public sealed class JournalTests : Akka.TestKit.Xunit2.TestKit
 
     private Dm.DeviceInfo Info(IActorRef manager, string name) => (Dm.DeviceInfo)Ask(manager, new Dm.GetInfo(name));
 
+    private IReadOnlyList<Dm.DeviceEntry> Devices(IActorRef manager) => Assert.IsType<Dm.DeviceList>(Ask(manager, Dm.List.Instance)).Devices;
+
+    private IReadOnlyList<string> History(IActorRef manager, string name) =>
+        Assert.IsType<Dm.HistoryList>(Ask(manager, new Dm.History(name))).Entries.Select(e => e.What).ToList();
+
     [Fact]
     public void A_restarted_manager_brings_back_devices_tables_and_states()
     {
@@ -70,14 +75,14 @@ public sealed class JournalTests : Akka.TestKit.Xunit2.TestKit
 
         var m2 = StartManager();
         Assert.Equal(before, Snapshot(m2));
-        Assert.Equal(new[] { "bare\t(253:2)", "lower\t(253:0)", "new\t(253:5)", "ro\t(253:3)", "susp\t(253:4)", "upper\t(253:1)" },
-            Ok(m2, Dm.List.Instance).Lines);
+        Assert.Equal(new[] { ("bare", 2), ("lower", 0), ("new", 5), ("ro", 3), ("susp", 4), ("upper", 1) },
+            Devices(m2).Select(d => (d.Name, d.Minor)));
         var upper2 = ((Dm.Opened)Ask(m2, new Dm.Open("upper"))).Device;
         var read = new Bio(BioOp.Read, 8, 8, new byte[8 * 512], probe.Ref);
         upper2.Tell(read);
         Assert.Equal(BioStatus.Ok, probe.ExpectMsg<BioDone>(Wait).Status);
         Assert.Equal(DeviceHarness.Pattern(8, 3), read.Data.ToArray());
-        var history = Ok(m2, new Dm.History("susp")).Lines;
+        var history = History(m2, "susp");
         Assert.Equal(5, history.Count);
         Assert.EndsWith("created (minor 4, ordered barriers)", history[0]);
         Assert.EndsWith("table loaded into the inactive slot: 0 100 linear d1 100", history[1]);
@@ -167,13 +172,13 @@ public sealed class JournalTests : Akka.TestKit.Xunit2.TestKit
         Ok(m2, new Dm.Remove("c2"));
         recorded = (DeviceManager.Recorded)Ask(m2, new DeviceManager.GetRecorded());
         Assert.Null(recorded.ConfigDevices.ByName["c"].Current);
-        Assert.EndsWith("recorded as a configuration device (a restart leaves it as recorded)", Ok(m2, new Dm.History("mine")).Lines[3]); // after created, loaded, resumed
+        Assert.EndsWith("recorded as a configuration device (a restart leaves it as recorded)", History(m2, "mine")[3]); // after created, loaded, resumed
     }
 
     /// <summary>What a restart must reproduce: every device's info (minus open count) and both table slots.</summary>
     private string Snapshot(IActorRef m)
     {
-        var names = Ok(m, Dm.List.Instance).Lines.Select(l => l.Split('\t')[0]).ToList();
+        var names = Devices(m).Select(d => d.Name).ToList();
         return string.Join("\n", names.Select(n =>
         {
             var i = Info(m, n) with { OpenCount = 0, EventNr = 0 };

@@ -18,7 +18,7 @@ public sealed class SerializationTests : Akka.TestKit.Xunit2.TestKit
     public SerializationTests() : base(Akka.Configuration.ConfigurationFactory.ParseString("akka.actor.provider = local").WithFallback(DmActors.Host.Configuration.HostConfig.Embedded())) { }
 
     public static IEnumerable<object[]> Types() =>
-        typeof(IControlMessage).Assembly.GetTypes()
+        new[] { typeof(IControlMessage).Assembly, typeof(DmActors.Host.DmHost).Assembly }.SelectMany(a => a.GetTypes())
             .Where(t => !t.IsAbstract && !t.IsInterface && (typeof(IControlMessage).IsAssignableFrom(t) || typeof(IPersistedEvent).IsAssignableFrom(t)))
             .OrderBy(t => t.FullName)
             .Select(t => new object[] { t });
@@ -41,6 +41,8 @@ public sealed class SerializationTests : Akka.TestKit.Xunit2.TestKit
     {
         var names = Types().Select(t => ((Type)t[0]).Name).ToList();
         Assert.Contains(nameof(Dm.Create), names);
+        Assert.Contains(nameof(Dm.DeviceList), names);
+        Assert.Contains(nameof(DmActors.Host.Crash.PowerCut), names);
         Assert.Contains(nameof(DeviceEvents.TableLoaded), names);
         Assert.Contains(nameof(HostState), names);
         Assert.True(names.Count >= 30, $"only {names.Count} types found");
@@ -80,7 +82,12 @@ public sealed class SerializationTests : Akka.TestKit.Xunit2.TestKit
         if (t == typeof(IReadOnlyList<string>)) return new[] { "line one", $"line {i}" };
         if (t == typeof(IActorRef)) return TestActor;
         if (Nullable.GetUnderlyingType(t) is { } inner) return Value(inner, i);
-        if (t == typeof(IReadOnlyList<Dm.DeviceInfo>)) return new[] { (Dm.DeviceInfo)Sample(typeof(Dm.DeviceInfo)) };
+        if (t.IsGenericType && t.GetGenericTypeDefinition() == typeof(IReadOnlyList<>) && t.GetGenericArguments()[0] is var item)
+        {
+            var list = Array.CreateInstance(item, 1);
+            list.SetValue(Value(item, i), 0);
+            return list;
+        }
         if (t == typeof(ImmutableList<HistoryEntry>)) return ImmutableList.Create(new HistoryEntry(new DateTime(2026, 1, 1), "created"));
         if (t == typeof(ImmutableSortedDictionary<string, DeviceRecord>))
             return ImmutableSortedDictionary.Create<string, DeviceRecord>(StringComparer.Ordinal).Add("demo", (DeviceRecord)Sample(typeof(DeviceRecord)));

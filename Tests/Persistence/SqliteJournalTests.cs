@@ -35,10 +35,10 @@ public sealed class SqliteJournalTests : IDisposable
         var (sys2, m2) = Start(disks);
         try
         {
-            Assert.Equal(new[] { "a\t(253:0)", "b\t(253:1)" }, (await Ask<Dm.Done>(m2, Dm.List.Instance)).Lines);
+            Assert.Equal(new[] { new Dm.DeviceEntry("a", 253, 0), new Dm.DeviceEntry("b", 253, 1) }, (await Ask<Dm.DeviceList>(m2, Dm.List.Instance)).Devices);
             Assert.Equal(new[] { "0 50 linear 253:0 10" }, (await Ask<Dm.Done>(m2, new Dm.GetTable("b"))).Lines);
             Assert.Equal(new[] { "0 60 linear 253:0 10" }, (await Ask<Dm.Done>(m2, new Dm.GetTable("b", Inactive: true))).Lines);
-            Assert.Equal(4, (await Ask<Dm.Done>(m2, new Dm.History("b"))).Lines.Count); // created, loaded, resumed, loaded
+            Assert.Equal(4, (await Ask<Dm.HistoryList>(m2, new Dm.History("b"))).Entries.Count); // created, loaded, resumed, loaded
         }
         finally { await sys2.Terminate(); }
     }
