@@ -51,6 +51,8 @@ public sealed class DmHost
             dataDirLock.Dispose();
             throw new ConfigException($"{s.Source}: cannot listen for control on {s.ControlHost}:{s.ControlPort}: {Innermost(e).Message}");
         }
+        // control.port = 0 lets the transport pick a free port: from here on the settings say which one it bound.
+        s = s with { ControlPort = ((ExtendedActorSystem)system).Provider.DefaultAddress.Port ?? s.ControlPort };
         var manager = system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: s.Journal?.PersistenceId)),
             HostConfig.ManagerName);
         var powerCutter = system.ActorOf(Crash.PowerCutter.Props(disks), Crash.PowerCutter.Name);

@@ -25,14 +25,14 @@ public sealed class FlushTests : DeviceHarness
 
         var segments = string.Join('\n', Enumerable.Range(0, 10).Select(i => $"{i * 10} 10 linear d1 {i * 10}"));
         var ten = Create("ten", segments, mode);
-        Assert.Equal(BioStatus.Ok, Run(ten, Write(5, Pattern(20, 1), p))); // touches three segments
+        Assert.Equal(BioStatus.Ok, RunOnce(ten, Write(5, Pattern(20, 1), p))); // touches three segments
         Assert.Equal(BioStatus.Ok, Run(ten, Bio.Flush(p.Ref)));
         Assert.Equal(1, Flushes("d1"));
 
         Log.Clear();
         var striped = Create("str", "0 96 striped 3 8 d0 0 d1 0 d2 0", mode);
         Assert.Equal(BioStatus.Ok, Run(striped, Write(0, Pattern(1, 1), p))); // one stripe written: all flushed
-        Assert.Equal(BioStatus.Ok, Run(striped, Bio.Flush(p.Ref)));
+        Assert.Equal(BioStatus.Ok, RunOnce(striped, Bio.Flush(p.Ref)));
         Assert.Equal((1, 1, 1), (Flushes("d0"), Flushes("d1"), Flushes("d2")));
 
         Log.Clear();
@@ -177,8 +177,8 @@ public sealed class FlushTests : DeviceHarness
         d0.Fail = b => b.Op == BioOp.Flush ? BioStatus.IoError : null;
         var p = CreateTestProbe();
         Assert.Equal(BioStatus.Ok, Run(dev, Write(100, Pattern(1, 1), p)));
-        Assert.Equal(BioStatus.IoError, Run(dev, Bio.Flush(p.Ref)));
-        Assert.Equal(BioStatus.IoError, Run(dev, Write(0, Pattern(1, 1), p, BioFlags.Barrier)));
+        Assert.Equal(BioStatus.IoError, RunOnce(dev, Bio.Flush(p.Ref)));
+        Assert.Equal(BioStatus.IoError, RunOnce(dev, Write(0, Pattern(1, 1), p, BioFlags.Barrier)));
         Assert.Equal(BioStatus.Ok, Run(dev, Write(0, Pattern(1, 1), p)));
     }
 

@@ -41,9 +41,11 @@ public sealed class IoDispatcherTests : DeviceHarness
         var top = Open($"s{Depth}");
 
         var probe = CreateTestProbe();
-        for (var i = 0; i < 32; i++) top.Tell(Write(i * 8, Pattern(8, (byte)i), probe));
+        var writes = Enumerable.Range(0, 32).Select(i => Write(i * 8, Pattern(8, (byte)i), probe)).ToList();
+        foreach (var w in writes) top.Tell(w);
         var done = Enumerable.Range(0, 32).Select(_ => probe.ExpectMsg<BioDone>(Wait)).ToList();
         Assert.All(done, d => Assert.Equal(BioStatus.Ok, d.Status));
+        Assert.Equal(writes, done.Select(d => d.Bio)); // answered in the order they were sent
         probe.ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // exactly once
 
         for (var i = 0; i < 32; i++)

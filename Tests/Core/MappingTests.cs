@@ -14,7 +14,7 @@ public sealed class MappingTests : DeviceHarness
         var dev = Create("cat", "0 512 linear d0 100\n512 512 linear d1 0");
         var p = CreateTestProbe();
         // One bio across the boundary: 4 sectors on d0, 4 on d1.
-        Assert.Equal(BioStatus.Ok, Run(dev, Write(508, Pattern(8, 1), p)));
+        Assert.Equal(BioStatus.Ok, RunOnce(dev, Write(508, Pattern(8, 1), p)));
         var got = new byte[4 * 512];
         d0.ReadAt((100 + 508) * 512L, got);
         Assert.Equal(Pattern(8, 1)[..(4 * 512)], got);
@@ -44,7 +44,7 @@ public sealed class MappingTests : DeviceHarness
         }
         // An IO across a chunk boundary is split there: two writes reach two stripes.
         Log.Clear();
-        Assert.Equal(BioStatus.Ok, Run(dev, Write(chunk - 2, Pattern(4, 7), p)));
+        Assert.Equal(BioStatus.Ok, RunOnce(dev, Write(chunk - 2, Pattern(4, 7), p)));
         var writes = Events(e => e.Start && e.Op == BioOp.Write);
         Assert.Equal(2, writes.Count);
         Assert.Equal(new long[] { 2, 2 }, writes.Select(w => w.Sectors));
@@ -63,7 +63,7 @@ public sealed class MappingTests : DeviceHarness
         s1.Fail = b => b.Op == BioOp.Write ? BioStatus.IoError : null;
         var p = CreateTestProbe();
         var events = Info("str").EventNr;
-        Assert.Equal(BioStatus.IoError, Run(dev, Write(0, Pattern(16, 1), p))); // chunk 0 ok on s0, chunk 1 fails on s1
+        Assert.Equal(BioStatus.IoError, RunOnce(dev, Write(0, Pattern(16, 1), p))); // chunk 0 ok on s0, chunk 1 fails on s1
         Assert.EndsWith(" 1 AD", Ok(new Dm.GetStatus("str")).Lines.Single());
         Eventually(() => Info("str").EventNr == events + 1, "the stripe error event");
     }
@@ -79,7 +79,7 @@ public sealed class MappingTests : DeviceHarness
         Assert.Equal(BioStatus.IoError, Run(dev, Read(200, 8, p)));            // error
         Assert.Equal(BioStatus.IoError, Run(dev, Write(250, Pattern(8, 1), p)));
         Assert.Equal(BioStatus.IoError, Run(dev, new Bio(BioOp.Discard, 210, 8, Memory<byte>.Empty, p.Ref)));
-        Assert.Equal(BioStatus.IoError, Run(dev, Write(296, Pattern(8, 1), p))); // half error, half linear
+        Assert.Equal(BioStatus.IoError, RunOnce(dev, Write(296, Pattern(8, 1), p))); // half error, half linear
         Assert.Equal(BioStatus.Ok, Run(dev, Write(300, Pattern(8, 4), p)));
         Assert.Equal(Pattern(8, 4), ReadBack(dev, 300, 8));
         Assert.Equal(BioStatus.IoError, Run(dev, Read(100, 8, p, BioFlags.ReadAhead))); // dm-zero fails readahead
@@ -127,7 +127,7 @@ public sealed class MappingTests : DeviceHarness
         var dev = Create("str", "0 256 striped 2 8 s0 0 s1 0");
         var p = CreateTestProbe();
         // Sectors 4..36: chunks 0 (4..8 on s0), 1 (s1 0..8), 2 (s0 8..16), 3 (s1 8..16), 4 (s0 16..20).
-        Assert.Equal(BioStatus.Ok, Run(dev, new Bio(BioOp.Discard, 4, 32, Memory<byte>.Empty, p.Ref)));
+        Assert.Equal(BioStatus.Ok, RunOnce(dev, new Bio(BioOp.Discard, 4, 32, Memory<byte>.Empty, p.Ref)));
         var discards = Events(e => e.Start && e.Op == BioOp.Discard).OrderBy(e => e.Disk).ToList();
         Assert.Equal(2, discards.Count);
         Assert.Equal(("s0", 4L, 16L), (discards[0].Disk, discards[0].Sector, discards[0].Sectors));

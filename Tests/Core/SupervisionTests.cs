@@ -68,7 +68,7 @@ public sealed class SupervisionTests : DeviceHarness
     [Fact]
     public void A_barrier_stuck_behind_a_disk_that_never_answers_times_out_and_releases_later_bios()
     {
-        var manager = Sys.ActorOf(DeviceManager.Props(Disks, new DeviceManager.Options(BarrierTimeout: TimeSpan.FromMilliseconds(300))));
+        var manager = Engine.StartManager(new DeviceManager.Options(BarrierTimeout: TimeSpan.FromMilliseconds(300)));
         var d0 = Gate("d0");
         var p = CreateTestProbe();
         manager.Tell(new Dm.Create("t", "0 8192 linear d0 0"), p.Ref);
@@ -94,7 +94,7 @@ public sealed class SupervisionTests : DeviceHarness
     [Fact]
     public void The_deferred_bios_are_bounded_and_overflow_gets_eagain()
     {
-        var manager = Sys.ActorOf(DeviceManager.Props(Disks, new DeviceManager.Options(MaxDeferred: 4)));
+        var manager = Engine.StartManager(new DeviceManager.Options(MaxDeferred: 4));
         Gate("d0");
         var p = CreateTestProbe();
         manager.Tell(new Dm.Create("b", "0 8192 linear d0 0"), p.Ref);

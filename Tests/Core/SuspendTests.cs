@@ -90,8 +90,8 @@ public sealed class SuspendTests : DeviceHarness
         var dev = Create("mp", "0 8192 linear d0 0");
         d0.Fail = _ => BioStatus.Requeue;
         var p = CreateTestProbe();
-        Assert.Equal(BioStatus.IoError, Run(dev, Write(0, Pattern(8, 1), p)));
-        Assert.Equal(BioStatus.IoError, Run(dev, Write(0, Pattern(8, 1), p, BioFlags.Barrier)));
+        Assert.Equal(BioStatus.IoError, RunOnce(dev, Write(0, Pattern(8, 1), p)));
+        Assert.Equal(BioStatus.IoError, RunOnce(dev, Write(0, Pattern(8, 1), p, BioFlags.Barrier)));
     }
 
     [Fact]

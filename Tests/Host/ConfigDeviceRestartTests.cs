@@ -2,6 +2,7 @@ using Akka.Actor;
 using DmActors.Host;
 using DmActors.Host.Cli;
 using DmActors.Host.Configuration;
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Host;
@@ -15,9 +16,9 @@ public sealed class ConfigDeviceRestartTests : IDisposable
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(60);
     private const string Demo = "{ name = demo, table = \"0 2048 linear disk0 0\" }";
-    private readonly string _dir = Directory.CreateTempSubdirectory("dmactors-cfgdev-").FullName;
+    private readonly TempDir _dir = new("dmactors-cfgdev-");
     private readonly List<DmHost> _running = new();
-    private string Data => Path.Combine(_dir, "data");
+    private string Data => _dir["data"];
     private string Journal => Path.Combine(Data, "state.db");
 
     private HostSettings Settings(string devices = Demo) => HostConfig.Parse($$"""
@@ -172,7 +173,7 @@ public sealed class ConfigDeviceRestartTests : IDisposable
     [Fact]
     public async Task A_device_whose_disk_file_is_missing_says_why_in_info_and_comes_back_with_the_file()
     {
-        var file = Path.Combine(_dir, "ext.img");
+        var file = _dir["ext.img"];
         using (var f = File.Create(file)) f.SetLength(1 << 20);
         var (first, _) = await Start("");
         await Ok(first, new Dm.Create("lower", $"0 2048 linear {file} 0"));
@@ -202,6 +203,6 @@ public sealed class ConfigDeviceRestartTests : IDisposable
     {
         foreach (var host in _running.ToList()) host.StopAsync(TextWriter.Null).Wait(Wait);
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+        _dir.Dispose();
     }
 }

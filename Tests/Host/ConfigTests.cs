@@ -1,6 +1,7 @@
 using System.Net;
 using DmActors.Host;
 using DmActors.Host.Configuration;
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Host;
@@ -238,8 +239,8 @@ public class HostConfigTests
 /// <summary>Disk files as the host opens them at start: directories, and files whose size is not the configured one.</summary>
 public sealed class DiskFileTests : IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("dmactors-disks-").FullName;
-    private string Data => Path.Combine(_dir, "data");
+    private readonly TempDir _dir = new("dmactors-disks-");
+    private string Data => _dir["data"];
 
     private HostSettings Settings(string disks) => HostConfig.Parse($$"""
         dmactors {
@@ -312,8 +313,43 @@ public sealed class DiskFileTests : IDisposable
         Assert.Equal(2048, await StartAndStop(Settings("{ name = a, path = a.img }"), "a"));
     }
 
-    public void Dispose()
+    public void Dispose() => _dir.Dispose();
+}
+
+/// <summary>Port 0 for NBD and control (as the process tests use): the host binds free ports and reports the ones it got.</summary>
+public sealed class PortZeroTests : IDisposable
+{
+    private readonly TempDir _dir = new("dmactors-port0-");
+
+    [Fact]
+    public async Task A_host_on_port_0_reports_the_ports_it_bound()
     {
-        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+        var settings = HostConfig.Parse($$"""
+            dmactors {
+              data-dir = "{{_dir}}/data"
+              disks = []
+              devices = [ { name = z, table = "0 8 zero" } ]
+              journal.enabled = off
+              nbd.listen = "127.0.0.1:0"
+              control.port = 0
+            }
+            """, "p.hocon");
+        var log = new StringWriter { NewLine = "\n" };
+        var host = await DmHost.StartAsync(settings, log);
+        try
+        {
+            var control = host.Settings.ControlPort;
+            var nbd = host.Nbd!.TcpEndpoint!.Port;
+            Assert.NotEqual(0, control);
+            Assert.NotEqual(0, nbd);
+            Assert.Contains($"dmactors: control listening on akka.tcp://dmactors@127.0.0.1:{control}/user/control\n", log.ToString());
+            Assert.Contains($"dmactors: NBD listening on 127.0.0.1:{nbd}\n", log.ToString());
+            Assert.Contains($"dmactors: exporting z at nbd://127.0.0.1:{nbd}/z\n", log.ToString());
+            using var client = new System.Net.Sockets.TcpClient();
+            await client.ConnectAsync(IPAddress.Loopback, control); // the reported port is the one listening
+        }
+        finally { await host.StopAsync(TextWriter.Null); }
     }
+
+    public void Dispose() => _dir.Dispose();
 }

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.RegularExpressions;
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Host;
@@ -152,18 +153,14 @@ public sealed partial class ControlChannelProcessTests(HostFixture fixture) : IC
     [Fact]
     public async Task A_control_client_that_cannot_start_is_one_line_not_a_crash()
     {
-        var dir = Directory.CreateTempSubdirectory("dmactors-client-").FullName;
-        try
-        {
-            // Akka refuses frames under 32000 bytes when the client's actor system starts (after the host answered TCP).
-            var file = Path.Combine(dir, "client.hocon");
-            File.WriteAllText(file, $"dmactors.control.port = {fixture.Host.ControlPort}\n{FrameSize} = 1000b\n");
-            var r = await HostProcess.Run(["dmsetup", "--config", file, "ls"]);
-            Assert.True(r.Code == 1, r.ToString());
-            Assert.StartsWith("dmactors: cannot start the control client on 127.0.0.1: maximum-frame-size must be at least 32000 bytes", r.Err);
-            Assert.Single(r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        }
-        finally { Directory.Delete(dir, true); }
+        using var dir = new TempDir("dmactors-client-");
+        // Akka refuses frames under 32000 bytes when the client's actor system starts (after the host answered TCP).
+        var file = dir["client.hocon"];
+        File.WriteAllText(file, $"dmactors.control.port = {fixture.Host.ControlPort}\n{FrameSize} = 1000b\n");
+        var r = await HostProcess.Run(["dmsetup", "--config", file, "ls"]);
+        Assert.True(r.Code == 1, r.ToString());
+        Assert.StartsWith("dmactors: cannot start the control client on 127.0.0.1: maximum-frame-size must be at least 32000 bytes", r.Err);
+        Assert.Single(r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
     }
 
     [Fact]

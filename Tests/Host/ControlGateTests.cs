@@ -1,7 +1,7 @@
-using Akka.Actor;
 using Akka.Configuration;
 using DmActors.Host.Cli;
 using DmActors.Host.Configuration;
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Host;
@@ -13,29 +13,21 @@ namespace DmActors.Tests.Host;
 public sealed class ControlGateTests : IDisposable
 {
     private const long FrameSize = 40_000;
-    private readonly ActorSystem _system = ActorSystem.Create("control-gate-tests", ConfigurationFactory.ParseString($"""
+    private readonly Engine _engine = Engine.Start("control-gate-tests", ConfigurationFactory.ParseString($"""
         akka.actor.provider = local
-        akka.loglevel = WARNING
         {ControlFrame.FrameSizeKey} = {FrameSize}b
         """).WithFallback(HostConfig.Embedded()));
-    private readonly DiskRegistry _disks = new();
-    private readonly IActorRef _manager;
     private readonly IControlChannel _channel;
 
     public ControlGateTests()
     {
-        _disks.AddMemory("m0", 8192);
-        _manager = _system.ActorOf(DeviceManager.Props(_disks), "devices");
-        var powerCutter = _system.ActorOf(DmActors.Host.Crash.PowerCutter.Props(_disks));
-        var gate = _system.ActorOf(ControlGate.Props(_manager, powerCutter, ControlFrame.Limit(_system)), "control");
-        _channel = new RemoteControlChannel(_system, gate, TimeSpan.FromSeconds(30), "127.0.0.1:1");
+        _engine.Disks.AddMemory("m0", 8192);
+        var powerCutter = _engine.System.ActorOf(DmActors.Host.Crash.PowerCutter.Props(_engine.Disks));
+        var gate = _engine.System.ActorOf(ControlGate.Props(_engine.Manager, powerCutter, ControlFrame.Limit(_engine.System)), "control");
+        _channel = new RemoteControlChannel(_engine.System, gate, Engine.Timeout, "127.0.0.1:1");
     }
 
-    public void Dispose()
-    {
-        _system.Terminate().Wait(TimeSpan.FromSeconds(30));
-        _disks.Dispose();
-    }
+    public void Dispose() => _engine.Dispose();
 
     private static string ZeroLines(int n) => string.Concat(Enumerable.Range(0, n).Select(i => $"{i * 8} 8 zero\n"));
 
@@ -72,7 +64,7 @@ public sealed class ControlGateTests : IDisposable
     {
         // Created directly (no frame in between), then read through the gate.
         var table = ZeroLines(4000);
-        Assert.IsType<Dm.Done>(await _manager.Ask<object>(new Dm.Create("big", table), TimeSpan.FromSeconds(30)));
+        Assert.IsType<Dm.Done>(await _engine.AskAsync(new Dm.Create("big", table)));
         var e = await Assert.ThrowsAsync<ControlMessageTooLargeException>(() => Run("table", "big"));
         var m = System.Text.RegularExpressions.Regex.Match(e.Message, @"^the host's reply is (\d+) bytes, over the control channel's limit of (\d+) bytes");
         Assert.True(m.Success, e.Message);

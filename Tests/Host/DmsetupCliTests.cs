@@ -1,5 +1,6 @@
 using Akka.Actor;
 using DmActors.Host.Cli;
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Host;
@@ -10,26 +11,23 @@ namespace DmActors.Tests.Host;
 /// </summary>
 public sealed class DmsetupCliTests : IDisposable
 {
-    private readonly ActorSystem _system = ActorSystem.Create("dmsetup-cli-tests", "akka.loglevel = WARNING");
-    private readonly DiskRegistry _disks = new();
+    private readonly Engine _engine = Engine.Start("dmsetup-cli-tests");
+    private readonly DiskRegistry _disks;
     private readonly IControlChannel _channel;
     private readonly IActorRef _manager;
 
     public DmsetupCliTests()
     {
+        _disks = _engine.Disks;
         _disks.AddMemory("m0", 8192); // 1:0 style devno from the registry: 7:0
         _disks.AddMemory("m1", 8192);
-        _manager = _system.ActorOf(DeviceManager.Props(_disks), "devices");
+        _manager = _engine.Manager;
         // Through the host's gate, which sends powercut to the power cutter and the rest to the manager.
-        var powerCutter = _system.ActorOf(DmActors.Host.Crash.PowerCutter.Props(_disks));
-        _channel = new ActorControlChannel(_system.ActorOf(ControlGate.Props(_manager, powerCutter, long.MaxValue)), TimeSpan.FromSeconds(30));
+        var powerCutter = _engine.System.ActorOf(DmActors.Host.Crash.PowerCutter.Props(_engine.Disks));
+        _channel = new ActorControlChannel(_engine.System.ActorOf(ControlGate.Props(_manager, powerCutter, long.MaxValue)), TimeSpan.FromSeconds(30));
     }
 
-    public void Dispose()
-    {
-        _system.Terminate().Wait(TimeSpan.FromSeconds(30));
-        _disks.Dispose();
-    }
+    public void Dispose() => _engine.Dispose();
 
     private sealed record Result(int Code, string Out, string Err);
 
@@ -113,15 +111,12 @@ public sealed class DmsetupCliTests : IDisposable
     [Fact]
     public async Task Create_from_a_file_and_read_only()
     {
-        var file = Path.GetTempFileName();
-        try
-        {
-            File.WriteAllText(file, "0 64 linear m0 0\n");
-            await Ok($"create ro -r {file}");
-            await Ok("info ro", Block("ro", "ACTIVE (READ-ONLY)", "LIVE", 0, 1));
-            await Fails(["create", "other", file + ".missing"], $"Couldn't open '{file}.missing' for reading\nCommand failed.\n");
-        }
-        finally { File.Delete(file); }
+        using var dir = new TempDir();
+        var file = dir["ro.table"];
+        File.WriteAllText(file, "0 64 linear m0 0\n");
+        await Ok($"create ro -r {file}");
+        await Ok("info ro", Block("ro", "ACTIVE (READ-ONLY)", "LIVE", 0, 1));
+        await Fails(["create", "other", file + ".missing"], $"Couldn't open '{file}.missing' for reading\nCommand failed.\n");
     }
 
     [Fact]
@@ -244,21 +239,10 @@ public sealed class DmsetupCliTests : IDisposable
         await Fails("remove busy", "device-mapper: remove ioctl on busy  failed: Device or resource busy\nbusy is open (1)\nCommand failed.\n");
         await Ok("table busy", "0 64 linear 7:0 0\n");
         await Fails("remove -f busy", "device-mapper: remove ioctl on busy  failed: Device or resource busy\nbusy is open (1)\nCommand failed.\n");
-        await AwaitAssertAsync(async () => Assert.Equal("0 64 error \n", (await Run("table busy")).Out));
+        await Poll.UntilPassesAsync(async () => Assert.Equal("0 64 error \n", (await Run("table busy")).Out));
         Assert.IsType<Dm.Done>(await _manager.Ask<object>(new Dm.Close("busy"), TimeSpan.FromSeconds(30)));
         await Ok("remove busy");
         await Ok("ls", "No devices found\n");
-    }
-
-    /// <summary>The forced wipe is told, not asked: poll for its effect (no fixed sleep).</summary>
-    private static async Task AwaitAssertAsync(Func<Task> check)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (true)
-        {
-            try { await check(); return; }
-            catch (Xunit.Sdk.XunitException) when (DateTime.UtcNow < deadline) { await Task.Delay(20); }
-        }
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using DmActors.Tests.Nbd;
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Host;
@@ -138,7 +139,6 @@ public sealed class HostRestartProcessTests
             int nbdPort, controlPort;
             using (var first = await HostProcess.StartInAsync(dir))
             {
-                first.KeepDir = true;
                 (nbdPort, controlPort) = (first.NbdPort, first.ControlPort);
                 using var client = RawNbdClient.Tcp(nbdPort);
                 client.ReadHello();
@@ -152,7 +152,6 @@ public sealed class HostRestartProcessTests
             LeaveTimeWaitOn(nbdPort);
             LeaveTimeWaitOn(controlPort);
             using var second = await HostProcess.StartInAsync(dir, nbdPort: nbdPort, controlPort: controlPort);
-            second.KeepDir = true;
             using var again = RawNbdClient.Open(nbdPort, "demo");
             Assert.Equal(64UL << 20, again.Info!.Size);
             Assert.True((await second.Dmsetup("ls")).Code == 0);
@@ -189,13 +188,11 @@ public sealed class HostRestartProcessTests
         {
             using (var first = await HostProcess.StartInAsync(dir))
             {
-                first.KeepDir = true;
                 using var client = RawNbdClient.Open(first.NbdPort, "demo");
                 Assert.Equal(0u, client.Write(0, new byte[1 << 20])); // acknowledged, never flushed
                 await first.KillAsync();
             }
             using var second = await HostProcess.StartInAsync(dir);
-            second.KeepDir = true;
             using var nbd = RawNbdClient.Open(second.NbdPort, "demo");
             var syncs = await Strace.FdatasyncsDuring(second.Pid, () =>
                 Assert.Equal(0u, nbd.Request(DmActors.Host.Nbd.NbdProtocol.Cmd.Flush, 0, 0).Error));

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Host;
@@ -50,7 +51,10 @@ public sealed class DmsetupProcessTests(HostFixture fixture) : IClassFixture<Hos
         // qemu-io connects and sends its writes; the suspended device holds them.
         var writer = Nbd.ExternalTool.RunAsync("qemu-io", Nbd.ExternalTool.QemuUtils, "-f", "raw",
             "-c", "write -P 0x5a 0 1M", "-c", "write -P 0x5b 4M 1M", "-c", "flush", url);
-        await Task.Delay(1000);
+        // Once qemu-io has the export open its first write follows at once: were it not held, it would be back within the moment given here.
+        await Poll.UntilAsync(async () => writer.IsCompleted || (await Host.Dmsetup("info rel")).Out.Contains("Open count:        1\n"),
+            "qemu-io to open the export", HostProcess.StartTimeout);
+        await Task.WhenAny(writer, Task.Delay(500));
         Assert.False(writer.IsCompleted, "writes completed while the device was suspended");
         // The same mapping cut in two: the held writes go out through the new table.
         Ok(await Host.Dmsetup(["load", "rel", "--table", "0 8192 linear disk0 65536\n8192 8192 linear disk0 73728"]), "");
@@ -169,73 +173,57 @@ public sealed class HostLifecycleProcessTests
     [InlineData("nbd.lisen = off", ":4:7: unknown key 'lisen' in dmactors.nbd (known: listen, unix-socket, max-payload)")]
     public async Task A_bad_config_exits_1_with_one_line_naming_file_and_problem(string body, string problem)
     {
-        var dir = Directory.CreateTempSubdirectory("dmactors-badcfg-").FullName;
-        try
-        {
-            var file = Path.Combine(dir, "bad.hocon");
-            File.WriteAllText(file, $"dmactors {{\n  data-dir = \"{dir}/data\"\n  control.port = {HostProcess.FreePort()}, nbd.listen = off\n  {body}\n}}\n");
-            var r = await HostProcess.Run(["serve", "--config", file]);
-            Assert.True(r.Code == 1, r.ToString());
-            Assert.Equal($"dmactors: {file}{problem}\n", r.Err);
-            Assert.DoesNotContain("ready", r.Out);
-        }
-        finally { Directory.Delete(dir, true); }
+        using var dir = new TempDir("dmactors-badcfg-");
+        var file = dir["bad.hocon"];
+        File.WriteAllText(file, $"dmactors {{\n  data-dir = \"{dir}/data\"\n  control.port = 0, nbd.listen = off\n  {body}\n}}\n");
+        var r = await HostProcess.Run(["serve", "--config", file]);
+        Assert.True(r.Code == 1, r.ToString());
+        Assert.Equal($"dmactors: {file}{problem}\n", r.Err);
+        Assert.DoesNotContain("ready", r.Out);
     }
 
     [Fact]
     public async Task A_missing_disk_file_is_named()
     {
-        var dir = Directory.CreateTempSubdirectory("dmactors-badcfg-").FullName;
-        try
-        {
-            var file = Path.Combine(dir, "bad.hocon");
-            File.WriteAllText(file, $"dmactors {{ data-dir = \"{dir}/data\", control.port = {HostProcess.FreePort()}, nbd.listen = off\n" +
-                                    "disks = [ { name = gone, path = gone.img } ], devices = [] }\n");
-            var r = await HostProcess.Run(["serve", "--config", file]);
-            Assert.Equal(1, r.Code);
-            Assert.Equal($"dmactors: {file}: disk gone: file {dir}/data/gone.img does not exist (create = on makes it)\n", r.Err);
-        }
-        finally { Directory.Delete(dir, true); }
+        using var dir = new TempDir("dmactors-badcfg-");
+        var file = dir["bad.hocon"];
+        File.WriteAllText(file, $"dmactors {{ data-dir = \"{dir}/data\", control.port = 0, nbd.listen = off\n" +
+                                "disks = [ { name = gone, path = gone.img } ], devices = [] }\n");
+        var r = await HostProcess.Run(["serve", "--config", file]);
+        Assert.Equal(1, r.Code);
+        Assert.Equal($"dmactors: {file}: disk gone: file {dir}/data/gone.img does not exist (create = on makes it)\n", r.Err);
     }
 
     [Fact]
     public async Task A_busy_control_port_is_reported_without_a_stack_trace()
     {
         using var host = await HostProcess.StartAsync();
-        var dir = Directory.CreateTempSubdirectory("dmactors-busy-").FullName;
-        try
-        {
-            var file = Path.Combine(dir, "busy.hocon");
-            File.WriteAllText(file, $"dmactors {{ data-dir = \"{dir}/data\", control.port = {host.ControlPort}, nbd.listen = off, devices = [] }}\n");
-            var r = await HostProcess.Run(["serve", "--config", file]);
-            Assert.Equal(1, r.Code);
-            Assert.Equal($"dmactors: {file}: cannot listen for control on 127.0.0.1:{host.ControlPort}: Address already in use\n", r.Err);
-        }
-        finally { Directory.Delete(dir, true); }
+        using var dir = new TempDir("dmactors-busy-");
+        var file = dir["busy.hocon"];
+        File.WriteAllText(file, $"dmactors {{ data-dir = \"{dir}/data\", control.port = {host.ControlPort}, nbd.listen = off, devices = [] }}\n");
+        var r = await HostProcess.Run(["serve", "--config", file]);
+        Assert.Equal(1, r.Code);
+        Assert.Equal($"dmactors: {file}: cannot listen for control on 127.0.0.1:{host.ControlPort}: Address already in use\n", r.Err);
     }
 
     [Fact]
     public async Task DMACTORS_DATA_sets_the_data_directory()
     {
-        var dir = Directory.CreateTempSubdirectory("dmactors-env-").FullName;
-        try
-        {
-            var file = Path.Combine(dir, "env.hocon");
-            // A disk that must exist: the host fails on it, after saying where it looked.
-            File.WriteAllText(file, $"dmactors {{ control.port = {HostProcess.FreePort()}, nbd.listen = off, devices = []\n" +
-                                    "disks = [ { name = d, path = d.img } ] }\n");
-            var r = await HostProcess.Run(["serve", "--config", file], env: new Dictionary<string, string> { ["DMACTORS_DATA"] = $"{dir}/envdata" });
-            Assert.Equal(1, r.Code);
-            Assert.Equal($"dmactors: {file}: disk d: file {dir}/envdata/d.img does not exist (create = on makes it)\n", r.Err);
-            Assert.True(Directory.Exists($"{dir}/envdata"));
-        }
-        finally { Directory.Delete(dir, true); }
+        using var dir = new TempDir("dmactors-env-");
+        var file = dir["env.hocon"];
+        // A disk that must exist: the host fails on it, after saying where it looked.
+        File.WriteAllText(file, "dmactors { control.port = 0, nbd.listen = off, devices = []\n" +
+                                "disks = [ { name = d, path = d.img } ] }\n");
+        var r = await HostProcess.Run(["serve", "--config", file], env: new Dictionary<string, string> { ["DMACTORS_DATA"] = $"{dir}/envdata" });
+        Assert.Equal(1, r.Code);
+        Assert.Equal($"dmactors: {file}: disk d: file {dir}/envdata/d.img does not exist (create = on makes it)\n", r.Err);
+        Assert.True(Directory.Exists($"{dir}/envdata"));
     }
 
     [Fact]
     public async Task Dmsetup_without_a_host_says_it_cannot_reach_it()
     {
-        var port = HostProcess.FreePort();
+        var port = HostProcess.UnusedPort();
         var r = await HostProcess.Run(["dmsetup", "--control", $"127.0.0.1:{port}", "ls"]);
         Assert.Equal(1, r.Code);
         Assert.Equal($"dmactors: cannot reach dmactors host at 127.0.0.1:{port}: Connection refused\n", r.Err);

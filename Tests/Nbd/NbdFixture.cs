@@ -1,35 +1,33 @@
 using System.Net;
 using Akka.Actor;
-using Akka.Configuration;
 using DmActors.Host.Nbd;
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Nbd;
 
 /// <summary>
-/// One in-process host for all NBD tests: an ActorSystem, a disk registry (memory disks and file disks in a temp
-/// directory), a device manager and an NBD server on 127.0.0.1 (port 0) and on a unix socket. Every test creates
-/// its own export on a fresh disk, so tests never see each other's data.
+/// One in-process host for all NBD tests: an <see cref="Engine"/> (memory disks, and file disks in a temp
+/// directory) with an NBD server on 127.0.0.1 (port 0) and on a unix socket. Every test creates its own export on
+/// a fresh disk, so tests never see each other's data.
 /// </summary>
 public sealed class NbdFixture : IAsyncLifetime
 {
-    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan Timeout = Engine.Timeout;
+    private readonly TempDir _dir = new("dmactors-nbd-");
     private int _next;
 
-    public ActorSystem System { get; private set; } = null!;
-    public DiskRegistry Disks { get; } = new();
-    public IActorRef Manager { get; private set; } = null!;
+    public Engine Engine { get; } = Engine.Start("nbd-tests");
+    public ActorSystem System => Engine.System;
+    public DiskRegistry Disks => Engine.Disks;
+    public IActorRef Manager => Engine.Manager;
     public NbdServer Server { get; private set; } = null!;
-    public string TempDir { get; } = Directory.CreateTempSubdirectory("dmactors-nbd-").FullName;
+    public string TempDir => _dir.Path;
     public string UnixSocket => Path.Combine(TempDir, "nbd.sock");
     public int Port => Server.TcpEndpoint!.Port;
 
-    public async Task InitializeAsync()
-    {
-        System = ActorSystem.Create("nbd-tests", ConfigurationFactory.ParseString("akka { loglevel = WARNING, stdout-loglevel = WARNING }"));
-        Manager = System.ActorOf(DeviceManager.Props(Disks), "dm");
+    public async Task InitializeAsync() =>
         Server = await StartServerAsync(new NbdServerOptions { Tcp = new IPEndPoint(IPAddress.Loopback, 0), UnixSocket = UnixSocket });
-    }
 
     /// <summary>A further server on the same manager (for stop and budget tests); the caller stops it.</summary>
     public async Task<NbdServer> StartServerAsync(NbdServerOptions options)
@@ -66,30 +64,20 @@ public sealed class NbdFixture : IAsyncLifetime
     }
 
     /// <summary>A control command to the device manager.</summary>
-    public Task<object> AskAsync(object message) => Manager.Ask<object>(message, Timeout);
+    public Task<object> AskAsync(object message) => Engine.AskAsync(message);
 
     /// <summary>Removes a device; fails (Busy) while any NBD connection still has it open.</summary>
     public Task<object> RemoveAsync(string name) => AskAsync(new Dm.Remove(name));
 
     /// <summary>Waits until <paramref name="name"/> can be removed, i.e. every connection closed its open.</summary>
-    public async Task RemoveWhenClosedAsync(string name)
-    {
-        var deadline = DateTime.UtcNow + Timeout;
-        while (true)
-        {
-            var reply = await RemoveAsync(name);
-            if (reply is Dm.Done) return;
-            if (DateTime.UtcNow > deadline) Assert.Fail($"{name} still open after {Timeout}: {reply}");
-            await Task.Delay(50);
-        }
-    }
+    public Task RemoveWhenClosedAsync(string name) =>
+        Poll.UntilAsync(async () => await RemoveAsync(name) is Dm.Done, $"{name} to be closed by every connection and removed");
 
     public async Task DisposeAsync()
     {
         await Server.StopAsync();
-        await System.Terminate();
-        Disks.Dispose();
-        try { Directory.Delete(TempDir, recursive: true); } catch (IOException) { }
+        Engine.Dispose();
+        _dir.Dispose();
     }
 }
 

@@ -1,6 +1,7 @@
 using System.Net;
 using Akka.Actor;
 using DmActors.Host.Nbd;
+using DmActors.Tests.Support;
 using Xunit;
 using static DmActors.Host.Nbd.NbdProtocol;
 
@@ -612,7 +613,13 @@ public sealed class NbdProtocolTests(NbdFixture fx)
         using var slow = RawNbdClient.Open(fx.Port, name);
         const int Reads = 48;
         for (var i = 0; i < Reads; i++) slow.SendRequest(Cmd.Read, (ulong)i, (ulong)(i % 8) * MiB, MiB);
-        await Task.Delay(200);
+        // The socket is full when what the slow client has received stops growing.
+        await Poll.UntilAsync(async () =>
+        {
+            var received = slow.Available;
+            await Task.Delay(50);
+            return received > 0 && slow.Available == received;
+        }, "the slow client's socket to fill up");
 
         // Meanwhile the same device keeps answering another client.
         for (var i = 0; i < 20; i++)

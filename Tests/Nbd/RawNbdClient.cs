@@ -43,6 +43,9 @@ public sealed class RawNbdClient : IDisposable
 
     public bool Structured { get; private set; }
 
+    /// <summary>Bytes the server sent that this client has not read yet (its socket's receive queue).</summary>
+    public int Available => _socket.Available;
+
     // ---- handshake ----------------------------------------------------------------------------------------------
 
     /// <summary>Reads NBDMAGIC, IHAVEOPT and the handshake flags.</summary>

@@ -3,6 +3,7 @@ using Akka.Actor;
 using Akka.Persistence;
 using Akka.Persistence.Journal;
 using DmActors;
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Persistence;
@@ -19,29 +20,23 @@ public sealed class FailingJournal : MemoryJournal
 /// <summary>A change the journal cannot record is answered as an error, and nothing of it is applied.</summary>
 public sealed class JournalFailureTests : Akka.TestKit.Xunit2.TestKit
 {
-    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20);
-
-    public JournalFailureTests() : base(@"
+    public JournalFailureTests() : base(Engine.AkkaConfig("""
         akka.loglevel = OFF
-        akka.persistence.journal.plugin = ""akka.persistence.journal.failing""
-        akka.persistence.journal.failing.class = ""DmActors.Tests.Persistence.FailingJournal, DmActors.Tests""
-        akka.persistence.journal.failing.plugin-dispatcher = ""akka.actor.default-dispatcher""
-        akka.persistence.snapshot-store.plugin = ""akka.persistence.snapshot-store.inmem""")
+        akka.persistence.journal.plugin = "akka.persistence.journal.failing"
+        akka.persistence.journal.failing.class = "DmActors.Tests.Persistence.FailingJournal, DmActors.Tests"
+        akka.persistence.journal.failing.plugin-dispatcher = "akka.actor.default-dispatcher"
+        akka.persistence.snapshot-store.plugin = "akka.persistence.snapshot-store.inmem"
+        """))
     { }
 
-    private object Ask(IActorRef m, object message)
-    {
-        var probe = CreateTestProbe();
-        m.Tell(message, probe.Ref);
-        return probe.ExpectMsg<object>(Wait);
-    }
+    private static object Ask(IActorRef m, object message) => m.Command(message);
 
     [Fact]
     public void A_failed_write_fails_the_command_and_applies_nothing()
     {
         var disks = new DiskRegistry();
         disks.AddMemory("d0", 1024);
-        var m = Sys.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: "failing")));
+        var m = Engine.On(Sys, new DeviceManager.Options(PersistenceId: "failing"), disks).Manager;
         FailingJournal.Failing = false;
         Assert.IsType<Dm.Done>(Ask(m, new Dm.Create("x", "0 100 linear d0 0")));
         try

@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.TestKit;
 using DmActors;
 using DmActors.Tests.Core;
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Persistence;
@@ -10,20 +11,21 @@ namespace DmActors.Tests.Persistence;
 public sealed class JournalTests : Akka.TestKit.Xunit2.TestKit
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20); // the first persist in a process is slow
-    private readonly DiskRegistry _disks = new();
+    private readonly Engine _engine;
     private int _incarnation;
 
-    public JournalTests() : base(@"
-        akka.loglevel = WARNING
-        akka.persistence.journal.plugin = ""akka.persistence.journal.inmem""
-        akka.persistence.snapshot-store.plugin = ""akka.persistence.snapshot-store.inmem""")
+    public JournalTests() : base(Engine.AkkaConfig("""
+        akka.persistence.journal.plugin = "akka.persistence.journal.inmem"
+        akka.persistence.snapshot-store.plugin = "akka.persistence.snapshot-store.inmem"
+        """))
     {
-        _disks.AddMemory("d0", 4096);
-        _disks.AddMemory("d1", 4096);
+        _engine = Engine.On(Sys, new DeviceManager.Options(PersistenceId: "host"));
+        _engine.Disks.AddMemory("d0", 4096);
+        _engine.Disks.AddMemory("d1", 4096);
     }
 
-    private IActorRef StartManager(DiskRegistry? disks = null) =>
-        Sys.ActorOf(DeviceManager.Props(disks ?? _disks, new DeviceManager.Options(PersistenceId: "host")), $"devices{_incarnation++}");
+    /// <summary>The next incarnation of the manager over the same journal (the previous one stopped).</summary>
+    private IActorRef StartManager(DiskRegistry? disks = null) => _engine.StartManager(disks: disks, name: $"devices{_incarnation++}");
 
     private void Stop(IActorRef manager)
     {
@@ -32,17 +34,15 @@ public sealed class JournalTests : Akka.TestKit.Xunit2.TestKit
         ExpectTerminated(manager, Wait);
     }
 
-    private object Ask(IActorRef manager, object message)
+    private static object Ask(IActorRef manager, object message) => manager.Command(message);
+    private static Dm.Done Ok(IActorRef manager, object message) => manager.Ok(message);
+    private static Dm.DeviceInfo Info(IActorRef manager, string name) => manager.Info(name);
+
+    protected override void AfterAll()
     {
-        var probe = CreateTestProbe();
-        manager.Tell(message, probe.Ref);
-        return probe.ExpectMsg<object>(Wait);
+        base.AfterAll();
+        _engine.Dispose();
     }
-
-    private Dm.Done Ok(IActorRef manager, object message) =>
-        Ask(manager, message) as Dm.Done ?? throw new Xunit.Sdk.XunitException($"{message} failed");
-
-    private Dm.DeviceInfo Info(IActorRef manager, string name) => (Dm.DeviceInfo)Ask(manager, new Dm.GetInfo(name));
 
     private IReadOnlyList<Dm.DeviceEntry> Devices(IActorRef manager) => Assert.IsType<Dm.DeviceList>(Ask(manager, Dm.List.Instance)).Devices;
 

@@ -1,6 +1,6 @@
 using Akka.Actor;
-using Akka.Configuration;
 using DmActors;
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Persistence;
@@ -8,59 +8,50 @@ namespace DmActors.Tests.Persistence;
 /// <summary>The embedded default journal: SQLite in a file. Devices survive a whole new actor system.</summary>
 public sealed class SqliteJournalTests : IDisposable
 {
-    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30); // the first persist in a process is slow
-    private readonly string _dir = Directory.CreateTempSubdirectory("dmactors-journal").FullName;
-    private string Db => Path.Combine(_dir, "state.db");
+    private readonly TempDir _dir = new("dmactors-journal");
+    private readonly DiskRegistry _disks = new();
+    private string Db => _dir["state.db"];
 
-    private (ActorSystem, IActorRef) Start(DiskRegistry disks)
-    {
-        var system = ActorSystem.Create("journal", ConfigurationFactory.ParseString(JournalConfig.Sqlite(Db) +
-            "\nakka.loglevel = ERROR\nakka.persistence.journal.sql.recovery-event-timeout = 3s"));
-        return (system, system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: "host")), "devices"));
-    }
+    /// <summary>An engine of its own (a new actor system) over the journal file and the test's disks.</summary>
+    private Engine Start() => Engine.Start("journal",
+        JournalConfig.Sqlite(Db) + "\nakka.loglevel = ERROR\nakka.persistence.journal.sql.recovery-event-timeout = 3s",
+        new DeviceManager.Options(PersistenceId: "host"), _disks);
 
-    private static async Task<T> Ask<T>(IActorRef m, object message) => (T)await m.Ask<object>(message, Wait);
+    private static async Task<T> Ask<T>(Engine e, object message) => (T)await e.AskAsync(message);
 
     [Fact]
     public async Task Devices_survive_a_new_actor_system_on_the_same_sqlite_file()
     {
-        var disks = new DiskRegistry();
-        disks.AddMemory("d0", 1024);
-        var (sys, m) = Start(disks);
-        await Ask<Dm.Done>(m, new Dm.Create("a", "0 100 linear d0 0"));
-        await Ask<Dm.Done>(m, new Dm.Create("b", "0 50 linear a 10"));
-        await Ask<Dm.Done>(m, new Dm.Load("b", "0 60 linear a 10"));
-        await sys.Terminate();
-
-        var (sys2, m2) = Start(disks);
-        try
+        _disks.AddMemory("d0", 1024);
+        using (var m = Start())
         {
-            Assert.Equal(new[] { new Dm.DeviceEntry("a", 253, 0), new Dm.DeviceEntry("b", 253, 1) }, (await Ask<Dm.DeviceList>(m2, Dm.List.Instance)).Devices);
-            Assert.Equal(new[] { "0 50 linear 253:0 10" }, (await Ask<Dm.Done>(m2, new Dm.GetTable("b"))).Lines);
-            Assert.Equal(new[] { "0 60 linear 253:0 10" }, (await Ask<Dm.Done>(m2, new Dm.GetTable("b", Inactive: true))).Lines);
-            Assert.Equal(4, (await Ask<Dm.HistoryList>(m2, new Dm.History("b"))).Entries.Count); // created, loaded, resumed, loaded
+            await Ask<Dm.Done>(m, new Dm.Create("a", "0 100 linear d0 0"));
+            await Ask<Dm.Done>(m, new Dm.Create("b", "0 50 linear a 10"));
+            await Ask<Dm.Done>(m, new Dm.Load("b", "0 60 linear a 10"));
         }
-        finally { await sys2.Terminate(); }
+
+        using var m2 = Start();
+        Assert.Equal(new[] { new Dm.DeviceEntry("a", 253, 0), new Dm.DeviceEntry("b", 253, 1) }, (await Ask<Dm.DeviceList>(m2, Dm.List.Instance)).Devices);
+        Assert.Equal(new[] { "0 50 linear 253:0 10" }, (await Ask<Dm.Done>(m2, new Dm.GetTable("b"))).Lines);
+        Assert.Equal(new[] { "0 60 linear 253:0 10" }, (await Ask<Dm.Done>(m2, new Dm.GetTable("b", Inactive: true))).Lines);
+        Assert.Equal(4, (await Ask<Dm.HistoryList>(m2, new Dm.History("b"))).Entries.Count); // created, loaded, resumed, loaded
     }
 
     [Fact]
     public async Task An_unreadable_journal_makes_the_manager_answer_with_the_reason()
     {
         await File.WriteAllTextAsync(Db, "this is not a database, just garbage bytes that SQLite must refuse ........");
-        var (sys, m) = Start(new DiskRegistry());
-        try
-        {
-            var reply = await m.Ask<object>(Dm.List.Instance, TimeSpan.FromSeconds(90));
-            var unavailable = Assert.IsType<Dm.Unavailable>(reply);
-            Assert.StartsWith("cannot recover devices from the journal", unavailable.Reason);
-            Assert.True(unavailable.Reason.Length > "cannot recover devices from the journal: ".Length, unavailable.Reason);
-        }
-        finally { await sys.Terminate(); }
+        using var m = Start();
+        var reply = await m.Manager.Ask<object>(Dm.List.Instance, TimeSpan.FromSeconds(90));
+        var unavailable = Assert.IsType<Dm.Unavailable>(reply);
+        Assert.StartsWith("cannot recover devices from the journal", unavailable.Reason);
+        Assert.True(unavailable.Reason.Length > "cannot recover devices from the journal: ".Length, unavailable.Reason);
     }
 
     public void Dispose()
     {
+        _disks.Dispose();
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        try { Directory.Delete(_dir, true); } catch (IOException) { }
+        _dir.Dispose();
     }
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using DmActors.Host;
 using DmActors.Host.Configuration;
 using DmActors.Targets;
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Targets;
@@ -68,12 +69,12 @@ public sealed class LoopDeviceFactAttribute : FactAttribute
 public sealed class BlockDeviceTests : TargetHarness
 {
     private const int Sectors = 8192; // the loop devices' size: 4 MiB
-    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("dmactors-blk-");
+    private readonly TempDir _dir = new("dmactors-blk-");
 
     /// <summary>A 4 MiB backing file filled with <paramref name="seed"/>'s pattern.</summary>
     private string BackingFile(string name, byte seed)
     {
-        var path = System.IO.Path.Combine(_dir.FullName, name);
+        var path = _dir[name];
         File.WriteAllBytes(path, Pattern(Sectors, seed));
         return path;
     }
@@ -121,9 +122,9 @@ public sealed class BlockDeviceTests : TargetHarness
         var expected = Contents(d0, 0, 128);
         WriteAt(dev, 0, Pattern(8, 6), BioFlags.Fua);
 
-        var logFile = System.IO.Path.Combine(_dir.FullName, "log.img");
+        var logFile = _dir["log.img"];
         File.WriteAllBytes(logFile, Contents(l0, 0, Sectors));
-        var devFile = System.IO.Path.Combine(_dir.FullName, "dev.img");
+        var devFile = _dir["dev.img"];
         File.WriteAllBytes(devFile, new byte[Sectors * 512]);
         using var log = LoopDevice.Attach(logFile);
         using var target = LoopDevice.Attach(devFile);
@@ -146,7 +147,7 @@ public sealed class BlockDeviceTests : TargetHarness
         using var loop = LoopDevice.Attach(file);
         var settings = HostConfig.Parse($$"""
             dmactors {
-              data-dir = "{{_dir.FullName}}/data"
+              data-dir = "{{_dir}}/data"
               disks = [ { name = blk, path = "{{loop.Path}}", size = 64M, create = on } ]
               devices = [ { name = whole, table = "0 {{Sectors}} linear blk 0" } ]
               nbd.listen = off
@@ -176,6 +177,6 @@ public sealed class BlockDeviceTests : TargetHarness
     protected override void AfterAll()
     {
         base.AfterAll(); // closes the disks, and with them the last handles on the (already detached) loop devices
-        try { _dir.Delete(recursive: true); } catch (IOException) { }
+        _dir.Dispose();
     }
 }

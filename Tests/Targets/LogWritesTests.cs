@@ -1,6 +1,7 @@
 using Akka.Actor;
 using DmActors;
 using DmActors.Targets;
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Targets;
@@ -253,34 +254,30 @@ public sealed class LogWritesTests : TargetHarness
         var expected = Hash(d0);
         WriteAt(dev, 0, Pattern(8, 6), BioFlags.Fua);
 
-        var dir = Directory.CreateTempSubdirectory("dmactors-replay-");
-        try
-        {
-            var logPath = Path.Combine(dir.FullName, "log");
-            var devPath = Path.Combine(dir.FullName, "dev");
-            File.WriteAllBytes(logPath, Contents(l0, 0, 512));
-            File.WriteAllBytes(devPath, new byte[128 * 512]);
-            var (code, stdout, stderr) = ReplayLog("--log", logPath, "--replay", devPath, "--end-mark", "here");
-            Assert.Equal((0, ""), (code, stderr));
-            Assert.Equal("replayed 3 entries, last entry 2 (Mark)", stdout.Trim()); // W, FLUSH, MARK; not the FUA after it
-            var replayed = new MemoryDisk("r", 128);
-            replayed.WriteAt(0, File.ReadAllBytes(devPath));
-            Assert.Equal(expected, Hash(replayed));
+        using var dir = new TempDir("dmactors-replay-");
+        var logPath = dir["log"];
+        var devPath = dir["dev"];
+        File.WriteAllBytes(logPath, Contents(l0, 0, 512));
+        File.WriteAllBytes(devPath, new byte[128 * 512]);
+        var (code, stdout, stderr) = ReplayLog("--log", logPath, "--replay", devPath, "--end-mark", "here");
+        Assert.Equal((0, ""), (code, stderr));
+        Assert.Equal("replayed 3 entries, last entry 2 (Mark)", stdout.Trim()); // W, FLUSH, MARK; not the FUA after it
+        var replayed = new MemoryDisk("r", 128);
+        replayed.WriteAt(0, File.ReadAllBytes(devPath));
+        Assert.Equal(expected, Hash(replayed));
 
-            Assert.Matches(@"^3@\d+$", ReplayLog("--log", logPath, "--find", "fua").Stdout.Trim());
-            Assert.Equal((1, "replay-log: mark 'nope' not found; replayed the whole log"),
-                (ReplayLog("--log", logPath, "--replay", devPath, "--end-mark", "nope") is var bad ? (bad.Code, bad.Stderr.Trim()) : default));
-            Assert.Equal("replay-log: unknown option '--bogus'", ReplayLog("--bogus").Stderr.Trim());
+        Assert.Matches(@"^3@\d+$", ReplayLog("--log", logPath, "--find", "fua").Stdout.Trim());
+        Assert.Equal((1, "replay-log: mark 'nope' not found; replayed the whole log"),
+            (ReplayLog("--log", logPath, "--replay", devPath, "--end-mark", "nope") is var bad ? (bad.Code, bad.Stderr.Trim()) : default));
+        Assert.Equal("replay-log: unknown option '--bogus'", ReplayLog("--bogus").Stderr.Trim());
 
-            // --check: replay to each FUA point in turn and run a check on the device after each.
-            var check = ReplayLog("--log", logPath, "--replay", devPath, "--check", "fua", "--fsck", "test -s \"$REPLAY_DEV\"");
-            Assert.Equal(0, check.Code);
-            Assert.Matches(@"^entry 3@\d+: check passed\n1 point\(s\), 0 failed$", check.Stdout.Trim());
-            var failing = ReplayLog("--log", logPath, "--replay", devPath, "--check", "fua", "--fsck", "false");
-            Assert.Equal(1, failing.Code);
-            Assert.Contains("CHECK FAILED", failing.Stdout);
-        }
-        finally { dir.Delete(recursive: true); }
+        // --check: replay to each FUA point in turn and run a check on the device after each.
+        var check = ReplayLog("--log", logPath, "--replay", devPath, "--check", "fua", "--fsck", "test -s \"$REPLAY_DEV\"");
+        Assert.Equal(0, check.Code);
+        Assert.Matches(@"^entry 3@\d+: check passed\n1 point\(s\), 0 failed$", check.Stdout.Trim());
+        var failing = ReplayLog("--log", logPath, "--replay", devPath, "--check", "fua", "--fsck", "false");
+        Assert.Equal(1, failing.Code);
+        Assert.Contains("CHECK FAILED", failing.Stdout);
     }
 
     [Fact]
@@ -295,29 +292,25 @@ public sealed class LogWritesTests : TargetHarness
         Flush(dev);
         Message("lw", "mark", "done");
 
-        var dir = Directory.CreateTempSubdirectory("dmactors-replay-");
-        try
-        {
-            var logPath = Path.Combine(dir.FullName, "log");
-            var devPath = Path.Combine(dir.FullName, "dev");
-            File.WriteAllBytes(logPath, Contents(l0, 0, 512));
-            File.WriteAllBytes(devPath, new byte[128 * 512]);
-            var fua = ReplayLog("--log", logPath, "--replay", devPath, "--check", "fua");
-            Assert.Equal((1, "", "replay-log: no FUA entries; the log has 2 flush points and 1 mark: try --check flush"),
-                (fua.Code, fua.Stdout, fua.Stderr.Trim()));
-            Assert.Equal(0, ReplayLog("--log", logPath, "--replay", devPath, "--check", "flush").Code);
+        using var dir = new TempDir("dmactors-replay-");
+        var logPath = dir["log"];
+        var devPath = dir["dev"];
+        File.WriteAllBytes(logPath, Contents(l0, 0, 512));
+        File.WriteAllBytes(devPath, new byte[128 * 512]);
+        var fua = ReplayLog("--log", logPath, "--replay", devPath, "--check", "fua");
+        Assert.Equal((1, "", "replay-log: no FUA entries; the log has 2 flush points and 1 mark: try --check flush"),
+            (fua.Code, fua.Stdout, fua.Stderr.Trim()));
+        Assert.Equal(0, ReplayLog("--log", logPath, "--replay", devPath, "--check", "flush").Code);
 
-            // Plain writes only: nothing of any kind to check.
-            var plain = Path.Combine(dir.FullName, "plain");
-            var blocks = new byte[3 * 512];
-            LogFormat.WriteSuper(blocks, 1, 512);
-            LogFormat.WriteEntry(blocks.AsSpan(512, 512), 0, 1, LogFlags.None, []);
-            File.WriteAllBytes(plain, blocks);
-            var mark = ReplayLog("--log", plain, "--replay", devPath, "--check", "mark");
-            Assert.Equal((1, "replay-log: no marks; the log has no flush points or FUA entries either: nothing to check"),
-                (mark.Code, mark.Stderr.Trim()));
-        }
-        finally { dir.Delete(recursive: true); }
+        // Plain writes only: nothing of any kind to check.
+        var plain = dir["plain"];
+        var blocks = new byte[3 * 512];
+        LogFormat.WriteSuper(blocks, 1, 512);
+        LogFormat.WriteEntry(blocks.AsSpan(512, 512), 0, 1, LogFlags.None, []);
+        File.WriteAllBytes(plain, blocks);
+        var mark = ReplayLog("--log", plain, "--replay", devPath, "--check", "mark");
+        Assert.Equal((1, "replay-log: no marks; the log has no flush points or FUA entries either: nothing to check"),
+            (mark.Code, mark.Stderr.Trim()));
     }
 
     private static (int Code, string Stdout, string Stderr) ReplayLog(params string[] args)

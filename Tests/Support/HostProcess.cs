@@ -3,21 +3,23 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.RegularExpressions;
 using Xunit;
 
-namespace DmActors.Tests.Host;
+namespace DmActors.Tests.Support;
 
 /// <summary>
-/// Runs the real `dmactors` program: a host (`serve --config` with a temp data dir and free ports) and CLI
-/// invocations against it. The host is killed in Dispose whatever happened. Timeouts are generous: a loaded
-/// 2-core machine may take many seconds to start a .NET process.
+/// Runs the real `dmactors` program: a host (`serve --config` over a data directory, on ports the host picks
+/// itself and prints) and CLI invocations against it. The host is killed in Dispose whatever happened. Timeouts
+/// are generous: a loaded 2-core machine may take many seconds to start a .NET process.
 /// </summary>
-public sealed class HostProcess : IDisposable
+public sealed partial class HostProcess : IDisposable
 {
     public static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(120);
     public static readonly TimeSpan CliTimeout = TimeSpan.FromSeconds(120);
 
     private readonly Process _process;
+    private readonly TempDir? _ownDir;
     private readonly StringBuilder _stdout = new();
     private readonly StringBuilder _stderr = new();
     private readonly TaskCompletionSource<bool> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -26,94 +28,117 @@ public sealed class HostProcess : IDisposable
     public static string Dll => Path.Combine(AppContext.BaseDirectory, "dmactors.dll");
 
     public string Dir { get; }
+    /// <summary>The host's configuration; once started it names the bound ports, so `dmsetup --config` finds the host.</summary>
     public string ConfigFile { get; }
-    public int ControlPort { get; }
-    public int NbdPort { get; }
+    /// <summary>The ports the host reported it bound (0: not reported, e.g. NBD off).</summary>
+    public int ControlPort { get; private set; }
+    public int NbdPort { get; private set; }
 
-    private HostProcess(string dir, string configFile, int controlPort, int nbdPort)
+    private readonly string _diskPath;
+
+    private HostProcess(string dir, TempDir? ownDir, string configName = "host.hocon", string diskPath = "disk0.img")
     {
-        Dir = dir; ConfigFile = configFile; ControlPort = controlPort; NbdPort = nbdPort;
-        _process = new Process { StartInfo = StartInfo("serve", "--config", configFile), EnableRaisingEvents = true };
+        Dir = dir; _ownDir = ownDir; _diskPath = diskPath;
+        ConfigFile = Path.Combine(dir, configName);
+        _process = new Process { StartInfo = StartInfo("serve", "--config", ConfigFile), EnableRaisingEvents = true };
         _process.OutputDataReceived += (_, e) =>
         {
             if (e.Data == null) return;
             lock (_stdout) _stdout.AppendLine(e.Data);
-            if (e.Data.StartsWith("dmactors: ready")) _ready.TrySetResult(true);
+            if (ControlListening().Match(e.Data) is { Success: true } c) ControlPort = int.Parse(c.Groups[1].Value);
+            else if (NbdListening().Match(e.Data) is { Success: true } n) NbdPort = int.Parse(n.Groups[1].Value);
+            else if (e.Data.StartsWith("dmactors: ready")) _ready.TrySetResult(true);
         };
         _process.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_stderr) _stderr.AppendLine(e.Data); };
         _process.Exited += (_, _) => _ready.TrySetResult(false);
     }
 
-    /// <summary>
-    /// Writes a config (<paramref name="extra"/> inside the dmactors section, <paramref name="after"/> after it, e.g.
-    /// akka settings) and starts the host on free ports.
-    /// </summary>
-    public static Task<HostProcess> StartAsync(string extra = "", string after = "") =>
-        StartInAsync(Directory.CreateTempSubdirectory("dmactors-host-").FullName, extra, after);
+    [GeneratedRegex(@"^dmactors: control listening on akka\.tcp://dmactors@[^:]+:(\d+)/user/control$")]
+    private static partial Regex ControlListening();
+
+    [GeneratedRegex(@"^dmactors: NBD listening on 127\.0\.0\.1:(\d+)$")]
+    private static partial Regex NbdListening();
 
     /// <summary>
-    /// Starts a host over <paramref name="dir"/> (its data and journal survive from an earlier host there), on free
-    /// ports unless <paramref name="nbdPort"/> or <paramref name="controlPort"/> name one, with its disk0 at
-    /// <paramref name="diskPath"/> (relative to the data directory), its config in <paramref name="config"/> in dir,
-    /// and <paramref name="after"/> after the dmactors section.
+    /// Starts a host over a new temp directory (deleted on Dispose): <paramref name="extra"/> goes inside the
+    /// dmactors section of its configuration, <paramref name="after"/> after it (e.g. akka settings).
     /// </summary>
-    public static async Task<HostProcess> StartInAsync(string dir, string extra = "", string after = "", int? nbdPort = null,
-        int? controlPort = null, string diskPath = "disk0.img", string config = "host.hocon")
+    public static Task<HostProcess> StartAsync(string extra = "", string after = "")
     {
-        var host = Launch(dir, extra, after, nbdPort, controlPort, diskPath, config);
-        var started = await host._ready.Task.WaitAsync(StartTimeout);
-        if (!started)
-        {
-            await host._process.WaitForExitAsync(); // drains the redirected output
-            throw new InvalidOperationException($"host exited during start:\n{host.Stdout}\n{host.Stderr}");
-        }
-        return host;
+        var dir = new TempDir("dmactors-host-");
+        return StartAsync(new HostProcess(dir.Path, dir), extra, after);
     }
 
     /// <summary>
-    /// Starts a host (as <see cref="StartInAsync"/>) that is expected to refuse to start, and returns how it ended. One
-    /// that gets ready instead is killed and fails the test. <paramref name="dir"/> is left for the caller.
+    /// Starts a host over <paramref name="dir"/>, which the caller owns (its data and journal survive from an earlier
+    /// host there), on ports it picks itself unless <paramref name="nbdPort"/> or <paramref name="controlPort"/> name one.
+    /// </summary>
+    public static Task<HostProcess> StartInAsync(string dir, string extra = "", string after = "", int? nbdPort = null,
+        int? controlPort = null) =>
+        StartAsync(new HostProcess(dir, ownDir: null), extra, after, nbdPort ?? 0, controlPort ?? 0);
+
+    /// <summary>
+    /// Starts a host over <paramref name="dir"/> (the caller's) that is expected to refuse to start, with its disk0 at
+    /// <paramref name="diskPath"/> and its config in <paramref name="config"/>, and returns how it ended. One that
+    /// gets ready instead fails the test.
     /// </summary>
     public static async Task<CliResult> StartRefusedInAsync(string dir, int? nbdPort = null, int? controlPort = null,
         string diskPath = "disk0.img", string config = "refused.hocon")
     {
-        using var host = Launch(dir, "", "", nbdPort, controlPort, diskPath, config);
-        host.KeepDir = true;
+        using var host = new HostProcess(dir, ownDir: null, config, diskPath);
+        File.WriteAllText(host.ConfigFile, host.Config("", "", controlPort ?? 0, nbdPort ?? 0));
+        host.Launch();
         if (await host._ready.Task.WaitAsync(StartTimeout)) Assert.Fail($"the host started, expected a refusal:\n{host.Stdout}\n{host.Stderr}");
         await host._process.WaitForExitAsync(); // drains the redirected output
         return new CliResult(host._process.ExitCode, host.Stdout, host.Stderr);
     }
 
-    private static HostProcess Launch(string dir, string extra, string after, int? nbdPort, int? controlPort, string diskPath, string configName)
+    private void Launch()
     {
-        var control = controlPort ?? FreePort();
-        var nbd = nbdPort ?? FreePort();
-        var config = Path.Combine(dir, configName);
-        File.WriteAllText(config, $$"""
-            dmactors {
-              data-dir = "{{dir}}/data"
-              disks = [ { name = disk0, path = "{{diskPath}}", size = 64M, create = on } ]
-              devices = [ { name = demo, table = "0 131072 linear disk0 0" } ]
-              nbd.listen = "127.0.0.1:{{nbd}}"
-              control.port = {{control}}
-              {{extra}}
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    private static async Task<HostProcess> StartAsync(HostProcess host, string extra, string after, int nbd = 0, int control = 0)
+    {
+        File.WriteAllText(host.ConfigFile, host.Config(extra, after, control, nbd));
+        try
+        {
+            host.Launch();
+            if (!await host._ready.Task.WaitAsync(StartTimeout))
+            {
+                await host._process.WaitForExitAsync(); // drains the redirected output
+                throw new InvalidOperationException($"host exited during start:\n{host.Stdout}\n{host.Stderr}");
             }
-            {{after}}
-            """);
-        var host = new HostProcess(dir, config, control, nbd);
-        host._process.Start();
-        host._process.BeginOutputReadLine();
-        host._process.BeginErrorReadLine();
+            Assert.True(host.ControlPort != 0, $"the host did not say where it listens for control:\n{host.Stdout}");
+        }
+        catch
+        {
+            host.Dispose();
+            throw;
+        }
+        // The bound ports go into the file, as if they had been configured: `dmsetup --config` reads it.
+        File.WriteAllText(host.ConfigFile, host.Config(extra, after, host.ControlPort, host.NbdPort));
         return host;
     }
+
+    private string Config(string extra, string after, int control, int nbd) => $$"""
+        dmactors {
+          data-dir = "{{Dir}}/data"
+          disks = [ { name = disk0, path = "{{_diskPath}}", size = 64M, create = on } ]
+          devices = [ { name = demo, table = "0 131072 linear disk0 0" } ]
+          nbd.listen = "127.0.0.1:{{nbd}}"
+          control.port = {{control}}
+          {{extra}}
+        }
+        {{after}}
+        """;
 
     public string Stdout { get { lock (_stdout) return _stdout.ToString(); } }
     public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
     public bool HasExited => _process.HasExited;
     public int Pid => _process.Id;
-
-    /// <summary>Directory.Delete on Dispose unless a later host is to reuse it.</summary>
-    public bool KeepDir { get; set; }
 
     /// <summary>SIGKILL: no shutdown code runs, like a power cut of the process (the page cache survives).</summary>
     public async Task KillAsync()
@@ -184,8 +209,11 @@ public sealed class HostProcess : IDisposable
         return psi;
     }
 
-    /// <summary>A port nothing listens on right now: bind port 0 and let it go.</summary>
-    public static int FreePort()
+    /// <summary>
+    /// A port nothing listens on, for tests of a host that is not there (bound to port 0 and let go; hosts
+    /// themselves bind port 0 and say which port they got).
+    /// </summary>
+    public static int UnusedPort()
     {
         var l = new TcpListener(IPAddress.Loopback, 0);
         l.Start();
@@ -196,10 +224,14 @@ public sealed class HostProcess : IDisposable
 
     public void Dispose()
     {
-        try { if (!_process.HasExited) _process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+        try
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+            _process.WaitForExit(StartTimeout); // its files closed before the directory goes
+        }
+        catch (InvalidOperationException) { } // never started
         _process.Dispose();
-        if (KeepDir) return;
-        try { Directory.Delete(Dir, recursive: true); } catch (IOException) { }
+        _ownDir?.Dispose();
     }
 }
 
