@@ -1,3 +1,5 @@
+using System.CommandLine;
+using DmActors.Host.CommandLine;
 using DmActors.Targets;
 
 namespace DmActors.Host;
@@ -9,58 +11,66 @@ namespace DmActors.Host;
 /// </summary>
 public static class ReplayLogCommand
 {
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    /// <summary>Runs `replay-log ARGS` alone (as xfstests' tool: its messages start with "replay-log:").</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr) =>
+        CommandRunner.Run(CommandRunner.WithHelp(Build()), args, stdout, stderr);
+
+    public static Command Build()
     {
-        string? log = null, device = null, endMark = null, find = null, check = null, fsck = null;
-        long? limit = null;
-        var discard = true;
-        for (var i = 0; i < args.Length; i++)
+        var log = ToolOption.Text("--log", "FILE", "The log device or file (written by the log-writes target). Required.");
+        var replay = ToolOption.Text("--replay", "DEV", "The disk file or block device to replay onto.");
+        var endMark = ToolOption.Text("--end-mark", "NAME", "Stop after the mark NAME (`dmsetup message ... mark NAME`).");
+        var limit = ToolOption.Value<long>("--limit", "N", "Stop after N entries.",
+            t => long.TryParse(t, out var n) && n > 0 ? n : null, _ => "--limit takes a positive number");
+        var find = Kind("--find", "List the entries that are FUA writes, flushes or marks, as entry@offset.");
+        var discard = ToolOption.Flag("--no-discard", "Skip discard entries (by default they zero-fill their range).");
+        var check = Kind("--check", "Replay to each such point in turn and run --fsck after each; every point must pass.");
+        var fsck = ToolOption.Text("--fsck", "CMD", "The check for --check, run by /bin/sh with $REPLAY_DEV = the device.");
+        var command = new Command("replay-log",
+            "Replays a log-writes log onto a disk file up to a mark or entry (like xfstests' replay-log), or lists its " +
+            "FUA / flush / mark points, or replays to each such point in turn and checks the device after each.")
+        { log, replay, endMark, limit, find, discard, check, fsck };
+        command.Validators.Add(c =>
         {
-            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            if (c.GetResult(log) == null) c.AddError("--log FILE is required");
+            else if (c.GetResult(find) == null && c.GetResult(replay) == null) c.AddError("give --replay DEV or --find");
+        });
+        command.SetAction(r =>
+        {
+            var (stdout, stderr) = (r.InvocationConfiguration.Output, r.InvocationConfiguration.Error);
             try
             {
-                switch (args[i])
+                if (r.GetValue(find) is { } flags)
                 {
-                    case "--log": log = Value(); break;
-                    case "--replay": device = Value(); break;
-                    case "--end-mark": endMark = Value(); break;
-                    case "--limit": limit = long.TryParse(Value(), out var n) && n > 0 ? n : throw new ArgumentException("--limit takes a positive number"); break;
-                    case "--find": find = Value(); break;
-                    case "--no-discard": discard = false; break;
-                    case "--check": check = Value(); break;
-                    case "--fsck": fsck = Value(); break;
-                    default: throw new ArgumentException($"unknown option '{args[i]}'");
+                    foreach (var e in LogReplay.Find(r.GetValue(log)!, flags)) stdout.WriteLine(e.FindText);
+                    return CommandRunner.Success;
                 }
+                var (file, device, mark) = (r.GetValue(log)!, r.GetValue(replay)!, r.GetValue(endMark));
+                if (r.GetValue(check) is { } points)
+                    return CheckEachPoint(file, device, points, r.GetValue(fsck), !r.GetValue(discard), stdout, stderr);
+                var result = LogReplay.Replay(file, device, mark, r.GetValue(limit), !r.GetValue(discard));
+                if (mark != null && !result.Stopped)
+                {
+                    stderr.WriteLine($"replay-log: mark '{mark}' not found; replayed the whole log");
+                    return CommandRunner.Failure;
+                }
+                stdout.WriteLine($"replayed {result.Replayed} entries{(result.Last is { } last ? $", last entry {last.Index} ({last.Flags})" : "")}");
+                return CommandRunner.Success;
             }
-            catch (ArgumentException e) { stderr.WriteLine($"replay-log: {e.Message}"); return 1; }
-        }
-        if (log == null) { stderr.WriteLine("replay-log: --log FILE is required"); return 1; }
-        try
-        {
-            if (find != null)
+            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or ArgumentException)
             {
-                foreach (var e in LogReplay.Find(log, Flags(find, "--find"))) stdout.WriteLine(e.FindText);
-                return 0;
+                stderr.WriteLine($"replay-log: {e.Message}");
+                return CommandRunner.Failure;
             }
-            if (device == null) { stderr.WriteLine("replay-log: give --replay DEV or --find"); return 1; }
-            if (check != null) return CheckEachPoint(log, device, Flags(check, "--check"), fsck, discard, stdout, stderr);
-            var result = LogReplay.Replay(log, device, endMark, limit, discard);
-            if (endMark != null && !result.Stopped) { stderr.WriteLine($"replay-log: mark '{endMark}' not found; replayed the whole log"); return 1; }
-            stdout.WriteLine($"replayed {result.Replayed} entries{(result.Last is { } last ? $", last entry {last.Index} ({last.Flags})" : "")}");
-            return 0;
-        }
-        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or ArgumentException)
-        {
-            stderr.WriteLine($"replay-log: {e.Message}");
-            return 1;
-        }
+        });
+        return command;
     }
 
-    private static LogFlags Flags(string name, string option) => name switch
-    {
-        "fua" => LogFlags.Fua, "flush" => LogFlags.Flush, "mark" => LogFlags.Mark,
-        _ => throw new ArgumentException($"{option} {name}: expected fua, flush or mark"),
-    };
+    /// <summary>--find / --check: fua, flush or mark.</summary>
+    private static Option<LogFlags?> Kind(string name, string description) =>
+        ToolOption.Value<LogFlags>(name, "fua|flush|mark", description,
+            t => Kinds.FirstOrDefault(k => k.Option == t) is { Option: not null } k ? k.Flag : null,
+            t => $"{name} {t}: expected fua, flush or mark");
 
     /// <summary>What --check and the messages call each kind of point.</summary>
     private static readonly (LogFlags Flag, string Option, string One, string Plural)[] Kinds =

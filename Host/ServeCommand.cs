@@ -1,4 +1,6 @@
+using System.CommandLine;
 using System.Runtime.InteropServices;
+using DmActors.Host.CommandLine;
 using DmActors.Host.Configuration;
 
 namespace DmActors.Host;
@@ -6,31 +8,30 @@ namespace DmActors.Host;
 /// <summary>`dmactors serve [--config FILE]`: runs the host until SIGINT or SIGTERM, then stops it cleanly.</summary>
 public static class ServeCommand
 {
-    public static async Task<int> RunAsync(string[] args)
+    /// <summary>The command; `--config` has no `-c`, which is dmsetup's `--columns`.</summary>
+    public static Command Build()
     {
-        string? file = null;
-        for (var i = 0; i < args.Length; i++)
-        {
-            switch (args[i])
-            {
-                case "--config" or "-c" when i + 1 < args.Length: file = args[++i]; break;
-                case var a when a.StartsWith("--config="): file = a["--config=".Length..]; break;
-                default:
-                    Console.Error.WriteLine($"dmactors serve: unknown argument '{args[i]}' (usage: dmactors serve [--config FILE])");
-                    return 1;
-            }
-        }
+        var config = ToolOption.Text("--config", "FILE",
+            "HOCON layered over the built-in akka.hocon (disks, devices, NBD, control port, journal).");
+        var serve = new Command("serve",
+            "Runs the host: disks, devices and the NBD server (default nbd://127.0.0.1:10809/demo) until SIGINT or SIGTERM.\n" +
+            $"{HostConfig.DataDirVariable} sets the data directory.") { config };
+        serve.SetAction(r => RunAsync(r.GetValue(config), r.InvocationConfiguration.Output, r.InvocationConfiguration.Error));
+        return serve;
+    }
 
+    private static async Task<int> RunAsync(string? file, TextWriter stdout, TextWriter stderr)
+    {
         DmHost host;
         try
         {
             var settings = HostConfig.Load(file, Environment.GetEnvironmentVariable(HostConfig.DataDirVariable));
-            host = await DmHost.StartAsync(settings, Console.Out);
+            host = await DmHost.StartAsync(settings, stdout);
         }
         catch (ConfigException e)
         {
-            Console.Error.WriteLine($"dmactors: {e.Message}");
-            return 1;
+            stderr.WriteLine($"dmactors: {e.Message}");
+            return CommandRunner.Failure;
         }
 
         var stop = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -45,8 +46,8 @@ public static class ServeCommand
         using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal);
 
         var signal = await stop.Task;
-        Console.Out.WriteLine($"dmactors: {signal}, stopping");
-        await host.StopAsync(Console.Out);
-        return 0;
+        stdout.WriteLine($"dmactors: {signal}, stopping");
+        await host.StopAsync(stdout);
+        return CommandRunner.Success;
     }
 }

@@ -1,4 +1,6 @@
+using System.CommandLine;
 using System.Diagnostics;
+using DmActors.Host.CommandLine;
 
 namespace DmActors.Host.Bench;
 
@@ -9,17 +11,20 @@ namespace DmActors.Host.Bench;
 /// </summary>
 public static class BenchCommand
 {
-    public static async Task<int> RunAsync(string[] args)
+    public static Command Build()
     {
-        BenchOptions options;
-        try { options = BenchOptions.Parse(args); }
-        catch (BenchOptions.HelpRequested) { Console.WriteLine(BenchOptions.Usage); return 0; }
-        catch (ArgumentException e) { Console.Error.WriteLine($"dmactors bench: {e.Message}"); return 2; }
+        var definition = new BenchOptions.Definition();
+        var command = definition.Command();
+        command.SetAction(r => RunAsync(definition.From(r), r.InvocationConfiguration.Output, r.InvocationConfiguration.Error));
+        return command;
+    }
 
+    private static async Task<int> RunAsync(BenchOptions options, TextWriter stdout, TextWriter stderr)
+    {
         var workloads = Workload.All.Where(w => options.Only == null || w.Name.Contains(options.Only, StringComparison.Ordinal)).ToList();
-        if (workloads.Count == 0) { Console.Error.WriteLine($"dmactors bench: no workload matches '{options.Only}'"); return 2; }
+        if (workloads.Count == 0) { stderr.WriteLine($"dmactors bench: --only: no workload matches '{options.Only}'"); return CommandRunner.BadUsage; }
         var clock = Stopwatch.StartNew();
-        void Progress(string line) => Console.Error.WriteLine($"[{clock.Elapsed.TotalSeconds,6:F1}s] {line}");
+        void Progress(string line) => stderr.WriteLine($"[{clock.Elapsed.TotalSeconds,6:F1}s] {line}");
 
         var results = new BenchResults();
         await using (var rig = await BenchRig.StartAsync(options.Dir, options.FileBytes, options.IoThreads, Progress))
@@ -47,13 +52,13 @@ public static class BenchCommand
 
         var rows = results.Summaries();
         var peak = Process.GetCurrentProcess().PeakWorkingSet64;
-        if (options.Json) Console.WriteLine(BenchReport.Json(rows, options, peak, clock.Elapsed.TotalSeconds));
+        if (options.Json) stdout.WriteLine(BenchReport.Json(rows, options, peak, clock.Elapsed.TotalSeconds));
         else
         {
-            Console.Write(BenchReport.Table(rows, workloads));
-            Console.WriteLine($"peak working set {peak >> 20} MiB, total {clock.Elapsed.TotalSeconds:F0} s, {Environment.ProcessorCount} cores");
+            stdout.Write(BenchReport.Table(rows, workloads));
+            stdout.WriteLine($"peak working set {peak >> 20} MiB, total {clock.Elapsed.TotalSeconds:F0} s, {Environment.ProcessorCount} cores");
         }
-        return rows.Any(r => r.Errors > 0) ? 1 : 0;
+        return rows.Any(r => r.Errors > 0) ? CommandRunner.Failure : CommandRunner.Success;
     }
 
     /// <summary>JIT and first-touch costs out of the timed slices.</summary>

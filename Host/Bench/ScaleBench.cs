@@ -1,6 +1,8 @@
+using System.CommandLine;
 using System.Diagnostics;
 using Akka.Actor;
 using Akka.Configuration;
+using DmActors.Host.CommandLine;
 
 namespace DmActors.Host.Bench;
 
@@ -11,22 +13,20 @@ namespace DmActors.Host.Bench;
 /// </summary>
 public static class ScaleBench
 {
-    public static async Task<int> RunAsync(string[] args)
+    public static Command Build()
     {
-        int devices = 1000, busy = 64;
-        var seconds = 5.0;
-        for (var i = 0; i < args.Length; i++)
-        {
-            switch (args[i])
-            {
-                case "--devices" when i + 1 < args.Length && int.TryParse(args[i + 1], out devices) && devices > 0: i++; break;
-                case "--busy" when i + 1 < args.Length && int.TryParse(args[i + 1], out busy) && busy > 0: i++; break;
-                case "--seconds" when i + 1 < args.Length && double.TryParse(args[i + 1], out seconds) && seconds > 0: i++; break;
-                default:
-                    Console.Error.WriteLine("usage: dmactors bench-scale [--devices N] [--busy N] [--seconds S]");
-                    return 2;
-            }
-        }
+        var devices = ToolOption.Int("--devices", "N", "Linear devices to create (default 1000).", 1, 1_000_000, t => $"--devices: expected a positive number, got '{t}'");
+        var busy = ToolOption.Int("--busy", "N", "Devices kept busy at once (default 64, at most --devices).", 1, 1_000_000, t => $"--busy: expected a positive number, got '{t}'");
+        var seconds = ToolOption.Seconds("--seconds", "S", "How long they are kept busy (default 5).", 3600, t => $"--seconds: expected a number of seconds in (0, 3600], got '{t}'");
+        var command = new Command("bench-scale",
+            "Many devices on one host: creates N linear devices over one sparse file disk, reports the memory each idle " +
+            "device costs, then keeps --busy of them busy at once (4 KiB random writes, QD1 each).") { devices, busy, seconds };
+        command.SetAction(r => RunAsync(r.GetValue(devices) ?? 1000, r.GetValue(busy) ?? 64, r.GetValue(seconds) ?? 5.0));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(int devices, int busy, double seconds)
+    {
         busy = Math.Min(busy, devices);
         const long slice = 2048; // sectors per device (1 MiB)
         var dir = Directory.CreateTempSubdirectory("dmactors-scale-").FullName;
@@ -80,7 +80,7 @@ public static class ScaleBench
             Console.WriteLine($"{busy} devices busy at once (4 KiB random writes, QD1 each) for {seconds:0.#} s: " +
                               $"{total / seconds:F0} IOPS in all, per device min {counts.Min() / seconds:F0} / median {counts.Order().ElementAt(busy / 2) / seconds:F0} / max {counts.Max() / seconds:F0}, errors {errors}");
             Console.WriteLine($"peak working set {Process.GetCurrentProcess().PeakWorkingSet64 >> 20} MiB, {Environment.ProcessorCount} cores");
-            return errors == 0 ? 0 : 1;
+            return errors == 0 ? CommandRunner.Success : CommandRunner.Failure;
         }
         finally
         {

@@ -1,8 +1,11 @@
+using System.CommandLine;
+using DmActors.Host.CommandLine;
+
 namespace DmActors.Host.Cli;
 
 /// <summary>
-/// A parsed `dmactors dmsetup` command line. Options may come anywhere (dmsetup uses getopt with permutation);
-/// `--` ends them, so `message dev 0 -- msg` works as DMTS writes it.
+/// A parsed `dmactors dmsetup` command line: the command, its arguments and every option. Options may come anywhere
+/// (dmsetup uses getopt with permutation); `--` ends them, so `message dev 0 -- msg` works as DMTS writes it.
 /// </summary>
 public sealed class DmsetupArgs
 {
@@ -25,75 +28,72 @@ public sealed class DmsetupArgs
     public bool SetUuid { get; private set; }
     public bool Tear { get; private set; }
 
-    /// <summary>Parses <paramref name="argv"/>; on a bad option returns null and the error line in <paramref name="error"/>.</summary>
-    public static DmsetupArgs? Parse(IReadOnlyList<string> argv, out string? error)
+    /// <summary>Parses <paramref name="argv"/> (what follows `dmsetup`); on a bad option returns null and the error line in <paramref name="error"/>.</summary>
+    public static DmsetupArgs? Parse(IReadOnlyList<string> argv, out string? error) => DmsetupCommand.Parse(argv, out error);
+
+    /// <summary>An unknown command, for <see cref="Dmsetup"/> to refuse in dmsetup's words.</summary>
+    internal static DmsetupArgs Unknown(string command) => new() { Command = command };
+
+    /// <summary>The command as typed (`reload` stays `reload`), its arguments and the options.</summary>
+    internal static DmsetupArgs From(ParseResult r, DmsetupOptions o) => new(o.Words(r))
     {
-        var a = new DmsetupArgs();
-        error = null;
-        var positional = new List<string>();
-        var optionsDone = false;
-        for (var i = 0; i < argv.Count; i++)
-        {
-            var arg = argv[i];
-            if (optionsDone || arg == "-" || !arg.StartsWith('-')) { positional.Add(arg); continue; }
-            if (arg == "--") { optionsDone = true; continue; }
-            var eq = arg.StartsWith("--") ? arg.IndexOf('=') : -1;
-            var name = eq > 0 ? arg[..eq] : arg;
-            string? inline = eq > 0 ? arg[(eq + 1)..] : null;
-            string? Value()
-            {
-                if (inline != null) return inline;
-                if (i + 1 < argv.Count) return argv[++i];
-                return null;
-            }
-            string? v;
-            switch (name)
-            {
-                case "--config": a.ConfigFile = v = Value(); break;
-                case "--control": a.Control = v = Value(); break;
-                case "--timeout":
-                    v = Value();
-                    if (v != null)
-                    {
-                        if (ParseSeconds(v) is not { } t) { error = $"dmsetup: --timeout: '{v}' is not a number of seconds"; return null; }
-                        a.Timeout = t;
-                    }
-                    break;
-                case "--table": a.Table = v = Value(); break;
-                case "-u" or "--uuid": a.Uuid = v = Value(); break;
-                case "--barrier-mode":
-                    v = Value();
-                    if (v != null && (!Enum.TryParse<BarrierMode>(v, true, out var mode) || !Enum.IsDefined(mode)))
-                    {
-                        error = $"Invalid barrier mode '{v}' (ordered or flush).";
-                        return null;
-                    }
-                    if (v != null) a.Mode = Enum.Parse<BarrierMode>(v, true);
-                    break;
-                case "-n" or "--notable": a.NoTable = true; v = ""; break;
-                case "-r" or "--readonly": a.ReadOnly = true; v = ""; break;
-                case "-f" or "--force": a.Force = true; v = ""; break;
-                case "--noflush": a.NoFlush = true; v = ""; break;
-                case "--nolockfs" or "--noudevsync" or "--noudevrules" or "-y" or "--yes" or "--verifyudev": v = ""; break; // nothing to do here
-                case "--inactive": a.Inactive = true; v = ""; break;
-                case "-c" or "-C" or "--columns": a.Columns = true; v = ""; break;
-                case "--noheadings": a.NoHeadings = true; v = ""; break;
-                case "--setuuid": a.SetUuid = true; v = ""; break;
-                case "--tear": a.Tear = true; v = ""; break;
-                default:
-                    error = $"dmsetup: unrecognized option '{arg}'";
-                    return null;
-            }
-            if (v == null) { error = $"dmsetup: option '{name}' requires an argument"; return null; }
-        }
-        if (positional.Count == 0) { error = "dmsetup: no command given (try dmactors --help)"; return null; }
-        a.Command = positional[0];
-        a.Args.AddRange(positional.Skip(1));
-        return a;
-    }
+        Command = r.CommandResult.IdentifierToken?.Value ?? r.CommandResult.Command.Name,
+        ConfigFile = r.GetValue(o.Config), Control = r.GetValue(o.Control), Timeout = r.GetValue(o.Timeout),
+        Table = r.GetValue(o.Table), NoTable = r.GetValue(o.NoTable), ReadOnly = r.GetValue(o.ReadOnly), Uuid = r.GetValue(o.Uuid),
+        Mode = r.GetValue(o.Mode) ?? BarrierMode.Ordered, Force = r.GetValue(o.Force), NoFlush = r.GetValue(o.NoFlush),
+        Inactive = r.GetValue(o.Inactive), Columns = r.GetValue(o.Columns), NoHeadings = r.GetValue(o.NoHeadings),
+        SetUuid = r.GetValue(o.SetUuid), Tear = r.GetValue(o.Tear),
+    };
+
+    private DmsetupArgs() { }
+
+    private DmsetupArgs(IEnumerable<string> args) => Args.AddRange(args);
 
     /// <summary>A positive number of seconds (fractions allowed), or null.</summary>
     public static TimeSpan? ParseSeconds(string text) =>
         double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s)
         && s > 0 && s <= int.MaxValue / 1000 ? TimeSpan.FromSeconds(s) : null;
+}
+
+/// <summary>Every option `dmactors dmsetup` takes, as one command line's instances.</summary>
+public sealed class DmsetupOptions
+{
+    // Reaching the host: for every command.
+    public readonly Option<string?> Config = ToolOption.Text("--config", "FILE", "The host's configuration, to find its control port (default the built-in one).");
+    public readonly Option<string?> Control = ToolOption.Text("--control", "HOST:PORT", "The host's control address (overrides the configuration's; IPv6 as [::1]:10810).");
+    public readonly Option<TimeSpan?> Timeout = ToolOption.Value<TimeSpan>("--timeout", "SECONDS",
+        $"How long to wait for the host, each step (default ${DmsetupCommand.TimeoutVariable}, else dmactors.control.ask-timeout).",
+        DmsetupArgs.ParseSeconds, t => $"--timeout: '{t}' is not a number of seconds");
+
+    public readonly Option<string?> Table = ToolOption.Text("--table", "TEXT", "The table (lines may be separated by \\n); without it or FILE, it is read from stdin.");
+    public readonly Option<bool> NoTable = ToolOption.Flag("--notable", "Create the device without a table.", "-n");
+    public readonly Option<bool> ReadOnly = ToolOption.Flag("--readonly", "The device (or table) is read-only.", "-r");
+    public readonly Option<string?> Uuid = ToolOption.Text("--uuid", "UUID", "The device's uuid.", "-u");
+    public readonly Option<BarrierMode?> Mode = ToolOption.Value<BarrierMode>("--barrier-mode", "ordered|flush",
+        "ordered: the founding barrier patch's ordering (default); flush: barriers as flush + FUA, as dm does today.",
+        t => Enum.TryParse<BarrierMode>(t, true, out var m) && Enum.IsDefined(m) ? m : null,
+        t => $"Invalid barrier mode '{t}' (ordered or flush).");
+    public readonly Option<bool> Force = ToolOption.Flag("--force", "An open device's table is replaced by error first (the remove still fails while it is open).", "-f");
+    public readonly Option<bool> NoFlush = ToolOption.Flag("--noflush", "Do not flush what is in flight before suspending.");
+    public readonly Option<bool> Inactive = ToolOption.Flag("--inactive", "The inactive table (loaded, not yet resumed).");
+    public readonly Option<bool> Columns = ToolOption.Flag("--columns", "One line per device, in columns.", "-c", "-C");
+    public readonly Option<bool> NoHeadings = ToolOption.Flag("--noheadings", "Columns without the heading line.");
+    public readonly Option<bool> SetUuid = ToolOption.Flag("--setuuid", "Rename sets the uuid (to NEW) instead of the name.");
+    public readonly Option<bool> Tear = ToolOption.Flag("--tear", "A random part of the unflushed writes lands first.");
+
+    /// <summary>Options dmsetup has that change nothing here (udev and filesystem freezing); taken and ignored.</summary>
+    public readonly Option<bool>[] Ignored =
+    [
+        ToolOption.Flag("--nolockfs", "Ignored."), ToolOption.Flag("--noudevsync", "Ignored."), ToolOption.Flag("--noudevrules", "Ignored."),
+        ToolOption.Flag("--verifyudev", "Ignored."), ToolOption.Flag("--yes", "Ignored.", "-y"),
+    ];
+
+    public IEnumerable<Option> Global => [Config, Control, Timeout];
+
+    /// <summary>Those a command uses (listed in its --help); all are taken anywhere on the line.</summary>
+    public IEnumerable<Option> Specific => [Table, NoTable, ReadOnly, Uuid, Mode, Force, NoFlush, Inactive, Columns, NoHeadings, SetUuid, Tear, .. Ignored];
+
+    /// <summary>The arguments of the command the line names.</summary>
+    public IEnumerable<string> Words(ParseResult r) =>
+        r.CommandResult.Command.Arguments.OfType<Argument<string[]>>().SingleOrDefault() is { } words ? r.GetValue(words) ?? [] : [];
 }

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using DmActors.Host.CommandLine;
 using DmActors.Host.Configuration;
 
 namespace DmActors.Host.Cli;
@@ -5,17 +7,123 @@ namespace DmActors.Host.Cli;
 /// <summary>
 /// `dmactors dmsetup ...`: finds the host from the same configuration the host reads (--config FILE, or the
 /// built-in default; --control HOST:PORT overrides), connects over Akka.Remote and runs one dmsetup command.
-/// Every problem of the connection is one line on stderr and exit status 1.
+/// Every problem of the connection is one line on stderr and exit status 1; so is a usage error, in dmsetup's words.
 /// </summary>
 public static class DmsetupCommand
 {
     /// <summary>Seconds dmsetup waits for the host (each step: connecting, then each answer); --timeout wins.</summary>
     public const string TimeoutVariable = "DMACTORS_TIMEOUT";
 
-    public static async Task<int> RunAsync(string[] argv)
+    /// <summary>The commands: name, arguments, what it does, and the options it uses.</summary>
+    private static IEnumerable<(string Name, string Args, string Description, Option[] Uses)> Commands(DmsetupOptions o) =>
+    [
+        ("create", "NAME [FILE]", "Creates a device with the table from --table, FILE or stdin (no table with --notable).",
+            [o.Table, o.NoTable, o.ReadOnly, o.Uuid, o.Mode]),
+        ("remove", "NAME...", "Removes devices (refused while open).", [o.Force]),
+        ("suspend", "NAME...", "Suspends devices: new IO waits, IO in flight completes and is flushed (unless --noflush).", [o.NoFlush]),
+        ("resume", "NAME...", "Resumes devices, swapping in the inactive table if one was loaded.", []),
+        ("load", "NAME [FILE]", "Loads a table from --table, FILE or stdin into the inactive slot; resume swaps it in.", [o.Table, o.ReadOnly]),
+        ("clear", "NAME...", "Drops the inactive table.", []),
+        ("table", "[NAME...]", "Prints the tables (of every device without NAME).", [o.Inactive]),
+        ("status", "[NAME...]", "Prints the targets' status lines (of every device without NAME).", []),
+        ("info", "[NAME...]", "Prints the devices' state (of every device without NAME).", [o.Columns, o.NoHeadings]),
+        ("ls", "", "Lists the devices with their device numbers.", []),
+        ("message", "NAME SECTOR MSG...", "Sends MSG to the target at SECTOR (put -- before a MSG that starts with -).", []),
+        ("rename", "NAME NEW", "Renames a device, or with --setuuid gives it the uuid NEW.", [o.SetUuid]),
+        ("targets", "", "Lists the target types and their versions.", []),
+        ("version", "", "Prints the library and driver versions.", []),
+        ("history", "NAME...", "Lists the devices' recorded events (our addition).", []),
+        ("powercut", "[DISK...]", Powercut, [o.Tear]),
+    ];
+
+    private const string Powercut = "Power loss on write-back-cache disks (every one without DISK): what was never flushed is lost.";
+
+    /// <summary>`dmsetup` and its commands. Every option belongs to `dmsetup` itself and reaches below it, as getopt takes them anywhere.</summary>
+    public static Command Build() => Build(new DmsetupOptions());
+
+    private static Command Build(DmsetupOptions o)
     {
-        var a = DmsetupArgs.Parse(argv, out var error);
-        if (a == null) { Console.Error.WriteLine(error); return 1; }
+        var dmsetup = new DmsetupNode(
+            "Controls the running host like dmsetup(8): output, errors and exit status 1 on failure follow dmsetup's. " +
+            "Options may come before or after the command; --nolockfs, --noudevsync, --noudevrules, --verifyudev and -y " +
+            "are taken and ignored.");
+        foreach (var option in o.Global) dmsetup.Options.Add(Everywhere(option, hidden: false));
+        foreach (var option in o.Specific) dmsetup.Options.Add(Everywhere(option, hidden: true));
+        foreach (var (name, args, description, uses) in Commands(o))
+        {
+            var command = new ToolCommand(name, description);
+            if (args.Length > 0) command.Arguments.Add(ToolOption.Words(args));
+            if (name == "load") command.Aliases.Add("reload");
+            command.Uses.AddRange(uses);
+            dmsetup.Subcommands.Add(Runs(command, o));
+        }
+        return dmsetup;
+    }
+
+    /// <summary>`dmactors powercut`: dmsetup's powercut as a command of its own.</summary>
+    public static Command BuildPowercut()
+    {
+        var o = new DmsetupOptions();
+        var command = new Command("powercut", Powercut + " (--tear: a random part of it lands first.)")
+        {
+            ToolOption.Words("[DISK...]"), o.Tear, o.Config, o.Control, o.Timeout,
+        };
+        return Runs(command, o);
+    }
+
+    private static Command Runs(Command command, DmsetupOptions o)
+    {
+        command.SetAction(r => RunAsync(DmsetupArgs.From(r, o), r.InvocationConfiguration.Output, r.InvocationConfiguration.Error));
+        return command;
+    }
+
+    private static Option Everywhere(Option option, bool hidden)
+    {
+        option.Recursive = true;
+        option.Hidden = hidden;
+        return option;
+    }
+
+    /// <summary>What follows `dmsetup`, parsed (for running it in-process); null and dmsetup's error line for a bad one.</summary>
+    internal static DmsetupArgs? Parse(IReadOnlyList<string> argv, out string? error)
+    {
+        error = null;
+        var o = new DmsetupOptions();
+        var result = CommandRunner.Parse(Build(o), argv);
+        switch (UsageProblem.Of(result))
+        {
+            case { Kind: UsageKind.UnknownCommand } p: return DmsetupArgs.Unknown(p.Token);
+            case { } p: error = DmsetupNode.Wording(p); return null;
+        }
+        return DmsetupArgs.From(result, o);
+    }
+
+    /// <summary>`dmsetup` itself: reports usage errors as dmsetup (and getopt) word them, with exit status 1.</summary>
+    private sealed class DmsetupNode(string description) : Command("dmsetup", description), IReportsUsage
+    {
+        public int Report(UsageProblem problem, TextWriter stderr)
+        {
+            stderr.WriteLine(Wording(problem));
+            return CommandRunner.Failure;
+        }
+
+        public static string Wording(UsageProblem p) => p.Kind switch
+        {
+            UsageKind.UnknownOption when p.Token.StartsWith("--") => $"dmsetup: unrecognized option '{p.Token}'",
+            UsageKind.UnknownOption => $"dmsetup: invalid option -- '{p.Token[1]}'",
+            UsageKind.MissingValue when p.Token.StartsWith("--") => $"dmsetup: option '{p.Token}' requires an argument",
+            UsageKind.MissingValue => $"dmsetup: option requires an argument -- '{p.Token[1..]}'",
+            // Our options' complaints name the option first and get the program's name, as getopt's do; dmsetup's own stand alone.
+            UsageKind.BadValue when p.Text.StartsWith('-') => $"dmsetup: {p.Text}",
+            UsageKind.UnknownCommand => $"Unrecognised command '{p.Token}'.\n{DmsetupFormat.CommandFailed}",
+            UsageKind.UnexpectedArgument => $"Too many command line arguments.\n{DmsetupFormat.CommandFailed}",
+            UsageKind.MissingCommand => "dmsetup: no command given (try 'dmactors dmsetup --help')",
+            _ => p.Text,
+        };
+    }
+
+    private static async Task<int> RunAsync(DmsetupArgs a, TextWriter stdout, TextWriter stderr)
+    {
         HostSettings settings;
         TimeSpan timeout;
         try
@@ -29,29 +137,29 @@ public static class DmsetupCommand
             }
             timeout = a.Timeout ?? TimeoutFromEnvironment() ?? settings.AskTimeout;
         }
-        catch (ConfigException e) { Console.Error.WriteLine($"dmactors: {e.Message}"); return 1; }
+        catch (ConfigException e) { stderr.WriteLine($"dmactors: {e.Message}"); return CommandRunner.Failure; }
 
         try
         {
             await using var control = await RemoteControl.ConnectAsync(settings, timeout);
-            return await new Dmsetup(control.Channel, Console.In, Console.Out, Console.Error).RunAsync(a);
+            return await new Dmsetup(control.Channel, Console.In, stdout, stderr).RunAsync(a);
         }
         catch (ControlUnreachableException e)
         {
             // Like dmsetup without the driver: the library version still prints.
-            if (a.Command == "version") Console.Out.WriteLine(DmsetupFormat.Version(false).Single());
-            Console.Error.WriteLine($"dmactors: {e.Message}");
-            return 1;
+            if (a.Command == "version") stdout.WriteLine(DmsetupFormat.Version(false).Single());
+            stderr.WriteLine($"dmactors: {e.Message}");
+            return CommandRunner.Failure;
         }
         catch (ControlMessageTooLargeException e)
         {
-            Console.Error.WriteLine($"dmactors: {a.Command}: {e.Message}");
-            return 1;
+            stderr.WriteLine($"dmactors: {a.Command}: {e.Message}");
+            return CommandRunner.Failure;
         }
         catch (ControlException e)
         {
-            Console.Error.WriteLine($"dmactors: {e.Message}");
-            return 1;
+            stderr.WriteLine($"dmactors: {e.Message}");
+            return CommandRunner.Failure;
         }
     }
 

@@ -1,68 +1,74 @@
+using System.CommandLine;
+using DmActors.Host.CommandLine;
+
 namespace DmActors.Host.Crash;
 
 /// <summary>
-/// `dmactors crashtest [--seed N] [--trials N] [--cuts-per-trial N] [--mode ordered|flush|both] [--lying-flush]
-/// [--tear] [--quiet] [--ops N] [--disk-sectors N] [--trial N] [--jitter] [--batch N]`: the crash-consistency checker. Exit code 0 when no
-/// violation was found, 1 otherwise, 2 on bad arguments.
+/// `dmactors crashtest`: the crash-consistency checker. Exit status 0 when no violation was found, 1 otherwise,
+/// 2 on bad arguments.
 /// </summary>
 public static class CrashTestCommand
 {
-    public const string Usage =
-        "usage: dmactors crashtest [--seed N] [--trials N] [--cuts-per-trial N] [--mode ordered|flush|both]\n" +
-        "                          [--lying-flush] [--tear] [--quiet] [--ops N] [--disk-sectors N] [--trial N] [--jitter] [--batch N]";
-
-    public static async Task<int> RunAsync(string[] args)
+    /// <summary>The options of one command line, and the command that reads them.</summary>
+    private sealed class Options
     {
-        CrashOptions options;
-        try { options = Parse(args); }
-        catch (ArgumentException e)
-        {
-            Console.Error.WriteLine($"crashtest: {e.Message}");
-            Console.Error.WriteLine(Usage);
-            return 2;
-        }
-        var report = await CrashChecker.RunAsync(options, Console.Out);
-        return report.Violations == 0 ? 0 : 1;
-    }
+        public readonly Option<int?> Seed = Number("--seed", "The seed every trial's workload and cuts derive from (default 1).", int.MinValue);
+        public readonly Option<int?> Trials = Number("--trials", "Trials to run (default 100).", 1);
+        public readonly Option<int?> CutsPerTrial = Number("--cuts-per-trial", "Power cuts per trial (default 10).", 1);
+        public readonly Option<CrashModes?> Mode = ToolOption.Value<CrashModes>("--mode", "ordered|flush|both",
+            "Barrier mode of the devices under test (default both).",
+            t => t switch { "ordered" => CrashModes.Ordered, "flush" => CrashModes.Flush, "both" => CrashModes.Both, _ => null },
+            t => $"--mode: '{t}' is not ordered, flush or both");
+        public readonly Option<bool> LyingFlush = ToolOption.Flag("--lying-flush", "The disks' caches acknowledge flushes without writing anything (shows the checker failing).");
+        public readonly Option<bool> Tear = ToolOption.Flag("--tear", "A cut lets a random part of the unflushed writes land first.");
+        public readonly Option<bool> Quiet = ToolOption.Flag("--quiet", "No line per trial or progress: the summary and failures only.");
+        public readonly Option<int?> Ops = Number("--ops", "Operations per trial (default 40).", 1);
+        public readonly Option<int?> DiskSectors = ToolOption.Value<int>("--disk-sectors", "N", "Sectors per disk, a multiple of 256 (default 512).",
+            t => int.TryParse(t, out var n) && n >= 256 && n % 256 == 0 ? n : null,
+            t => $"--disk-sectors: '{t}' is not a multiple of 256 (at least 256)");
+        public readonly Option<int?> Trial = Number("--trial", "Run only trial N of the seed (to reproduce a report).", 1);
+        public readonly Option<bool> Jitter = ToolOption.Flag("--jitter", "About half the IO to the disks completes later, on a pool thread, so flushes overlap the IO above them in more ways.");
+        public readonly Option<int?> Batch = Number("--batch", "Most bios in one batch of the workload (default 8); the batches are waited for in turn.", 1);
 
-    public static CrashOptions Parse(string[] args)
-    {
-        var o = new CrashOptions();
-        for (var i = 0; i < args.Length; i++)
+        public Command Command() =>
+            new("crashtest",
+                "Crash-consistency checker: seeded workloads on write-back-cache disks, power cuts, restart, and a check " +
+                "that every write promised durable reads back. A failure prints the command line that reproduces it.")
+            { Seed, Trials, CutsPerTrial, Mode, LyingFlush, Tear, Quiet, Ops, DiskSectors, Trial, Jitter, Batch };
+
+        public CrashOptions From(ParseResult r)
         {
-            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
-            int Number(int min)
+            var d = new CrashOptions();
+            return d with
             {
-                var name = args[i];
-                var text = Value();
-                return int.TryParse(text, out var n) && n >= min ? n : throw new ArgumentException($"{name}: '{text}' is not a number >= {min}");
-            }
-            o = args[i] switch
-            {
-                "--seed" => o with { Seed = Number(int.MinValue) },
-                "--trials" => o with { Trials = Number(1) },
-                "--cuts-per-trial" => o with { CutsPerTrial = Number(1) },
-                "--ops" => o with { OpsPerTrial = Number(1) },
-                "--disk-sectors" => o with { DiskSectors = Number(256) is var d && d % 256 == 0 ? d : throw new ArgumentException("--disk-sectors must be a multiple of 256") },
-                "--trial" => o with { OnlyTrial = Number(1) },
-                "--mode" => o with
-                {
-                    Modes = Value() switch
-                    {
-                        "ordered" => CrashModes.Ordered,
-                        "flush" => CrashModes.Flush,
-                        "both" => CrashModes.Both,
-                        var m => throw new ArgumentException($"--mode: '{m}' is not ordered, flush or both"),
-                    },
-                },
-                "--lying-flush" => o with { LyingFlush = true },
-                "--tear" => o with { Tear = true },
-                "--quiet" => o with { Quiet = true },
-                "--jitter" => o with { Jitter = true },
-                "--batch" => o with { MaxBatch = Number(1) },
-                var a => throw new ArgumentException($"unknown argument '{a}'"),
+                Seed = r.GetValue(Seed) ?? d.Seed, Trials = r.GetValue(Trials) ?? d.Trials,
+                CutsPerTrial = r.GetValue(CutsPerTrial) ?? d.CutsPerTrial, Modes = r.GetValue(Mode) ?? d.Modes,
+                LyingFlush = r.GetValue(LyingFlush), Tear = r.GetValue(Tear), Quiet = r.GetValue(Quiet),
+                OpsPerTrial = r.GetValue(Ops) ?? d.OpsPerTrial, DiskSectors = r.GetValue(DiskSectors) ?? d.DiskSectors,
+                OnlyTrial = r.GetValue(Trial), Jitter = r.GetValue(Jitter), MaxBatch = r.GetValue(Batch) ?? d.MaxBatch,
             };
         }
-        return o;
+
+        private static Option<int?> Number(string name, string description, int min) =>
+            ToolOption.Int(name, "N", description, min, int.MaxValue, t => $"{name}: '{t}' is not a number >= {min}");
+    }
+
+    public static Command Build()
+    {
+        var o = new Options();
+        var command = o.Command();
+        command.SetAction(async r =>
+        {
+            var report = await CrashChecker.RunAsync(o.From(r), r.InvocationConfiguration.Output);
+            return report.Violations == 0 ? CommandRunner.Success : CommandRunner.Failure;
+        });
+        return command;
+    }
+
+    /// <summary>The options of a command line (the arguments after `crashtest`); a bad one is an <see cref="ArgumentException"/> naming it.</summary>
+    public static CrashOptions Parse(string[] args)
+    {
+        var o = new Options();
+        return o.From(CommandRunner.ParseOrThrow(o.Command(), args));
     }
 }

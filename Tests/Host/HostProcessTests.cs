@@ -238,7 +238,7 @@ public sealed class HostLifecycleProcessTests
         Assert.StartsWith("Usage: dmactors <command> [options]\n", help.Out);
         Assert.Equal(help.Out, (await HostProcess.Run([])).Out);
         var bad = await HostProcess.Run(["frob"]);
-        Assert.Equal(1, bad.Code);
+        Assert.Equal(2, bad.Code); // a usage error (issue 11: 0 success, 1 failure, 2 usage)
         Assert.StartsWith("dmactors: unknown command 'frob'\nUsage: dmactors", bad.Err);
     }
 }
