@@ -1,3 +1,4 @@
+using DmActors.Tests.Support;
 using Xunit;
 
 namespace DmActors.Tests.Host;
