@@ -75,6 +75,27 @@ public static class JournalFixture
         return lines;
     }
 
+    /// <summary>Writes <see cref="Writes"/> with this build's journal into a new SQLite file, as a host's DeviceJournal would.</summary>
+    public static async Task WriteAsync(string db)
+    {
+        var system = ActorSystem.Create("fixture-writer", ConfigurationFactory.ParseString(JournalConfig.Sqlite(db) + "\nakka.loglevel = WARNING"));
+        try
+        {
+            var journal = system.ActorOf(DeviceJournal.Props(PersistenceId), "journal");
+            long id = 0;
+            foreach (var write in Writes())
+                Assert.IsType<DeviceJournal.Msg.Recorded>(await journal.Ask<object>(new DeviceJournal.Msg.Record(++id, write), TimeSpan.FromSeconds(30)));
+            // The snapshot is saved after the write that reached it: wait until it is in the file.
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (Rows(db).Snapshots.Count == 0 && DateTime.UtcNow < deadline) await Task.Delay(50);
+        }
+        finally { await system.Terminate(); }
+        SqliteConnection.ClearAllPools();
+        var (events, snapshots) = Rows(db);
+        Assert.Equal(1, snapshots.Sum(s => s.Rows));
+        Assert.Equal(Writes().Sum(w => w.Length), events.Sum(e => e.Rows));
+    }
+
     /// <summary>(serializer id, manifest, rows) of the journal's events and of its snapshots.</summary>
     public static (List<(long Serializer, string Manifest, long Rows)> Events, List<(long Serializer, string Manifest, long Rows)> Snapshots) Rows(string db)
     {
@@ -106,7 +127,7 @@ public sealed class ByHandFactAttribute : FactAttribute
 
 /// <summary>
 /// Writes a journal fixture with this build's journal (the host's SQLite configuration and DeviceJournal):
-/// <c>DMACTORS_WRITE_JOURNAL_FIXTURE=Tests/Persistence/Data/journal-vN.fixture.db dotnet test Tests/DmActors.Tests.csproj --filter FullyQualifiedName~JournalFixtureWriter</c>.
+/// <c>DMACTORS_WRITE_JOURNAL_FIXTURE=$PWD/Tests/Persistence/Data/journal-vN.fixture.db dotnet test Tests/DmActors.Tests.csproj --filter FullyQualifiedName~JournalFixtureWriter</c>.
 /// A fixture once committed is never rewritten: it is what an existing host has on disk.
 /// </summary>
 public sealed class JournalFixtureWriter
@@ -120,22 +141,7 @@ public sealed class JournalFixtureWriter
         Assert.False(File.Exists(target), $"{target} exists: a committed fixture is never rewritten");
         var dir = Directory.CreateTempSubdirectory("dmactors-fixture").FullName;
         var db = Path.Combine(dir, "state.db");
-        var system = ActorSystem.Create("fixture", ConfigurationFactory.ParseString(JournalConfig.Sqlite(db) + "\nakka.loglevel = WARNING"));
-        try
-        {
-            var journal = system.ActorOf(DeviceJournal.Props(JournalFixture.PersistenceId), "journal");
-            long id = 0;
-            foreach (var write in JournalFixture.Writes())
-                Assert.IsType<DeviceJournal.Msg.Recorded>(await journal.Ask<object>(new DeviceJournal.Msg.Record(++id, write), TimeSpan.FromSeconds(30)));
-            // The snapshot is saved after the write that reached it: wait until it is in the file.
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (JournalFixture.Rows(db).Snapshots.Count == 0 && DateTime.UtcNow < deadline) await Task.Delay(100);
-        }
-        finally { await system.Terminate(); }
-        SqliteConnection.ClearAllPools();
-        var (events, snapshots) = JournalFixture.Rows(db);
-        Assert.Single(snapshots);
-        Assert.Equal(JournalFixture.Writes().Sum(w => w.Length), events.Sum(e => e.Rows));
+        await JournalFixture.WriteAsync(db);
         using (var c = new SqliteConnection($"Data Source={db};Pooling=False"))
         {
             c.Open();

@@ -59,19 +59,79 @@ public sealed class JournalFixtureTests : IDisposable
     public async Task A_journal_written_before_stable_manifests_recovers_exactly()
     {
         // What the fixture is: every event and the snapshot stored by Hyperion (serializer id -5, no manifest).
-        var (events, snapshots) = JournalFixture.Rows(Fixture("journal-v1.fixture.db"));
+        var db = Copy("journal-v1.fixture.db");
+        var (events, snapshots) = JournalFixture.Rows(db);
         Assert.Equal([(-5L, "", 220L)], events);
         Assert.Equal([(-5L, "", 1L)], snapshots);
-        Assert.Equal(Expected, await Recover("journal-v1.fixture.db"));
+        Assert.Equal(Expected, await RecoverAsync(db));
+    }
+
+    [Fact]
+    public async Task A_journal_written_with_stable_manifests_recovers_exactly()
+    {
+        var db = Copy("journal-v2.fixture.db");
+        AssertStableRows(JournalFixture.Rows(db));
+        Assert.Equal(Expected, await RecoverAsync(db));
+    }
+
+    [Fact]
+    public async Task This_build_writes_stable_manifests_and_reads_them_back()
+    {
+        var db = Path.Combine(_dir, "state.db");
+        await JournalFixture.WriteAsync(db);
+        AssertStableRows(JournalFixture.Rows(db));
+        Assert.Equal(Expected, await RecoverAsync(db));
+    }
+
+    /// <summary>A host upgraded over an old journal: old rows stay Hyperion's, new ones get manifests, both recover.</summary>
+    [Fact]
+    public async Task An_old_journal_takes_new_events_and_recovers_both()
+    {
+        var db = Copy("journal-v1.fixture.db");
+        await RecoverAsync(db, async manager =>
+        {
+            Assert.IsType<Dm.Done>(await manager.Ask<object>(new Dm.Remove("late2"), Wait));
+            Assert.IsType<Dm.Done>(await manager.Ask<object>(new Dm.Create("new", "0 16 linear disk0 16"), Wait));
+        });
+        Assert.Equal([(-5L, "", 220L), (253L, "device-created.v1", 1L), (253L, "device-removed.v1", 1L),
+            (253L, "device-resumed.v1", 1L), (253L, "device-table-loaded.v1", 1L)], JournalFixture.Rows(db).Events);
+        var now = await RecoverAsync(db);
+        var late = Array.FindIndex(Expected, l => l.StartsWith("device late2:"));
+        var after = Expected.Skip(late + 1).SkipWhile(l => l.StartsWith("  ")).ToArray();
+        Assert.Equal(Expected.Take(late).Select(l => l == "next minor 7" ? "next minor 8" : l), now.Take(late));
+        Assert.Matches(@"^device new: minor 7, Ordered, read-only False, uuid -, live \[0 16 linear disk0 16\], inactive \[-\], suspended False$", now[late]);
+        Assert.Equal(3, now.Skip(late + 1).TakeWhile(l => l.StartsWith("  ")).Count()); // created, loaded, resumed
+        Assert.Equal(after, now.Skip(late + 4));
+    }
+
+    /// <summary>Rows of <see cref="JournalFixture.Writes"/> as this build stores them: by manifest, under the journal's serializer.</summary>
+    private static readonly (List<(long, string, long)>, List<(long, string, long)>) StableRows = (
+        [
+            (253L, "device-config-device.v1", 2L), (253L, "device-created.v1", 7L), (253L, "device-removed.v1", 2L),
+            (253L, "device-renamed.v1", 2L), (253L, "device-resumed.v1", 5L), (253L, "device-suspended.v1", 3L),
+            (253L, "device-table-cleared.v1", 95L), (253L, "device-table-loaded.v1", 102L), (253L, "device-uuid-set.v1", 2L),
+        ],
+        [(253L, "host-snapshot.v1", 1L)]);
+
+    private static void AssertStableRows((List<(long, string, long)> Events, List<(long, string, long)> Snapshots) rows)
+    {
+        Assert.Equal(StableRows.Item1, rows.Events);
+        Assert.Equal(StableRows.Item2, rows.Snapshots);
     }
 
     private static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "Persistence", "Data", name);
 
-    /// <summary>Copies the fixture and recovers it as the host does: the host's SQLite journal, persistence id and manager.</summary>
-    private async Task<string[]> Recover(string fixture)
+    /// <summary>A copy of a committed fixture to recover (recovery may write; the fixture must stay as it is).</summary>
+    private string Copy(string fixture)
     {
         var db = Path.Combine(_dir, "state.db");
         File.Copy(Fixture(fixture), db);
+        return db;
+    }
+
+    /// <summary>Recovers <paramref name="db"/> as the host does (its SQLite journal, persistence id and manager), then runs <paramref name="then"/>.</summary>
+    private static async Task<string[]> RecoverAsync(string db, Func<IActorRef, Task>? then = null)
+    {
         var disks = new DiskRegistry();
         disks.AddMemory("disk0", 8192);
         var system = ActorSystem.Create("fixture", ConfigurationFactory.ParseString(JournalConfig.Sqlite(db) + "\nakka.loglevel = WARNING"));
@@ -79,9 +139,14 @@ public sealed class JournalFixtureTests : IDisposable
         {
             var manager = system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: JournalFixture.PersistenceId)), "devices");
             var recorded = (DeviceManager.Recorded)await manager.Ask<object>(new DeviceManager.GetRecorded(), Wait);
+            if (then != null) await then(manager);
             return JournalFixture.Describe(recorded.State, recorded.ConfigDevices).ToArray();
         }
-        finally { await system.Terminate(); }
+        finally
+        {
+            await system.Terminate();
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        }
     }
 
     public void Dispose()
