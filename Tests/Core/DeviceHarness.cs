@@ -18,7 +18,8 @@ public abstract class DeviceHarness : Akka.TestKit.Xunit2.TestKit
     protected readonly ManualClock Clock = new();
     protected IActorRef Manager { get; }
 
-    protected DeviceHarness(ITestOutputHelper? output = null) : base("akka.loglevel = WARNING", output: output)
+    protected DeviceHarness(ITestOutputHelper? output = null) : base(Akka.Configuration.ConfigurationFactory.ParseString("akka.loglevel = WARNING")
+        .WithFallback(DmActors.Host.Configuration.HostConfig.IoDispatcherSection()), output: output)
     {
         Manager = Sys.ActorOf(DeviceManager.Props(Disks, new DeviceManager.Options(Clock)), "devices");
     }

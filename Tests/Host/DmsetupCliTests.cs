@@ -10,7 +10,8 @@ namespace DmActors.Tests.Host;
 /// </summary>
 public sealed class DmsetupCliTests : IDisposable
 {
-    private readonly ActorSystem _system = ActorSystem.Create("dmsetup-cli-tests", "akka.loglevel = WARNING");
+    private readonly ActorSystem _system = ActorSystem.Create("dmsetup-cli-tests",
+        Akka.Configuration.ConfigurationFactory.ParseString("akka.loglevel = WARNING").WithFallback(DmActors.Host.Configuration.HostConfig.IoDispatcherSection()));
     private readonly DiskRegistry _disks = new();
     private readonly IControlChannel _channel;
     private readonly IActorRef _manager;

@@ -26,7 +26,8 @@ public sealed class NbdFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        System = ActorSystem.Create("nbd-tests", ConfigurationFactory.ParseString("akka { loglevel = WARNING, stdout-loglevel = WARNING }"));
+        System = ActorSystem.Create("nbd-tests", ConfigurationFactory.ParseString("akka { loglevel = WARNING, stdout-loglevel = WARNING }")
+            .WithFallback(DmActors.Host.Configuration.HostConfig.IoDispatcherSection()));
         Manager = System.ActorOf(DeviceManager.Props(Disks), "dm");
         Server = await StartServerAsync(new NbdServerOptions { Tcp = new IPEndPoint(IPAddress.Loopback, 0), UnixSocket = UnixSocket });
     }

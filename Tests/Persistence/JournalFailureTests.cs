@@ -21,12 +21,12 @@ public sealed class JournalFailureTests : Akka.TestKit.Xunit2.TestKit
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20);
 
-    public JournalFailureTests() : base(@"
+    public JournalFailureTests() : base(Akka.Configuration.ConfigurationFactory.ParseString(@"
         akka.loglevel = OFF
         akka.persistence.journal.plugin = ""akka.persistence.journal.failing""
         akka.persistence.journal.failing.class = ""DmActors.Tests.Persistence.FailingJournal, DmActors.Tests""
         akka.persistence.journal.failing.plugin-dispatcher = ""akka.actor.default-dispatcher""
-        akka.persistence.snapshot-store.plugin = ""akka.persistence.snapshot-store.inmem""")
+        akka.persistence.snapshot-store.plugin = ""akka.persistence.snapshot-store.inmem""").WithFallback(DmActors.Host.Configuration.HostConfig.IoDispatcherSection()))
     { }
 
     private object Ask(IActorRef m, object message)

@@ -134,7 +134,8 @@ public sealed class JournalFixtureTests : IDisposable
     {
         var disks = new DiskRegistry();
         disks.AddMemory("disk0", 8192);
-        var system = ActorSystem.Create("fixture", ConfigurationFactory.ParseString(JournalConfig.Sqlite(db) + "\nakka.loglevel = WARNING"));
+        var system = ActorSystem.Create("fixture", ConfigurationFactory.ParseString(JournalConfig.Sqlite(db) + "\nakka.loglevel = WARNING")
+            .WithFallback(DmActors.Host.Configuration.HostConfig.IoDispatcherSection()));
         try
         {
             var manager = system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: JournalFixture.PersistenceId)), "devices");

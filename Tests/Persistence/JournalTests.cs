@@ -13,10 +13,10 @@ public sealed class JournalTests : Akka.TestKit.Xunit2.TestKit
     private readonly DiskRegistry _disks = new();
     private int _incarnation;
 
-    public JournalTests() : base(@"
+    public JournalTests() : base(Akka.Configuration.ConfigurationFactory.ParseString(@"
         akka.loglevel = WARNING
         akka.persistence.journal.plugin = ""akka.persistence.journal.inmem""
-        akka.persistence.snapshot-store.plugin = ""akka.persistence.snapshot-store.inmem""")
+        akka.persistence.snapshot-store.plugin = ""akka.persistence.snapshot-store.inmem""").WithFallback(DmActors.Host.Configuration.HostConfig.IoDispatcherSection()))
     {
         _disks.AddMemory("d0", 4096);
         _disks.AddMemory("d1", 4096);

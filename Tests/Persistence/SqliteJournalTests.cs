@@ -15,7 +15,7 @@ public sealed class SqliteJournalTests : IDisposable
     private (ActorSystem, IActorRef) Start(DiskRegistry disks)
     {
         var system = ActorSystem.Create("journal", ConfigurationFactory.ParseString(JournalConfig.Sqlite(Db) +
-            "\nakka.loglevel = ERROR\nakka.persistence.journal.sql.recovery-event-timeout = 3s"));
+            "\nakka.loglevel = ERROR\nakka.persistence.journal.sql.recovery-event-timeout = 3s").WithFallback(DmActors.Host.Configuration.HostConfig.IoDispatcherSection()));
         return (system, system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: "host")), "devices"));
     }
 
