@@ -31,15 +31,8 @@ public sealed class LogWrites : Target
     {
         a.ExpectArgs(2);
         _dev = a.GetDevice(a.Args[0], 0, a.Length);
-        var log = a.Lookup.Find(a.Args[1]);
-        if (log == null)
-        {
-            _dev.Close();
-            throw new TargetException($"Log device lookup failed: {a.Args[1]}");
-        }
-        log.Open();
-        _logDev = log;
-        _writer = new LogWriter(log, SectorSize);
+        _logDev = a.GetWholeDevice(a.Args[1], "Log device lookup failed");
+        _writer = new LogWriter(_logDev, SectorSize);
     }
 
     /// <summary>iterate_devices reports only dev: the log device is the target's private business.</summary>
@@ -114,8 +107,7 @@ public sealed class LogWrites : Target
         }
         rest.Add(PendingBlock.MarkOf(LogFormat.EndMark, SectorSize));
         _writer.Log(rest);
-        _dev.Close();
-        _logDev.Close();
+        base.Destroy(); // closes dev and the log
     }
 
     /// <summary>A write (or flush, discard, mark) waiting to be logged.</summary>

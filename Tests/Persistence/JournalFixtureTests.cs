@@ -139,7 +139,9 @@ public sealed class JournalFixtureTests : IDisposable
         try
         {
             var manager = system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: JournalFixture.PersistenceId)), "devices");
-            var recorded = (DeviceManager.Recorded)await manager.Ask<object>(new DeviceManager.GetRecorded(), Wait);
+            var reply = await manager.Ask<object>(new DeviceManager.GetRecorded(), Wait);
+            if (reply is Dm.Unavailable u) throw new Xunit.Sdk.XunitException($"the journal did not recover: {u.Reason}");
+            var recorded = Assert.IsType<DeviceManager.Recorded>(reply);
             if (then != null) await then(manager);
             return JournalFixture.Describe(recorded.State, recorded.ConfigDevices).ToArray();
         }
