@@ -56,7 +56,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     public DeviceManager(DiskRegistry disks, Options options)
     {
         _disks = disks; _options = options;
-        if (options.InlineIo) IoDispatcher.Register(Context.System);
+        if (options.InlineIo) IoDispatcher.Require(Context.System); // declared in the configuration (akka.hocon)
     }
 
     public IStash Stash { get; set; } = null!;

@@ -2,7 +2,11 @@ using System.Collections.Immutable;
 
 namespace DmActors;
 
-/// <summary>Marker for what the journal stores (events and snapshots); bound to Hyperion like control messages.</summary>
+/// <summary>
+/// Marker for what the journal stores (events and snapshots), bound to <see cref="JournalSerializer"/>: each type
+/// needs a manifest there. Rows of older journals are Hyperion's and name these types by CLR name: see there
+/// before renaming one.
+/// </summary>
 public interface IPersistedEvent { }
 
 /// <summary>

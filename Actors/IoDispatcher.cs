@@ -19,15 +19,18 @@ namespace DmActors;
 /// </summary>
 public sealed class IoDispatcher : MessageDispatcher
 {
-    public const string DispatcherId = "dmactors-io-dispatcher";
+    /// <summary>The dispatcher's id: the path of its section in the actor system's configuration (akka.hocon).</summary>
+    public const string DispatcherId = "akka.actor.dmactors-io-dispatcher";
     private const int MaxDepth = 6;
 
     [ThreadStatic] private static int _depth;
 
-    private IoDispatcher(MessageDispatcherConfigurator configurator) : base(configurator)
+    internal IoDispatcher(MessageDispatcherConfigurator configurator) : base(configurator)
     {
         Id = DispatcherId;
-        Throughput = MessagesPerRun;
+        // Messages a mailbox handles per run before it lets the thread go (Akka's throughput).
+        Throughput = configurator.Config.GetInt("throughput", 0);
+        if (Throughput <= 0) throw new ConfigurationException($"{DispatcherId}.throughput must be a positive number of messages");
     }
 
     protected override void ExecuteTask(IRunnable run)
@@ -44,22 +47,30 @@ public sealed class IoDispatcher : MessageDispatcher
 
     protected override void Shutdown() { } // owns no threads
 
-    /// <summary>Makes <see cref="DispatcherId"/> known to <paramref name="system"/> (idempotent).</summary>
-    public static void Register(ActorSystem system)
+    /// <summary>
+    /// Checks that <paramref name="system"/> declares the dispatcher (the <see cref="DispatcherId"/> section of
+    /// akka.hocon). Without it Akka would refuse each device with a bare "not configured"; this names the fix.
+    /// </summary>
+    public static void Require(ActorSystem system)
     {
-        var dispatchers = system.Dispatchers;
-        if (!dispatchers.HasDispatcher(DispatcherId))
-            dispatchers.RegisterConfigurator(DispatcherId, new IoConfigurator(ConfigurationFactory.ParseString($"throughput = {MessagesPerRun}"), dispatchers.Prerequisites));
+        if (!system.Dispatchers.HasDispatcher(DispatcherId))
+            throw new ConfigurationException($"the IO dispatcher is not configured: this actor system's configuration has no " +
+                $"'{DispatcherId}' section (type = \"{typeof(IoDispatcherConfigurator).FullName}, {typeof(IoDispatcher).Assembly.GetName().Name}\", " +
+                "throughput = ...; see akka.hocon), or run the devices on the default dispatcher (InlineIo = false)");
+        if (system.Dispatchers.Lookup(DispatcherId) is not IoDispatcher)
+            throw new ConfigurationException($"'{DispatcherId}' is configured with another type than {typeof(IoDispatcherConfigurator).FullName}");
     }
 
-    /// <summary>Messages a mailbox handles per run before it lets the thread go (Akka's throughput).</summary>
-    private const int MessagesPerRun = 64;
+}
 
-    private sealed class IoConfigurator : MessageDispatcherConfigurator
-    {
-        private readonly IoDispatcher _instance;
-        public IoConfigurator(Config config, IDispatcherPrerequisites prerequisites) : base(config, prerequisites) =>
-            _instance = new IoDispatcher(this);
-        public override MessageDispatcher Dispatcher() => _instance;
-    }
+/// <summary>
+/// Akka's factory for the <see cref="IoDispatcher"/>, named by <c>type</c> in its configuration section
+/// (akka.hocon: <c>akka.actor.dmactors-io-dispatcher { type = "DmActors.IoDispatcherConfigurator, DmActors.Actors" }</c>).
+/// </summary>
+public sealed class IoDispatcherConfigurator : MessageDispatcherConfigurator
+{
+    private readonly IoDispatcher _instance;
+    public IoDispatcherConfigurator(Config config, IDispatcherPrerequisites prerequisites) : base(config, prerequisites) =>
+        _instance = new IoDispatcher(this);
+    public override MessageDispatcher Dispatcher() => _instance;
 }

@@ -26,9 +26,11 @@ public static class JournalConfig
             }
           }
           actor {
+            # As in akka.hocon: events under stable manifests; Hyperion for rows written before them.
             serializers.hyperion = "Akka.Serialization.HyperionSerializer, Akka.Serialization.Hyperion"
+            serializers.dmactors-journal = "{{typeof(JournalSerializer).FullName}}, {{typeof(JournalSerializer).Assembly.GetName().Name}}"
             serialization-bindings {
-              "DmActors.IPersistedEvent, DmActors.Actors" = hyperion
+              "DmActors.IPersistedEvent, DmActors.Actors" = dmactors-journal
               "DmActors.IControlMessage, DmActors.Actors" = hyperion
             }
           }

@@ -31,35 +31,21 @@ public sealed class Delay : Target
     {
         if (a.Args.Length is not (3 or 6 or 9)) throw new TargetException("Requires exactly 3, 6 or 9 arguments");
         _argc = a.Args.Length;
-        var opened = new List<IBlockDevice>();
-        try
+        Class Parse(int at)
         {
-            Class Parse(int at)
-            {
-                var start = a.ParseSector(a.Args[at + 1], "Invalid device sector");
-                if (!uint.TryParse(a.Args[at + 2], System.Globalization.NumberStyles.None, null, out var ms)) throw new TargetException("Invalid delay");
-                var dev = a.GetDevice(a.Args[at], start, a.Length);
-                opened.Add(dev);
-                return new Class(dev, start, ms);
-            }
-            var read = Parse(0);
-            var write = _argc >= 6 ? Parse(3) : read with { };
-            var flush = _argc == 9 ? Parse(6) : write with { };
-            _classes = [read, write, flush];
+            var start = a.ReadSector(at + 1, "Invalid device sector");
+            var ms = a.ReadUInt(at + 2, 0, uint.MaxValue, "Invalid delay");
+            return new Class(a.GetDevice(a.Args[at], start, a.Length), start, ms);
         }
-        catch
-        {
-            foreach (var d in opened) d.Close();
-            throw;
-        }
+        var read = Parse(0);
+        var write = _argc >= 6 ? Parse(3) : read with { };
+        var flush = _argc == 9 ? Parse(6) : write with { };
+        _classes = [read, write, flush];
     }
 
     public override IReadOnlyList<IBlockDevice> Devices => _classes.Select(c => c.Dev).Distinct().ToArray();
     public override int NumFlushBios => 1;
     public override int NumDiscardBios => 1;
-
-    /// <summary>Devices opened by this target (one Open per class argument group), for Destroy.</summary>
-    private IEnumerable<IBlockDevice> Opened => _argc switch { 3 => [_classes[0].Dev], 6 => [_classes[0].Dev, _classes[1].Dev], _ => _classes.Select(c => c.Dev) };
 
     public override MapResult Map(Bio clone, int index, ITargetContext ctx)
     {
@@ -95,11 +81,6 @@ public sealed class Delay : Target
     }
 
     public override void Resume(ITargetContext ctx) => _mayDelay = true;
-
-    public override void Destroy()
-    {
-        foreach (var d in Opened) d.Close();
-    }
 
     public override string TableParams()
     {

@@ -28,13 +28,12 @@ public sealed class Dust : Target
     public Dust(TargetArgs a) : base(a)
     {
         a.ExpectArgs(3, 3);
-        if (!uint.TryParse(a.Args[2], System.Globalization.NumberStyles.None, null, out _blksz) || _blksz == 0)
-            throw new TargetException("Invalid block size parameter");
+        _blksz = a.ReadUInt(2, 1, uint.MaxValue, "Invalid block size parameter");
         if (_blksz < 512) throw new TargetException("Block size must be at least 512");
         if ((_blksz & (_blksz - 1)) != 0) throw new TargetException("Block size must be a power of 2");
         if (_blksz >> Bio.SectorShift > Math.Min(a.Length, MaxBlockSectors)) throw new TargetException("Block size is too large");
         _shift = System.Numerics.BitOperations.Log2(_blksz >> Bio.SectorShift);
-        _start = a.ParseSector(a.Args[1], "Invalid device offset sector");
+        _start = a.ReadSector(1, "Invalid device offset sector");
         _dev = a.GetDevice(a.Args[0], _start, a.Length);
         _firstBlock = _start >> _shift;
         _lastBlock = (_start + a.Length - 1) >> _shift; // the area fits on the device, so this does not overflow

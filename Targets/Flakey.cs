@@ -33,27 +33,23 @@ public sealed class Flakey : Target
     public Flakey(TargetArgs a) : base(a)
     {
         a.ExpectArgs(4);
-        _start = a.ParseSector(a.Args[1], "Invalid device sector");
-        _up = ParseUInt(a.Args[2], "Invalid up interval");
-        _down = ParseUInt(a.Args[3], "Invalid down interval");
+        _start = a.ReadSector(1, "Invalid device sector");
+        _up = a.ReadUInt(2, 0, uint.MaxValue, "Invalid up interval");
+        _down = a.ReadUInt(3, 0, uint.MaxValue, "Invalid down interval");
         if (_up + (ulong)_down == 0) throw new TargetException("Total (up + down) interval is zero");
         if (_up + (ulong)_down > uint.MaxValue) throw new TargetException("Interval overflow");
-        ParseFeatures(a.Args.AsSpan(4));
+        ParseFeatures(a);
         _clock = a.Clock;
         _loaded = a.Clock.Now;
         _dev = a.GetDevice(a.Args[0], _start, a.Length);
     }
 
-    private static uint ParseUInt(string s, string error, uint min = 0, uint max = uint.MaxValue) =>
-        uint.TryParse(s, System.Globalization.NumberStyles.None, null, out var v) && v >= min && v <= max ? v : throw new TargetException(error);
-
-    private void ParseFeatures(ReadOnlySpan<string> args)
+    private void ParseFeatures(TargetArgs a)
     {
-        if (args.Length == 0) { _errorReads = _errorWrites = true; return; }
-        var count = ParseUInt(args[0], "Invalid number of feature args", 0, 11);
-        if (count > args.Length - 1) throw new TargetException("Invalid number of feature args");
-        var f = args.Slice(1, (int)count);
-        for (var i = 0; i < f.Length; i++)
+        if (a.Args.Length == 4) { _errorReads = _errorWrites = true; return; }
+        var (first, end) = a.ReadGroup(4, 11, "Invalid number of feature args");
+        var f = a.Args;
+        for (var i = first; i < end; i++)
         {
             switch (f[i].ToLowerInvariant())
             {
@@ -73,26 +69,26 @@ public sealed class Flakey : Target
                     break;
                 case "corrupt_bio_byte":
                     if (_corruptByte != 0) throw new TargetException("Feature corrupt_bio_byte duplicated");
-                    if (f.Length - i - 1 < 4) throw new TargetException("Feature corrupt_bio_byte requires parameters");
-                    _corruptByte = ParseUInt(f[++i], "Invalid corrupt bio byte", 1);
+                    if (end - i - 1 < 4) throw new TargetException("Feature corrupt_bio_byte requires parameters");
+                    _corruptByte = a.ReadUInt(++i, 1, uint.MaxValue, "Invalid corrupt bio byte");
                     _corruptWrites = f[++i].ToLowerInvariant() switch
                     {
                         "w" => true,
                         "r" => false,
                         _ => throw new TargetException("Invalid corrupt bio direction (r or w)"),
                     };
-                    _corruptValue = (byte)ParseUInt(f[++i], "Invalid corrupt value to write into bio byte (0-255)", 0, 255);
-                    _corruptFlags = ParseUInt(f[++i], "Invalid corrupt bio flags mask");
+                    _corruptValue = (byte)a.ReadUInt(++i, 0, 255, "Invalid corrupt value to write into bio byte (0-255)");
+                    _corruptFlags = a.ReadUInt(++i, 0, uint.MaxValue, "Invalid corrupt bio flags mask");
                     break;
                 case "random_read_corrupt":
                     if (_randomReadCorrupt != 0) throw new TargetException("Feature random_read_corrupt duplicated");
-                    if (i + 1 >= f.Length) throw new TargetException("Feature random_read_corrupt requires a parameter");
-                    _randomReadCorrupt = ParseUInt(f[++i], "Invalid random corrupt argument", 0, ProbabilityBase);
+                    if (i + 1 >= end) throw new TargetException("Feature random_read_corrupt requires a parameter");
+                    _randomReadCorrupt = a.ReadUInt(++i, 0, ProbabilityBase, "Invalid random corrupt argument");
                     break;
                 case "random_write_corrupt":
                     if (_randomWriteCorrupt != 0) throw new TargetException("Feature random_write_corrupt duplicated");
-                    if (i + 1 >= f.Length) throw new TargetException("Feature random_write_corrupt requires a parameter");
-                    _randomWriteCorrupt = ParseUInt(f[++i], "Invalid random corrupt argument", 0, ProbabilityBase);
+                    if (i + 1 >= end) throw new TargetException("Feature random_write_corrupt requires a parameter");
+                    _randomWriteCorrupt = a.ReadUInt(++i, 0, ProbabilityBase, "Invalid random corrupt argument");
                     break;
                 default:
                     throw new TargetException("Unrecognised flakey feature requested");

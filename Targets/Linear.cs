@@ -13,7 +13,7 @@ public sealed class Linear : Target
     public Linear(TargetArgs a) : base(a)
     {
         a.ExpectArgs(2, 2);
-        _start = a.ParseSector(a.Args[1], "Invalid device sector");
+        _start = a.ReadSector(1, "Invalid device sector");
         _dev = a.GetDevice(a.Args[0], _start, a.Length);
     }
 

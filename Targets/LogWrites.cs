@@ -31,16 +31,8 @@ public sealed class LogWrites : Target
     {
         a.ExpectArgs(2);
         _dev = a.GetDevice(a.Args[0], 0, a.Length);
-        var log = a.Lookup.Find(a.Args[1]);
-        if (log == null)
-        {
-            _dev.Close();
-            throw new TargetException($"Log device lookup failed: {a.Args[1]}");
-        }
-        try { TargetArgs.OpenOrRefuse(log); }
-        catch { _dev.Close(); throw; }
-        _logDev = log;
-        _writer = new LogWriter(log, SectorSize);
+        _logDev = a.GetWholeDevice(a.Args[1], "Log device lookup failed");
+        _writer = new LogWriter(_logDev, SectorSize);
     }
 
     /// <summary>iterate_devices reports only dev: the log device is the target's private business.</summary>
@@ -115,8 +107,9 @@ public sealed class LogWrites : Target
         }
         rest.Add(PendingBlock.MarkOf(LogFormat.EndMark, SectorSize));
         _writer.Log(rest);
+        // Not base.Destroy: the last entries are still being written, so a file log closes only after them.
         _dev.Close();
-        _writer.WhenIdle(_logDev.Close); // the last entries are still being written; a file log closes after them
+        _writer.WhenIdle(_logDev.Close);
     }
 
     /// <summary>A write (or flush, discard, mark) waiting to be logged.</summary>

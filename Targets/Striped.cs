@@ -15,30 +15,19 @@ public sealed class Striped : Target
 
     public Striped(TargetArgs a) : base(a)
     {
-        if (a.Args.Length < 2) throw new TargetException("Not enough arguments");
-        if (!int.TryParse(a.Args[0], out var n) || n <= 0) throw new TargetException("Invalid stripe count");
-        if (!long.TryParse(a.Args[1], out _chunk) || _chunk <= 0) throw new TargetException("Invalid chunk_size");
+        a.ExpectArgs(2, error: "Not enough arguments");
+        var n = a.ReadInt(0, 1, int.MaxValue, "Invalid stripe count");
+        _chunk = a.ReadLong(1, 1, long.MaxValue, "Invalid chunk_size");
         if (a.Length % n != 0) throw new TargetException("Target length not divisible by number of stripes");
         var width = a.Length / n;
         if (width % _chunk != 0) throw new TargetException("Target length not divisible by chunk size");
         if (a.Args.Length != 2 + 2L * n) throw new TargetException("Not enough destinations specified");
         _stripes = new (IBlockDevice, long)[n];
         _errors = new int[n];
-        var opened = new List<IBlockDevice>();
-        try
+        for (var i = 0; i < n; i++)
         {
-            for (var i = 0; i < n; i++)
-            {
-                if (!long.TryParse(a.Args[3 + 2 * i], out var start) || start < 0) throw new TargetException("Couldn't parse stripe destination");
-                var dev = a.GetDevice(a.Args[2 + 2 * i], start, width, "Couldn't parse stripe destination");
-                opened.Add(dev);
-                _stripes[i] = (dev, start);
-            }
-        }
-        catch
-        {
-            foreach (var d in opened) d.Close();
-            throw;
+            var start = a.ReadSector(3 + 2 * i, "Couldn't parse stripe destination");
+            _stripes[i] = (a.GetDevice(a.Args[2 + 2 * i], start, width, "Couldn't parse stripe destination"), start);
         }
     }
 

@@ -31,7 +31,7 @@ public static class ScaleBench
         const long slice = 2048; // sectors per device (1 MiB)
         var dir = Directory.CreateTempSubdirectory("dmactors-scale-").FullName;
         var disks = new DiskRegistry();
-        var system = ActorSystem.Create("scale", ConfigurationFactory.ParseString("akka.loglevel = WARNING"));
+        var system = ActorSystem.Create("scale", ConfigurationFactory.ParseString("akka.loglevel = WARNING").WithFallback(Configuration.HostConfig.IoDispatcherSection()));
         try
         {
             disks.AddFile("disk0", Path.Combine(dir, "disk0.img"), devices * slice);

@@ -30,6 +30,15 @@ public static class HostConfig
         return reader.ReadToEnd();
     }
 
+    /// <summary>
+    /// The IO dispatcher's section of the embedded default alone, for actor systems that run devices without the
+    /// host's configuration (bench, crashtest, tests): one declaration, in akka.hocon.
+    /// </summary>
+    public static AkkaConfig IoDispatcherSection() => IoDispatcherConfig.Value;
+
+    private static readonly Lazy<AkkaConfig> IoDispatcherConfig = new(() =>
+        ConfigurationFactory.ParseString($"{IoDispatcher.DispatcherId} {{\n{Embedded().GetConfig(IoDispatcher.DispatcherId)}\n}}"));
+
     /// <summary>The keys a file may set: those of the embedded default.</summary>
     private static readonly Lazy<ConfigSchema> Schema = new(() => ConfigSchema.From(HoconSyntax.Parse(EmbeddedText()).Root));
 

@@ -124,8 +124,9 @@ public static class CrashChecker
         }
     }
 
-    public static ActorSystem CreateSystem() => ActorSystem.Create("crashtest",
-        "akka.loglevel = WARNING\nakka.log-dead-letters = off\nakka.log-dead-letters-during-shutdown = off");
+    public static ActorSystem CreateSystem() => ActorSystem.Create("crashtest", Akka.Configuration.ConfigurationFactory.ParseString(
+        "akka.loglevel = WARNING\nakka.log-dead-letters = off\nakka.log-dead-letters-during-shutdown = off")
+        .WithFallback(Configuration.HostConfig.IoDispatcherSection()));
 
     /// <summary>Runs one cut and checks it: the verdict, or the engine error that prevented a check.</summary>
     public static async Task<(DurabilityOracle.Verdict? Verdict, string? Error)> CutAsync(ActorSystem system, CrashOptions o,

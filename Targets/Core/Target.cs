@@ -62,6 +62,7 @@ public abstract class Target
     protected Target(TargetArgs args)
     {
         Begin = args.Begin; Length = args.Length;
+        _opened = args.Opened; // filled as the subclass's constructor opens its devices
         TypeName = GetType().GetCustomAttribute<TargetTypeAttribute>()?.Name ?? GetType().Name.ToLowerInvariant();
         HasEndIo = GetType().GetMethod(nameof(EndIo))!.DeclaringType != typeof(Target);
     }
@@ -103,8 +104,10 @@ public abstract class Target
     public virtual void PreSuspend(ITargetContext ctx) { }
     public virtual void PostSuspend(ITargetContext ctx) { }
     public virtual void Resume(ITargetContext ctx) { }
-    /// <summary>dtr: the table is gone; release devices. Called once, through <see cref="Release"/>.</summary>
-    public virtual void Destroy() { foreach (var d in Devices) d.Close(); }
+    /// <summary>dtr: the table is gone; closes every device the constructor opened. Called once, through <see cref="Release"/>.</summary>
+    public virtual void Destroy() { foreach (var d in _opened) d.Close(); }
+
+    private readonly IReadOnlyList<IBlockDevice> _opened;
 
     private int _released;
 
@@ -135,7 +138,12 @@ public sealed class TargetTypeAttribute(string name, int major, int minor, int p
     public string Version { get; } = $"v{major}.{minor}.{patch}";
 }
 
-/// <summary>What a target constructor gets: its place in the table, its arguments and a way to open devices.</summary>
+/// <summary>
+/// What a target constructor gets: its place in the table, its arguments, readers for them (dm_read_arg and
+/// friends, with the caller's error text) and a way to open devices. It records every device it opens: the
+/// target closes them in <see cref="Target.Destroy"/>, and <see cref="TargetTypes.Construct"/> closes them when the
+/// constructor throws, so no constructor needs a try of its own.
+/// </summary>
 public sealed class TargetArgs
 {
     public required long Begin { get; init; }
@@ -143,6 +151,11 @@ public sealed class TargetArgs
     public required string[] Args { get; init; }
     public required IDeviceLookup Lookup { get; init; }
     public IClock Clock { get; init; } = WallClock.Instance;
+
+    private readonly List<IBlockDevice> _opened = new();
+
+    /// <summary>The devices opened through these arguments, in order (a device named twice is opened twice).</summary>
+    public IReadOnlyList<IBlockDevice> Opened => _opened;
 
     /// <summary>
     /// dm_get_device: opens <paramref name="name"/> and checks that [start, start+len) fits on it, with dm's
@@ -154,23 +167,57 @@ public sealed class TargetArgs
         // device_area_is_invalid, without start + len: a start near long.MaxValue would wrap it negative.
         if (start < 0 || len < 0 || start > dev.Sectors || len > dev.Sectors - start)
             throw new TargetException($"{dev.Name} too small for target: start={start}, len={len}, dev_size={dev.Sectors}");
-        OpenOrRefuse(dev);
-        return dev;
+        return Open(dev);
     }
 
-    /// <summary>Opens <paramref name="dev"/>; a file that cannot be opened again (another process locked it) is a table error.</summary>
-    public static void OpenOrRefuse(IBlockDevice dev)
+    /// <summary>Opens a device the target uses whole, for itself (log-writes' log): no area to check.</summary>
+    public IBlockDevice GetWholeDevice(string name, string lookupError) =>
+        Open(Lookup.Find(name) ?? throw new TargetException($"{lookupError}: {name}"));
+
+    /// <summary>Opens and records <paramref name="dev"/>; a file that cannot be opened again (another process locked it) is a table error.</summary>
+    private IBlockDevice Open(IBlockDevice dev)
     {
         try { dev.Open(); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new TargetException(e.Message); }
+        _opened.Add(dev);
+        return dev;
     }
 
-    public long ParseSector(string s, string error) =>
-        long.TryParse(s, out var v) && v >= 0 ? v : throw new TargetException(error);
+    /// <summary>A constructor failed: closes what it had opened.</summary>
+    internal void CloseOpened()
+    {
+        foreach (var d in _opened) d.Close();
+        _opened.Clear();
+    }
 
     public void ExpectArgs(int min, int max = -1, string error = "Invalid argument count")
     {
         if (Args.Length < min || (max >= 0 && Args.Length > max)) throw new TargetException(error);
+    }
+
+    /// <summary>A sector (offset on a device): a number from 0 up.</summary>
+    public long ReadSector(int index, string error) => ReadLong(index, 0, long.MaxValue, error);
+
+    /// <summary>Argument <paramref name="index"/> as a number in [min, max] (an optional sign, as .NET reads it), else <paramref name="error"/>.</summary>
+    public long ReadLong(int index, long min, long max, string error) =>
+        index < Args.Length && long.TryParse(Args[index], out var v) && v >= min && v <= max ? v : throw new TargetException(error);
+
+    public int ReadInt(int index, int min, int max, string error) => (int)ReadLong(index, min, max, error);
+
+    /// <summary>dm_read_arg: argument <paramref name="index"/> as digits only (kstrtouint) in [min, max], else <paramref name="error"/>.</summary>
+    public uint ReadUInt(int index, uint min, uint max, string error) =>
+        index < Args.Length && uint.TryParse(Args[index], System.Globalization.NumberStyles.None, null, out var v) && v >= min && v <= max
+            ? v : throw new TargetException(error);
+
+    /// <summary>
+    /// dm_read_arg_group: a count at <paramref name="index"/> (at most <paramref name="max"/>) and that many
+    /// arguments after it, which must be there; returns where they are, as [Start, End) of <see cref="Args"/>.
+    /// </summary>
+    public (int Start, int End) ReadGroup(int index, uint max, string error)
+    {
+        var count = ReadUInt(index, 0, max, error);
+        if (count > Args.Length - index - 1) throw new TargetException(error);
+        return (index + 1, index + 1 + (int)count);
     }
 }
 
@@ -209,6 +256,11 @@ public static class TargetTypes
     {
         if (!Types.TryGetValue(type, out var t)) throw new TargetException($"{type}: unknown target type");
         try { return (Target)Activator.CreateInstance(t.Type, args)!; }
-        catch (TargetInvocationException e) when (e.InnerException != null) { throw e.InnerException; }
+        catch (Exception e)
+        {
+            args.CloseOpened(); // what the constructor opened before it failed: the one place that releases it
+            if (e is TargetInvocationException { InnerException: { } inner }) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(inner);
+            throw;
+        }
     }
 }

@@ -14,7 +14,7 @@ public sealed class SqliteJournalTests : IDisposable
 
     /// <summary>An engine of its own (a new actor system) over the journal file and the test's disks.</summary>
     private Engine Start() => Engine.Start("journal",
-        JournalConfig.Sqlite(Db) + "\nakka.loglevel = ERROR\nakka.persistence.journal.sql.recovery-event-timeout = 3s",
+        JournalConfig.Sqlite(Db) + "\nakka.loglevel = ERROR\nakka.persistence.journal.sql.recovery-event-timeout = 30s",
         new DeviceManager.Options(PersistenceId: "host"), _disks);
 
     private static async Task<T> Ask<T>(Engine e, object message) => (T)await e.AskAsync(message);

@@ -21,10 +21,11 @@ public sealed class Engine : IDisposable
 
     public static Config AkkaConfig(Config extra) => extra.WithFallback(Defaults);
 
+    // The IO dispatcher's section comes from the host's own akka.hocon, so tests run devices as the host does.
     private static readonly Config Defaults = ConfigurationFactory.ParseString("""
         akka.loglevel = WARNING
         akka.stdout-loglevel = WARNING
-        """);
+        """).WithFallback(DmActors.Host.Configuration.HostConfig.IoDispatcherSection());
 
     private readonly bool _ownsSystem;
     private readonly bool _ownsDisks;
