@@ -72,17 +72,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     // The one barrier in flight (ordered mode) and its per-device error (md->barrier_error).
     private Bio? _barrier;
 
-    // Flush skipping: a flush covers the writes completed before it went out, so when no write has completed
-    // since the last successful flush there is nothing to make durable (the common barrier-after-barrier case).
-    // A table that goes live counts as a write (Swap): its devices may hold writes acknowledged before it, by an
-    // earlier process or through another device, so the first flush after it goes through to them.
-    private long _writesCompleted;
-    private long _writesFlushed;
-    /// <summary>
-    /// Cached devices of swapped-out tables that may still hold this device's unflushed writes. Disks among them are
-    /// kept open until flushed (a file a table named by path is closed once unused, and a closed file cannot sync).
-    /// </summary>
-    private readonly List<IBlockDevice> _staleDevices = new();
+    private readonly FlushTracker _flushes = new();
     private Phase _phase;
     private BioStatus _barrierError;
     private Action<BioStatus>? _flushDone;
@@ -205,50 +195,11 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         var table = _live;
         if (table == null) { io.SetError(BioStatus.IoError, false); return; }
         if (bio.Op == BioOp.Flush) { IssueFlush(io); return; }
-        // Compared without adding: sector + sectors may wrap negative and look in range.
-        if (bio.Sector < 0 || bio.Sectors < 0 || bio.Sector > table.Sectors - bio.Sectors) { io.SetError(BioStatus.OutOfRange, false); return; }
-        if ((_readOnly || table.ReadOnly) && bio.Op != BioOp.Read) { io.SetError(BioStatus.ReadOnly, false); return; }
-        if (bio.HasData && bio.Data.Length != bio.Sectors << Bio.SectorShift) { io.SetError(BioStatus.Invalid, false); return; }
+        var status = BioSplit.Check(bio, table, _readOnly);
+        if (status != BioStatus.Ok) { io.SetError(status, false); return; }
         flags &= ~(BioFlags.Barrier | BioFlags.Preflush);
-
-        var abnormal = bio.Op is BioOp.Discard or BioOp.WriteZeroes;
-        if (abnormal)
-        {
-            // Refuse the whole bio up front if a target in range cannot take it (num_*_bios == 0).
-            for (var s = bio.Sector; s < bio.Sector + bio.Sectors;)
-            {
-                var t = table.Targets[table.FindTarget(s)];
-                if ((bio.Op == BioOp.Discard ? t.NumDiscardBios : t.NumWriteZeroesBios) == 0) { io.SetError(BioStatus.NotSupported, false); return; }
-                s = t.Begin + t.Length;
-            }
-        }
-
-        for (long done = 0; done < bio.Sectors;)
-        {
-            var sector = bio.Sector + done;
-            var index = table.FindTarget(sector);
-            var target = table.Targets[index];
-            var len = Math.Min(bio.Sectors - done, target.Begin + target.Length - sector);
-            if (abnormal)
-            {
-                var copies = bio.Op == BioOp.Discard ? target.NumDiscardBios : target.NumWriteZeroesBios;
-                for (var i = 0; i < copies; i++) Send(index, io, CloneOf(bio, done, len, flags, io, i));
-            }
-            else
-            {
-                if (target.MaxIoLen > 0) len = Math.Min(len, target.MaxIoLen - (sector - target.Begin) % target.MaxIoLen);
-                Send(index, io, CloneOf(bio, done, len, flags, io, 0));
-            }
-            done += len;
-        }
-    }
-
-    private Bio CloneOf(Bio bio, long offset, long sectors, BioFlags flags, DmIo io, int index)
-    {
-        var clone = bio.Clone(offset, sectors, Self, io);
-        clone.Flags = flags;
-        clone.Index = index;
-        return clone;
+        foreach (var piece in BioSplit.Split(bio, table))
+            Send(piece.Target, io, BioSplit.CloneOf(bio, piece, flags, Self, io));
     }
 
     private void Send(int target, DmIo io, Bio clone)
@@ -266,13 +217,9 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     {
         var table = _live;
         if (table == null) return;
-        if (table.FlushBypassesMap && _writesCompleted == _writesFlushed && _staleDevices.Count == 0) return;
-        io.FlushUpTo = _writesCompleted;
-        if (_staleDevices.Count > 0)
-        {
-            io.FlushedStale = _staleDevices.ToArray();
-            foreach (var dev in io.FlushedStale) FlushDevice(io, dev);
-        }
+        if (_flushes.CanSkip(table)) return;
+        if (_flushes.Begin(io) is { } stale)
+            foreach (var dev in stale) FlushDevice(io, dev);
         if (table.FlushBypassesMap)
         {
             foreach (var dev in table.Devices)
@@ -290,22 +237,6 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         dev.Submit(new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, Self, BioFlags.None, io) { Device = dev });
     }
 
-    /// <summary>A flush completed: what had completed before it went out is durable.</summary>
-    private void Flushed(DmIo io, BioStatus status)
-    {
-        if (io.FlushUpTo < 0 || status != BioStatus.Ok) return;
-        _writesFlushed = Math.Max(_writesFlushed, io.FlushUpTo);
-        if (io.FlushedStale != null)
-            foreach (var d in io.FlushedStale)
-                if (_staleDevices.Remove(d) && d is Disk disk) disk.Close();
-        io.FlushUpTo = -1;
-    }
-
-    private void WriteCompleted(Bio bio)
-    {
-        if (bio.Op is BioOp.Write or BioOp.Discard or BioOp.WriteZeroes) _writesCompleted++;
-    }
-
     private void OnCloneDone(BioDone done)
     {
         if (done.Bio.Tag is not DmIo io || io.Refs <= 0) return;
@@ -320,14 +251,14 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         {
             case DmIo.Kinds.Normal: NormalDone(io); break;
             case DmIo.Kinds.BarrierData:
-                WriteCompleted(io.Original);
+                _flushes.WriteCompleted(io.Original);
                 Untrack(io);
                 if (ReferenceEquals(io.Original, _barrier)) // else: a barrier that already timed out
                     _barrierError = io.Status == BioStatus.Requeue && !_noflushSuspending ? BioStatus.IoError : io.Status;
                 AfterPendingChange();
                 break;
             case DmIo.Kinds.BarrierFlush:
-                Flushed(io, io.Status);
+                _flushes.Flushed(io, io.Status);
                 if (!ReferenceEquals(io.Original, _barrier) || _flushDone is not { } next) break; // timed out meanwhile
                 _flushDone = null;
                 next(io.Status);
@@ -350,7 +281,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
             }
             status = BioStatus.IoError; // noflush suspend was interrupted (or never asked for)
         }
-        Flushed(io, status);
+        _flushes.Flushed(io, status);
         if (io.Preflushing && status == BioStatus.Ok && io.Original.Op != BioOp.Flush && io.Original.Sectors > 0)
         {
             // Flush mode: the caches are flushed; now the data, with FUA kept.
@@ -360,7 +291,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
             PutRef(io);
             return;
         }
-        WriteCompleted(io.Original);
+        _flushes.WriteCompleted(io.Original);
         Untrack(io);
         io.Original.Complete(status);
         AfterPendingChange();
@@ -458,7 +389,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     {
         // Skip only when the flush would go straight to disks that have no cache; targets that see flushes
         // (log-writes, flakey, delay) always get them.
-        if (_live == null || (_live.FlushBypassesMap && !_live.HasVolatileCache && _staleDevices.Count == 0)) { next(BioStatus.Ok); return; }
+        if (_live == null || _flushes.NothingToFlush(_live)) { next(BioStatus.Ok); return; }
         var io = new DmIo(_barrier!, DmIo.Kinds.BarrierFlush, 0);
         _flushDone = next;
         IssueFlush(io);
@@ -541,19 +472,12 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 
     private void Swap()
     {
-        if (_live != null && _writesCompleted != _writesFlushed)
-            foreach (var dev in _live.Devices)
-                if (dev.HasVolatileCache && !_inactive!.Devices.Contains(dev) && !_staleDevices.Contains(dev))
-                {
-                    if (dev is Disk disk) disk.Open();
-                    _staleDevices.Add(dev);
-                }
+        _flushes.Swap(_live, _inactive!);
         // PoisonPill, not Stop: the old targets first handle what is queued (PostSuspend), then release their devices.
         foreach (var t in _targets) t.Tell(PoisonPill.Instance);
         _live = _inactive!;
         _errorState = null; // a table that could not be rebuilt is replaced
         _inactive = null;
-        _writesCompleted++; // dirty until flushed (see _writesFlushed)
         _generation++;
         _targets = _live.Targets.Select((t, i) =>
             Context.ActorOf(TargetActor.Props(t, Self, Clock, _options.Dispatcher), $"g{_generation}-{i}-{t.TypeName}")).ToArray();
@@ -595,8 +519,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         _live?.Destroy();
         _inactive?.Destroy();
         _live = _inactive = null;
-        foreach (var d in _staleDevices) if (d is Disk disk) disk.Close();
-        _staleDevices.Clear();
+        _flushes.Close();
         foreach (var w in _suspendWaiters) w.Tell(new Dm.Failed("suspend", Name, Dm.Failed.NoDevice, "device removed"));
     }
 
