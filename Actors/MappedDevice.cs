@@ -8,13 +8,11 @@ namespace DmActors;
 /// actor's stash. It splits every bio at target boundaries and at each target's max IO length, sends the clones
 /// to the target actors, and completes the original when every clone has completed.
 ///
-/// Barriers (BarrierMode.Ordered, the founding patch): a barrier stashes every later bio, waits until all IO
-/// issued before it has completed (pending reaches 0), flushes the devices that cache writes, issues its data with
-/// the barrier flag cleared, waits for it, flushes again and completes with the per-device barrier error. Only one
-/// barrier is in flight. BarrierMode.Flush is the modern REQ_PREFLUSH/FUA contract: flush first, then write with
-/// FUA, with no draining of unrelated IO.
+/// Barriers (BarrierMode.Ordered, the founding patch) run in <see cref="OrderedBarrier"/>; this actor defers the
+/// bios behind one. BarrierMode.Flush is the modern REQ_PREFLUSH/FUA contract: flush first, then write with FUA,
+/// with no draining of unrelated IO. Splitting is <see cref="BioSplit"/>, flush skipping <see cref="FlushTracker"/>.
 /// </summary>
-public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
+public sealed class MappedDevice : UntypedActor, IWithUnboundedStash, IBarrierDevice
 {
     public const int Major = 253;
 
@@ -42,8 +40,6 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     public static Props Props(DeviceShared shared, Options options) =>
         Akka.Actor.Props.Create(() => new MappedDevice(shared, options)).WithDispatcher(options.Dispatcher);
 
-    private enum Phase { Drain, PreFlush, Data, PostFlush }
-
     private readonly DeviceShared _shared;
     private readonly Options _options;
     private readonly HashSet<DmIo> _inflight = new(ReferenceEqualityComparer.Instance);
@@ -69,20 +65,16 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private bool _suspended;
     private bool _noflushSuspending;
 
-    // The one barrier in flight (ordered mode) and its per-device error (md->barrier_error).
-    private Bio? _barrier;
+    private readonly OrderedBarrier _ordered;
 
     private readonly FlushTracker _flushes = new();
-    private Phase _phase;
-    private BioStatus _barrierError;
-    private Action<BioStatus>? _flushDone;
-    private long _barrierSeq;
     private ICancelable? _barrierTimer;
     private IActorRef? _removeReplyTo;
 
     public MappedDevice(DeviceShared shared, Options options)
     {
         _shared = shared; _options = options; _readOnly = options.ReadOnly; _uuid = options.Uuid;
+        _ordered = new OrderedBarrier(this, options.BarrierTimeout);
     }
 
     public IStash Stash { get; set; } = null!;
@@ -135,11 +127,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
                 break;
             case Shutdown: Remove(Sender); break;
             case ShutdownTimedOut: if (_removeReplyTo != null) Context.Stop(Self); break;
-            case BarrierTimedOut t when ReferenceEquals(t.Barrier, _barrier):
-                _flushDone = null;
-                FinishBarrier(BioStatus.TimedOut);
-                break;
-            case BarrierTimedOut: break;
+            case BarrierTimedOut t: _ordered.TimedOut(t.Barrier); break;
             default: Unhandled(message); break;
         }
     }
@@ -149,14 +137,12 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private void Submit(Bio bio)
     {
         var ordered = _options.Mode == BarrierMode.Ordered;
-        // Ordered mode knows only barriers: an empty flush is an empty barrier, a PREFLUSH bio is a barrier.
-        var barrier = ordered && (bio.IsBarrier || bio.Op == BioOp.Flush || (bio.Flags & BioFlags.Preflush) != 0);
-        if (_blockIo || (ordered && _barrier != null))
+        if (_blockIo || _ordered.InFlight)
         {
             Defer(bio);
             return;
         }
-        if (barrier) { StartBarrier(bio); return; }
+        if (ordered && OrderedBarrier.IsBarrier(bio)) { _ordered.Start(bio, ++_seq); return; }
 
         var io = Track(new DmIo(bio, DmIo.Kinds.Normal, ++_seq));
         // Flush mode: an empty flush, a barrier or a PREFLUSH bio first flushes every cache below (no drain).
@@ -253,15 +239,12 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
             case DmIo.Kinds.BarrierData:
                 _flushes.WriteCompleted(io.Original);
                 Untrack(io);
-                if (ReferenceEquals(io.Original, _barrier)) // else: a barrier that already timed out
-                    _barrierError = io.Status == BioStatus.Requeue && !_noflushSuspending ? BioStatus.IoError : io.Status;
+                _ordered.DataDone(io.Original, io.Status);
                 AfterPendingChange();
                 break;
             case DmIo.Kinds.BarrierFlush:
                 _flushes.Flushed(io, io.Status);
-                if (!ReferenceEquals(io.Original, _barrier) || _flushDone is not { } next) break; // timed out meanwhile
-                _flushDone = null;
-                next(io.Status);
+                _ordered.FlushDone(io.Original, io.Status);
                 break;
         }
     }
@@ -305,100 +288,52 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private void AfterPendingChange()
     {
         if (_pending != 0) return;
-        if (_barrier != null && _phase is Phase.Drain or Phase.Data)
-        {
-            if (_phase == Phase.Drain) AfterDrain();
-            else if (_phase == Phase.Data) AfterData();
-            return;
-        }
+        if (_ordered.PendingIsZero()) return;
         CheckSuspended();
     }
 
-    // ---- Barriers (ordered mode) ------------------------------------------------------------------------------
+    // ---- The ordered barrier's view of this device (OrderedBarrier calls these) -----------------------------------
 
-    private void StartBarrier(Bio barrier)
-    {
-        _barrier = barrier;
-        _barrierSeq = ++_seq;
-        _barrierError = BioStatus.Ok;
-        _phase = Phase.Drain;
-        if (_options.BarrierTimeout is { } timeout)
-            _barrierTimer = Context.System.Scheduler.ScheduleTellOnceCancelable(timeout, Self, new BarrierTimedOut(barrier), Self);
-        if (_pending == 0) AfterDrain();
-    }
+    int IBarrierDevice.Pending => _pending;
+    bool IBarrierDevice.HasRequeued => _requeued.Count > 0;
+    bool IBarrierDevice.NoflushSuspending => _noflushSuspending;
+    bool IBarrierDevice.HasLiveTable => _live != null;
+    bool IBarrierDevice.NeedsFlush => _live != null && !_flushes.NothingToFlush(_live);
 
-    /// <summary>All IO issued before the barrier has completed: flush the caches, then issue the data.</summary>
-    private void AfterDrain()
+    void IBarrierDevice.IssueFlush(Bio barrier)
     {
-        if (_requeued.Count > 0)
-        {
-            // Earlier IO was pushed back (noflush suspend): it has not completed, so the barrier cannot go on; it
-            // is pushed back too and, by its arrival order, replays after that IO.
-            RequeueBarrier();
-            return;
-        }
-        _phase = Phase.PreFlush;
-        FlushCaches(status =>
-        {
-            var barrier = _barrier!;
-            if (status != BioStatus.Ok) { FinishBarrier(status); return; }
-            if (barrier.IsEmptyBarrier) { FinishBarrier(BioStatus.Ok); return; }
-            if (_live == null) { FinishBarrier(BioStatus.IoError); return; } // the patch: no table => barrier_error = -EIO
-            _phase = Phase.Data;
-            var io = Track(new DmIo(barrier, DmIo.Kinds.BarrierData, ++_seq));
-            MapBio(io, barrier.Flags & ~BioFlags.Barrier);
-            PutRef(io);
-        });
-    }
-
-    /// <summary>The barrier's data has completed: flush again so it is durable, then report the barrier error.</summary>
-    private void AfterData()
-    {
-        _phase = Phase.PostFlush;
-        if (_barrierError == BioStatus.Requeue)
-        {
-            // Pushed back during a noflush suspend: the barrier goes back to the deferred bios, in arrival order.
-            RequeueBarrier();
-            return;
-        }
-        FlushCaches(status => FinishBarrier(_barrierError != BioStatus.Ok ? _barrierError : status));
-    }
-
-    private void RequeueBarrier()
-    {
-        _requeued.Add(new DmIo(_barrier!, DmIo.Kinds.BarrierData, _barrierSeq));
-        _barrier = null;
-        _barrierTimer?.Cancel();
-        _flushDone = null;
-        CheckSuspended();
-    }
-
-    private void FinishBarrier(BioStatus status)
-    {
-        if (status == BioStatus.Requeue) status = BioStatus.IoError; // a push-back never reaches the submitter
-        _barrierTimer?.Cancel();
-        var barrier = _barrier!;
-        _barrier = null;
-        barrier.Complete(status);
-        ReleaseDeferred();
-        CheckSuspended();
-    }
-
-    /// <summary>Flushes every cache below the live table once, then calls <paramref name="next"/> with the result.</summary>
-    private void FlushCaches(Action<BioStatus> next)
-    {
-        // Skip only when the flush would go straight to disks that have no cache; targets that see flushes
-        // (log-writes, flakey, delay) always get them.
-        if (_live == null || _flushes.NothingToFlush(_live)) { next(BioStatus.Ok); return; }
-        var io = new DmIo(_barrier!, DmIo.Kinds.BarrierFlush, 0);
-        _flushDone = next;
+        var io = new DmIo(barrier, DmIo.Kinds.BarrierFlush, 0);
         IssueFlush(io);
         PutRef(io);
     }
 
+    void IBarrierDevice.IssueData(Bio barrier)
+    {
+        var io = Track(new DmIo(barrier, DmIo.Kinds.BarrierData, ++_seq));
+        MapBio(io, barrier.Flags & ~BioFlags.Barrier);
+        PutRef(io);
+    }
+
+    void IBarrierDevice.Requeue(Bio barrier, long seq)
+    {
+        _requeued.Add(new DmIo(barrier, DmIo.Kinds.BarrierData, seq));
+        CheckSuspended();
+    }
+
+    void IBarrierDevice.Completed()
+    {
+        ReleaseDeferred();
+        CheckSuspended();
+    }
+
+    void IBarrierDevice.StartTimeout(Bio barrier, TimeSpan after) =>
+        _barrierTimer = Context.System.Scheduler.ScheduleTellOnceCancelable(after, Self, new BarrierTimedOut(barrier), Self);
+
+    void IBarrierDevice.CancelTimeout() => _barrierTimer?.Cancel();
+
     private void ReleaseDeferred()
     {
-        if (_blockIo || _barrier != null || _stashed == 0) return;
+        if (_blockIo || _ordered.InFlight || _stashed == 0) return;
         _stashed = 0;
         Stash.UnstashAll();
     }
@@ -429,7 +364,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     /// <summary>Suspend completes once nothing is pending and no barrier is in flight.</summary>
     private void CheckSuspended()
     {
-        if (!_blockIo || _suspended || _pending != 0 || _barrier != null) return;
+        if (!_blockIo || _suspended || _pending != 0 || _ordered.InFlight) return;
         _suspended = true;
         _noflushSuspending = false;
         foreach (var t in _targets) t.Tell(new TargetActor.Msg.PostSuspend());
@@ -504,18 +439,13 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         // Nothing hangs: every bio this device still holds is answered.
         foreach (var env in Stash.ClearStash())
             if (env.Message is Bio b) b.Complete(BioStatus.IoError);
-        var barrierAnswered = false;
         foreach (var io in _inflight)
-        {
-            if (io.Kind == DmIo.Kinds.BarrierData && !ReferenceEquals(io.Original, _barrier)) continue; // answered at its timeout
-            io.Original.Complete(BioStatus.IoError);
-            barrierAnswered |= io.Original == _barrier;
-        }
+            if (io.Kind != DmIo.Kinds.BarrierData) // a barrier's: answered below, or at its timeout
+                io.Original.Complete(BioStatus.IoError);
         _inflight.Clear();
         foreach (var io in _requeued) io.Original.Complete(BioStatus.IoError);
         _requeued.Clear();
-        if (_barrier != null && !barrierAnswered) _barrier.Complete(BioStatus.IoError);
-        _barrier = null;
+        _ordered.Abort();
         _live?.Destroy();
         _inactive?.Destroy();
         _live = _inactive = null;
