@@ -1,3 +1,5 @@
+using Akka.Actor;
+
 namespace DmActors;
 
 /// <summary>
@@ -56,6 +58,37 @@ public sealed class FlushTracker
     {
         io.FlushUpTo = _writesCompleted;
         return _stale.Count == 0 ? null : io.FlushedStale = _stale.ToArray();
+    }
+
+    /// <summary>
+    /// An empty flush to every cache below, as clones of <paramref name="io"/>: straight to each distinct device when
+    /// all targets allow it (flush_bypasses_map), else num_flush_bios clones through each target's actor. Devices
+    /// without a volatile cache are skipped on the direct path: they have nothing to flush.
+    /// </summary>
+    public void Issue(DmIo io, Table live, IActorRef[] targets, IActorRef replyTo)
+    {
+        if (CanSkip(live)) return;
+        if (Begin(io) is { } stale)
+            foreach (var dev in stale) FlushDevice(io, dev, replyTo);
+        if (live.FlushBypassesMap)
+        {
+            foreach (var dev in live.Devices)
+                if (dev.HasVolatileCache) FlushDevice(io, dev, replyTo);
+            return;
+        }
+        for (var t = 0; t < live.Targets.Count; t++)
+            for (var i = 0; i < live.Targets[t].NumFlushBios; i++)
+            {
+                io.Refs++;
+                targets[t].Tell(new Bio(BioOp.Flush, live.Targets[t].Begin, 0, Memory<byte>.Empty, replyTo, BioFlags.None, io) { Index = i },
+                    ActorRefs.NoSender);
+            }
+    }
+
+    private static void FlushDevice(DmIo io, IBlockDevice dev, IActorRef replyTo)
+    {
+        io.Refs++;
+        dev.Submit(new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, replyTo, BioFlags.None, io) { Device = dev });
     }
 
     /// <summary>A flush completed: what had completed before it went out is durable; stale disks it reached are closed.</summary>

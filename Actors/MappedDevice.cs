@@ -12,7 +12,7 @@ namespace DmActors;
 /// bios behind one. BarrierMode.Flush is the modern REQ_PREFLUSH/FUA contract: flush first, then write with FUA,
 /// with no draining of unrelated IO. Splitting is <see cref="BioSplit"/>, flush skipping <see cref="FlushTracker"/>.
 /// </summary>
-public sealed class MappedDevice : UntypedActor, IWithUnboundedStash, IBarrierDevice
+public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
 {
     public const int Major = 253;
 
@@ -28,13 +28,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash, IBarrierDe
     public sealed record Shutdown;
     /// <summary>remove --force: swap in <paramref name="ErrorTable"/> (`0 size error`) with a noflush resume.</summary>
     public sealed record Wipe(Table ErrorTable);
-    public sealed record Renamed(string NewName);
-    public sealed record SetUuid(string Uuid);
-    public sealed record TargetEvent { public static readonly TargetEvent Instance = new(); }
-    /// <summary>The device came back from the journal but its table could not be rebuilt (a disk is missing).</summary>
-    public sealed record MarkError(string Reason);
     private sealed record ShutdownTimedOut;
-    private sealed record BarrierTimedOut(Bio Barrier);
 
     /// <summary>Options.Dispatcher: <see cref="IoDispatcher.DispatcherId"/> runs the device and its targets on the threads that bring them work.</summary>
     public static Props Props(DeviceShared shared, Options options) =>
@@ -68,7 +62,6 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash, IBarrierDe
     private readonly OrderedBarrier _ordered;
 
     private readonly FlushTracker _flushes = new();
-    private ICancelable? _barrierTimer;
     private IActorRef? _removeReplyTo;
 
     public MappedDevice(DeviceShared shared, Options options)
@@ -99,27 +92,6 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash, IBarrierDe
                 _inactive = null;
                 Sender.Tell(Dm.Done.Empty);
                 break;
-            case Dm.GetTable t:
-                var table = t.Inactive ? _inactive : _live;
-                Sender.Tell(new Dm.Done(table?.TableText().ToArray() ?? []));
-                break;
-            case Dm.GetStatus:
-                Sender.Tell(new Dm.Done(_live?.StatusText().ToArray() ?? []));
-                break;
-            case Dm.GetInfo: Sender.Tell(Info()); break;
-            case Dm.Message m: RouteMessage(m); break;
-            case TargetEvent: _eventNr++; break;
-            case MarkError e: _errorState = e.Reason; break;
-            case Renamed r:
-                _shared.Name = r.NewName;
-                _eventNr++;
-                Sender.Tell(Dm.Done.Empty);
-                break;
-            case SetUuid u:
-                if (_uuid != null) Sender.Tell(new Dm.Failed("rename", Name, Dm.Failed.Invalid,
-                    $"Unable to change uuid of mapped device {Name} to {u.Uuid} because uuid is already set to {_uuid}"));
-                else { _uuid = u.Uuid; Sender.Tell(Dm.Done.Empty); }
-                break;
             case Wipe w:
                 _inactive?.Destroy();
                 _inactive = w.ErrorTable;
@@ -128,7 +100,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash, IBarrierDe
             case Shutdown: Remove(Sender); break;
             case ShutdownTimedOut: if (_removeReplyTo != null) Context.Stop(Self); break;
             case BarrierTimedOut t: _ordered.TimedOut(t.Barrier); break;
-            default: Unhandled(message); break;
+            default: if (!OnControl(message)) Unhandled(message); break;
         }
     }
 
@@ -194,33 +166,10 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash, IBarrierDe
         _targets[target].Tell(clone, ActorRefs.NoSender);
     }
 
-    /// <summary>
-    /// An empty flush to every cache below: straight to each distinct device when all targets allow it
-    /// (flush_bypasses_map), else num_flush_bios clones through each target. Devices without a volatile cache are
-    /// skipped on the direct path: they have nothing to flush.
-    /// </summary>
+    /// <summary>An empty flush to every cache below (<see cref="FlushTracker.Issue"/>); none without a live table.</summary>
     private void IssueFlush(DmIo io)
     {
-        var table = _live;
-        if (table == null) return;
-        if (_flushes.CanSkip(table)) return;
-        if (_flushes.Begin(io) is { } stale)
-            foreach (var dev in stale) FlushDevice(io, dev);
-        if (table.FlushBypassesMap)
-        {
-            foreach (var dev in table.Devices)
-                if (dev.HasVolatileCache) FlushDevice(io, dev);
-            return;
-        }
-        for (var t = 0; t < table.Targets.Count; t++)
-            for (var i = 0; i < table.Targets[t].NumFlushBios; i++)
-                Send(t, io, new Bio(BioOp.Flush, table.Targets[t].Begin, 0, Memory<byte>.Empty, Self, BioFlags.None, io) { Index = i });
-    }
-
-    private void FlushDevice(DmIo io, IBlockDevice dev)
-    {
-        io.Refs++;
-        dev.Submit(new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, Self, BioFlags.None, io) { Device = dev });
+        if (_live != null) _flushes.Issue(io, _live, _targets, Self);
     }
 
     private void OnCloneDone(BioDone done)
@@ -291,45 +240,6 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash, IBarrierDe
         if (_ordered.PendingIsZero()) return;
         CheckSuspended();
     }
-
-    // ---- The ordered barrier's view of this device (OrderedBarrier calls these) -----------------------------------
-
-    int IBarrierDevice.Pending => _pending;
-    bool IBarrierDevice.HasRequeued => _requeued.Count > 0;
-    bool IBarrierDevice.NoflushSuspending => _noflushSuspending;
-    bool IBarrierDevice.HasLiveTable => _live != null;
-    bool IBarrierDevice.NeedsFlush => _live != null && !_flushes.NothingToFlush(_live);
-
-    void IBarrierDevice.IssueFlush(Bio barrier)
-    {
-        var io = new DmIo(barrier, DmIo.Kinds.BarrierFlush, 0);
-        IssueFlush(io);
-        PutRef(io);
-    }
-
-    void IBarrierDevice.IssueData(Bio barrier)
-    {
-        var io = Track(new DmIo(barrier, DmIo.Kinds.BarrierData, ++_seq));
-        MapBio(io, barrier.Flags & ~BioFlags.Barrier);
-        PutRef(io);
-    }
-
-    void IBarrierDevice.Requeue(Bio barrier, long seq)
-    {
-        _requeued.Add(new DmIo(barrier, DmIo.Kinds.BarrierData, seq));
-        CheckSuspended();
-    }
-
-    void IBarrierDevice.Completed()
-    {
-        ReleaseDeferred();
-        CheckSuspended();
-    }
-
-    void IBarrierDevice.StartTimeout(Bio barrier, TimeSpan after) =>
-        _barrierTimer = Context.System.Scheduler.ScheduleTellOnceCancelable(after, Self, new BarrierTimedOut(barrier), Self);
-
-    void IBarrierDevice.CancelTimeout() => _barrierTimer?.Cancel();
 
     private void ReleaseDeferred()
     {
@@ -451,24 +361,6 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash, IBarrierDe
         _live = _inactive = null;
         _flushes.Close();
         foreach (var w in _suspendWaiters) w.Tell(new Dm.Failed("suspend", Name, Dm.Failed.NoDevice, "device removed"));
-    }
-
-    // ---- Control ----------------------------------------------------------------------------------------------
-
-    private Dm.DeviceInfo Info() => new(Name, _uuid, _suspended, _readOnly || (_live?.ReadOnly ?? false), _live != null,
-        _inactive != null, _shared.OpenCount, _eventNr, Major, _shared.Minor, _live?.Targets.Count ?? 0, _live?.Sectors ?? 0, _options.Mode, _errorState);
-
-    private void RouteMessage(Dm.Message m)
-    {
-        if (m.Args.Length == 0) { Sender.Tell(new Dm.Failed("message", Name, Dm.Failed.Invalid, "Empty message received.")); return; }
-        if (m.Args[0].StartsWith('@'))
-        {
-            Sender.Tell(new Dm.Failed("message", Name, Dm.Failed.Invalid, $"Unsupported message sent to DM core: {m.Args[0]}"));
-            return;
-        }
-        var index = _live?.FindTarget(m.Sector) ?? -1;
-        if (index < 0) { Sender.Tell(new Dm.Failed("message", Name, Dm.Failed.Invalid, "Target message sector outside device.")); return; }
-        _targets[index].Tell(new TargetActor.Msg.Message(m.Args, Sender, Name));
     }
 
     protected override SupervisorStrategy SupervisorStrategy() =>
