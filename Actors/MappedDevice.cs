@@ -59,8 +59,8 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
     private bool _suspended;
     private bool _noflushSuspending;
 
+    // The one barrier in flight (ordered mode), and what the caches below hold unflushed.
     private readonly OrderedBarrier _ordered;
-
     private readonly FlushTracker _flushes = new();
     private IActorRef? _removeReplyTo;
 
