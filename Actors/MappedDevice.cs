@@ -8,13 +8,11 @@ namespace DmActors;
 /// actor's stash. It splits every bio at target boundaries and at each target's max IO length, sends the clones
 /// to the target actors, and completes the original when every clone has completed.
 ///
-/// Barriers (BarrierMode.Ordered, the founding patch): a barrier stashes every later bio, waits until all IO
-/// issued before it has completed (pending reaches 0), flushes the devices that cache writes, issues its data with
-/// the barrier flag cleared, waits for it, flushes again and completes with the per-device barrier error. Only one
-/// barrier is in flight. BarrierMode.Flush is the modern REQ_PREFLUSH/FUA contract: flush first, then write with
-/// FUA, with no draining of unrelated IO.
+/// Barriers (BarrierMode.Ordered, the founding patch) run in <see cref="OrderedBarrier"/>; this actor defers the
+/// bios behind one. BarrierMode.Flush is the modern REQ_PREFLUSH/FUA contract: flush first, then write with FUA,
+/// with no draining of unrelated IO. Splitting is <see cref="BioSplit"/>, flush skipping <see cref="FlushTracker"/>.
 /// </summary>
-public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
+public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
 {
     public const int Major = 253;
 
@@ -30,19 +28,11 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     public sealed record Shutdown;
     /// <summary>remove --force: swap in <paramref name="ErrorTable"/> (`0 size error`) with a noflush resume.</summary>
     public sealed record Wipe(Table ErrorTable);
-    public sealed record Renamed(string NewName);
-    public sealed record SetUuid(string Uuid);
-    public sealed record TargetEvent { public static readonly TargetEvent Instance = new(); }
-    /// <summary>The device came back from the journal but its table could not be rebuilt (a disk is missing).</summary>
-    public sealed record MarkError(string Reason);
     private sealed record ShutdownTimedOut;
-    private sealed record BarrierTimedOut(Bio Barrier);
 
     /// <summary>Options.Dispatcher: <see cref="IoDispatcher.DispatcherId"/> runs the device and its targets on the threads that bring them work.</summary>
     public static Props Props(DeviceShared shared, Options options) =>
         Akka.Actor.Props.Create(() => new MappedDevice(shared, options)).WithDispatcher(options.Dispatcher);
-
-    private enum Phase { Drain, PreFlush, Data, PostFlush }
 
     private readonly DeviceShared _shared;
     private readonly Options _options;
@@ -69,30 +59,15 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private bool _suspended;
     private bool _noflushSuspending;
 
-    // The one barrier in flight (ordered mode) and its per-device error (md->barrier_error).
-    private Bio? _barrier;
-
-    // Flush skipping: a flush covers the writes completed before it went out, so when no write has completed
-    // since the last successful flush there is nothing to make durable (the common barrier-after-barrier case).
-    // A table that goes live counts as a write (Swap): its devices may hold writes acknowledged before it, by an
-    // earlier process or through another device, so the first flush after it goes through to them.
-    private long _writesCompleted;
-    private long _writesFlushed;
-    /// <summary>
-    /// Cached devices of swapped-out tables that may still hold this device's unflushed writes. Disks among them are
-    /// kept open until flushed (a file a table named by path is closed once unused, and a closed file cannot sync).
-    /// </summary>
-    private readonly List<IBlockDevice> _staleDevices = new();
-    private Phase _phase;
-    private BioStatus _barrierError;
-    private Action<BioStatus>? _flushDone;
-    private long _barrierSeq;
-    private ICancelable? _barrierTimer;
+    // The one barrier in flight (ordered mode), and what the caches below hold unflushed.
+    private readonly OrderedBarrier _ordered;
+    private readonly FlushTracker _flushes = new();
     private IActorRef? _removeReplyTo;
 
     public MappedDevice(DeviceShared shared, Options options)
     {
         _shared = shared; _options = options; _readOnly = options.ReadOnly; _uuid = options.Uuid;
+        _ordered = new OrderedBarrier(this, options.BarrierTimeout);
     }
 
     public IStash Stash { get; set; } = null!;
@@ -117,27 +92,6 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
                 _inactive = null;
                 Sender.Tell(Dm.Done.Empty);
                 break;
-            case Dm.GetTable t:
-                var table = t.Inactive ? _inactive : _live;
-                Sender.Tell(new Dm.Done(table?.TableText().ToArray() ?? []));
-                break;
-            case Dm.GetStatus:
-                Sender.Tell(new Dm.Done(_live?.StatusText().ToArray() ?? []));
-                break;
-            case Dm.GetInfo: Sender.Tell(Info()); break;
-            case Dm.Message m: RouteMessage(m); break;
-            case TargetEvent: _eventNr++; break;
-            case MarkError e: _errorState = e.Reason; break;
-            case Renamed r:
-                _shared.Name = r.NewName;
-                _eventNr++;
-                Sender.Tell(Dm.Done.Empty);
-                break;
-            case SetUuid u:
-                if (_uuid != null) Sender.Tell(new Dm.Failed("rename", Name, Dm.Failed.Invalid,
-                    $"Unable to change uuid of mapped device {Name} to {u.Uuid} because uuid is already set to {_uuid}"));
-                else { _uuid = u.Uuid; Sender.Tell(Dm.Done.Empty); }
-                break;
             case Wipe w:
                 _inactive?.Destroy();
                 _inactive = w.ErrorTable;
@@ -145,12 +99,8 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
                 break;
             case Shutdown: Remove(Sender); break;
             case ShutdownTimedOut: if (_removeReplyTo != null) Context.Stop(Self); break;
-            case BarrierTimedOut t when ReferenceEquals(t.Barrier, _barrier):
-                _flushDone = null;
-                FinishBarrier(BioStatus.TimedOut);
-                break;
-            case BarrierTimedOut: break;
-            default: Unhandled(message); break;
+            case BarrierTimedOut t: _ordered.TimedOut(t.Barrier); break;
+            default: if (!OnControl(message)) Unhandled(message); break;
         }
     }
 
@@ -159,14 +109,12 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private void Submit(Bio bio)
     {
         var ordered = _options.Mode == BarrierMode.Ordered;
-        // Ordered mode knows only barriers: an empty flush is an empty barrier, a PREFLUSH bio is a barrier.
-        var barrier = ordered && (bio.IsBarrier || bio.Op == BioOp.Flush || (bio.Flags & BioFlags.Preflush) != 0);
-        if (_blockIo || (ordered && _barrier != null))
+        if (_blockIo || _ordered.InFlight)
         {
             Defer(bio);
             return;
         }
-        if (barrier) { StartBarrier(bio); return; }
+        if (ordered && OrderedBarrier.IsBarrier(bio)) { _ordered.Start(bio, ++_seq); return; }
 
         var io = Track(new DmIo(bio, DmIo.Kinds.Normal, ++_seq));
         // Flush mode: an empty flush, a barrier or a PREFLUSH bio first flushes every cache below (no drain).
@@ -205,50 +153,11 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         var table = _live;
         if (table == null) { io.SetError(BioStatus.IoError, false); return; }
         if (bio.Op == BioOp.Flush) { IssueFlush(io); return; }
-        // Compared without adding: sector + sectors may wrap negative and look in range.
-        if (bio.Sector < 0 || bio.Sectors < 0 || bio.Sector > table.Sectors - bio.Sectors) { io.SetError(BioStatus.OutOfRange, false); return; }
-        if ((_readOnly || table.ReadOnly) && bio.Op != BioOp.Read) { io.SetError(BioStatus.ReadOnly, false); return; }
-        if (bio.HasData && bio.Data.Length != bio.Sectors << Bio.SectorShift) { io.SetError(BioStatus.Invalid, false); return; }
+        var status = BioSplit.Check(bio, table, _readOnly);
+        if (status != BioStatus.Ok) { io.SetError(status, false); return; }
         flags &= ~(BioFlags.Barrier | BioFlags.Preflush);
-
-        var abnormal = bio.Op is BioOp.Discard or BioOp.WriteZeroes;
-        if (abnormal)
-        {
-            // Refuse the whole bio up front if a target in range cannot take it (num_*_bios == 0).
-            for (var s = bio.Sector; s < bio.Sector + bio.Sectors;)
-            {
-                var t = table.Targets[table.FindTarget(s)];
-                if ((bio.Op == BioOp.Discard ? t.NumDiscardBios : t.NumWriteZeroesBios) == 0) { io.SetError(BioStatus.NotSupported, false); return; }
-                s = t.Begin + t.Length;
-            }
-        }
-
-        for (long done = 0; done < bio.Sectors;)
-        {
-            var sector = bio.Sector + done;
-            var index = table.FindTarget(sector);
-            var target = table.Targets[index];
-            var len = Math.Min(bio.Sectors - done, target.Begin + target.Length - sector);
-            if (abnormal)
-            {
-                var copies = bio.Op == BioOp.Discard ? target.NumDiscardBios : target.NumWriteZeroesBios;
-                for (var i = 0; i < copies; i++) Send(index, io, CloneOf(bio, done, len, flags, io, i));
-            }
-            else
-            {
-                if (target.MaxIoLen > 0) len = Math.Min(len, target.MaxIoLen - (sector - target.Begin) % target.MaxIoLen);
-                Send(index, io, CloneOf(bio, done, len, flags, io, 0));
-            }
-            done += len;
-        }
-    }
-
-    private Bio CloneOf(Bio bio, long offset, long sectors, BioFlags flags, DmIo io, int index)
-    {
-        var clone = bio.Clone(offset, sectors, Self, io);
-        clone.Flags = flags;
-        clone.Index = index;
-        return clone;
+        foreach (var piece in BioSplit.Split(bio, table))
+            Send(piece.Target, io, BioSplit.CloneOf(bio, piece, flags, Self, io));
     }
 
     private void Send(int target, DmIo io, Bio clone)
@@ -257,53 +166,10 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         _targets[target].Tell(clone, ActorRefs.NoSender);
     }
 
-    /// <summary>
-    /// An empty flush to every cache below: straight to each distinct device when all targets allow it
-    /// (flush_bypasses_map), else num_flush_bios clones through each target. Devices without a volatile cache are
-    /// skipped on the direct path: they have nothing to flush.
-    /// </summary>
+    /// <summary>An empty flush to every cache below (<see cref="FlushTracker.Issue"/>); none without a live table.</summary>
     private void IssueFlush(DmIo io)
     {
-        var table = _live;
-        if (table == null) return;
-        if (table.FlushBypassesMap && _writesCompleted == _writesFlushed && _staleDevices.Count == 0) return;
-        io.FlushUpTo = _writesCompleted;
-        if (_staleDevices.Count > 0)
-        {
-            io.FlushedStale = _staleDevices.ToArray();
-            foreach (var dev in io.FlushedStale) FlushDevice(io, dev);
-        }
-        if (table.FlushBypassesMap)
-        {
-            foreach (var dev in table.Devices)
-                if (dev.HasVolatileCache) FlushDevice(io, dev);
-            return;
-        }
-        for (var t = 0; t < table.Targets.Count; t++)
-            for (var i = 0; i < table.Targets[t].NumFlushBios; i++)
-                Send(t, io, new Bio(BioOp.Flush, table.Targets[t].Begin, 0, Memory<byte>.Empty, Self, BioFlags.None, io) { Index = i });
-    }
-
-    private void FlushDevice(DmIo io, IBlockDevice dev)
-    {
-        io.Refs++;
-        dev.Submit(new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, Self, BioFlags.None, io) { Device = dev });
-    }
-
-    /// <summary>A flush completed: what had completed before it went out is durable.</summary>
-    private void Flushed(DmIo io, BioStatus status)
-    {
-        if (io.FlushUpTo < 0 || status != BioStatus.Ok) return;
-        _writesFlushed = Math.Max(_writesFlushed, io.FlushUpTo);
-        if (io.FlushedStale != null)
-            foreach (var d in io.FlushedStale)
-                if (_staleDevices.Remove(d) && d is Disk disk) disk.Close();
-        io.FlushUpTo = -1;
-    }
-
-    private void WriteCompleted(Bio bio)
-    {
-        if (bio.Op is BioOp.Write or BioOp.Discard or BioOp.WriteZeroes) _writesCompleted++;
+        if (_live != null) _flushes.Issue(io, _live, _targets, Self);
     }
 
     private void OnCloneDone(BioDone done)
@@ -320,17 +186,14 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         {
             case DmIo.Kinds.Normal: NormalDone(io); break;
             case DmIo.Kinds.BarrierData:
-                WriteCompleted(io.Original);
+                _flushes.WriteCompleted(io.Original);
                 Untrack(io);
-                if (ReferenceEquals(io.Original, _barrier)) // else: a barrier that already timed out
-                    _barrierError = io.Status == BioStatus.Requeue && !_noflushSuspending ? BioStatus.IoError : io.Status;
+                _ordered.DataDone(io.Original, io.Status);
                 AfterPendingChange();
                 break;
             case DmIo.Kinds.BarrierFlush:
-                Flushed(io, io.Status);
-                if (!ReferenceEquals(io.Original, _barrier) || _flushDone is not { } next) break; // timed out meanwhile
-                _flushDone = null;
-                next(io.Status);
+                _flushes.Flushed(io, io.Status);
+                _ordered.FlushDone(io.Original, io.Status);
                 break;
         }
     }
@@ -350,7 +213,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
             }
             status = BioStatus.IoError; // noflush suspend was interrupted (or never asked for)
         }
-        Flushed(io, status);
+        _flushes.Flushed(io, status);
         if (io.Preflushing && status == BioStatus.Ok && io.Original.Op != BioOp.Flush && io.Original.Sectors > 0)
         {
             // Flush mode: the caches are flushed; now the data, with FUA kept.
@@ -360,7 +223,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
             PutRef(io);
             return;
         }
-        WriteCompleted(io.Original);
+        _flushes.WriteCompleted(io.Original);
         Untrack(io);
         io.Original.Complete(status);
         AfterPendingChange();
@@ -374,100 +237,13 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     private void AfterPendingChange()
     {
         if (_pending != 0) return;
-        if (_barrier != null && _phase is Phase.Drain or Phase.Data)
-        {
-            if (_phase == Phase.Drain) AfterDrain();
-            else if (_phase == Phase.Data) AfterData();
-            return;
-        }
+        if (_ordered.PendingIsZero()) return;
         CheckSuspended();
-    }
-
-    // ---- Barriers (ordered mode) ------------------------------------------------------------------------------
-
-    private void StartBarrier(Bio barrier)
-    {
-        _barrier = barrier;
-        _barrierSeq = ++_seq;
-        _barrierError = BioStatus.Ok;
-        _phase = Phase.Drain;
-        if (_options.BarrierTimeout is { } timeout)
-            _barrierTimer = Context.System.Scheduler.ScheduleTellOnceCancelable(timeout, Self, new BarrierTimedOut(barrier), Self);
-        if (_pending == 0) AfterDrain();
-    }
-
-    /// <summary>All IO issued before the barrier has completed: flush the caches, then issue the data.</summary>
-    private void AfterDrain()
-    {
-        if (_requeued.Count > 0)
-        {
-            // Earlier IO was pushed back (noflush suspend): it has not completed, so the barrier cannot go on; it
-            // is pushed back too and, by its arrival order, replays after that IO.
-            RequeueBarrier();
-            return;
-        }
-        _phase = Phase.PreFlush;
-        FlushCaches(status =>
-        {
-            var barrier = _barrier!;
-            if (status != BioStatus.Ok) { FinishBarrier(status); return; }
-            if (barrier.IsEmptyBarrier) { FinishBarrier(BioStatus.Ok); return; }
-            if (_live == null) { FinishBarrier(BioStatus.IoError); return; } // the patch: no table => barrier_error = -EIO
-            _phase = Phase.Data;
-            var io = Track(new DmIo(barrier, DmIo.Kinds.BarrierData, ++_seq));
-            MapBio(io, barrier.Flags & ~BioFlags.Barrier);
-            PutRef(io);
-        });
-    }
-
-    /// <summary>The barrier's data has completed: flush again so it is durable, then report the barrier error.</summary>
-    private void AfterData()
-    {
-        _phase = Phase.PostFlush;
-        if (_barrierError == BioStatus.Requeue)
-        {
-            // Pushed back during a noflush suspend: the barrier goes back to the deferred bios, in arrival order.
-            RequeueBarrier();
-            return;
-        }
-        FlushCaches(status => FinishBarrier(_barrierError != BioStatus.Ok ? _barrierError : status));
-    }
-
-    private void RequeueBarrier()
-    {
-        _requeued.Add(new DmIo(_barrier!, DmIo.Kinds.BarrierData, _barrierSeq));
-        _barrier = null;
-        _barrierTimer?.Cancel();
-        _flushDone = null;
-        CheckSuspended();
-    }
-
-    private void FinishBarrier(BioStatus status)
-    {
-        if (status == BioStatus.Requeue) status = BioStatus.IoError; // a push-back never reaches the submitter
-        _barrierTimer?.Cancel();
-        var barrier = _barrier!;
-        _barrier = null;
-        barrier.Complete(status);
-        ReleaseDeferred();
-        CheckSuspended();
-    }
-
-    /// <summary>Flushes every cache below the live table once, then calls <paramref name="next"/> with the result.</summary>
-    private void FlushCaches(Action<BioStatus> next)
-    {
-        // Skip only when the flush would go straight to disks that have no cache; targets that see flushes
-        // (log-writes, flakey, delay) always get them.
-        if (_live == null || (_live.FlushBypassesMap && !_live.HasVolatileCache && _staleDevices.Count == 0)) { next(BioStatus.Ok); return; }
-        var io = new DmIo(_barrier!, DmIo.Kinds.BarrierFlush, 0);
-        _flushDone = next;
-        IssueFlush(io);
-        PutRef(io);
     }
 
     private void ReleaseDeferred()
     {
-        if (_blockIo || _barrier != null || _stashed == 0) return;
+        if (_blockIo || _ordered.InFlight || _stashed == 0) return;
         _stashed = 0;
         Stash.UnstashAll();
     }
@@ -498,7 +274,7 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
     /// <summary>Suspend completes once nothing is pending and no barrier is in flight.</summary>
     private void CheckSuspended()
     {
-        if (!_blockIo || _suspended || _pending != 0 || _barrier != null) return;
+        if (!_blockIo || _suspended || _pending != 0 || _ordered.InFlight) return;
         _suspended = true;
         _noflushSuspending = false;
         foreach (var t in _targets) t.Tell(new TargetActor.Msg.PostSuspend());
@@ -541,19 +317,12 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
 
     private void Swap()
     {
-        if (_live != null && _writesCompleted != _writesFlushed)
-            foreach (var dev in _live.Devices)
-                if (dev.HasVolatileCache && !_inactive!.Devices.Contains(dev) && !_staleDevices.Contains(dev))
-                {
-                    if (dev is Disk disk) disk.Open();
-                    _staleDevices.Add(dev);
-                }
+        _flushes.Swap(_live, _inactive!);
         // PoisonPill, not Stop: the old targets first handle what is queued (PostSuspend), then release their devices.
         foreach (var t in _targets) t.Tell(PoisonPill.Instance);
         _live = _inactive!;
         _errorState = null; // a table that could not be rebuilt is replaced
         _inactive = null;
-        _writesCompleted++; // dirty until flushed (see _writesFlushed)
         _generation++;
         _targets = _live.Targets.Select((t, i) =>
             Context.ActorOf(TargetActor.Props(t, Self, Clock, _options.Dispatcher), $"g{_generation}-{i}-{t.TypeName}")).ToArray();
@@ -580,42 +349,18 @@ public sealed class MappedDevice : UntypedActor, IWithUnboundedStash
         // Nothing hangs: every bio this device still holds is answered.
         foreach (var env in Stash.ClearStash())
             if (env.Message is Bio b) b.Complete(BioStatus.IoError);
-        var barrierAnswered = false;
         foreach (var io in _inflight)
-        {
-            if (io.Kind == DmIo.Kinds.BarrierData && !ReferenceEquals(io.Original, _barrier)) continue; // answered at its timeout
-            io.Original.Complete(BioStatus.IoError);
-            barrierAnswered |= io.Original == _barrier;
-        }
+            if (io.Kind != DmIo.Kinds.BarrierData) // a barrier's: answered below, or at its timeout
+                io.Original.Complete(BioStatus.IoError);
         _inflight.Clear();
         foreach (var io in _requeued) io.Original.Complete(BioStatus.IoError);
         _requeued.Clear();
-        if (_barrier != null && !barrierAnswered) _barrier.Complete(BioStatus.IoError);
-        _barrier = null;
+        _ordered.Abort();
         _live?.Destroy();
         _inactive?.Destroy();
         _live = _inactive = null;
-        foreach (var d in _staleDevices) if (d is Disk disk) disk.Close();
-        _staleDevices.Clear();
+        _flushes.Close();
         foreach (var w in _suspendWaiters) w.Tell(new Dm.Failed("suspend", Name, Dm.Failed.NoDevice, "device removed"));
-    }
-
-    // ---- Control ----------------------------------------------------------------------------------------------
-
-    private Dm.DeviceInfo Info() => new(Name, _uuid, _suspended, _readOnly || (_live?.ReadOnly ?? false), _live != null,
-        _inactive != null, _shared.OpenCount, _eventNr, Major, _shared.Minor, _live?.Targets.Count ?? 0, _live?.Sectors ?? 0, _options.Mode, _errorState);
-
-    private void RouteMessage(Dm.Message m)
-    {
-        if (m.Args.Length == 0) { Sender.Tell(new Dm.Failed("message", Name, Dm.Failed.Invalid, "Empty message received.")); return; }
-        if (m.Args[0].StartsWith('@'))
-        {
-            Sender.Tell(new Dm.Failed("message", Name, Dm.Failed.Invalid, $"Unsupported message sent to DM core: {m.Args[0]}"));
-            return;
-        }
-        var index = _live?.FindTarget(m.Sector) ?? -1;
-        if (index < 0) { Sender.Tell(new Dm.Failed("message", Name, Dm.Failed.Invalid, "Target message sector outside device.")); return; }
-        _targets[index].Tell(new TargetActor.Msg.Message(m.Args, Sender, Name));
     }
 
     protected override SupervisorStrategy SupervisorStrategy() =>

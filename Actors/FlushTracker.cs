@@ -1,0 +1,111 @@
+using Akka.Actor;
+
+namespace DmActors;
+
+/// <summary>
+/// A device's flush bookkeeping (flush skipping). A flush covers the writes completed before it went out, so when
+/// no write has completed since the last successful flush there is nothing to make durable (the common
+/// barrier-after-barrier case). A table that goes live counts as one unflushed write: its devices may hold writes
+/// acknowledged before it, by an earlier process or through another device, so the first flush after it goes
+/// through to them. Used only on the device actor's thread.
+/// </summary>
+public sealed class FlushTracker
+{
+    private long _writesCompleted;
+    private long _writesFlushed;
+
+    /// <summary>
+    /// Cached devices of swapped-out tables that may still hold this device's unflushed writes. Disks among them are
+    /// kept open until flushed (a file a table named by path is closed once unused, and a closed file cannot sync).
+    /// </summary>
+    private readonly List<IBlockDevice> _stale = new();
+
+    public bool HasStale => _stale.Count > 0;
+
+    /// <summary>A write (or discard / write-zeroes) completed: it is unflushed until the next flush covers it.</summary>
+    public void WriteCompleted(Bio bio)
+    {
+        if (bio.Op is BioOp.Write or BioOp.Discard or BioOp.WriteZeroes) _writesCompleted++;
+    }
+
+    /// <summary>
+    /// <paramref name="next"/> replaces <paramref name="old"/>: the cached devices only the old table used are
+    /// remembered (and held open) while they may hold unflushed writes; the new table counts as an unflushed write.
+    /// </summary>
+    public void Swap(Table? old, Table next)
+    {
+        if (old != null && _writesCompleted != _writesFlushed)
+            foreach (var dev in old.Devices)
+                if (dev.HasVolatileCache && !next.Devices.Contains(dev) && !_stale.Contains(dev))
+                {
+                    if (dev is Disk disk) disk.Open();
+                    _stale.Add(dev);
+                }
+        _writesCompleted++;
+    }
+
+    /// <summary>An empty flush can complete at once: it would go straight to disks that hold nothing unflushed of ours.</summary>
+    public bool CanSkip(Table live) => live.FlushBypassesMap && _writesCompleted == _writesFlushed && _stale.Count == 0;
+
+    /// <summary>
+    /// A barrier's flush can be skipped only when it would go straight to disks that have no cache; targets that
+    /// see flushes (log-writes, flakey, delay) always get them.
+    /// </summary>
+    public bool NothingToFlush(Table live) => live.FlushBypassesMap && !live.HasVolatileCache && _stale.Count == 0;
+
+    /// <summary>A flush goes out as <paramref name="io"/>: remember what it covers; returns the stale devices it must also reach.</summary>
+    public IBlockDevice[]? Begin(DmIo io)
+    {
+        io.FlushUpTo = _writesCompleted;
+        return _stale.Count == 0 ? null : io.FlushedStale = _stale.ToArray();
+    }
+
+    /// <summary>
+    /// An empty flush to every cache below, as clones of <paramref name="io"/>: straight to each distinct device when
+    /// all targets allow it (flush_bypasses_map), else num_flush_bios clones through each target's actor. Devices
+    /// without a volatile cache are skipped on the direct path: they have nothing to flush.
+    /// </summary>
+    public void Issue(DmIo io, Table live, IActorRef[] targets, IActorRef replyTo)
+    {
+        if (CanSkip(live)) return;
+        if (Begin(io) is { } stale)
+            foreach (var dev in stale) FlushDevice(io, dev, replyTo);
+        if (live.FlushBypassesMap)
+        {
+            foreach (var dev in live.Devices)
+                if (dev.HasVolatileCache) FlushDevice(io, dev, replyTo);
+            return;
+        }
+        for (var t = 0; t < live.Targets.Count; t++)
+            for (var i = 0; i < live.Targets[t].NumFlushBios; i++)
+            {
+                io.Refs++;
+                targets[t].Tell(new Bio(BioOp.Flush, live.Targets[t].Begin, 0, Memory<byte>.Empty, replyTo, BioFlags.None, io) { Index = i },
+                    ActorRefs.NoSender);
+            }
+    }
+
+    private static void FlushDevice(DmIo io, IBlockDevice dev, IActorRef replyTo)
+    {
+        io.Refs++;
+        dev.Submit(new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, replyTo, BioFlags.None, io) { Device = dev });
+    }
+
+    /// <summary>A flush completed: what had completed before it went out is durable; stale disks it reached are closed.</summary>
+    public void Flushed(DmIo io, BioStatus status)
+    {
+        if (io.FlushUpTo < 0 || status != BioStatus.Ok) return;
+        _writesFlushed = Math.Max(_writesFlushed, io.FlushUpTo);
+        if (io.FlushedStale != null)
+            foreach (var d in io.FlushedStale)
+                if (_stale.Remove(d) && d is Disk disk) disk.Close();
+        io.FlushUpTo = -1;
+    }
+
+    /// <summary>The device is gone: release the stale disks still held open.</summary>
+    public void Close()
+    {
+        foreach (var d in _stale) if (d is Disk disk) disk.Close();
+        _stale.Clear();
+    }
+}
