@@ -47,7 +47,7 @@ public sealed class JournalSerializerTests : Akka.TestKit.Xunit2.TestKit
         Assert.Equal(expected.Count, JournalSerializer.Manifests.Count);
     }
 
-    public static IEnumerable<object[]> Payloads() => Samples().Select(s => new object[] { s.Manifest });
+    public static IEnumerable<object[]> Payloads() => Samples().Select(s => s.Manifest).Distinct().Select(m => new object[] { m }); // each case checks every sample of its manifest
 
     /// <summary>Every manifest with a value and its exact stored form: the v1 format, field by field.</summary>
     private static IEnumerable<(string Manifest, object Value, string Json)> Samples()
