@@ -178,7 +178,7 @@ public sealed class TargetArgs
     private IBlockDevice Open(IBlockDevice dev)
     {
         try { dev.Open(); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new TargetException(e.Message); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException) { throw new TargetException(e.Message); }
         _opened.Add(dev);
         return dev;
     }

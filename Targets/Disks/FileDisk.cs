@@ -42,13 +42,18 @@ public sealed class FileDisk : Disk
         var handle = File.OpenHandle(path, File.Exists(path) ? FileMode.Open : FileMode.CreateNew,
             readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
         LockOrClose(handle, path, readOnly);
-        // A block device has the size the kernel gives it and is never resized: only a new file gets createSectors.
-        var length = BlockDevice.DeviceSize(handle);
-        if (length == 0 && createSectors > 0 && !BlockDevice.Is(handle))
+        long length;
+        try
         {
-            RandomAccess.SetLength(handle, createSectors << Bio.SectorShift);
-            length = createSectors << Bio.SectorShift;
+            // A block device has the size the kernel gives it and is never resized: only a new file gets createSectors.
+            length = BlockDevice.DeviceSize(handle);
+            if (length == 0 && createSectors > 0 && !BlockDevice.Is(handle))
+            {
+                RandomAccess.SetLength(handle, createSectors << Bio.SectorShift);
+                length = createSectors << Bio.SectorShift;
+            }
         }
+        catch { handle.Dispose(); throw; } // the lock goes with the handle: a failed open must not keep the file locked
         return new FileDisk(name, path, handle, length >> Bio.SectorShift, devNo, pool ?? DiskIoPool.Shared, readOnly);
     }
 
