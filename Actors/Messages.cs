@@ -20,8 +20,9 @@ public enum BarrierMode
 /// <summary>The control protocol of the device manager: dmsetup's commands, by device name.</summary>
 public static class Dm
 {
+    /// <param name="Node">In a cluster: the node the volume is placed on (`--node`); null is the node the command reached.</param>
     public sealed record Create(string Name, string? Table = null, bool ReadOnly = false, string? Uuid = null,
-        BarrierMode Mode = BarrierMode.Ordered) : IControlMessage;
+        BarrierMode Mode = BarrierMode.Ordered, string? Node = null) : IControlMessage;
     public sealed record Remove(string Name, bool Force = false) : IControlMessage;
     public sealed record Suspend(string Name, bool NoFlush = false) : IControlMessage;
     public sealed record Resume(string Name) : IControlMessage;
@@ -77,7 +78,8 @@ public static class Dm
     }
 
     public sealed record DeviceInfo(string Name, string? Uuid, bool Suspended, bool ReadOnly, bool LiveTable, bool InactiveTable,
-        int OpenCount, long EventNr, int Major, int Minor, int TargetCount, long Sectors, BarrierMode Mode, string? ErrorState = null) : IControlMessage;
+        int OpenCount, long EventNr, int Major, int Minor, int TargetCount, long Sectors, BarrierMode Mode, string? ErrorState = null,
+        string? Node = null) : IControlMessage;
     /// <summary>The manager could not start (e.g. its journal is unreadable); every command gets this reason.</summary>
     public sealed record Unavailable(string Reason) : IControlMessage;
     public sealed record Infos(IReadOnlyList<DeviceInfo> Devices) : IControlMessage;

@@ -1,0 +1,27 @@
+namespace DmActors.Cluster;
+
+/// <summary>
+/// The cluster's control protocol beside dmsetup's (<see cref="Dm"/>): `dmactors cluster status` and
+/// `dmactors cluster move`. Small records only: they cross nodes.
+/// </summary>
+public static class ClusterCmd
+{
+    /// <summary>`dmactors cluster status`: answered with <see cref="StatusReply"/>.</summary>
+    public sealed record Status : IControlMessage { public static readonly Status Instance = new(); }
+
+    /// <param name="Node">The node's name (dmactors.cluster.node).</param>
+    /// <param name="Address">Its Akka address (akka.tcp://SYSTEM@HOST:PORT).</param>
+    /// <param name="State">Akka's member status: Joining, Up, Leaving, Exiting, Down, Removed; Unreachable when the failure detector says so.</param>
+    /// <param name="Volumes">Names of the volumes placed on it, sorted.</param>
+    public sealed record MemberEntry(string Node, string Address, string State, IReadOnlyList<string> Roles, IReadOnlyList<string> Volumes) : IControlMessage;
+
+    /// <param name="Self">The node that answered.</param>
+    /// <param name="Leader">The node Akka sees as leader (null while there is none).</param>
+    public sealed record StatusReply(string ClusterName, string Self, string? Leader, IReadOnlyList<MemberEntry> Members) : IControlMessage;
+
+    /// <summary>
+    /// `dmactors cluster move VOL NODE`: hands the volume (with every volume of its stack group) over to NODE:
+    /// suspend, stop, start there, resume. Answered with Dm.Done once it serves on NODE, or Dm.Failed.
+    /// </summary>
+    public sealed record Move(string Name, string Node) : IControlMessage;
+}
