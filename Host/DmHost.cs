@@ -25,6 +25,9 @@ public sealed class DmHost
     public ActorSystem System { get; }
     public IActorRef Manager { get; }
     public NbdServer? Nbd { get; private set; }
+    /// <summary>The cluster side of the host (null for a single host).</summary>
+    public Cluster.ClusterHost? ClusterNode { get; private init; }
+    private Cluster.NodeCard Card { get; init; } = new(null, null);
 
     /// <summary>Starts everything <paramref name="s"/> declares, reporting to <paramref name="log"/>. Config problems throw <see cref="ConfigException"/>.</summary>
     public static async Task<DmHost> StartAsync(HostSettings s, TextWriter log)
@@ -53,19 +56,23 @@ public sealed class DmHost
         }
         // control.port = 0 lets the transport pick a free port: from here on the settings say which one it bound.
         s = s with { ControlPort = ((ExtendedActorSystem)system).Provider.DefaultAddress.Port ?? s.ControlPort };
-        var manager = system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: s.Journal?.PersistenceId)),
-            HostConfig.ManagerName);
+        var card = new Cluster.NodeCard(s.Cluster?.Name, s.Cluster?.Node);
+        var clusterNode = s.Cluster is { } spec ? Cluster.ClusterHost.Start(system, disks, s, spec, card) : null;
+        var manager = clusterNode?.Manager ?? system.ActorOf(
+            DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: s.Journal?.PersistenceId)), HostConfig.ManagerName);
         var powerCutter = system.ActorOf(Crash.PowerCutter.Props(disks), Crash.PowerCutter.Name);
-        system.ActorOf(Cli.ControlGate.Props(manager, powerCutter, Cli.ControlFrame.Limit(system)), HostConfig.ControlName);
-        var host = new DmHost(s, disks, system, manager, dataDirLock);
+        system.ActorOf(Cli.ControlGate.Props(manager, powerCutter, Cli.ControlFrame.Limit(system), card), HostConfig.ControlName);
+        var host = new DmHost(s, disks, system, manager, dataDirLock) { ClusterNode = clusterNode, Card = card };
         try
         {
             log.WriteLine($"dmactors: data directory {Path.GetFullPath(s.DataDir)}");
             foreach (var d in s.Disks)
                 log.WriteLine($"dmactors: disk {d.Name} = {s.DiskPath(d)} ({disks.Find(d.Name)!.Sectors} sectors{(d.WriteBackCache ? ", write-back cache" : "")})");
+            if (s.Cluster is { } c) await Cluster.ClusterJoin.JoinAsync(system, s, c, log);
             var recovered = await host.RecoverAsync();
-            if (s.Journal is { } j) log.WriteLine($"dmactors: {j.Describe}: {recovered.Count} device(s) recovered");
-            await host.CreateDevicesAsync(log);
+            if (s.Journal is { } j) log.WriteLine($"dmactors: {j.Describe}: {recovered.Count} device(s) {(s.Cluster != null ? "in the cluster" : "recovered")}");
+            if (clusterNode != null) await clusterNode.CreateDevicesAsync(s, log);
+            else await host.CreateDevicesAsync(log);
             log.WriteLine($"dmactors: control listening on {s.ControlPath}");
             await host.StartNbdAsync(log);
             log.WriteLine("dmactors: ready (SIGINT or SIGTERM stops)");
@@ -274,6 +281,7 @@ public sealed class DmHost
         }
         Nbd = nbd;
         if (nbd.TcpEndpoint is { } ep) log.WriteLine($"dmactors: NBD listening on {ep}");
+        Card.Nbd = nbd.TcpEndpoint?.ToString();
         if (Settings.UnixSocket is { } sock) log.WriteLine($"dmactors: NBD listening on unix:{sock}");
         var exports = await Manager.Ask<Dm.ExportList>(Dm.ListExports.Instance, Settings.AskTimeout);
         foreach (var name in exports.Names)
@@ -300,6 +308,8 @@ public sealed class DmHost
             log.WriteLine("dmactors: devices suspended");
         }
         catch (Exception e) { log.WriteLine($"dmactors: suspending devices: {e.Message}"); }
+        // A cluster node leaves first, so the survivors take its volumes over at once instead of after a timeout.
+        if (ClusterNode != null) await ClusterNode.LeaveAsync(Settings.AskTimeout);
         await System.Terminate();
         Disks.Dispose();
         _dataDirLock.Dispose();

@@ -18,6 +18,7 @@ public static class Program
             ServeCommand.Build(),
             DmsetupCommand.Build(),
             DmsetupCommand.BuildPowercut(),
+            DmsetupCommand.BuildCluster(),
             ReplayLogCommand.Build(),
             CrashTestCommand.Build(),
             BenchCommand.Build(),

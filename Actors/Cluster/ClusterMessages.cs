@@ -24,4 +24,17 @@ public static class ClusterCmd
     /// suspend, stop, start there, resume. Answered with Dm.Done once it serves on NODE, or Dm.Failed.
     /// </summary>
     public sealed record Move(string Name, string Node) : IControlMessage;
+
+    /// <summary>
+    /// What a node asks a seed before it joins, and a member asks another for its data channel: answered by the
+    /// node's control gate with <see cref="HelloReply"/>, before the node is a member too.
+    /// </summary>
+    public sealed record Hello : IControlMessage { public static readonly Hello Instance = new(); }
+
+    /// <param name="Cluster">The cluster name it belongs to (dmactors.cluster.name); null for a single host.</param>
+    /// <param name="Nbd">Its NBD endpoint ("HOST:PORT", null until it listens): where members reach its exports.</param>
+    /// <param name="Members">Node names of the members it sees, with their addresses, so a joiner can refuse a taken name.</param>
+    public sealed record HelloReply(string? Cluster, string? Node, string? Nbd, IReadOnlyList<NodeAddress> Members) : IControlMessage;
+
+    public sealed record NodeAddress(string Node, string Address) : IControlMessage;
 }

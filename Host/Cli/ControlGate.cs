@@ -12,12 +12,14 @@ public sealed class ControlGate : ReceiveActor
     /// <summary>Longer than any dmsetup waits; only a manager that never answers runs into it.</summary>
     public static readonly TimeSpan ManagerTimeout = TimeSpan.FromMinutes(10);
 
-    public static Props Props(IActorRef manager, IActorRef powerCutter, long limit) =>
-        Akka.Actor.Props.Create(() => new ControlGate(manager, powerCutter, limit));
+    public static Props Props(IActorRef manager, IActorRef powerCutter, long limit, Cluster.NodeCard? card = null) =>
+        Akka.Actor.Props.Create(() => new ControlGate(manager, powerCutter, limit, card ?? new Cluster.NodeCard(null, null)));
 
-    public ControlGate(IActorRef manager, IActorRef powerCutter, long limit)
+    public ControlGate(IActorRef manager, IActorRef powerCutter, long limit, Cluster.NodeCard card)
     {
         var system = Context.System;
+        // Answered here, not by the manager: a seed answers before it is a member, and its manager may wait for that.
+        Receive<DmActors.Cluster.ClusterCmd.Hello>(_ => Sender.Tell(card.Reply(system)));
         Receive<IControlMessage>(m =>
         {
             // Not Forward: the reply has to pass here to be measured. Not awaited: one slow command holds up no other.

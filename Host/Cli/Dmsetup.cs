@@ -30,6 +30,9 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
             "history" => await ForEach(a, n => new Dm.History(n)),
             "powercut" => await Print(new Crash.PowerCut(a.Args.ToArray(), a.Tear)),
             "version" => await Version(),
+            "cluster-status" => await Print(DmActors.Cluster.ClusterCmd.Status.Instance),
+            "cluster-move" => a.Args.Count == 2 ? await Print(new DmActors.Cluster.ClusterCmd.Move(a.Args[0], a.Args[1]))
+                : Error("cluster move needs VOLUME NODE."),
             _ => Error($"Unrecognised command '{a.Command}'."),
         };
         if (!ok || _failed) { stderr.WriteLine(DmsetupFormat.CommandFailed); return 1; }
@@ -82,7 +85,7 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
             if (!ReadTable(a, a.Args.ElementAtOrDefault(1), out table, out var targets)) return false;
             if (targets == 0) table = null; // empty input: a device without a table
         }
-        var reply = await channel.AskAsync(new Dm.Create(name, table, a.ReadOnly, a.Uuid, a.Mode));
+        var reply = await channel.AskAsync(new Dm.Create(name, table, a.ReadOnly, a.Uuid, a.Mode, a.Node));
         // dmsetup creates, then loads: a table the kernel refuses fails in the reload ioctl.
         return Report(reply, a.Uuid, f => f.Op == "create" && table != null && f.Error == Dm.Failed.Invalid && (DeviceCommands.CheckName(name) ?? DeviceCommands.CheckUuid(a.Uuid)) == null
             ? f with { Op = "reload" } : f);

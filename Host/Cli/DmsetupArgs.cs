@@ -9,7 +9,7 @@ namespace DmActors.Host.Cli;
 /// </summary>
 public sealed class DmsetupArgs
 {
-    public string Command { get; private set; } = "";
+    public string Command { get; internal set; } = "";
     public List<string> Args { get; } = new();
     public string? ConfigFile { get; private set; }
     public string? Control { get; private set; }
@@ -27,6 +27,8 @@ public sealed class DmsetupArgs
     public bool NoHeadings { get; private set; }
     public bool SetUuid { get; private set; }
     public bool Tear { get; private set; }
+    /// <summary>--node NODE: in a cluster, the node a created volume is placed on.</summary>
+    public string? Node { get; private set; }
 
     /// <summary>Parses <paramref name="argv"/> (what follows `dmsetup`); on a bad option returns null and the error line in <paramref name="error"/>.</summary>
     public static DmsetupArgs? Parse(IReadOnlyList<string> argv, out string? error) => DmsetupCommand.Parse(argv, out error);
@@ -42,7 +44,7 @@ public sealed class DmsetupArgs
         Table = r.GetValue(o.Table), NoTable = r.GetValue(o.NoTable), ReadOnly = r.GetValue(o.ReadOnly), Uuid = r.GetValue(o.Uuid),
         Mode = r.GetValue(o.Mode) ?? BarrierMode.Ordered, Force = r.GetValue(o.Force), NoFlush = r.GetValue(o.NoFlush),
         Inactive = r.GetValue(o.Inactive), Columns = r.GetValue(o.Columns), NoHeadings = r.GetValue(o.NoHeadings),
-        SetUuid = r.GetValue(o.SetUuid), Tear = r.GetValue(o.Tear),
+        SetUuid = r.GetValue(o.SetUuid), Tear = r.GetValue(o.Tear), Node = r.GetValue(o.Node),
     };
 
     private DmsetupArgs() { }
@@ -80,6 +82,7 @@ public sealed class DmsetupOptions
     public readonly Option<bool> NoHeadings = ToolOption.Flag("--noheadings", "Columns without the heading line.");
     public readonly Option<bool> SetUuid = ToolOption.Flag("--setuuid", "Rename sets the uuid (to NEW) instead of the name.");
     public readonly Option<bool> Tear = ToolOption.Flag("--tear", "A random part of the unflushed writes lands first.");
+    public readonly Option<string?> Node = ToolOption.Text("--node", "NODE", "In a cluster: the node the volume is placed on (default the node the command reaches).");
 
     /// <summary>Options dmsetup has that change nothing here (udev and filesystem freezing); taken and ignored.</summary>
     public readonly Option<bool>[] Ignored =
@@ -91,7 +94,7 @@ public sealed class DmsetupOptions
     public IEnumerable<Option> Global => [Config, Control, Timeout];
 
     /// <summary>Those a command uses (listed in its --help); all are taken anywhere on the line.</summary>
-    public IEnumerable<Option> Specific => [Table, NoTable, ReadOnly, Uuid, Mode, Force, NoFlush, Inactive, Columns, NoHeadings, SetUuid, Tear, .. Ignored];
+    public IEnumerable<Option> Specific => [Table, NoTable, ReadOnly, Uuid, Mode, Force, NoFlush, Inactive, Columns, NoHeadings, SetUuid, Tear, Node, .. Ignored];
 
     /// <summary>The arguments of the command the line names.</summary>
     public IEnumerable<string> Words(ParseResult r) =>

@@ -18,7 +18,7 @@ public static class DmsetupCommand
     private static IEnumerable<(string Name, string Args, string Description, Option[] Uses)> Commands(DmsetupOptions o) =>
     [
         ("create", "NAME [FILE]", "Creates a device with the table from --table, FILE or stdin (no table with --notable).",
-            [o.Table, o.NoTable, o.ReadOnly, o.Uuid, o.Mode]),
+            [o.Table, o.NoTable, o.ReadOnly, o.Uuid, o.Mode, o.Node]),
         ("remove", "NAME...", "Removes devices (refused while open).", [o.Force]),
         ("suspend", "NAME...", "Suspends devices: new IO waits, IO in flight completes and is flushed (unless --noflush).", [o.NoFlush]),
         ("resume", "NAME...", "Resumes devices, swapping in the inactive table if one was loaded.", []),
@@ -69,6 +69,26 @@ public static class DmsetupCommand
             ToolOption.Words("[DISK...]"), o.Tear, o.Config, o.Control, o.Timeout,
         };
         return Runs(command, o);
+    }
+
+    /// <summary>`dmactors cluster status|move`: the cluster's commands, reaching a node as dmsetup does.</summary>
+    public static Command BuildCluster()
+    {
+        var o = new DmsetupOptions();
+        var status = new Command("status", "Lists the members, their state and the volumes each one owns.") { o.Config, o.Control, o.Timeout };
+        var move = new Command("move", "Hands a volume (with the volumes stacked with it) over to NODE: suspend, stop, start there, resume.")
+        {
+            ToolOption.Words("VOLUME NODE"), o.Config, o.Control, o.Timeout,
+        };
+        var cluster = new Command("cluster", "Cluster-hosted volumes: members and placement (docs/cluster.md).") { status, move };
+        foreach (var c in new[] { status, move })
+            c.SetAction(r =>
+            {
+                var a = DmsetupArgs.From(r, o);
+                a.Command = "cluster-" + a.Command;
+                return RunAsync(a, r.InvocationConfiguration.Output, r.InvocationConfiguration.Error);
+            });
+        return cluster;
     }
 
     private static Command Runs(Command command, DmsetupOptions o)

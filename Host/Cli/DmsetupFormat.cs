@@ -26,6 +26,7 @@ public static class DmsetupFormat
         if (!string.IsNullOrEmpty(i.Uuid)) yield return $"UUID: {i.Uuid}";
         // Our addition, after dmsetup's lines: why a recorded table is missing (the kernel would have logged it).
         if (!string.IsNullOrEmpty(i.ErrorState)) yield return $"Error:             {i.ErrorState}";
+        if (!string.IsNullOrEmpty(i.Node)) yield return $"Node:              {i.Node}";
         yield return "";
     }
 
@@ -87,8 +88,19 @@ public static class DmsetupFormat
         Dm.DeviceList l => Ls(l),
         Dm.TargetList t => Targets(t),
         Dm.HistoryList h => History(h),
+        DmActors.Cluster.ClusterCmd.StatusReply c => ClusterStatus(c),
         _ => null,
     };
+
+    /// <summary>`dmactors cluster status`: a heading line, then one line per member.</summary>
+    public static IEnumerable<string> ClusterStatus(DmActors.Cluster.ClusterCmd.StatusReply c)
+    {
+        yield return $"Cluster {c.ClusterName}, seen from {c.Self}; leader {c.Leader ?? "(none)"}";
+        var rows = c.Members.Select(m => new[] { m.Node, m.State, m.Address, m.Volumes.Count == 0 ? "-" : string.Join(",", m.Volumes) })
+            .Prepend(["NODE", "STATE", "ADDRESS", "VOLUMES"]).ToList();
+        var widths = Enumerable.Range(0, 4).Select(k => rows.Max(r => r[k].Length)).ToArray();
+        foreach (var r in rows) yield return string.Join("  ", r.Select((v, k) => k == 3 ? v : v.PadRight(widths[k]))).TrimEnd();
+    }
 
     /// <summary>`ls`: a line per device, or "No devices found".</summary>
     public static IEnumerable<string> Ls(Dm.DeviceList list) =>

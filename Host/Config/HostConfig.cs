@@ -117,8 +117,12 @@ public static class HostConfig
                     string.IsNullOrWhiteSpace(postgres) ? null : postgres,
                     config.GetString("dmactors.journal.persistence-id", "dmactors-devices"));
             }
+            var cluster = ClusterSpec.Read(config, Fail, (key, fallback) =>
+                Get(config, key, c => c.GetTimeSpan(key, fallback), "a duration such as 20s", ""));
+            if (cluster != null && journal?.Postgres == null)
+                Fail("dmactors.cluster: a cluster needs one journal shared by its nodes: set dmactors.journal.postgres");
             return new HostSettings(source, dataDir, disks, devices, tcp, string.IsNullOrWhiteSpace(unix) ? null : unix,
-                controlHost, controlPort, askTimeout, config, journal, maxPayload);
+                controlHost, controlPort, askTimeout, config, journal, maxPayload, cluster);
         }
         catch (ConfigException) { throw; }
         catch (BadValue e) { throw new ConfigException($"{source}: {e.Message}"); }
@@ -234,6 +238,7 @@ public static class HostConfig
             akka.remote.dot-netty.tcp { hostname = "{{s.ControlHost}}", port = {{s.ControlPort}} }
             {{(s.Akka.HasPath("akka.loggers") ? "" : $"akka.loggers = [\"{typeof(HostLogger).FullName}, {typeof(HostLogger).Assembly.GetName().Name}\"]")}}
             """)
+            .WithFallback(s.Cluster is { } c ? ConfigurationFactory.ParseString(c.Hocon) : AkkaConfig.Empty)
             .WithFallback(s.Journal is { } j ? ConfigurationFactory.ParseString(j.Hocon) : AkkaConfig.Empty)
             .WithFallback(s.Akka);
 

@@ -45,7 +45,8 @@ public sealed record HostSettings(
     TimeSpan AskTimeout,
     AkkaConfig Akka,
     JournalSpec? Journal = null,
-    int NbdMaxPayload = DmActors.Host.Nbd.NbdProtocol.DefaultMaxPayload)
+    int NbdMaxPayload = DmActors.Host.Nbd.NbdProtocol.DefaultMaxPayload,
+    ClusterSpec? Cluster = null)
 {
     /// <summary>Where dmsetup finds the host's control actor (in front of the device manager).</summary>
     public string ControlPath => ControlPathAt(ControlHost, ControlPort);

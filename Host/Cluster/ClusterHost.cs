@@ -1,0 +1,62 @@
+using Akka.Actor;
+using DmActors.Host.Configuration;
+
+namespace DmActors.Host.Cluster;
+
+/// <summary>
+/// The cluster side of a host: the volume manager at /user/devices (sharded volumes over the shared journal),
+/// the fences of this node's disks, and how this node reaches other nodes' disks and volumes (NBD).
+/// </summary>
+public sealed class ClusterHost
+{
+    private readonly ActorSystem _system;
+    private readonly ClusterSpec _spec;
+
+    private ClusterHost(ActorSystem system, ClusterSpec spec, IActorRef manager)
+    {
+        _system = system; _spec = spec; Manager = manager;
+    }
+
+    public IActorRef Manager { get; }
+
+    public static ClusterHost Start(ActorSystem system, DiskRegistry disks, HostSettings s, ClusterSpec spec, NodeCard card)
+    {
+        // TODO(lead): the sharded volume manager (H4) replaces this.
+        var manager = system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options()), HostConfig.ManagerName);
+        return new ClusterHost(system, spec, manager);
+    }
+
+    /// <summary>
+    /// The configuration's devices in a cluster: each one the cluster does not have yet is created on this node;
+    /// one that exists (here or elsewhere) is left as it is.
+    /// </summary>
+    public async Task CreateDevicesAsync(HostSettings s, TextWriter log)
+    {
+        foreach (var d in s.Devices)
+        {
+            if (await Manager.Ask<object>(new Dm.GetInfo(d.Name), s.AskTimeout) is Dm.DeviceInfo info)
+            {
+                if (info.Node != null && info.Node != _spec.Node)
+                    log.WriteLine($"dmactors: config device '{d.Name}' left as it is: the cluster has it on node {info.Node}");
+                continue;
+            }
+            var reply = await Manager.Ask<object>(new Dm.Create(d.Name, string.IsNullOrWhiteSpace(d.Table) ? null : d.Table,
+                d.ReadOnly, null, d.Mode, _spec.Node), s.AskTimeout);
+            if (reply is Dm.Failed f)
+                throw new ConfigException($"{s.Source}: device {d.Name}: {(f.Reason.Length > 0 ? f.Reason : f.Error)}");
+        }
+    }
+
+    /// <summary>Leaves the cluster (its volumes start on the survivors), waiting at most <paramref name="timeout"/>.</summary>
+    public async Task LeaveAsync(TimeSpan timeout)
+    {
+        var cluster = Akka.Cluster.Cluster.Get(_system);
+        // A node that never became a member (its start failed) has nothing to leave.
+        if (cluster.IsTerminated || cluster.SelfMember.Status is not (Akka.Cluster.MemberStatus.Up or Akka.Cluster.MemberStatus.Joining
+            or Akka.Cluster.MemberStatus.WeaklyUp)) return;
+        var removed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        cluster.RegisterOnMemberRemoved(() => removed.TrySetResult());
+        cluster.Leave(cluster.SelfAddress);
+        await Task.WhenAny(removed.Task, Task.Delay(timeout));
+    }
+}
