@@ -189,7 +189,7 @@ public sealed class FencedDisk : IBlockDevice
     public FencedDisk(Disk inner, FenceCell cell, long epoch)
     {
         _inner = inner; _cell = cell; Epoch = epoch;
-        _done = (b, s) => { Leave(); b.Complete(s); };
+        _done = (b, s) => { b.Complete(s); Leave(); }; // answered before a claim waiting for it goes on
         lock (cell.Holders) cell.Holders.Add(this);
     }
 

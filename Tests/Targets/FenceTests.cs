@@ -105,7 +105,7 @@ public sealed class FenceTests
         var claim = Task.Factory.StartNew(() =>
         {
             fences.Claim("disk0", "V", 2);
-            landedWhenClaimed = held.Task.IsCompleted;
+            landedWhenClaimed = held.Task.IsCompleted && ReadMemory(disk.Memory, 0)[0] == 0x11;
         }, TaskCreationOptions.LongRunning);
         // The raise comes first: new bios of epoch 1 are refused while the claim waits for the held one.
         Poll.Until(() => one.IsFenced, "the epoch to be raised");
