@@ -270,7 +270,8 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         var (name, error) = ResolveName(requested);
         if (name == null) return (null, error);
         var (opened, openError) = server.OpenExportAsync(name).GetAwaiter().GetResult();
-        if (opened == null) return (null, $"export '{name}': {openError}");
+        // An internal export's name carries the cluster's secret: its errors and logs show it without (opened.Name).
+        if (opened == null) return (null, InternalExport.IsInternal(name) ? openError : $"export '{name}': {openError}");
         // The size goes out as a byte count: one that does not fit in 63 bits would read as negative (or wrap).
         // Tables cannot be that large; refuse rather than advertise nonsense if one ever is.
         if (opened.Sectors is < 0 or > long.MaxValue >> Bio.SectorShift)
@@ -279,7 +280,7 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
             return (null, $"export '{name}': size of {opened.Sectors} sectors does not fit in a 64-bit byte count");
         }
         if (!keep) server.CloseExportAsync(name).GetAwaiter().GetResult();
-        return (new NbdExport(name, opened.Device, opened.Sectors << 9, opened.ReadOnly, FlagsFor(opened), PreferredFor(opened, server.Options.MaxPayload)), null);
+        return (new NbdExport(InternalExport.IsInternal(name) ? opened.Name : name, opened.Device, opened.Sectors << 9, opened.ReadOnly, FlagsFor(opened), PreferredFor(opened, server.Options.MaxPayload)), null);
     }
 
     /// <summary>The device's preferred IO size (e.g. a stripe chunk) when it is a usable power of two, else the page.</summary>

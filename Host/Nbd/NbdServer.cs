@@ -23,6 +23,8 @@ public sealed record NbdServerOptions
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>SO_SNDBUF/SO_RCVBUF of every connection (the kernel caps it at rmem_max/wmem_max); 0 keeps the defaults.</summary>
     public int SocketBufferBytes { get; init; } = 4 << 20;
+    /// <summary>Serves the names that <see cref="InternalExport.IsInternal"/> (a node's disks to the cluster); null: they are refused.</summary>
+    public IInternalExports? InternalExports { get; init; }
 }
 
 /// <summary>
@@ -192,6 +194,10 @@ public sealed class NbdServer : IAsyncDisposable
 
     internal async Task<(Dm.Opened? Opened, string? Error)> OpenExportAsync(string name)
     {
+        if (InternalExport.IsInternal(name))
+            return Options.InternalExports is { } internals
+                ? await internals.OpenAsync(name)
+                : (null, "internal export: this node serves no internal exports");
         try
         {
             return await Manager.Ask<object>(new Dm.Open(name), Options.AskTimeout) switch
@@ -206,6 +212,11 @@ public sealed class NbdServer : IAsyncDisposable
 
     internal async Task CloseExportAsync(string name)
     {
+        if (InternalExport.IsInternal(name))
+        {
+            if (Options.InternalExports is { } internals) await internals.CloseAsync(name);
+            return;
+        }
         try { await Manager.Ask<object>(new Dm.Close(name), Options.AskTimeout); }
         catch (Exception e) { Log.Warning("NBD: closing export {0} failed: {1}", name, e.Message); }
     }
@@ -214,7 +225,8 @@ public sealed class NbdServer : IAsyncDisposable
     {
         try
         {
-            if (await Manager.Ask<object>(Dm.ListExports.Instance, Options.AskTimeout) is Dm.ExportList l) return l.Names;
+            if (await Manager.Ask<object>(Dm.ListExports.Instance, Options.AskTimeout) is Dm.ExportList l)
+                return l.Names.Where(n => !InternalExport.IsInternal(n)).ToArray(); // never listed
         }
         catch (AskTimeoutException) { Log.Warning("NBD: the device manager did not list exports within {0}", Options.AskTimeout); }
         return Array.Empty<string>();
