@@ -273,7 +273,10 @@ public sealed class DmHost
     private async Task StartNbdAsync(TextWriter log)
     {
         if (Settings.NbdListen == null && Settings.UnixSocket == null) { log.WriteLine("dmactors: NBD disabled"); return; }
-        var nbd = new NbdServer(System, Manager, new NbdServerOptions { Tcp = Settings.NbdListen, UnixSocket = Settings.UnixSocket, MaxPayload = Settings.NbdMaxPayload });
+        var nbd = new NbdServer(System, Manager, new NbdServerOptions
+        {
+            Tcp = Settings.NbdListen, UnixSocket = Settings.UnixSocket, MaxPayload = Settings.NbdMaxPayload, InternalExports = ClusterNode?.Exports,
+        });
         try { await nbd.StartAsync(); }
         catch (Exception e) when (e is global::System.Net.Sockets.SocketException or IOException)
         {
@@ -281,7 +284,11 @@ public sealed class DmHost
         }
         Nbd = nbd;
         if (nbd.TcpEndpoint is { } ep) log.WriteLine($"dmactors: NBD listening on {ep}");
-        Card.Nbd = nbd.TcpEndpoint?.ToString();
+        // Members reach this node's exports here; a wildcard listener is reached at the control address.
+        Card.Nbd = nbd.TcpEndpoint is { } at
+            ? (at.Address.Equals(global::System.Net.IPAddress.Any) || at.Address.Equals(global::System.Net.IPAddress.IPv6Any)
+                ? new global::System.Net.IPEndPoint(global::System.Net.IPAddress.Parse(Settings.ControlHost), at.Port) : at).ToString()
+            : null;
         if (Settings.UnixSocket is { } sock) log.WriteLine($"dmactors: NBD listening on unix:{sock}");
         var exports = await Manager.Ask<Dm.ExportList>(Dm.ListExports.Instance, Settings.AskTimeout);
         foreach (var name in exports.Names)
@@ -300,6 +307,7 @@ public sealed class DmHost
             catch (Exception e) { log.WriteLine($"dmactors: stopping NBD: {e.Message}"); }
             Nbd = null;
         }
+        ClusterNode?.Exports.Dispose();
         try
         {
             // Not dmsetup suspend: that would be recorded, and the devices would come back suspended.

@@ -12,18 +12,34 @@ public sealed class ClusterHost
     private readonly ActorSystem _system;
     private readonly ClusterSpec _spec;
 
-    private ClusterHost(ActorSystem system, ClusterSpec spec, IActorRef manager)
+    private ClusterHost(ActorSystem system, ClusterSpec spec, IActorRef manager, FenceTable fences, Nbd.DiskExports exports)
     {
-        _system = system; _spec = spec; Manager = manager;
+        _system = system; _spec = spec; Manager = manager; Fences = fences; Exports = exports;
     }
 
     public IActorRef Manager { get; }
 
+    /// <summary>The epochs that claimed this node's disks (data-dir/fences.json): an older owner's IO is refused.</summary>
+    public FenceTable Fences { get; }
+
+    /// <summary>This node's disks as internal NBD exports, for the owners of volumes over them.</summary>
+    public Nbd.DiskExports Exports { get; }
+
+    /// <summary>The fence file in a data directory.</summary>
+    public static string FencePath(string dataDir) => Path.Combine(dataDir, "fences.json");
+
     public static ClusterHost Start(ActorSystem system, DiskRegistry disks, HostSettings s, ClusterSpec spec, NodeCard card)
     {
         // TODO(lead): the sharded volume manager (H4) replaces this.
+        FenceTable fences;
+        try { fences = new FenceTable(FencePath(s.DataDir)); }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"{s.Source}: fences {FencePath(s.DataDir)}: {e.Message}");
+        }
+        var exports = new Nbd.DiskExports(system, disks, fences, spec.Token);
         var manager = system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options()), HostConfig.ManagerName);
-        return new ClusterHost(system, spec, manager);
+        return new ClusterHost(system, spec, manager, fences, exports);
     }
 
     /// <summary>
