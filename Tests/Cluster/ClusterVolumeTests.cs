@@ -1,0 +1,135 @@
+using Akka.Actor;
+using DmActors.Cluster;
+using Xunit;
+
+namespace DmActors.Tests.Cluster;
+
+/// <summary>
+/// Volumes as sharded entities on three in-process nodes: any node sees and manages every volume, placement is
+/// explicit, stacked volumes live with their lower volumes, a dead owner's volumes come back on a survivor, and a
+/// move under IO answers every bio once.
+/// </summary>
+[Collection("cluster")]
+public sealed class ClusterVolumeTests
+{
+    private const int Block = 8; // sectors per IO (4 KiB)
+
+    [Fact]
+    public void Any_node_sees_and_manages_every_volume_and_placement_is_explicit()
+    {
+        using var c = new TestCluster();
+        var (n1, n2, n3) = (c["n1"], c["n2"], c["n3"]);
+
+        n1.Ok(new Dm.Create("a", "0 4096 linear disk0 0"));
+        foreach (var n in c.Nodes)
+        {
+            Assert.Equal(new[] { "a" }, n.List());
+            var info = n.Info("a");
+            Assert.Equal("n1", info.Node);
+            Assert.True(info.LiveTable);
+            Assert.Equal(4096, info.Sectors);
+            Assert.Equal(n1.Disks.Find("disk0")!.DevNo, n.Table("a")[0].Split(' ')[3]);
+        }
+        // The table is recorded with the disk's node, so a failover never finds another node's disk0.
+        Assert.Contains(((Dm.HistoryList)n3.Command(new Dm.History("a"))).Entries, e => e.What.Contains("linear disk0@n1 0"));
+
+        // IO through an open on the owner reaches n1's disk0.
+        var opened = n1.Open("a");
+        Assert.Equal(4096, opened.Sectors);
+        Assert.Equal(BioStatus.Ok, Io(opened.Device, Bio.Write(16, Data(Block, 7), ActorRefs.Nobody)));
+        Assert.Equal(Data(Block, 7), ReadDisk(n1, "disk0", 16, Block));
+        n1.Ok(new Dm.Close("a"));
+
+        // An open on a node that does not own the volume is served through a local proxy to the owner.
+        var remote = n3.Open("a");
+        Assert.Equal(BioStatus.Ok, Io(remote.Device, Bio.Write(32, Data(Block, 9), ActorRefs.Nobody)));
+        Assert.Equal(Data(Block, 9), ReadDisk(n1, "disk0", 32, Block));
+        var back = new byte[Block * Bio.Sector512];
+        Assert.Equal(BioStatus.Ok, Io(remote.Device, Bio.Read(16, back, ActorRefs.Nobody)));
+        Assert.Equal(Data(Block, 7), back);
+        Assert.Equal(1, n1.Info("a").OpenCount);
+        n3.Ok(new Dm.Close("a"));
+
+        // Duplicate name from another node.
+        var dup = n2.Fails(new Dm.Create("a", "0 8 zero"));
+        Assert.Equal((Dm.Failed.Busy, "device a already exists"), (dup.Error, dup.Reason));
+
+        // A volume over a disk of n2, created from n3.
+        n3.Ok(new Dm.Create("far", "0 1024 linear disk0@n2 0"));
+        Assert.Equal("n3", n1.Info("far").Node);
+        Assert.Equal(n2.Disks.Find("disk0")!.DevNo, n1.Table("far")[0].Split(' ')[3]);
+        n3.Ok(new Dm.Create("on2", "0 1024 linear disk0 4096", Node: "n2"));
+        Assert.Equal("n2", n3.Info("on2").Node);
+        Assert.Contains(((Dm.HistoryList)n1.Command(new Dm.History("on2"))).Entries, e => e.What.Contains("linear disk0@n2 4096"));
+
+        // Stacking: the upper volume lands on its lower volume's node; --node elsewhere is refused.
+        n3.Ok(new Dm.Create("upper", "0 1024 linear a 1024"));
+        Assert.Equal("n1", n2.Info("upper").Node);
+        var elsewhere = n2.Fails(new Dm.Create("upper2", "0 1024 linear a 0", Node: "n3"));
+        Assert.Equal(Dm.Failed.Invalid, elsewhere.Error);
+        Assert.Contains("a is on node n1", elsewhere.Reason);
+        var twoGroups = n2.Fails(new Dm.Create("both", "0 512 linear a 0\n512 512 linear on2 0"));
+        Assert.Contains("different stack groups", twoGroups.Reason);
+        var reload = n2.Fails(new Dm.Load("upper", "0 512 linear on2 0"));
+        Assert.Contains("another stack group", reload.Reason);
+        Assert.DoesNotContain("upper2", n1.List());
+
+        // IO through the stacked volume reaches the lower volume's disk.
+        var up = n1.Open("upper");
+        Assert.Equal(BioStatus.Ok, Io(up.Device, Bio.Write(8, Data(Block, 3), ActorRefs.Nobody)));
+        Assert.Equal(Data(Block, 3), ReadDisk(n1, "disk0", 1024 + 8, Block));
+        n1.Ok(new Dm.Close("upper"));
+
+        // Unknown node.
+        var unknown = n1.Fails(new Dm.Create("x", "0 8 zero", Node: "n9"));
+        Assert.Equal(("create", "x", "no cluster member named n9"), (unknown.Op, unknown.Name, unknown.Reason));
+        var unknownMove = n2.Fails(new ClusterCmd.Move("a", "n9"));
+        Assert.Equal(("move", "no cluster member named n9"), (unknownMove.Op, unknownMove.Reason));
+
+        // Rename keeps the entity (and its node); the old name is free, the new one taken.
+        n2.Ok(new Dm.Rename("far", "near"));
+        Assert.Equal("n3", n1.Info("near").Node);
+        Assert.Equal("near", n3.Info("near").Name);
+        Assert.Equal(Dm.Failed.NoDevice, n1.Fails(new Dm.GetInfo("far")).Error);
+        Assert.Equal(new[] { "a", "near", "on2", "upper" }, n2.List());
+
+        // Suspend from anywhere; remove releases the name.
+        n2.Ok(new Dm.Suspend("near"));
+        Assert.True(n1.Info("near").Suspended);
+        n1.Ok(new Dm.Remove("near"));
+        Assert.Equal(new[] { "a", "on2", "upper" }, n3.List());
+        n2.Ok(new Dm.Create("near", "0 8 zero"));
+        Assert.Equal("n2", n1.Info("near").Node);
+
+        var status = (ClusterCmd.StatusReply)n3.Command(ClusterCmd.Status.Instance);
+        Assert.Equal(new[] { "n1", "n2", "n3" }, status.Members.Select(m => m.Node).OrderBy(n => n));
+        Assert.Equal(new[] { "a", "upper" }, status.Members.Single(m => m.Node == "n1").Volumes);
+        Assert.Equal(new[] { "near", "on2" }, status.Members.Single(m => m.Node == "n2").Volumes);
+    }
+
+    // ---- IO helpers ---------------------------------------------------------------------------------------------
+
+    internal static byte[] Data(int sectors, byte seed)
+    {
+        var d = new byte[sectors * Bio.Sector512];
+        for (var i = 0; i < d.Length; i++) d[i] = (byte)(seed + i / Bio.Sector512);
+        return d;
+    }
+
+    /// <summary>Submits one bio to <paramref name="device"/> and waits for its answer.</summary>
+    internal static BioStatus Io(IActorRef device, Bio bio)
+    {
+        var done = new TaskCompletionSource<BioStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        bio.ReplyTo = CallbackRef.ForBios(d => done.TrySetResult(d.Status));
+        device.Tell(bio, ActorRefs.NoSender);
+        Assert.True(done.Task.Wait(TestCluster.Timeout), $"{bio} was not answered");
+        return done.Task.Result;
+    }
+
+    private static byte[] ReadDisk(TestCluster.Node node, string disk, long sector, int sectors)
+    {
+        var data = new byte[sectors * Bio.Sector512];
+        ((MemoryDisk)node.Disks.Find(disk)!).ReadAt(sector * Bio.Sector512, data);
+        return data;
+    }
+}
