@@ -107,6 +107,58 @@ public sealed class ClusterVolumeTests
         Assert.Equal(new[] { "near", "on2" }, status.Members.Single(m => m.Node == "n2").Volumes);
     }
 
+    [Fact]
+    public void A_dead_owners_volumes_come_back_on_a_survivor_as_recorded_with_a_higher_epoch()
+    {
+        using var c = new TestCluster();
+        var (n1, n2, n3) = (c["n1"], c["n2"], c["n3"]);
+        // On n2: one volume over a disk of n3 (with a loaded inactive table), one suspended over n1's disk, one over
+        // n2's own disk (gone with n2), and one stacked on the first.
+        n2.Ok(new Dm.Create("wide", "0 2048 linear disk0@n3 0"));
+        n2.Ok(new Dm.Load("wide", "0 1024 linear disk0@n3 0"));
+        n2.Ok(new Dm.Create("sus", "0 512 linear disk0@n1 0"));
+        n2.Ok(new Dm.Suspend("sus"));
+        n2.Ok(new Dm.Create("local", "0 512 linear disk0 0"));
+        n2.Ok(new Dm.Create("top", "0 1024 linear wide 512"));
+        var opened = n2.Open("wide");
+        Assert.Equal(BioStatus.Ok, Io(opened.Device, Bio.Write(64, Data(Block, 5), ActorRefs.Nobody)));
+        n2.Ok(new Dm.Close("wide"));
+        var names = new[] { "wide", "sus", "local", "top" };
+        var before = names.ToDictionary(n => n, n => (Info: n1.Info(n), Live: n1.Table(n), Inactive: n1.Table(n, inactive: true)));
+        Assert.All(before.Values, b => Assert.Equal("n2", b.Info.Node));
+        var wideId = n1.EntityId("wide");
+        var epochBefore = c.LatestEpoch(wideId);
+        Assert.True(epochBefore >= 1);
+
+        c.Kill("n2");
+
+        var after = TestCluster.Eventually(() => n3.Info("wide"), i => i.Node is "n1" or "n3" && i.LiveTable, "wide back on a survivor");
+        foreach (var name in new[] { "wide", "sus", "top" })
+        {
+            var info = TestCluster.Eventually(() => n1.Info(name), i => i.Node != "n2" && i.LiveTable, $"{name} back");
+            var was = before[name];
+            Assert.Equal((was.Info.Suspended, was.Info.LiveTable, was.Info.InactiveTable, was.Info.Sectors, was.Info.Minor, null as string),
+                (info.Suspended, info.LiveTable, info.InactiveTable, info.Sectors, info.Minor, info.ErrorState));
+            Assert.Equal(was.Live, n3.Table(name));
+            Assert.Equal(was.Inactive, n3.Table(name, inactive: true));
+        }
+        Assert.Equal(after.Node, n1.Info("top").Node); // the stack group moved as one
+        Assert.True(c.LatestEpoch(wideId) > epochBefore, "the new activation has a higher epoch");
+
+        // The volume that needs the dead node's disk is back in an error state that info explains.
+        var local = TestCluster.Eventually(() => n3.Info("local"), i => i.Node != "n2" && i.ErrorState != null, "local back in error");
+        Assert.False(local.LiveTable);
+        Assert.Contains("node n2 is not reachable", local.ErrorState);
+
+        // Data written before the failover reads back through the survivor.
+        var owner = c[after.Node!];
+        var reopened = owner.Open("wide");
+        var back = new byte[Block * Bio.Sector512];
+        Assert.Equal(BioStatus.Ok, Io(reopened.Device, Bio.Read(64, back, ActorRefs.Nobody)));
+        Assert.Equal(Data(Block, 5), back);
+        owner.Ok(new Dm.Close("wide"));
+    }
+
     // ---- IO helpers ---------------------------------------------------------------------------------------------
 
     internal static byte[] Data(int sectors, byte seed)

@@ -27,6 +27,7 @@ public sealed class TestCluster : IDisposable
         public required DiskRegistry Disks { get; init; }
         public required ClusterNode Cluster { get; init; }
         public required IActorRef Manager { get; init; }
+        public required IActorRef Directory { get; init; }
         public volatile bool Alive = true;
         public Address Address => Akka.Cluster.Cluster.Get(System).SelfAddress;
 
@@ -46,6 +47,10 @@ public sealed class TestCluster : IDisposable
 
         public Dm.Opened Open(string name) => Command(new Dm.Open(name)) as Dm.Opened ?? throw new Xunit.Sdk.XunitException($"cannot open {name} on {Name}");
 
+        /// <summary>The volume's immutable entity id, from the directory.</summary>
+        public string EntityId(string name) =>
+            ((DirectoryCmd.Resolved)Directory.Ask<object>(new DirectoryCmd.Resolve("info", name), Timeout).GetAwaiter().GetResult()).EntityId;
+
         public string[] List() => ((Dm.DeviceList)Command(Dm.List.Instance)).Devices.Select(d => d.Name).ToArray();
     }
 
@@ -56,6 +61,14 @@ public sealed class TestCluster : IDisposable
         foreach (var n in _nodes) Akka.Cluster.Cluster.Get(n.System).Join(_nodes[0].Address);
         Await(() => _nodes.All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.Count(m => m.Status == MemberStatus.Up) == nodes),
             "all members up");
+    }
+
+    /// <summary>Every disk open: the volume's entity id, the node that opened it, the epoch.</summary>
+    public readonly List<(string Volume, string By, long Epoch)> Epochs = new();
+
+    public long LatestEpoch(string entityId)
+    {
+        lock (Epochs) return Epochs.Where(e => e.Volume == entityId).Select(e => e.Epoch).DefaultIfEmpty(0).Max();
     }
 
     public Node this[string name] => _nodes.Single(n => n.Name == name);
@@ -86,7 +99,7 @@ public sealed class TestCluster : IDisposable
         var node = new ClusterNode(new InProcessDisks(name, this), new InProcessVolumes(this), WakeInterval: TimeSpan.FromMilliseconds(300),
             RehomeAfterStart: TimeSpan.FromSeconds(3), AskTimeout: Timeout);
         var started = ClusterVolumes.Start(system, node);
-        return new Node { Name = name, System = system, Disks = disks, Cluster = node, Manager = started.Manager };
+        return new Node { Name = name, System = system, Disks = disks, Cluster = node, Manager = started.Manager, Directory = started.Directory };
     }
 
     /// <summary>The node dies: downed by a survivor, its actor system terminated (its disks gone with it).</summary>
@@ -146,6 +159,7 @@ public sealed class TestCluster : IDisposable
 
         public IBlockDevice Open(string disk, string node, string volumeId, long epoch)
         {
+            lock (cluster.Epochs) cluster.Epochs.Add((volumeId, self, epoch));
             var owner = cluster._nodes.FirstOrDefault(n => n.Name == node) ?? throw new TargetException($"no cluster member named {node}");
             if (!owner.Alive) throw new TargetException($"node {node} is not reachable");
             return owner.Disks.Find(disk) ?? throw new TargetException($"no disk {disk} on {node}");
