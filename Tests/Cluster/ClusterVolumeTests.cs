@@ -159,6 +159,76 @@ public sealed class ClusterVolumeTests
         owner.Ok(new Dm.Close("wide"));
     }
 
+    [Fact]
+    public void A_move_under_io_answers_every_bio_once_and_keeps_the_data()
+    {
+        using var c = new TestCluster();
+        var (n1, n2, n3) = (c["n1"], c["n2"], c["n3"]);
+        n2.Ok(new Dm.Create("m", "0 2048 linear disk0 0"));
+        n2.Ok(new Dm.Create("m2", "0 1024 linear m 1024")); // stacked: moves with m
+        const int blocks = 32;
+
+        // A client on n1 (not the owner) writes and reads in a loop; an error means "reopen and retry".
+        var answers = new System.Collections.Concurrent.ConcurrentDictionary<Bio, int>(ReferenceEqualityComparer.Instance);
+        var model = new byte[blocks];
+        var errors = 0;
+        var stop = new ManualResetEventSlim();
+        var movedAt = -1;
+        var done = 0;
+        var client = Task.Run(() =>
+        {
+            var device = n1.Open("m").Device;
+            var rnd = new Random(12);
+            for (var i = 0; !stop.IsSet || Volatile.Read(ref done) < movedAt + 50; i++)
+            {
+                var block = rnd.Next(blocks);
+                var write = rnd.Next(2) == 0;
+                var seed = (byte)(i % 200 + 1);
+                var buffer = write ? Data(Block, seed) : new byte[Block * Bio.Sector512];
+                while (true)
+                {
+                    var bio = write ? Bio.Write(block * Block, buffer, ActorRefs.Nobody) : Bio.Read(block * Block, buffer, ActorRefs.Nobody);
+                    var status = Counted(device, bio, answers);
+                    if (status == BioStatus.Ok) break;
+                    Interlocked.Increment(ref errors);
+                    n1.Ok(new Dm.Close("m"));
+                    device = TestCluster.Eventually(() => n1.Open("m"), _ => true, "reopen m").Device;
+                }
+                if (write) model[block] = seed;
+                else if (model[block] != 0) Assert.Equal(Data(Block, model[block]), buffer);
+                Volatile.Write(ref done, i);
+            }
+            n1.Ok(new Dm.Close("m"));
+        });
+        TestCluster.Await(() => Volatile.Read(ref done) > 50 || client.IsCompleted, "IO running");
+
+        n3.Ok(new ClusterCmd.Move("m", "n3"));
+        Assert.Equal("n3", n1.Info("m").Node);
+        Assert.Equal("n3", n2.Info("m2").Node);
+        movedAt = Volatile.Read(ref done);
+        stop.Set();
+        Assert.True(client.Wait(TestCluster.Timeout), "the client finished");
+        client.GetAwaiter().GetResult();
+
+        Assert.All(answers, a => Assert.Equal(1, a.Value)); // every bio answered exactly once
+        Assert.True(answers.Count > 100, $"{answers.Count} bios");
+        // The client's proxy pointed at n2's device, which stopped: the move happened under IO, and the client saw it.
+        Assert.True(errors > 0, "no bio failed over to the new owner");
+        // The data is intact after the move, read on the new owner.
+        var owner = n3.Open("m");
+        for (var b = 0; b < blocks; b++)
+        {
+            if (model[b] == 0) continue;
+            var back = new byte[Block * Bio.Sector512];
+            Assert.Equal(BioStatus.Ok, Io(owner.Device, Bio.Read(b * Block, back, ActorRefs.Nobody)));
+            Assert.Equal(Data(Block, model[b]), back);
+        }
+        n3.Ok(new Dm.Close("m"));
+        Assert.Equal(BioStatus.Ok, Io(n3.Open("m2").Device, Bio.Read(0, new byte[4096], ActorRefs.Nobody)));
+        n3.Ok(new Dm.Close("m2"));
+        Assert.Equal("n3", ((ClusterCmd.StatusReply)n2.Command(ClusterCmd.Status.Instance)).Members.Single(m => m.Volumes.Contains("m")).Node);
+    }
+
     // ---- IO helpers ---------------------------------------------------------------------------------------------
 
     internal static byte[] Data(int sectors, byte seed)
@@ -173,6 +243,21 @@ public sealed class ClusterVolumeTests
     {
         var done = new TaskCompletionSource<BioStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
         bio.ReplyTo = CallbackRef.ForBios(d => done.TrySetResult(d.Status));
+        device.Tell(bio, ActorRefs.NoSender);
+        Assert.True(done.Task.Wait(TestCluster.Timeout), $"{bio} was not answered");
+        return done.Task.Result;
+    }
+
+    /// <summary>Like <see cref="Io"/>, counting every answer of every bio (a second answer would show here).</summary>
+    private static BioStatus Counted(IActorRef device, Bio bio, System.Collections.Concurrent.ConcurrentDictionary<Bio, int> answers)
+    {
+        var done = new TaskCompletionSource<BioStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        answers[bio] = 0;
+        bio.ReplyTo = CallbackRef.ForBios(d =>
+        {
+            answers.AddOrUpdate(d.Bio, 1, (_, n) => n + 1);
+            done.TrySetResult(d.Status);
+        });
         device.Tell(bio, ActorRefs.NoSender);
         Assert.True(done.Task.Wait(TestCluster.Timeout), $"{bio} was not answered");
         return done.Task.Result;
