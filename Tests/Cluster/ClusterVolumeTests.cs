@@ -160,6 +160,29 @@ public sealed class ClusterVolumeTests
     }
 
     [Fact]
+    public void Volumes_of_the_node_that_ran_the_directory_come_back_when_it_dies()
+    {
+        using var c = new TestCluster();
+        var (n1, n2, n3) = (c["n1"], c["n2"], c["n3"]);
+        // n1 is the oldest member: it runs the directory and the shard coordinator, and they die with it.
+        n1.Ok(new Dm.Create("v1", "0 1024 linear disk0@n3 0"));
+        n1.Ok(new Dm.Create("v1u", "0 512 linear v1 0", Uuid: "uuid-v1u"));
+        var table = n2.Table("v1u");
+        var id = n2.EntityId("v1");
+
+        c.Kill("n1");
+
+        var info = TestCluster.Eventually(() => n3.Info("v1u"), i => i.Node is "n2" or "n3" && i.LiveTable, "v1u back on a survivor");
+        Assert.Equal("uuid-v1u", info.Uuid);
+        Assert.Equal(table, n2.Table("v1u"));
+        Assert.Equal(info.Node, n2.Info("v1").Node);
+        Assert.Equal(2, c.LatestEpoch(id));
+        // The directory (now on a survivor) still keeps names unique.
+        Assert.Equal(Dm.Failed.Busy, n3.Fails(new Dm.Create("v1", "0 8 zero")).Error);
+        Assert.Equal(new[] { "v1", "v1u" }, n3.List());
+    }
+
+    [Fact]
     public void A_move_under_io_answers_every_bio_once_and_keeps_the_data()
     {
         using var c = new TestCluster();
