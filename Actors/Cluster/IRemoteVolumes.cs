@@ -19,8 +19,10 @@ public interface IRemoteVolumes
 /// <param name="WakeInterval">How often the directory wakes volumes that are not yet running where they are placed.</param>
 /// <param name="RehomeAfterStart">A fresh directory waits this long for members to join before it re-places
 /// stack groups whose node is not a member (a whole-cluster restart must not move everything to the first node).</param>
+/// <param name="RehomeDelay">How long after a member's removal the directory re-places its groups (the shard
+/// coordinator lets go of the dead node's shards first).</param>
 public sealed record ClusterNode(IClusterDisks Disks, IRemoteVolumes Remote, DeviceManager.Options? DeviceOptions = null,
-    TimeSpan? AskTimeout = null, TimeSpan? WakeInterval = null, TimeSpan? RehomeAfterStart = null)
+    TimeSpan? AskTimeout = null, TimeSpan? WakeInterval = null, TimeSpan? RehomeAfterStart = null, TimeSpan? RehomeDelay = null)
 {
     public string Self => Disks.Self;
     public NodeVolumes Volumes { get; } = new();

@@ -45,6 +45,7 @@ public sealed class VolumeDirectory : ReceivePersistentActor
 
     private sealed record Tick;
     private sealed record RehomeAbsent;
+    private sealed record RehomeGone(string Node);
     private sealed record Pending(string Shard, string Address, DateTime Since, Action Then);
 
     private static readonly LWWDictionaryKey<string, string> LocationsKey = new($"external-sharding-{ClusterDefaults.VolumeType}");
@@ -83,11 +84,17 @@ public sealed class VolumeDirectory : ReceivePersistentActor
                 _waking.Remove(w.EntityId);
         });
         Command<Tick>(_ => OnTick());
-        Command<RehomeAbsent>(_ => Rehome(shard => !Members().ContainsKey(_state.NodeOf(shard) ?? "")));
+        // Only groups of nodes that are no member at all: one that is down but not yet removed may still hold its
+        // shards in the coordinator's view, and a rebalance away from it would wait for the handoff timeout.
+        Command<RehomeAbsent>(_ => Rehome(shard => !Present().Contains(_state.NodeOf(shard) ?? "")));
+        // A little after the removal: the coordinator must first let go of the dead region's shards, or it starts a
+        // rebalance away from that region that waits for the handoff timeout (the dead region never acknowledges).
         Command<ClusterEvent.MemberRemoved>(m =>
         {
-            if (ClusterDefaults.NodeOf(m.Member.Roles) is { } gone) Rehome(shard => _state.NodeOf(shard) == gone);
+            if (ClusterDefaults.NodeOf(m.Member.Roles) is { } gone)
+                Context.System.Scheduler.ScheduleTellOnce(_node.RehomeDelay ?? TimeSpan.FromSeconds(2), Self, new RehomeGone(gone), Self);
         });
+        Command<RehomeGone>(g => { if (!Present().Contains(g.Node)) Rehome(shard => _state.NodeOf(shard) == g.Node); });
         Command<ClusterEvent.IMemberEvent>(_ => { });
         Command<Changed>(c =>
         {
@@ -329,6 +336,10 @@ public sealed class VolumeDirectory : ReceivePersistentActor
                 members[name] = m.Address;
         return members;
     }
+
+    /// <summary>The node names of every member, whatever its state (a removed one is no longer listed).</summary>
+    private HashSet<string> Present() =>
+        _cluster.State.Members.Select(m => ClusterDefaults.NodeOf(m.Roles)).OfType<string>().ToHashSet(StringComparer.Ordinal);
 
     private List<(string Name, VolumeEntry Entry)> Lower(IEnumerable<string> uses) =>
         uses.Select(u => _state.Named(u)).Where(n => n != null).Select(n => n!.Value).DistinctBy(n => n.Name).ToList();

@@ -10,14 +10,19 @@ namespace DmActors.Tests.Cluster;
 /// move under IO answers every bio once.
 /// </summary>
 [Collection("cluster")]
-public sealed class ClusterVolumeTests
+public sealed class ClusterVolumeTests(Xunit.Abstractions.ITestOutputHelper output)
 {
+    private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+
+    private void Step(string what) => output.WriteLine($"{_clock.Elapsed.TotalSeconds,6:F1}s {what}");
+
     private const int Block = 8; // sectors per IO (4 KiB)
 
     [Fact]
     public void Any_node_sees_and_manages_every_volume_and_placement_is_explicit()
     {
         using var c = new TestCluster();
+        Step("cluster up");
         var (n1, n2, n3) = (c["n1"], c["n2"], c["n3"]);
 
         n1.Ok(new Dm.Create("a", "0 4096 linear disk0 0"));
@@ -111,6 +116,7 @@ public sealed class ClusterVolumeTests
     public void A_dead_owners_volumes_come_back_on_a_survivor_as_recorded_with_a_higher_epoch()
     {
         using var c = new TestCluster();
+        Step("cluster up");
         var (n1, n2, n3) = (c["n1"], c["n2"], c["n3"]);
         // On n2: one volume over a disk of n3 (with a loaded inactive table), one suspended over n1's disk, one over
         // n2's own disk (gone with n2), and one stacked on the first.
@@ -130,8 +136,19 @@ public sealed class ClusterVolumeTests
         var epochBefore = c.LatestEpoch(wideId);
         Assert.True(epochBefore >= 1);
 
+        Step("volumes created on n2");
         c.Kill("n2");
+        Step("n2 killed and removed");
 
+        // Nobody asks for them: the directory re-places their group and wakes them (the status agrees).
+        TestCluster.Await(() => names.All(n => n1.Cluster.Volumes.Names.Contains(n) || n3.Cluster.Volumes.Names.Contains(n)), "volumes running again");
+        Step("volumes running again");
+        var status = (ClusterCmd.StatusReply)n1.Command(ClusterCmd.Status.Instance);
+        Assert.Equal(new[] { "n1", "n3" }, status.Members.Select(m => m.Node).Order());
+        Assert.Equal(names.Order(), status.Members.SelectMany(m => m.Volumes).Order());
+        foreach (var m in status.Members) Assert.Equal(m.Volumes, c[m.Node].Cluster.Volumes.Names);
+        // Groups go to the survivor with the fewest volumes: wide and top (one group) to one, sus and local to the other.
+        Assert.Equal(new[] { 2, 2 }, status.Members.Select(m => m.Volumes.Count));
         var after = TestCluster.Eventually(() => n3.Info("wide"), i => i.Node is "n1" or "n3" && i.LiveTable, "wide back on a survivor");
         foreach (var name in new[] { "wide", "sus", "top" })
         {
@@ -163,6 +180,7 @@ public sealed class ClusterVolumeTests
     public void Volumes_of_the_node_that_ran_the_directory_come_back_when_it_dies()
     {
         using var c = new TestCluster();
+        Step("cluster up");
         var (n1, n2, n3) = (c["n1"], c["n2"], c["n3"]);
         // n1 is the oldest member: it runs the directory and the shard coordinator, and they die with it.
         n1.Ok(new Dm.Create("v1", "0 1024 linear disk0@n3 0"));
@@ -170,8 +188,12 @@ public sealed class ClusterVolumeTests
         var table = n2.Table("v1u");
         var id = n2.EntityId("v1");
 
+        Step("volumes created on n1");
         c.Kill("n1");
+        Step("n1 killed and removed");
 
+        // The directory starts again on a survivor, re-places the group of the dead node and wakes its volumes.
+        TestCluster.Await(() => new[] { n2, n3 }.Any(n => n.Cluster.Volumes.Names.SequenceEqual(new[] { "v1", "v1u" })), "volumes running again");
         var info = TestCluster.Eventually(() => n3.Info("v1u"), i => i.Node is "n2" or "n3" && i.LiveTable, "v1u back on a survivor");
         Assert.Equal("uuid-v1u", info.Uuid);
         Assert.Equal(table, n2.Table("v1u"));
@@ -186,6 +208,7 @@ public sealed class ClusterVolumeTests
     public void A_move_under_io_answers_every_bio_once_and_keeps_the_data()
     {
         using var c = new TestCluster();
+        Step("cluster up");
         var (n1, n2, n3) = (c["n1"], c["n2"], c["n3"]);
         n2.Ok(new Dm.Create("m", "0 2048 linear disk0 0"));
         n2.Ok(new Dm.Create("m2", "0 1024 linear m 1024")); // stacked: moves with m
@@ -225,7 +248,9 @@ public sealed class ClusterVolumeTests
         });
         TestCluster.Await(() => Volatile.Read(ref done) > 50 || client.IsCompleted, "IO running");
 
+        Step("IO running");
         n3.Ok(new ClusterCmd.Move("m", "n3"));
+        Step("moved");
         Assert.Equal("n3", n1.Info("m").Node);
         Assert.Equal("n3", n2.Info("m2").Node);
         movedAt = Volatile.Read(ref done);

@@ -81,6 +81,7 @@ public sealed class TestCluster : IDisposable
 
             akka.loglevel = WARNING
             akka.persistence.journal.sql.recovery-event-timeout = 30s
+            akka.coordinated-shutdown.run-by-actor-system-terminate = off
             akka.remote.dot-netty.tcp { hostname = "127.0.0.1", port = 0 }
             akka.cluster {
               failure-detector.heartbeat-interval = 500ms
@@ -97,7 +98,7 @@ public sealed class TestCluster : IDisposable
         var disks = new DiskRegistry();
         disks.AddMemory("disk0", DiskSectors);
         var node = new ClusterNode(new InProcessDisks(name, this), new InProcessVolumes(this), WakeInterval: TimeSpan.FromMilliseconds(300),
-            RehomeAfterStart: TimeSpan.FromSeconds(3), AskTimeout: Timeout);
+            RehomeAfterStart: TimeSpan.FromSeconds(3), RehomeDelay: TimeSpan.FromSeconds(1), AskTimeout: Timeout);
         var started = ClusterVolumes.Start(system, node);
         return new Node { Name = name, System = system, Disks = disks, Cluster = node, Manager = started.Manager, Directory = started.Directory };
     }
@@ -107,10 +108,13 @@ public sealed class TestCluster : IDisposable
     {
         var victim = this[name];
         var survivor = _nodes.First(n => n.Alive && n != victim);
+        var address = victim.Address;
         victim.Alive = false;
-        Akka.Cluster.Cluster.Get(survivor.System).Down(victim.Address);
+        // Like kill -9: gone at once, no leaving, no handoff (coordinated shutdown does not run on terminate);
+        // then a survivor downs it, as the split brain resolver would after stable-after.
         Assert.True(victim.System.Terminate().Wait(Timeout), $"{name} did not terminate");
-        Await(() => _nodes.Where(n => n.Alive).All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.All(m => m.Address != victim.Address)),
+        Akka.Cluster.Cluster.Get(survivor.System).Down(address);
+        Await(() => _nodes.Where(n => n.Alive).All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.All(m => m.Address != address)),
             $"{name} removed");
     }
 
