@@ -98,6 +98,22 @@ public sealed class JournalSerializer(ExtendedActorSystem system) : SerializerWi
             w.WritePropertyName("state"); WriteObject(w, s.State, WriteHostState);
             w.WritePropertyName("config-devices"); WriteObject(w, s.ConfigDevices, WriteConfigDevices);
         }, j => new(ReadHostState(j.GetProperty("state")), ReadConfigDevices(j.GetProperty("config-devices")))),
+        // Cluster: a volume entity's activations, the volume directory's names and placements.
+        new Codec<Cluster.VolumeEvents.Activated>("volume-activated.v1", (w, a) =>
+        {
+            w.WriteNumber("epoch", a.Epoch); w.WriteString("node", a.Node); WriteTime(w, "at", a.At);
+        }, j => new(j.Long("epoch"), j.String("node"), j.Time("at"))),
+        new Codec<Cluster.DirectoryEvents.Reserved>("directory-reserved.v1", (w, r) =>
+        {
+            w.WriteString("name", r.Name); w.WriteString("entity-id", r.EntityId); w.WriteString("uuid", r.Uuid); w.WriteNumber("minor", r.Minor);
+        }, j => new(j.String("name"), j.String("entity-id"), j.OptionalString("uuid"), j.Int("minor"))),
+        new Codec<Cluster.DirectoryEvents.Renamed>("directory-renamed.v1", (w, r) => { w.WriteString("name", r.Name); w.WriteString("new-name", r.NewName); },
+            j => new(j.String("name"), j.String("new-name"))),
+        new Codec<Cluster.DirectoryEvents.UuidSet>("directory-uuid-set.v1", (w, u) => { w.WriteString("name", u.Name); w.WriteString("uuid", u.Uuid); },
+            j => new(j.String("name"), j.String("uuid"))),
+        new Codec<Cluster.DirectoryEvents.Released>("directory-released.v1", (w, r) => w.WriteString("name", r.Name), j => new(j.String("name"))),
+        new Codec<Cluster.DirectoryEvents.Placed>("directory-placed.v1", (w, p) => { w.WriteString("shard", p.Shard); w.WriteString("node", p.Node); },
+            j => new(j.String("shard"), j.String("node"))),
     ];
 
     /// <summary>A device event: its name and time, then its own fields.</summary>
@@ -198,6 +214,8 @@ internal static class JournalJson
     public static string? OptionalString(this JsonElement j, string key) => Field(j, key).GetString();
 
     public static int Int(this JsonElement j, string key) => Field(j, key).GetInt32();
+
+    public static long Long(this JsonElement j, string key) => Field(j, key).GetInt64();
 
     public static bool Bool(this JsonElement j, string key) => Field(j, key).GetBoolean();
 

@@ -39,6 +39,12 @@ public sealed class JournalSerializerTests : Akka.TestKit.Xunit2.TestKit
             [typeof(ConfigDeviceRecord)] = "config-device-record.v1",
             [typeof(ConfigDeviceRecords)] = "config-device-records.v1",
             [typeof(HostSnapshot)] = "host-snapshot.v1",
+            [typeof(DmActors.Cluster.VolumeEvents.Activated)] = "volume-activated.v1",
+            [typeof(DmActors.Cluster.DirectoryEvents.Reserved)] = "directory-reserved.v1",
+            [typeof(DmActors.Cluster.DirectoryEvents.Renamed)] = "directory-renamed.v1",
+            [typeof(DmActors.Cluster.DirectoryEvents.UuidSet)] = "directory-uuid-set.v1",
+            [typeof(DmActors.Cluster.DirectoryEvents.Released)] = "directory-released.v1",
+            [typeof(DmActors.Cluster.DirectoryEvents.Placed)] = "directory-placed.v1",
         };
         foreach (var (type, manifest) in expected) Assert.Equal(manifest, JournalSerializer.Manifests[type]);
         // A new stored type needs a manifest (and a line above), or persisting it would fail at run time.
@@ -87,6 +93,15 @@ public sealed class JournalSerializerTests : Akka.TestKit.Xunit2.TestKit
             ("config-device-record.v1", config, "{" + configJson + "}"),
             ("config-device-records.v1", configs, "{" + configsJson + "}"),
             ("host-snapshot.v1", new HostSnapshot(state, configs), "{\"state\":{" + stateJson + "},\"config-devices\":{" + configsJson + "}}"),
+            ("volume-activated.v1", new DmActors.Cluster.VolumeEvents.Activated(3, "n2", At), "{\"epoch\":3,\"node\":\"n2\"," + AtJson + "}"),
+            ("directory-reserved.v1", new DmActors.Cluster.DirectoryEvents.Reserved("a", "g0:v0", null, 0),
+                "{\"name\":\"a\",\"entity-id\":\"g0:v0\",\"uuid\":null,\"minor\":0}"),
+            ("directory-reserved.v1", new DmActors.Cluster.DirectoryEvents.Reserved("b", "g0:v4", "u-b", 4),
+                "{\"name\":\"b\",\"entity-id\":\"g0:v4\",\"uuid\":\"u-b\",\"minor\":4}"),
+            ("directory-renamed.v1", new DmActors.Cluster.DirectoryEvents.Renamed("a", "b"), "{\"name\":\"a\",\"new-name\":\"b\"}"),
+            ("directory-uuid-set.v1", new DmActors.Cluster.DirectoryEvents.UuidSet("a", "u-2"), "{\"name\":\"a\",\"uuid\":\"u-2\"}"),
+            ("directory-released.v1", new DmActors.Cluster.DirectoryEvents.Released("a"), "{\"name\":\"a\"}"),
+            ("directory-placed.v1", new DmActors.Cluster.DirectoryEvents.Placed("g0", "n3"), "{\"shard\":\"g0\",\"node\":\"n3\"}"),
         ];
     }
 
@@ -103,7 +118,7 @@ public sealed class JournalSerializerTests : Akka.TestKit.Xunit2.TestKit
             Assert.DoesNotContain("DmActors", json + manifest);
             var read = Serializer.FromBinary(Encoding.UTF8.GetBytes(json), manifest);
             Assert.IsType(value.GetType(), read);
-            if (value is DeviceEvents.DeviceEvent or HistoryEntry or ConfigDeviceRecord) Assert.Equal(value, read); // no collections inside
+            if (value is DeviceEvents.DeviceEvent or HistoryEntry or ConfigDeviceRecord or DmActors.Cluster.VolumeEvents.Activated or DmActors.Cluster.DirectoryEvents.DirectoryEvent) Assert.Equal(value, read); // no collections inside
             Assert.Equal(json, Encoding.UTF8.GetString(Serializer.ToBinary(read)));
         }
     }

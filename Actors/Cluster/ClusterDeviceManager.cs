@@ -1,0 +1,307 @@
+using Akka.Actor;
+using Akka.Event;
+
+namespace DmActors.Cluster;
+
+/// <summary>
+/// A cluster node's device manager (at /user/devices): answers the same <see cref="Dm"/> protocol as
+/// <see cref="DeviceManager"/>, so the NBD server and the dmsetup control gate work unchanged, for every volume of
+/// the cluster. Names resolve through the volume directory; commands go to the volume entities through the shard
+/// region. Every Ask has a timeout and is piped back: the actor never blocks. Open hands out the local device when
+/// the volume runs here, else a local proxy device over <see cref="IRemoteVolumes"/>: a device's IActorRef never
+/// crosses nodes.
+/// </summary>
+public sealed class ClusterDeviceManager : UntypedActor
+{
+    public static Props Props(ClusterNode node, IActorRef region, IActorRef directory) =>
+        Akka.Actor.Props.Create(() => new ClusterDeviceManager(node, region, directory));
+
+    /// <summary>A remote volume was opened (off the actor): map it with a proxy and answer the open.</summary>
+    private sealed record RemoteOpened(string Name, int Minor, IBlockDevice Device, IActorRef ReplyTo);
+
+    /// <summary>What one Open handed out, undone by a Close of the same name (last opened, first closed).</summary>
+    private sealed record Opening(DeviceShared Shared, IActorRef? Proxy, IBlockDevice? Remote);
+
+    private static readonly TimeSpan MovePoll = TimeSpan.FromMilliseconds(200);
+
+    private readonly ClusterNode _node;
+    private readonly IActorRef _region;
+    private readonly IActorRef _directory;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly Dictionary<string, List<Opening>> _opens = new(StringComparer.Ordinal);
+
+    public ClusterDeviceManager(ClusterNode node, IActorRef region, IActorRef directory)
+    {
+        _node = node; _region = region; _directory = directory;
+    }
+
+    private TimeSpan Timeout => _node.Timeout;
+
+    protected override void PreStart() => LostBioAnswerer.Start(Context.System);
+
+    protected override void OnReceive(object message)
+    {
+        switch (message)
+        {
+            case Dm.Create c: Reply(Create(c)); break;
+            case Dm.Load l: Reply(ToVolume(l.Name, l, TableArgs(l.Table))); break;
+            case Dm.Remove r: Reply(Remove(r)); break;
+            case Dm.Rename r: Reply(Rename(r)); break;
+            case Dm.Suspend or Dm.Resume or Dm.Clear or Dm.GetTable or Dm.GetStatus or Dm.GetInfo or Dm.Message or Dm.History:
+                Reply(ToVolume(VolumeEntity.NameOf(message), message));
+                break;
+            case Dm.List: Reply(List()); break;
+            case Dm.ListExports: Reply(ListExports()); break;
+            case Dm.ListTargets:
+                Sender.Tell(new Dm.TargetList(TargetTypes.All.Select(t => new Dm.TargetEntry(t.Name, t.Version)).ToArray()));
+                break;
+            case Dm.Open o: Open(o); break;
+            case RemoteOpened r: ServeRemote(r); break;
+            case Dm.Close c: Close(c); break;
+            case DeviceManager.Quiesce: Quiesce(); break;
+            case ClusterCmd.Status: Reply(Status()); break;
+            case ClusterCmd.Move m: Reply(Move(m)); break;
+            case Terminated t: Forget(t.ActorRef); break;
+            default: Unhandled(message); break;
+        }
+    }
+
+    /// <summary>Answers the sender with what <paramref name="work"/> comes to; a failure becomes Dm.Failed, never silence.</summary>
+    private void Reply(Task<object> work) =>
+        work.ContinueWith(t => t.IsCompletedSuccessfully ? t.Result
+                : new Dm.Failed("cluster", "", "Connection timed out", t.Exception?.GetBaseException().Message ?? "cancelled"),
+            TaskContinuationOptions.ExecuteSynchronously).PipeTo(Sender);
+
+    private Task<object> Ask(IActorRef to, object message) => to.Ask<object>(message, Timeout);
+
+    private Task<object> AskVolume(string entityId, object command) => Ask(_region, new VolumeEnvelope(entityId, command));
+
+    private async Task<object> ToVolume(string name, object command, IReadOnlyList<string>? uses = null)
+    {
+        var op = VolumeEntity.Op(command);
+        if (uses == null && command is Dm.Load) return new Dm.Failed("reload", name, Dm.Failed.Invalid, "Invalid format of table");
+        var resolved = await Ask(_directory, new DirectoryCmd.Resolve(op, name, uses));
+        if (resolved is not DirectoryCmd.Resolved v) return resolved;
+        return await AskVolume(v.EntityId, command);
+    }
+
+    /// <summary>A table's arguments (which decide its stack group); null when it does not parse (the volume says why).</summary>
+    private static IReadOnlyList<string>? TableArgs(string? table)
+    {
+        if (string.IsNullOrWhiteSpace(table)) return [];
+        try { return Table.Parse(table).SelectMany(l => l.Args).Distinct().ToList(); }
+        catch (TableException) { return null; }
+    }
+
+    private async Task<object> Create(Dm.Create c)
+    {
+        // dm's checks of the name and uuid first (nothing is reserved for a create dm would refuse).
+        var check = DeviceCommands.Decide(HostState.Empty, _ => null, c with { Table = null }, DateTime.UtcNow);
+        if (check.Refused) return check.Refusal!;
+        List<string> uses;
+        try { uses = string.IsNullOrWhiteSpace(c.Table) ? [] : Table.Parse(c.Table).SelectMany(l => l.Args).Distinct().ToList(); }
+        catch (TableException e) { return new Dm.Failed("create", c.Name, Dm.Failed.Invalid, e.Message); }
+        var reply = await Ask(_directory, new DirectoryCmd.Reserve(c.Name, c.Uuid, uses, c.Node, _node.Self));
+        if (reply is not DirectoryCmd.Reserved r) return reply;
+        object created;
+        try { created = await AskVolume(r.EntityId, new VolumeEntity.CreateVolume(c with { Node = r.Node }, r.Minor, r.Node)); }
+        catch (Exception e) { created = new Dm.Failed("create", c.Name, "Connection timed out", e.GetBaseException().Message); }
+        // A create that failed leaves nothing behind: the name is free again (dmsetup's _revert_create).
+        if (created is not Dm.Done) _directory.Tell(new DirectoryCmd.Release(c.Name, r.EntityId));
+        return created;
+    }
+
+    private async Task<object> Remove(Dm.Remove rm)
+    {
+        var resolved = await Ask(_directory, new DirectoryCmd.Resolve("remove", rm.Name));
+        if (resolved is not DirectoryCmd.Resolved v) return resolved;
+        var reply = await AskVolume(v.EntityId, rm);
+        if (reply is Dm.Done) await Ask(_directory, new DirectoryCmd.Release(rm.Name, v.EntityId));
+        return reply;
+    }
+
+    private async Task<object> Rename(Dm.Rename r)
+    {
+        var bad = r.SetUuid
+            ? (r.NewName.Length == 0 ? "Invalid new mapped device name or uuid string supplied." : DeviceCommands.CheckUuid(r.NewName))
+            : DeviceCommands.CheckName(r.NewName);
+        if (bad != null) return new Dm.Failed("rename", r.Name, Dm.Failed.Invalid, bad);
+        var renamed = await Ask(_directory, new DirectoryCmd.Rename(r.Name, r.NewName, r.SetUuid));
+        if (renamed is not DirectoryCmd.Resolved v) return renamed;
+        var reply = await AskVolume(v.EntityId, r);
+        // The volume refused (it should not, after the directory's checks): the directory takes the old name back.
+        if (reply is not Dm.Done && !r.SetUuid) await Ask(_directory, new DirectoryCmd.Rename(r.NewName, r.Name, false));
+        return reply;
+    }
+
+    private async Task<object> List()
+    {
+        var listing = await Ask(_directory, DirectoryCmd.List.Instance);
+        if (listing is not DirectoryCmd.Listing l) return listing;
+        return new Dm.DeviceList(l.Volumes.Select(v => new Dm.DeviceEntry(v.Name, MappedDevice.Major, v.Minor)).ToArray());
+    }
+
+    /// <summary>The volumes with a live table, in the whole cluster (every node exports every volume).</summary>
+    private async Task<object> ListExports()
+    {
+        var listing = await Ask(_directory, DirectoryCmd.List.Instance);
+        if (listing is not DirectoryCmd.Listing l) return listing;
+        var infos = await Task.WhenAll(l.Volumes.Select(async v =>
+        {
+            try { return await AskVolume(v.EntityId, new Dm.GetInfo(v.Name)) as Dm.DeviceInfo; }
+            catch (Exception) { return null; }
+        }));
+        return new Dm.ExportList(infos.Where(i => i is { LiveTable: true }).Select(i => i!.Name).OrderBy(n => n, StringComparer.Ordinal).ToArray());
+    }
+
+    private async Task<object> Status()
+    {
+        var state = Akka.Cluster.Cluster.Get(Context.System).State; // read on the actor's thread, before any await
+        var clusterName = Context.System.Name;
+        var listing = await Ask(_directory, DirectoryCmd.List.Instance);
+        var volumes = (listing as DirectoryCmd.Listing)?.Volumes ?? [];
+        var members = state.Members.OrderBy(m => m.Address.ToString(), StringComparer.Ordinal).Select(m =>
+        {
+            var name = ClusterDefaults.NodeOf(m.Roles) ?? m.Address.ToString();
+            var status = state.Unreachable.Contains(m) ? "Unreachable" : m.Status.ToString();
+            return new ClusterCmd.MemberEntry(name, m.Address.ToString(), status, m.Roles.OrderBy(r => r).ToList(),
+                volumes.Where(v => v.Node == name).Select(v => v.Name).OrderBy(n => n, StringComparer.Ordinal).ToList());
+        }).ToList();
+        var leader = state.Leader is { } a ? state.Members.FirstOrDefault(m => m.Address.Equals(a)) : null;
+        return new ClusterCmd.StatusReply(clusterName, _node.Self, leader == null ? null : ClusterDefaults.NodeOf(leader.Roles) ?? leader.Address.ToString(), members);
+    }
+
+    /// <summary>Move: the directory places the group; done once every volume of it answers from the new node.</summary>
+    private async Task<object> Move(ClusterCmd.Move m)
+    {
+        var reply = await Ask(_directory, new DirectoryCmd.Move(m.Name, m.Node));
+        if (reply is not DirectoryCmd.Moving moving) return reply;
+        var deadline = DateTime.UtcNow + Timeout + Timeout;
+        foreach (var v in moving.Group)
+        {
+            while (true)
+            {
+                object info;
+                try { info = await AskVolume(v.EntityId, new Dm.GetInfo(v.Name)); }
+                catch (AskTimeoutException) { info = "timeout"; }
+                if (info is Dm.DeviceInfo i && i.Node == m.Node) break;
+                if (info is Dm.Failed) return info;
+                if (DateTime.UtcNow > deadline)
+                    return new Dm.Failed("move", m.Name, "Connection timed out", $"{v.Name} does not serve on {m.Node} yet");
+                await Task.Delay(MovePoll);
+            }
+        }
+        return Dm.Done.Empty;
+    }
+
+    // ---- Open and close ---------------------------------------------------------------------------------------
+
+    private void Open(Dm.Open o)
+    {
+        if (_node.Volumes.Find(o.Name) is { } local && local.Device.Shared.Name == o.Name)
+        {
+            var shared = local.Device.Shared;
+            if (shared.Sectors == 0) { Sender.Tell(new Dm.Failed("open", o.Name, Dm.Failed.NoDevice, "device has no live table")); return; }
+            shared.Open();
+            Remember(o.Name, new Opening(shared, null, null));
+            Sender.Tell(new Dm.Opened(o.Name, local.Device.Actor, shared.Sectors, shared.ReadOnly, shared.HasVolatileCache, 4096, true, true));
+            return;
+        }
+        var replyTo = Sender;
+        var self = Self;
+        OpenElsewhere(o.Name, replyTo).ContinueWith(t =>
+        {
+            switch (t.IsCompletedSuccessfully ? t.Result : new Dm.Failed("open", o.Name, "Connection timed out", t.Exception?.GetBaseException().Message ?? ""))
+            {
+                case RemoteOpened r: self.Tell(r); break;
+                case Dm.Open retry: self.Tell(retry, replyTo); break;
+                case var failure: replyTo.Tell(failure); break;
+            }
+        }, TaskContinuationOptions.ExecuteSynchronously);
+    }
+
+    /// <summary>Finds the owner; the volume runs here after all (just woken): open again; else open it remotely.</summary>
+    private async Task<object> OpenElsewhere(string name, IActorRef replyTo)
+    {
+        var resolved = await Ask(_directory, new DirectoryCmd.Resolve("open", name));
+        if (resolved is not DirectoryCmd.Resolved v) return resolved;
+        var info = await AskVolume(v.EntityId, new Dm.GetInfo(name)); // wakes it, and says where it runs
+        if (info is not Dm.DeviceInfo i) return info;
+        if (!i.LiveTable) return new Dm.Failed("open", name, Dm.Failed.NoDevice, "device has no live table");
+        if (i.Node == _node.Self) return _node.Volumes.Find(name) != null ? new Dm.Open(name) : new Dm.Failed("open", name, Dm.Failed.NoDevice, "device is moving");
+        var owner = i.Node!;
+        // The data channel connects synchronously (bounded by its connect timeout): off the actor.
+        return await Task.Run(() =>
+        {
+            try { return (object)new RemoteOpened(name, v.Minor, _node.Remote.Open(name, owner), replyTo); }
+            catch (TargetException e) { return new Dm.Failed("open", name, Dm.Failed.NoDevice, $"cannot reach {name} on {owner}: {e.Message}"); }
+        });
+    }
+
+    /// <summary>A proxy device over the remote volume (<c>0 N linear DEVICE 0</c>), opened for the caller.</summary>
+    private void ServeRemote(RemoteOpened r)
+    {
+        Table table;
+        try { table = Table.Build(Table.Parse($"0 {r.Device.Sectors} linear remote 0"), new OneDevice(r.Device), false, _node.Options.Clock); }
+        catch (TableException e)
+        {
+            (r.Device as IDisposable)?.Dispose();
+            r.ReplyTo.Tell(new Dm.Failed("open", r.Name, Dm.Failed.NoDevice, e.Message));
+            return;
+        }
+        var o = _node.Options;
+        var shared = new DeviceShared(r.Name, r.Minor);
+        var proxy = Context.ActorOf(MappedDevice.Props(shared, new MappedDevice.Options(BarrierMode.Flush, o.MaxDeferred, o.Clock, o.ShutdownTimeout,
+            false, null, o.BarrierTimeout, o.InlineIo ? IoDispatcher.DispatcherId : Akka.Dispatch.Dispatchers.DefaultDispatcherId)));
+        Context.Watch(proxy);
+        proxy.Tell(new MappedDevice.LoadTable(table, Reply: false));
+        proxy.Tell(new Dm.Resume(r.Name), ActorRefs.Nobody);
+        // The proxy's size is known before its resume runs: the table's.
+        shared.Open();
+        Remember(r.Name, new Opening(shared, proxy, r.Device));
+        r.ReplyTo.Tell(new Dm.Opened(r.Name, proxy, table.Sectors, table.ReadOnly, table.HasVolatileCache, 4096, true, true));
+    }
+
+    private void Remember(string name, Opening o)
+    {
+        if (!_opens.TryGetValue(name, out var list)) _opens[name] = list = new();
+        list.Add(o);
+    }
+
+    private void Close(Dm.Close c)
+    {
+        if (_opens.TryGetValue(c.Name, out var list) && list.Count > 0)
+        {
+            var o = list[^1];
+            list.RemoveAt(list.Count - 1);
+            if (list.Count == 0) _opens.Remove(c.Name);
+            o.Shared.Close();
+            // A proxy serves one open: it goes (releasing the remote device) with its close.
+            o.Proxy?.Tell(new MappedDevice.Shutdown(), ActorRefs.Nobody);
+        }
+        else if (_node.Volumes.Find(c.Name) is { } local) local.Device.Shared.Close();
+        Sender.Tell(Dm.Done.Empty);
+    }
+
+    private void Forget(IActorRef proxy)
+    {
+        foreach (var (name, list) in _opens.ToList())
+        {
+            list.RemoveAll(o => proxy.Equals(o.Proxy));
+            if (list.Count == 0) _opens.Remove(name);
+        }
+    }
+
+    /// <summary>Host shutdown: suspend every volume running here with flush, not recorded (they come back running).</summary>
+    private void Quiesce()
+    {
+        var local = _node.Volumes.All;
+        var gather = Context.ActorOf(Akka.Actor.Props.Create(() => new ReplyGather(local.Count, Sender)));
+        foreach (var v in local) v.Device.Actor.Tell(new Dm.Suspend(v.Device.Shared.Name), gather);
+    }
+
+    private sealed class OneDevice(IBlockDevice device) : IDeviceLookup
+    {
+        public IBlockDevice? Find(string name) => name == "remote" ? device : null;
+    }
+}

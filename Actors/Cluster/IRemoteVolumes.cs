@@ -1,0 +1,31 @@
+namespace DmActors.Cluster;
+
+/// <summary>
+/// How a node serves a volume that runs on another node (location transparency): a block device whose bios reach
+/// the owner's device over the data channel (an NBD client to the owner's export of the volume), never through
+/// Akka. The manager facade maps it with a local proxy device (<c>0 N linear DEVICE 0</c>) and hands that out.
+/// Throws <see cref="TargetException"/> with the reason when the owner cannot be reached.
+/// </summary>
+public interface IRemoteVolumes
+{
+    IBlockDevice Open(string volumeName, string ownerNode);
+}
+
+/// <summary>
+/// What the volume entities and the manager facade of one node share: its disks (local and remote), the volumes
+/// active on it, how it reaches volumes elsewhere, and the options its devices run with.
+/// </summary>
+/// <param name="AskTimeout">Bound on every Ask the facade makes (directory, volumes).</param>
+/// <param name="WakeInterval">How often the directory wakes volumes that are not yet running where they are placed.</param>
+/// <param name="RehomeAfterStart">A fresh directory waits this long for members to join before it re-places
+/// stack groups whose node is not a member (a whole-cluster restart must not move everything to the first node).</param>
+/// <param name="RehomeDelay">How long after a member's removal the directory re-places its groups (the shard
+/// coordinator lets go of the dead node's shards first).</param>
+public sealed record ClusterNode(IClusterDisks Disks, IRemoteVolumes Remote, DeviceManager.Options? DeviceOptions = null,
+    TimeSpan? AskTimeout = null, TimeSpan? WakeInterval = null, TimeSpan? RehomeAfterStart = null, TimeSpan? RehomeDelay = null)
+{
+    public string Self => Disks.Self;
+    public NodeVolumes Volumes { get; } = new();
+    public DeviceManager.Options Options => DeviceOptions ?? new DeviceManager.Options();
+    public TimeSpan Timeout => AskTimeout ?? TimeSpan.FromSeconds(30);
+}

@@ -1,0 +1,302 @@
+using Akka.Actor;
+using Akka.Cluster.Sharding;
+using Akka.Event;
+using Akka.Persistence;
+
+namespace DmActors.Cluster;
+
+/// <summary>
+/// One volume of the cluster, as a sharded persistent entity (persistence id <c>volume-ENTITYID</c>): it owns the
+/// volume's <see cref="MappedDevice"/> while it runs on a node. A change is decided by <see cref="DeviceCommands"/>
+/// against a one-device <see cref="HostState"/>, its table built first (<see cref="VolumeLookup"/>), its events
+/// persisted, then applied to the device, which answers — as <see cref="DeviceManager"/> does on one host. Each
+/// start with a created volume records a higher epoch (<see cref="VolumeEvents.Activated"/>) before it opens a
+/// disk, then brings the device back as recorded (<see cref="DeviceRecovery"/>). A handoff (move) suspends the
+/// device with flush, stops it, and stops the entity; the directory wakes it on its new node.
+/// </summary>
+public sealed class VolumeEntity : ReceivePersistentActor
+{
+    /// <summary>A create, as the facade sends it: the minor the directory reserved and the node it placed the volume on.</summary>
+    public sealed record CreateVolume(Dm.Create Create, int Minor, string Node) : IControlMessage;
+
+    /// <summary>Start if not running; answered with <see cref="Woken"/>.</summary>
+    public sealed record Wake : IControlMessage { public static readonly Wake Instance = new(); }
+    public sealed record Woken(string EntityId, string Node, string? Name) : IControlMessage;
+
+    /// <summary>The shard's stop message at a handoff (move): suspend with flush, stop the device, stop.</summary>
+    public sealed record HandOff : IControlMessage { public static readonly HandOff Instance = new(); }
+
+    /// <summary>A lower volume of the stack group is not active here yet: try the recovery again.</summary>
+    private sealed record RetryRestore(int Attempt);
+
+    private const int RestoreAttempts = 40;
+    private static readonly TimeSpan RestoreRetry = TimeSpan.FromMilliseconds(250);
+
+    public static Props Props(string entityId, ClusterNode node) => Akka.Actor.Props.Create(() => new VolumeEntity(entityId, node));
+
+    private readonly ClusterNode _node;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private VolumeState _state;
+    private ActiveVolume? _active;
+    private bool _activating;
+    private bool _stopping;
+    private Action<string>? _onPersistFailure;
+
+    public VolumeEntity(string entityId, ClusterNode node)
+    {
+        _node = node;
+        _state = VolumeState.Empty(entityId);
+        PersistenceId = "volume-" + entityId;
+        Recover<IPersistedEvent>(e => _state = _state.Apply(e));
+        Recover<RecoveryCompleted>(_ => { if (_state.Device != null) Activate(); });
+        Command<RetryRestore>(r => Restore(r.Attempt));
+        Command<Terminated>(OnTerminated);
+        CommandAny(Handle);
+    }
+
+    public override string PersistenceId { get; }
+    private string EntityId => _state.EntityId;
+    private string Self_ => _node.Self;
+
+    protected override void PreStart()
+    {
+        LostBioAnswerer.Start(Context.System);
+        base.PreStart();
+    }
+
+    // ---- Activation ---------------------------------------------------------------------------------------------
+
+    /// <summary>A recorded volume starts here: a new epoch first, then the device as recorded.</summary>
+    private void Activate()
+    {
+        _activating = true;
+        Persist(new VolumeEvents.Activated(_state.Epoch + 1, Self_, DateTime.UtcNow), a =>
+        {
+            _state = _state.Apply(a);
+            _log.Info("volume {0} ({1}) activated on {2}, epoch {3}", _state.Device?.Name, EntityId, Self_, _state.Epoch);
+            Restore(0);
+        });
+    }
+
+    private void Restore(int attempt)
+    {
+        var d = _state.Device!;
+        // Lower volumes of the group wake in any order: wait a little for them before a table is given up.
+        if (attempt < RestoreAttempts && MissingLower(d) is { } missing)
+        {
+            _log.Debug("volume {0}: waiting for lower volume {1}", d.Name, missing);
+            Context.System.Scheduler.ScheduleTellOnce(RestoreRetry, Self, new RetryRestore(attempt + 1), Self);
+            return;
+        }
+        DeviceRecovery.Restore(_state.AsHost(), r => Spawn(r.Name, r.Minor, r.Mode, r.ReadOnly, r.Uuid),
+            (_, text, readOnly) => Build(text, readOnly, Self_).Built, _log);
+        _activating = false;
+        Stash.UnstashAll();
+    }
+
+    private string? MissingLower(DeviceRecord d)
+    {
+        foreach (var text in new[] { d.Live, d.Inactive })
+        {
+            if (text == null) continue;
+            IEnumerable<string> args;
+            try { args = Table.Parse(text).SelectMany(l => l.Args); }
+            catch (TableException) { continue; }
+            var missing = args.FirstOrDefault(a => a.StartsWith($"{MappedDevice.Major}:", StringComparison.Ordinal) && _node.Volumes.Find(a) == null);
+            if (missing != null) return missing;
+        }
+        return null;
+    }
+
+    // ---- Commands -----------------------------------------------------------------------------------------------
+
+    private void Handle(object message)
+    {
+        if (_activating) { Stash.Stash(); return; }
+        if (_stopping) return; // the shard stops the entity; what it buffers goes to the next incarnation
+        switch (message)
+        {
+            case Wake: Sender.Tell(new Woken(EntityId, Self_, _state.Device?.Name)); return;
+            case HandOff: HandOver(); return;
+            case CreateVolume c: Create(c); return;
+        }
+        var name = _state.Device?.Name;
+        if (name == null || _active == null)
+        {
+            Sender.Tell(DeviceCommands.NoSuchDevice(Op(message), NameOf(message)));
+            return;
+        }
+        if (DeviceCommands.Changes(message)) { Change(message, Self_); return; }
+        var device = _active.Device;
+        switch (message)
+        {
+            case Dm.GetTable or Dm.GetStatus or Dm.Message: device.Actor.Forward(message); break;
+            case Dm.GetInfo i:
+                var node = Self_;
+                device.Actor.Ask<Dm.DeviceInfo>(i, _node.Timeout)
+                    .ContinueWith(t => t.IsCompletedSuccessfully ? t.Result with { Node = node }
+                        : (object)new Dm.Failed("info", name, "Connection timed out", "the device did not answer"))
+                    .PipeTo(Sender);
+                break;
+            case Dm.History: Sender.Tell(new Dm.HistoryList(name, _state.Device!.History.ToArray())); break;
+            default: Unhandled(message); break;
+        }
+    }
+
+    private void Create(CreateVolume c)
+    {
+        if (_state.Device != null)
+        {
+            Sender.Tell(new Dm.Failed("create", c.Create.Name, Dm.Failed.Busy, $"device {c.Create.Name} already exists"));
+            return;
+        }
+        // A volume's first activation is its create: epoch 1 (or one above a removed incarnation's).
+        var epoch = _state.Epoch + 1;
+        var events = new List<IPersistedEvent> { new VolumeEvents.Activated(epoch, Self_, DateTime.UtcNow) };
+        Decide(c.Create, _state.AsHost(c.Minor), epoch, c.Node, events);
+    }
+
+    private void Change(object command, string placeNode) => Decide(command, _state.AsHost(), _state.Epoch, placeNode, new List<IPersistedEvent>());
+
+    private DeviceFacts? Facts(string name) =>
+        _active != null && _active.Device.Shared.Name == name ? new DeviceFacts(_active.Device.Shared.OpenCount, _active.Device.Shared.Sectors) : null;
+
+    private void Decide(object command, HostState host, long epoch, string placeNode, List<IPersistedEvent> events)
+    {
+        var d = DeviceCommands.Decide(host, Facts, command, DateTime.UtcNow);
+        if (d.Refused) { Sender.Tell(d.Refusal); return; }
+        BuiltTable? built = null;
+        string? recorded = null;
+        if (d.Build is { } text)
+        {
+            try { (built, recorded) = Build(text.Text, text.ReadOnly, placeNode, epoch); }
+            catch (TableException e) { Sender.Tell(new Dm.Failed(d.Op, d.Name, Dm.Failed.Invalid, e.Message)); return; }
+        }
+        // The table as recorded names every disk with its node, so a failover never opens another node's disk.
+        events.AddRange(d.Events.Select(e => e is DeviceEvents.TableLoaded t && recorded != null ? t with { Table = recorded } : e));
+        var sender = Sender;
+        var left = events.Count;
+        _onPersistFailure = reason =>
+        {
+            built?.Table.Destroy();
+            sender.Tell(new Dm.Failed(d.Op, d.Name, "Input/output error", reason));
+        };
+        PersistAll(events, e =>
+        {
+            _state = _state.Apply(e);
+            if (--left > 0) return;
+            _onPersistFailure = null;
+            Apply(command, d, built, sender);
+        });
+    }
+
+    /// <summary>Carries out a recorded change; where the device does the work, the device answers the caller.</summary>
+    private void Apply(object command, Decision d, BuiltTable? built, IActorRef sender)
+    {
+        var e = _active?.Device;
+        switch (command)
+        {
+            case Dm.Create:
+                var c = d.Events.OfType<DeviceEvents.Created>().Single();
+                e = Spawn(c.Name, c.Minor, c.Mode, c.ReadOnly, c.Uuid);
+                if (built == null) { sender.Tell(Dm.Done.Empty); return; }
+                e.Uses.UnionWith(built.Uses);
+                e.Actor.Tell(new MappedDevice.LoadTable(built.Table, Reply: false));
+                e.Actor.Tell(new Dm.Resume(c.Name), sender);
+                return;
+            case Dm.Load:
+                e!.Uses.UnionWith(built!.Uses);
+                e.Actor.Tell(new MappedDevice.LoadTable(built.Table), sender);
+                return;
+            case Dm.Remove when d.Refusal != null: // --force on an open device: its IO fails from now on
+                e!.Actor.Tell(new MappedDevice.Wipe(built!.Table), ActorRefs.Nobody);
+                sender.Tell(d.Refusal);
+                return;
+            case Dm.Remove:
+                Unregister();
+                e!.Actor.Tell(new MappedDevice.Shutdown(), sender);
+                return;
+            case Dm.Rename { SetUuid: true } u: e!.Actor.Tell(new MappedDevice.SetUuid(u.NewName), sender); return;
+            case Dm.Rename r: e!.Actor.Tell(new MappedDevice.Renamed(r.NewName), sender); return;
+            default: e!.Actor.Tell(command, sender); return; // suspend, resume, clear: the device carries them out
+        }
+    }
+
+    private (BuiltTable Built, string Recorded) Build(string text, bool readOnly, string placeNode, long? epoch = null) =>
+        VolumeLookup.Build(_node.Volumes, _node.Disks, _node.Options.Clock, EntityId, epoch ?? _state.Epoch, placeNode, text, readOnly);
+
+    private ManagedDevice Spawn(string name, int minor, BarrierMode mode, bool readOnly, string? uuid)
+    {
+        var o = _node.Options;
+        var shared = new DeviceShared(name, minor);
+        var actor = Context.ActorOf(MappedDevice.Props(shared, new MappedDevice.Options(mode, o.MaxDeferred, o.Clock, o.ShutdownTimeout,
+            readOnly, uuid, o.BarrierTimeout, o.InlineIo ? IoDispatcher.DispatcherId : Akka.Dispatch.Dispatchers.DefaultDispatcherId)), $"dm-{minor}");
+        Context.Watch(actor);
+        var device = new ManagedDevice(actor, shared, new MappedDeviceHandle(actor, shared));
+        _active = new ActiveVolume(EntityId, device);
+        _node.Volumes.Add(_active);
+        return device;
+    }
+
+    private void Unregister()
+    {
+        if (_active != null) _node.Volumes.Remove(EntityId, _active);
+    }
+
+    // ---- Stopping -----------------------------------------------------------------------------------------------
+
+    /// <summary>Handoff: suspend with flush (in-flight bios complete), stop the device (deferred bios get EIO), stop.</summary>
+    private void HandOver()
+    {
+        _stopping = true;
+        if (_active == null) { Context.Stop(Self); return; }
+        Unregister(); // no new open or stacked table finds it here any more
+        _log.Info("volume {0} ({1}) hands over from {2}", _active.Device.Shared.Name, EntityId, Self_);
+        _active.Device.Actor.Tell(new MappedDevice.Shutdown(), ActorRefs.Nobody);
+    }
+
+    private void OnTerminated(Terminated t)
+    {
+        if (_active == null || !t.ActorRef.Equals(_active.Device.Actor)) return;
+        Unregister();
+        _active = null;
+        if (_stopping) Context.Stop(Self);
+        // Removed: nothing runs here any more; let the region forget the entity.
+        else if (_state.Device == null) Context.Parent.Tell(new Passivate(HandOff.Instance));
+    }
+
+    protected override void PostStop()
+    {
+        Unregister();
+        base.PostStop();
+    }
+
+    protected override void OnPersistFailure(Exception cause, object @event, long sequenceNr)
+    {
+        _onPersistFailure?.Invoke(cause.Message);
+        base.OnPersistFailure(cause, @event, sequenceNr);
+    }
+
+    protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
+    {
+        _onPersistFailure?.Invoke($"journal rejected the change: {cause.Message}");
+        _onPersistFailure = null;
+        base.OnPersistRejected(cause, @event, sequenceNr);
+    }
+
+    internal static string Op(object command) => command switch
+    {
+        Dm.Create or CreateVolume => "create", Dm.Load => "reload", Dm.Remove => "remove", Dm.Rename => "rename",
+        Dm.Suspend => "suspend", Dm.Resume => "resume", Dm.Clear => "clear", Dm.GetTable => "table", Dm.GetStatus => "status",
+        Dm.GetInfo => "info", Dm.Message => "message", Dm.History => "history", Dm.Open => "open", Dm.Close => "close",
+        _ => command.GetType().Name.ToLowerInvariant(),
+    };
+
+    internal static string NameOf(object command) => command switch
+    {
+        Dm.Create c => c.Name, CreateVolume c => c.Create.Name, Dm.Load l => l.Name, Dm.Remove r => r.Name, Dm.Rename r => r.Name,
+        Dm.Suspend s => s.Name, Dm.Resume r => r.Name, Dm.Clear c => c.Name, Dm.GetTable t => t.Name, Dm.GetStatus s => s.Name,
+        Dm.GetInfo i => i.Name, Dm.Message m => m.Name, Dm.History h => h.Name, Dm.Open o => o.Name, Dm.Close c => c.Name,
+        _ => "",
+    };
+}

@@ -1,0 +1,182 @@
+using Akka.Actor;
+using Akka.Cluster;
+using DmActors.Cluster;
+using DmActors.Tests.Support;
+using Xunit;
+
+namespace DmActors.Tests.Cluster;
+
+/// <summary>
+/// Three cluster nodes in the test process (like Akka's own sharding specs): actor systems of one name on loopback
+/// port 0, joined to the first, each with its own memory disks, sharing one SQLite journal file. Disks of other
+/// nodes are reached in process (<see cref="InProcessDisks"/>), and so are volumes running elsewhere
+/// (<see cref="InProcessVolumes"/>): the data channel is the lead's (NBD); what is tested here is the control plane.
+/// </summary>
+public sealed class TestCluster : IDisposable
+{
+    public const long DiskSectors = 16384;
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    private readonly TempDir _dir = new("dmactors-cluster");
+    private readonly List<Node> _nodes = new();
+
+    public sealed class Node
+    {
+        public required string Name { get; init; }
+        public required ActorSystem System { get; init; }
+        public required DiskRegistry Disks { get; init; }
+        public required ClusterNode Cluster { get; init; }
+        public required IActorRef Manager { get; init; }
+        public required IActorRef Directory { get; init; }
+        public volatile bool Alive = true;
+        public Address Address => Akka.Cluster.Cluster.Get(System).SelfAddress;
+
+        public object Command(object message) => Manager.Ask<object>(message, Timeout).GetAwaiter().GetResult();
+
+        public Dm.Done Ok(object message) => Command(message) as Dm.Done ?? throw new Xunit.Sdk.XunitException($"{message} on {Name} failed: {Command(message)}");
+
+        public Dm.Failed Fails(object message)
+        {
+            var reply = Command(message);
+            return reply as Dm.Failed ?? throw new Xunit.Sdk.XunitException($"{message} on {Name} was expected to fail but answered {reply}");
+        }
+
+        public Dm.DeviceInfo Info(string name) => Command(new Dm.GetInfo(name)) as Dm.DeviceInfo ?? throw new Xunit.Sdk.XunitException($"no info for {name} on {Name}");
+
+        public string[] Table(string name, bool inactive = false) => Ok(new Dm.GetTable(name, inactive)).Lines.ToArray();
+
+        public Dm.Opened Open(string name) => Command(new Dm.Open(name)) as Dm.Opened ?? throw new Xunit.Sdk.XunitException($"cannot open {name} on {Name}");
+
+        /// <summary>The volume's immutable entity id, from the directory.</summary>
+        public string EntityId(string name) =>
+            ((DirectoryCmd.Resolved)Directory.Ask<object>(new DirectoryCmd.Resolve("info", name), Timeout).GetAwaiter().GetResult()).EntityId;
+
+        public string[] List() => ((Dm.DeviceList)Command(Dm.List.Instance)).Devices.Select(d => d.Name).ToArray();
+    }
+
+    public TestCluster(int nodes = 3, TimeSpan? rebalance = null)
+    {
+        var db = _dir["journal.db"];
+        for (var i = 1; i <= nodes; i++) _nodes.Add(StartNode($"n{i}", db, rebalance ?? TimeSpan.FromMilliseconds(500)));
+        foreach (var n in _nodes) Akka.Cluster.Cluster.Get(n.System).Join(_nodes[0].Address);
+        Await(() => _nodes.All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.Count(m => m.Status == MemberStatus.Up) == nodes),
+            "all members up");
+    }
+
+    /// <summary>Every disk open: the volume's entity id, the node that opened it, the epoch.</summary>
+    public readonly List<(string Volume, string By, long Epoch)> Epochs = new();
+
+    public long LatestEpoch(string entityId)
+    {
+        lock (Epochs) return Epochs.Where(e => e.Volume == entityId).Select(e => e.Epoch).DefaultIfEmpty(0).Max();
+    }
+
+    public Node this[string name] => _nodes.Single(n => n.Name == name);
+    public IReadOnlyList<Node> Nodes => _nodes;
+
+    private Node StartNode(string name, string db, TimeSpan rebalance)
+    {
+        var config = ClusterDefaults.Hocon(name, stableAfter: TimeSpan.FromSeconds(2), rebalanceInterval: rebalance) + "\n" +
+            JournalConfig.Sqlite(db) + """
+
+            akka.loglevel = WARNING
+            akka.persistence.journal.sql.recovery-event-timeout = 30s
+            akka.coordinated-shutdown.run-by-actor-system-terminate = off
+            akka.remote.dot-netty.tcp { hostname = "127.0.0.1", port = 0 }
+            akka.cluster {
+              failure-detector.heartbeat-interval = 500ms
+              failure-detector.acceptable-heartbeat-pause = 2s
+              down-removal-margin = 1s
+              gossip-interval = 300ms
+              leader-actions-interval = 300ms
+              sharding.handoff-timeout = 20s
+              singleton.hand-over-retry-interval = 500ms
+            }
+            akka.cluster.distributed-data.gossip-interval = 300ms
+            """;
+        var system = ActorSystem.Create("dmactors", Engine.AkkaConfig(config));
+        var disks = new DiskRegistry();
+        disks.AddMemory("disk0", DiskSectors);
+        var node = new ClusterNode(new InProcessDisks(name, this), new InProcessVolumes(this), WakeInterval: TimeSpan.FromMilliseconds(300),
+            RehomeAfterStart: TimeSpan.FromSeconds(3), RehomeDelay: TimeSpan.FromSeconds(1), AskTimeout: Timeout);
+        var started = ClusterVolumes.Start(system, node);
+        return new Node { Name = name, System = system, Disks = disks, Cluster = node, Manager = started.Manager, Directory = started.Directory };
+    }
+
+    /// <summary>The node dies: downed by a survivor, its actor system terminated (its disks gone with it).</summary>
+    public void Kill(string name)
+    {
+        var victim = this[name];
+        var survivor = _nodes.First(n => n.Alive && n != victim);
+        var address = victim.Address;
+        victim.Alive = false;
+        // Like kill -9: gone at once, no leaving, no handoff (coordinated shutdown does not run on terminate);
+        // then a survivor downs it, as the split brain resolver would after stable-after.
+        Assert.True(victim.System.Terminate().Wait(Timeout), $"{name} did not terminate");
+        Akka.Cluster.Cluster.Get(survivor.System).Down(address);
+        Await(() => _nodes.Where(n => n.Alive).All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.All(m => m.Address != address)),
+            $"{name} removed");
+    }
+
+    public static void Await(Func<bool> condition, string what, TimeSpan? within = null)
+    {
+        var deadline = DateTime.UtcNow + (within ?? Timeout);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting for: {what}");
+            Thread.Sleep(100);
+        }
+    }
+
+    /// <summary>Waits until <paramref name="probe"/> answers without throwing and <paramref name="until"/> holds; returns the answer.</summary>
+    public static T Eventually<T>(Func<T> probe, Func<T, bool> until, string what, TimeSpan? within = null)
+    {
+        var deadline = DateTime.UtcNow + (within ?? Timeout);
+        Exception? last = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                var v = probe();
+                if (until(v)) return v;
+                last = new Exception($"last answer: {v}");
+            }
+            catch (Exception e) { last = e; }
+            Thread.Sleep(200);
+        }
+        throw new TimeoutException($"timed out waiting for: {what} ({last?.Message})");
+    }
+
+    public void Dispose()
+    {
+        foreach (var n in _nodes.Where(n => n.Alive)) Akka.Cluster.Cluster.Get(n.System).Leave(n.Address);
+        Task.WaitAll(_nodes.Select(n => n.System.Terminate()).ToArray(), Timeout);
+        foreach (var n in _nodes) n.Disks.Dispose();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        _dir.Dispose();
+    }
+
+    /// <summary>The disks of every node, reached in process; a dead node's are unreachable.</summary>
+    private sealed class InProcessDisks(string self, TestCluster cluster) : IClusterDisks
+    {
+        public string Self => self;
+
+        public IBlockDevice Open(string disk, string node, string volumeId, long epoch)
+        {
+            lock (cluster.Epochs) cluster.Epochs.Add((volumeId, self, epoch));
+            var owner = cluster._nodes.FirstOrDefault(n => n.Name == node) ?? throw new TargetException($"no cluster member named {node}");
+            if (!owner.Alive) throw new TargetException($"node {node} is not reachable");
+            return owner.Disks.Find(disk) ?? throw new TargetException($"no disk {disk} on {node}");
+        }
+    }
+
+    /// <summary>A volume on another node, reached in process: the owner's device itself (the lead's is an NBD client).</summary>
+    private sealed class InProcessVolumes(TestCluster cluster) : IRemoteVolumes
+    {
+        public IBlockDevice Open(string volumeName, string ownerNode)
+        {
+            var owner = cluster._nodes.FirstOrDefault(n => n.Name == ownerNode && n.Alive) ?? throw new TargetException($"node {ownerNode} is not reachable");
+            return owner.Cluster.Volumes.Handle(volumeName) ?? throw new TargetException($"{volumeName} does not run on {ownerNode}");
+        }
+    }
+}
