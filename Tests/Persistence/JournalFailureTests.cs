@@ -43,7 +43,7 @@ public sealed class JournalFailureTests : Akka.TestKit.Xunit2.TestKit
         {
             FailingJournal.Failing = true;
             var failed = Assert.IsType<Dm.Failed>(Ask(m, new Dm.Create("y", "0 100 linear d0 100")));
-            Assert.Equal("journal write failed", failed.Reason);
+            Assert.Equal("journal: write failed: journal disk is full", failed.Reason);
             Assert.IsType<Dm.Failed>(Ask(m, new Dm.Load("x", "0 200 linear d0 0")));
             Assert.IsType<Dm.Failed>(Ask(m, new Dm.Rename("x", "z")));
             // Named as dmsetup names the ioctl: "suspend ioctl on x failed: Input/output error".
