@@ -67,6 +67,15 @@ public sealed record HostSettings(
 
     /// <summary>A disk's file: relative paths are relative to the data directory.</summary>
     public string DiskPath(DiskSpec disk) => System.IO.Path.GetFullPath(System.IO.Path.Combine(DataDir, disk.Path));
+
+    /// <summary>Without <see cref="Akka"/>: the whole configuration, journal connection string (and password) included.</summary>
+    private bool PrintMembers(System.Text.StringBuilder b)
+    {
+        b.Append($"Source = {Source}, DataDir = {DataDir}, Disks = {Disks.Count}, Devices = {Devices.Count}, NbdListen = {NbdListen}, ")
+         .Append($"UnixSocket = {UnixSocket}, Control = {ControlHost}:{ControlPort}, AskTimeout = {AskTimeout}, Journal = {Journal}, ")
+         .Append($"NbdMaxPayload = {NbdMaxPayload}");
+        return true;
+    }
 }
 
 /// <summary>A configuration problem, worded for one line on stderr: "FILE: what is wrong".</summary>
