@@ -16,10 +16,13 @@ public sealed class DeviceJournal : ReceivePersistentActor
         /// <summary>Persist these events as one atomic write.</summary>
         /// <param name="Id">Echoed in the answer, so a late answer is never taken for the next change's.</param>
         public sealed record Record(long Id, IReadOnlyList<DeviceEvents.DeviceEvent> Events);
-        public sealed record Recorded(long Id, HostState State, ConfigDeviceRecords ConfigDevices);
+        /// <param name="SequenceNr">How many events the journal holds now.</param>
+        public sealed record Recorded(long Id, HostState State, ConfigDeviceRecords ConfigDevices, long SequenceNr);
         public sealed record Rejected(long Id, string Reason);
-        public sealed record Recovered(HostState State, ConfigDeviceRecords ConfigDevices);
+        public sealed record Recovered(HostState State, ConfigDeviceRecords ConfigDevices, long SequenceNr);
         public sealed record RecoveryFailed(string Reason);
+        /// <summary>A write failed; the journal stops next (the manager names the reason in the command's failure).</summary>
+        public sealed record WriteFailed(long Id, string Reason);
     }
 
     public const int SnapshotEvery = 200;
@@ -49,7 +52,7 @@ public sealed class DeviceJournal : ReceivePersistentActor
                 Apply(e);
                 snapshotDue |= LastSequenceNr % SnapshotEvery == 0;
                 if (--left > 0) return;
-                Sender.Tell(new Msg.Recorded(r.Id, _state, _config));
+                Sender.Tell(new Msg.Recorded(r.Id, _state, _config, LastSequenceNr));
                 if (snapshotDue) SaveSnapshot(new HostSnapshot(_state, _config));
             });
         });
@@ -67,7 +70,7 @@ public sealed class DeviceJournal : ReceivePersistentActor
         _config = _config.Apply(e);
     }
 
-    protected override void OnReplaySuccess() => Context.Parent.Tell(new Msg.Recovered(_state, _config));
+    protected override void OnReplaySuccess() => Context.Parent.Tell(new Msg.Recovered(_state, _config, LastSequenceNr));
 
     protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
     {
@@ -75,11 +78,21 @@ public sealed class DeviceJournal : ReceivePersistentActor
         Context.Parent.Tell(new Msg.Rejected(_current, cause.Message)); // once per event: the manager takes the first
     }
 
+    protected override void OnPersistFailure(Exception cause, object @event, long sequenceNr)
+    {
+        Context.Parent.Tell(new Msg.WriteFailed(_current, Reason(cause)));
+        base.OnPersistFailure(cause, @event, sequenceNr);
+    }
+
     protected override void OnRecoveryFailure(Exception reason, object? message = null)
     {
-        Context.Parent.Tell(new Msg.RecoveryFailed(Innermost(reason).Message));
+        Context.Parent.Tell(new Msg.RecoveryFailed(Reason(reason)));
         base.OnRecoveryFailure(reason, message);
     }
 
     private static Exception Innermost(Exception e) => e.InnerException is { } inner ? Innermost(inner) : e;
+
+    /// <summary>The innermost cause, one line (a database driver's message may span several).</summary>
+    private static string Reason(Exception e) =>
+        string.Join(' ', Innermost(e).Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 }

@@ -16,7 +16,7 @@ namespace DmActors;
 public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
 {
     public sealed record Options(IClock? Clock = null, int MaxDeferred = 65536, TimeSpan? ShutdownTimeout = null,
-        TimeSpan? BarrierTimeout = null, string? PersistenceId = null, bool InlineIo = true);
+        TimeSpan? BarrierTimeout = null, string? PersistenceId = null, bool InlineIo = true, string? JournalName = null);
 
     public static Props Props(DiskRegistry disks, Options? options = null) =>
         Akka.Actor.Props.Create(() => new DeviceManager(disks, options ?? new Options()));
@@ -49,6 +49,17 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     private IActorRef? _journal;
     private bool _recovering;
     private string? _unavailable;
+    /// <summary>The first replay is done (devices run): a journal that fails later is restarted, not fatal.</summary>
+    private bool _recovered;
+    /// <summary>Why changes cannot be recorded now (the journal failed and is being restarted); null: they can.</summary>
+    private string? _journalDown;
+    private string? _writeFailure;
+    /// <summary>How many events the journal acknowledged: a restarted journal that replays fewer did not read them all.</summary>
+    private long _sequenceNr;
+    private TimeSpan _retryDelay = RetryFirst;
+    private static readonly TimeSpan RetryFirst = TimeSpan.FromMilliseconds(500), RetryMax = TimeSpan.FromSeconds(5);
+    private sealed record RetryJournal;
+    private string JournalName => _options.JournalName ?? "journal";
     /// <summary>A change waiting for the journal: what to do once recorded, and what to do if not.</summary>
     private (Action Apply, Action<string> Fail)? _awaiting;
     private long _awaitingId;
@@ -75,11 +86,30 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     {
         switch (message)
         {
+            case DeviceJournal.Msg.Recovered r when _recovered && r.SequenceNr < _sequenceNr:
+                // Seen with PostgreSQL just back from an outage: a replay that returns too little (taken as the
+                // truth, it would forget devices that run). This journal is stopped and another one tried.
+                _journalDown = $"{JournalName}: unavailable: it replayed {r.SequenceNr} of {_sequenceNr} events";
+                _log.Warning($"{_journalDown}; retrying");
+                _recovering = false;
+                Stash.UnstashAll();
+                Context.Stop(_journal);
+                return;
             case DeviceJournal.Msg.Recovered r:
                 // A journal restarted after a failed write replays too; its devices are running already.
-                var first = _devices.Count == 0;
-                (_state, _config, _recovering) = (r.State, r.ConfigDevices, false);
+                var first = !_recovered;
+                _sequenceNr = r.SequenceNr;
+                (_state, _config, _recovering, _recovered) = (r.State, r.ConfigDevices, false, true);
+                if (_journalDown != null) _log.Info($"{JournalName}: recording again");
+                (_journalDown, _retryDelay) = (null, RetryFirst);
                 if (first) DeviceRecovery.Restore(r.State, d => Spawn(d.Name, d.Minor, d.Mode, d.ReadOnly, d.Uuid), Build, _log);
+                Stash.UnstashAll();
+                return;
+            case DeviceJournal.Msg.RecoveryFailed f when _recovered:
+                // The database went away: devices and their IO go on, changes fail (naming the journal) until it is back.
+                _journalDown = $"{JournalName}: unavailable: {f.Reason}";
+                _log.Warning($"{_journalDown}; retrying");
+                _recovering = false;
                 Stash.UnstashAll();
                 return;
             case DeviceJournal.Msg.RecoveryFailed f:
@@ -89,16 +119,30 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
                 Stash.UnstashAll();
                 return;
             case DeviceJournal.Msg.Recorded r:
-                (_state, _config) = (r.State, r.ConfigDevices);
+                (_state, _config, _sequenceNr) = (r.State, r.ConfigDevices, r.SequenceNr);
                 if (r.Id == _awaitingId) Settle(null);
                 return;
             case DeviceJournal.Msg.Rejected r:
                 if (r.Id == _awaitingId) Settle($"journal rejected the change: {r.Reason}");
                 return;
+            case DeviceJournal.Msg.WriteFailed w:
+                _writeFailure = w.Reason;
+                return;
             case Terminated t when t.ActorRef.Equals(_journal):
-                // The journal stops when a write fails: the waiting command fails, and a new journal replays.
-                Settle("journal write failed");
-                if (_unavailable == null) { _recovering = true; StartJournal(); }
+                // The journal stops when a write fails: the waiting command fails, and a new journal replays at
+                // once (commands wait for it). One that cannot replay is retried, backing off, until it can.
+                Settle($"{JournalName}: write failed{(_writeFailure is { } why ? $": {why}" : "")}");
+                _writeFailure = null;
+                if (_unavailable != null) return;
+                if (_journalDown == null) { _recovering = true; StartJournal(); }
+                else
+                {
+                    Context.System.Scheduler.ScheduleTellOnce(_retryDelay, Self, new RetryJournal(), Self);
+                    _retryDelay = TimeSpan.FromTicks(Math.Min(_retryDelay.Ticks * 2, RetryMax.Ticks));
+                }
+                return;
+            case RetryJournal:
+                StartJournal();
                 return;
             case Terminated t:
                 foreach (var gone in _devices.Where(d => d.Value.Actor.Equals(t.ActorRef)).Select(d => d.Key).ToList())
@@ -215,6 +259,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     /// <summary>Records <paramref name="events"/>, then runs <paramref name="apply"/>; if the journal refuses, runs <paramref name="fail"/>.</summary>
     private void Commit(IReadOnlyList<DeviceEvents.DeviceEvent> events, Action apply, Action<string> fail)
     {
+        if (_journalDown is { } down) { fail(down); return; }
         if (_journal == null)
         {
             foreach (var e in events) (_state, _config) = (_state.Apply(e), _config.Apply(e));

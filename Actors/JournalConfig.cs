@@ -12,17 +12,20 @@ public static class JournalConfig
     /// <summary>HOCON for a PostgreSQL journal (provider "PostgreSQL.15" in linq2db's naming).</summary>
     public static string Postgres(string connectionString) => Sql(connectionString, "PostgreSQL.15");
 
+    /// <summary>A HOCON quoted string's content: a connection string may hold quotes or backslashes (in a password).</summary>
+    private static string Quoted(string s) => s.Replace("\\", "\\\\").Replace("\"", "\\\"");
+
     private static string Sql(string connectionString, string provider) => $$"""
         akka {
           extensions = ["Akka.Persistence.Sql.SqlPersistenceProvider, Akka.Persistence.Sql"]
           persistence {
             journal {
               plugin = "akka.persistence.journal.sql"
-              sql { connection-string = "{{connectionString}}", provider-name = "{{provider}}", auto-initialize = on }
+              sql { connection-string = "{{Quoted(connectionString)}}", provider-name = "{{provider}}", auto-initialize = on }
             }
             snapshot-store {
               plugin = "akka.persistence.snapshot-store.sql"
-              sql { connection-string = "{{connectionString}}", provider-name = "{{provider}}", auto-initialize = on }
+              sql { connection-string = "{{Quoted(connectionString)}}", provider-name = "{{provider}}", auto-initialize = on }
             }
           }
           actor {

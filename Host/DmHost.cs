@@ -58,8 +58,8 @@ public sealed class DmHost
         s = s with { ControlPort = ((ExtendedActorSystem)system).Provider.DefaultAddress.Port ?? s.ControlPort };
         var card = new Cluster.NodeCard(s.Cluster?.Name, s.Cluster?.Node);
         var clusterNode = s.Cluster is { } spec ? Cluster.ClusterHost.Start(system, disks, s, spec, card) : null;
-        var manager = clusterNode?.Manager ?? system.ActorOf(
-            DeviceManager.Props(disks, new DeviceManager.Options(PersistenceId: s.Journal?.PersistenceId)), HostConfig.ManagerName);
+        var manager = clusterNode?.Manager ?? system.ActorOf(DeviceManager.Props(disks,
+            new DeviceManager.Options(PersistenceId: s.Journal?.PersistenceId, JournalName: s.Journal?.Describe)), HostConfig.ManagerName);
         var powerCutter = system.ActorOf(Crash.PowerCutter.Props(disks), Crash.PowerCutter.Name);
         system.ActorOf(Cli.ControlGate.Props(manager, powerCutter, Cli.ControlFrame.Limit(system), card), HostConfig.ControlName);
         var host = new DmHost(s, disks, system, manager, dataDirLock) { ClusterNode = clusterNode, Card = card };
@@ -141,6 +141,7 @@ public sealed class DmHost
     /// </summary>
     private static void CheckJournalReadable(HostSettings s)
     {
+        if (s.Journal is { Postgres: { } postgres } pg) { CheckPostgresReachable(s, pg, postgres); return; }
         if (s.Journal?.SqlitePath is not { } path || !File.Exists(path)) return;
         const string remedy = "restore it from a backup, or move it aside to start with no recorded devices";
         string? empty = null;
@@ -168,6 +169,41 @@ public sealed class DmHost
         if (empty != null && disks.Count > 0)
             throw new ConfigException($"{s.Source}: journal {path} {empty} while disk files exist ({string.Join(", ", disks)}): " +
                                       $"the devices on them are no longer recorded; {remedy}");
+    }
+
+    /// <summary>Seconds the start waits for the PostgreSQL journal's server before it gives up.</summary>
+    private const int PostgresConnectTimeout = 10;
+
+    /// <summary>
+    /// A PostgreSQL journal that cannot be reached fails the start in one line naming the server and database,
+    /// within <see cref="PostgresConnectTimeout"/>, instead of a recovery that times out with a stack trace.
+    /// </summary>
+    private static void CheckPostgresReachable(HostSettings s, JournalSpec j, string connectionString)
+    {
+        var b = new Npgsql.NpgsqlConnectionStringBuilder(connectionString) { Pooling = false };
+        b.Timeout = Math.Min(b.Timeout, PostgresConnectTimeout);
+        b.CommandTimeout = PostgresConnectTimeout;
+        try
+        {
+            using var db = new Npgsql.NpgsqlConnection(b.ConnectionString);
+            db.Open();
+            using var probe = db.CreateCommand();
+            probe.CommandText = "SELECT 1";
+            probe.ExecuteScalar();
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or global::System.Net.Sockets.SocketException or TimeoutException
+                                      or InvalidOperationException or ArgumentException)
+        {
+            throw new ConfigException($"{s.Source}: {j.Describe}: cannot connect: {ConnectFailure(e)}");
+        }
+    }
+
+    /// <summary>Npgsql's message and, when it says more, the innermost cause ("Failed to connect to H:P: Connection refused").</summary>
+    private static string ConnectFailure(Exception e)
+    {
+        var inner = Innermost(e).Message;
+        var text = ReferenceEquals(Innermost(e), e) || e.Message.Contains(inner) ? e.Message : $"{e.Message}: {inner}";
+        return string.Join(' ', text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
     }
 
     private static DiskRegistry OpenDisks(HostSettings s)

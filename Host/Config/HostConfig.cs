@@ -112,6 +112,7 @@ public static class HostConfig
                 var postgres = config.GetString("dmactors.journal.postgres", "");
                 var sqlite = config.GetString("dmactors.journal.sqlite", "state.db");
                 if (string.IsNullOrWhiteSpace(postgres) && string.IsNullOrWhiteSpace(sqlite)) Fail("dmactors.journal: sqlite or postgres must be set");
+                if (!string.IsNullOrWhiteSpace(postgres)) CheckPostgres(postgres, Fail);
                 journal = new JournalSpec(
                     string.IsNullOrWhiteSpace(sqlite) ? null : Path.GetFullPath(Path.Combine(dataDir, sqlite)),
                     string.IsNullOrWhiteSpace(postgres) ? null : postgres,
@@ -131,6 +132,19 @@ public static class HostConfig
             // HOCON getters throw on values of the wrong type ("size = {}" and the like).
             throw new ConfigException($"{source}: {OneLine(e.Message)}");
         }
+    }
+
+    /// <summary>journal.postgres: an Npgsql connection string that names a server (the message never echoes it: it may hold a password).</summary>
+    private static void CheckPostgres(string connectionString, Func<string, string> fail)
+    {
+        Npgsql.NpgsqlConnectionStringBuilder b;
+        try { b = new Npgsql.NpgsqlConnectionStringBuilder(connectionString); }
+        catch (Exception e) when (e is ArgumentException or FormatException or InvalidCastException)
+        {
+            fail($"dmactors.journal.postgres: not an Npgsql connection string: {OneLine(e.Message)}");
+            return;
+        }
+        if (string.IsNullOrWhiteSpace(b.Host)) fail("dmactors.journal.postgres: the connection string names no Host");
     }
 
     /// <summary>nbd.max-payload: a size from 1 MiB (the spec's least maximum) up to the length taken as abuse.</summary>

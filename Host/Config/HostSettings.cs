@@ -26,7 +26,19 @@ public sealed record JournalSpec(string? SqlitePath, string? Postgres, string Pe
 {
     /// <summary>The Akka.Persistence configuration for it.</summary>
     public string Hocon => Postgres != null ? JournalConfig.Postgres(Postgres) : JournalConfig.Sqlite(SqlitePath!);
-    public string Describe => Postgres != null ? "PostgreSQL journal" : $"journal {SqlitePath}";
+
+    /// <summary>The journal as messages name it: the file, or the server and database (never the password).</summary>
+    public string Describe => Postgres != null ? $"journal postgres ({Where(Postgres)})" : $"journal {SqlitePath}";
+
+    /// <summary>Not the connection string: it may hold a password.</summary>
+    public override string ToString() => $"{Describe}, persistence-id {PersistenceId}";
+
+    /// <summary>"host=H port=P db=D" of a PostgreSQL connection string (Npgsql's defaults filled in).</summary>
+    public static string Where(string connectionString)
+    {
+        var b = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+        return $"host={b.Host} port={b.Port} db={b.Database ?? b.Username ?? Environment.UserName}";
+    }
 }
 
 /// <summary>A mapped device created at start: <c>dmactors.devices</c>.</summary>
@@ -56,6 +68,15 @@ public sealed record HostSettings(
 
     /// <summary>A disk's file: relative paths are relative to the data directory.</summary>
     public string DiskPath(DiskSpec disk) => System.IO.Path.GetFullPath(System.IO.Path.Combine(DataDir, disk.Path));
+
+    /// <summary>Without <see cref="Akka"/>: the whole configuration, journal connection string (and password) included.</summary>
+    private bool PrintMembers(System.Text.StringBuilder b)
+    {
+        b.Append($"Source = {Source}, DataDir = {DataDir}, Disks = {Disks.Count}, Devices = {Devices.Count}, NbdListen = {NbdListen}, ")
+         .Append($"UnixSocket = {UnixSocket}, Control = {ControlHost}:{ControlPort}, AskTimeout = {AskTimeout}, Journal = {Journal}, ")
+         .Append($"NbdMaxPayload = {NbdMaxPayload}");
+        return true;
+    }
 }
 
 /// <summary>A configuration problem, worded for one line on stderr: "FILE: what is wrong".</summary>

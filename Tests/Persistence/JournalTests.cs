@@ -7,18 +7,22 @@ using Xunit;
 
 namespace DmActors.Tests.Persistence;
 
-/// <summary>Issue 4: every device fact is an event; a restarted manager comes back with exactly what was acknowledged.</summary>
-public sealed class JournalTests : Akka.TestKit.Xunit2.TestKit
+/// <summary>
+/// Issue 4: every device fact is an event; a restarted manager comes back with exactly what was acknowledged. Run
+/// on each journal a host can have (the subclasses below): in memory, SQLite, PostgreSQL.
+/// </summary>
+public abstract class JournalTests : Akka.TestKit.Xunit2.TestKit
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20); // the first persist in a process is slow
     private readonly Engine _engine;
+    private readonly TestJournal? _journal;
     private int _incarnation;
 
-    public JournalTests() : base(Engine.AkkaConfig("""
-        akka.persistence.journal.plugin = "akka.persistence.journal.inmem"
-        akka.persistence.snapshot-store.plugin = "akka.persistence.snapshot-store.inmem"
-        """))
+    protected JournalTests(TestJournal journal) : this(journal, journal.Hocon) { }
+
+    protected JournalTests(TestJournal? journal, string hocon) : base(Engine.AkkaConfig(hocon + "\nakka.persistence.journal.sql.recovery-event-timeout = 30s"))
     {
+        _journal = journal;
         _engine = Engine.On(Sys, new DeviceManager.Options(PersistenceId: "host"));
         _engine.Disks.AddMemory("d0", 4096);
         _engine.Disks.AddMemory("d1", 4096);
@@ -42,6 +46,7 @@ public sealed class JournalTests : Akka.TestKit.Xunit2.TestKit
     {
         base.AfterAll();
         _engine.Dispose();
+        _journal?.Dispose();
     }
 
     private IReadOnlyList<Dm.DeviceEntry> Devices(IActorRef manager) => Assert.IsType<Dm.DeviceList>(Ask(manager, Dm.List.Instance)).Devices;
@@ -186,3 +191,12 @@ public sealed class JournalTests : Akka.TestKit.Xunit2.TestKit
         }));
     }
 }
+
+public sealed class InMemoryJournalTests() : JournalTests(null, """
+    akka.persistence.journal.plugin = "akka.persistence.journal.inmem"
+    akka.persistence.snapshot-store.plugin = "akka.persistence.snapshot-store.inmem"
+    """);
+
+public sealed class SqliteJournalTests() : JournalTests(TestJournal.Create("sqlite"));
+
+public sealed class PostgresJournalTests() : JournalTests(TestJournal.Create("postgres"));

@@ -80,13 +80,13 @@ public sealed partial class HostProcess : IDisposable
     /// <summary>
     /// Starts a host over <paramref name="dir"/> (the caller's) that is expected to refuse to start, with its disk0 at
     /// <paramref name="diskPath"/> and its config in <paramref name="config"/>, and returns how it ended. One that
-    /// gets ready instead fails the test.
+    /// gets ready instead fails the test. <paramref name="extra"/> goes inside the dmactors section.
     /// </summary>
     public static async Task<CliResult> StartRefusedInAsync(string dir, int? nbdPort = null, int? controlPort = null,
-        string diskPath = "disk0.img", string config = "refused.hocon")
+        string diskPath = "disk0.img", string config = "refused.hocon", string extra = "")
     {
         using var host = new HostProcess(dir, ownDir: null, config, diskPath);
-        File.WriteAllText(host.ConfigFile, host.Config("", "", controlPort ?? 0, nbdPort ?? 0));
+        File.WriteAllText(host.ConfigFile, host.Config(extra, "", controlPort ?? 0, nbdPort ?? 0));
         host.Launch();
         if (await host._ready.Task.WaitAsync(StartTimeout)) Assert.Fail($"the host started, expected a refusal:\n{host.Stdout}\n{host.Stderr}");
         await host._process.WaitForExitAsync(); // drains the redirected output
