@@ -1,4 +1,5 @@
 using Akka.Actor;
+using DmActors.Cluster;
 using DmActors.Host.Configuration;
 
 namespace DmActors.Host.Cluster;
@@ -38,7 +39,11 @@ public sealed class ClusterHost
             throw new ConfigException($"{s.Source}: fences {FencePath(s.DataDir)}: {e.Message}");
         }
         var exports = new Nbd.DiskExports(system, disks, fences, spec.Token);
-        var manager = system.ActorOf(DeviceManager.Props(disks, new DeviceManager.Options()), HostConfig.ManagerName);
+        var clusterDisks = new ClusterDisks(system, spec.Node, disks, fences, spec.Token);
+        IActorRef? manager = null;
+        var node = new ClusterNode(clusterDisks, new RemoteVolumes(clusterDisks, () => manager!, s.AskTimeout),
+            new DeviceManager.Options(), AskTimeout: s.AskTimeout);
+        manager = ClusterVolumes.Start(system, node, HostConfig.ManagerName).Manager;
         return new ClusterHost(system, spec, manager, fences, exports);
     }
 

@@ -252,7 +252,10 @@ public static class HostConfig
             akka.remote.dot-netty.tcp { hostname = "{{s.ControlHost}}", port = {{s.ControlPort}} }
             {{(s.Akka.HasPath("akka.loggers") ? "" : $"akka.loggers = [\"{typeof(HostLogger).FullName}, {typeof(HostLogger).Assembly.GetName().Name}\"]")}}
             """)
-            .WithFallback(s.Cluster is { } c ? ConfigurationFactory.ParseString(c.Hocon) : AkkaConfig.Empty)
+            .WithFallback(s.Cluster is { } c
+                ? ConfigurationFactory.ParseString(c.Hocon).WithFallback(ConfigurationFactory.ParseString(
+                    DmActors.Cluster.ClusterDefaults.Hocon(c.Node, c.StableAfter, c.RebalanceInterval)))
+                : AkkaConfig.Empty)
             .WithFallback(s.Journal is { } j ? ConfigurationFactory.ParseString(j.Hocon) : AkkaConfig.Empty)
             .WithFallback(s.Akka);
 

@@ -1,0 +1,86 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Akka.Actor;
+using DmActors.Cluster;
+using DmActors.Host.Configuration;
+
+namespace DmActors.Host.Cluster;
+
+/// <summary>
+/// How this node opens <c>DISK@NODE</c> for a volume it owns: its own disks behind their fence (the claim of the
+/// volume's epoch is recorded before IO may start), other nodes' disks over NBD as internal exports, whose node
+/// claims the fence the same way. Where a node's NBD server listens it learns from the node's hello.
+/// </summary>
+public sealed class ClusterDisks : IClusterDisks
+{
+    private readonly ActorSystem _system;
+    private readonly DiskRegistry _disks;
+    private readonly FenceTable _fences;
+    private readonly string _token;
+    private readonly NbdDiskOptions _options;
+    private readonly ConcurrentDictionary<string, EndPoint> _endpoints = new(StringComparer.Ordinal);
+
+    public ClusterDisks(ActorSystem system, string self, DiskRegistry disks, FenceTable fences, string token, NbdDiskOptions? options = null)
+    {
+        _system = system; Self = self; _disks = disks; _fences = fences; _token = token; _options = options ?? new NbdDiskOptions();
+    }
+
+    public string Self { get; }
+
+    public IBlockDevice Open(string disk, string node, string volumeId, long epoch)
+    {
+        if (node == Self)
+        {
+            var local = _disks.Find(disk) ?? throw new TargetException($"{disk}@{node}: node {node} has no disk {disk}");
+            try { return new FencedDisk(local, _fences.Claim(disk, volumeId, epoch), epoch); }
+            catch (FencedException e) { throw new TargetException($"{disk}@{node}: {e.Message}"); }
+        }
+        var export = new InternalExport(_token, disk, volumeId, epoch).Format();
+        return Connect($"{disk}@{node}", new NbdDiskTarget(() => Endpoint(node, fresh: true), export));
+    }
+
+    /// <summary>An NBD client to another node, closed (its connection too) when the last table using it lets go.</summary>
+    public IBlockDevice Connect(string name, NbdDiskTarget target)
+    {
+        var where = target.Endpoint(); // an unknown node or one without NBD is refused before any connect
+        var first = true;
+        return new ClosesWithLastUser(NbdDisk.Connect(name, _disks.NextDevNo(), target with
+        {
+            // The first connect reuses the endpoint just found; reconnects ask again (the node may have moved).
+            Endpoint = () => { if (first) { first = false; return where; } return target.Endpoint(); },
+        }, _options));
+    }
+
+    /// <summary>
+    /// A device that is disposed when its last user closes it: tables open what they use and close it when they
+    /// are destroyed, so a connection to another node lives exactly as long as the tables over it.
+    /// </summary>
+    private sealed class ClosesWithLastUser(Disk inner) : IBlockDevice
+    {
+        private int _users;
+        public string Name => inner.Name;
+        public string DevNo => inner.DevNo;
+        public long Sectors => inner.Sectors;
+        public bool HasVolatileCache => inner.HasVolatileCache;
+        public void Submit(Bio bio) => inner.Submit(bio);
+        public void Open() { Interlocked.Increment(ref _users); inner.Open(); }
+        public void Close()
+        {
+            inner.Close();
+            if (Interlocked.Decrement(ref _users) == 0) inner.Dispose();
+        }
+    }
+
+    /// <summary>The NBD endpoint of member <paramref name="node"/> (asked again when <paramref name="fresh"/>: it may have restarted elsewhere).</summary>
+    public EndPoint Endpoint(string node, bool fresh = false)
+    {
+        if (!fresh && _endpoints.TryGetValue(node, out var known)) return known;
+        var member = NodeCard.Members(_system).FirstOrDefault(m => m.Node == node)
+            ?? throw new TargetException($"no cluster member named {node}");
+        var address = Address.Parse(member.Address);
+        var (reply, problem) = ClusterJoin.HelloAsync(_system, new SeedNode(address.Host!, address.Port!.Value)).GetAwaiter().GetResult();
+        if (reply?.Nbd is not { } nbd || !IPEndPoint.TryParse(nbd, out var endpoint))
+            throw new TargetException($"node {node} has no NBD endpoint{(problem != null ? $" ({problem})" : " (it does not serve NBD)")}");
+        return _endpoints[node] = endpoint;
+    }
+}
