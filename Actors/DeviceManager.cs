@@ -87,8 +87,9 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
         switch (message)
         {
             case DeviceJournal.Msg.Recovered r when _recovered && r.SequenceNr < _sequenceNr:
-                // Seen with PostgreSQL just back from an outage: a replay that returns too little (taken as the
-                // truth, it would forget devices that run). This journal is stopped and another one tried.
+                // A database restored from an old backup, or one that lost its last commits (synchronous_commit =
+                // off and a crash): taken as the truth, this replay would forget devices that run. This journal is
+                // stopped and another one tried; changes fail meanwhile, naming the gap.
                 _journalDown = $"{JournalName}: unavailable: it replayed {r.SequenceNr} of {_sequenceNr} events";
                 _log.Warning($"{_journalDown}; retrying");
                 _recovering = false;
