@@ -29,6 +29,8 @@ public sealed class ClusterDeviceManager : UntypedActor
     private readonly IActorRef _directory;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Dictionary<string, List<Opening>> _opens = new(StringComparer.Ordinal);
+    /// <summary>The command being handled (named by a failure that has no answer of its own).</summary>
+    private object _message = "";
 
     public ClusterDeviceManager(ClusterNode node, IActorRef region, IActorRef directory)
     {
@@ -41,6 +43,7 @@ public sealed class ClusterDeviceManager : UntypedActor
 
     protected override void OnReceive(object message)
     {
+        _message = message;
         switch (message)
         {
             case Dm.Create c: Reply(Create(c)); break;
@@ -67,10 +70,13 @@ public sealed class ClusterDeviceManager : UntypedActor
     }
 
     /// <summary>Answers the sender with what <paramref name="work"/> comes to; a failure becomes Dm.Failed, never silence.</summary>
-    private void Reply(Task<object> work) =>
+    private void Reply(Task<object> work)
+    {
+        var (op, name) = (VolumeEntity.Op(_message), VolumeEntity.NameOf(_message));
         work.ContinueWith(t => t.IsCompletedSuccessfully ? t.Result
-                : new Dm.Failed("cluster", "", "Connection timed out", t.Exception?.GetBaseException().Message ?? "cancelled"),
+                : new Dm.Failed(op, name, "Connection timed out", t.Exception?.GetBaseException().Message ?? "cancelled"),
             TaskContinuationOptions.ExecuteSynchronously).PipeTo(Sender);
+    }
 
     private Task<object> Ask(IActorRef to, object message) => to.Ask<object>(message, Timeout);
 

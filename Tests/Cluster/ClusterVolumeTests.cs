@@ -92,7 +92,9 @@ public sealed class ClusterVolumeTests(Xunit.Abstractions.ITestOutputHelper outp
         Assert.Equal(("move", "no cluster member named n9"), (unknownMove.Op, unknownMove.Reason));
 
         // Rename keeps the entity (and its node); the old name is free, the new one taken.
+        var farId = n1.EntityId("far");
         n2.Ok(new Dm.Rename("far", "near"));
+        Assert.Equal(farId, n3.EntityId("near"));
         Assert.Equal("n3", n1.Info("near").Node);
         Assert.Equal("near", n3.Info("near").Name);
         Assert.Equal(Dm.Failed.NoDevice, n1.Fails(new Dm.GetInfo("far")).Error);
