@@ -65,7 +65,9 @@ public sealed class ClusterDeviceManager : UntypedActor
             case ClusterCmd.Status: Reply(Status()); break;
             case ClusterCmd.Move m: Reply(Move(m)); break;
             case Terminated t: Forget(t.ActorRef); break;
-            default: Unhandled(message); break;
+            // Nothing hangs: what a single host's manager also answers (its journal, configuration devices) is refused here.
+            default: Sender.Tell(new Dm.Failed(VolumeEntity.Op(message), VolumeEntity.NameOf(message), Dm.Failed.Invalid,
+                $"{message.GetType().Name} is not supported by a cluster node")); break;
         }
     }
 
