@@ -29,6 +29,8 @@ public sealed class ClusterDeviceManager : UntypedActor
     private readonly IActorRef _directory;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Dictionary<string, List<Opening>> _opens = new(StringComparer.Ordinal);
+    /// <summary>Every running proxy device and the remote device under it.</summary>
+    private readonly Dictionary<IActorRef, IBlockDevice> _proxies = new();
     /// <summary>The command being handled (named by a failure that has no answer of its own).</summary>
     private object _message = "";
 
@@ -262,6 +264,7 @@ public sealed class ClusterDeviceManager : UntypedActor
         var proxy = Context.ActorOf(MappedDevice.Props(shared, new MappedDevice.Options(BarrierMode.Flush, o.MaxDeferred, o.Clock, o.ShutdownTimeout,
             false, null, o.BarrierTimeout, o.InlineIo ? IoDispatcher.DispatcherId : Akka.Dispatch.Dispatchers.DefaultDispatcherId)));
         Context.Watch(proxy);
+        _proxies[proxy] = r.Device;
         proxy.Tell(new MappedDevice.LoadTable(table, Reply: false));
         proxy.Tell(new Dm.Resume(r.Name), ActorRefs.Nobody);
         // The proxy's size is known before its resume runs: the table's.
@@ -291,8 +294,10 @@ public sealed class ClusterDeviceManager : UntypedActor
         Sender.Tell(Dm.Done.Empty);
     }
 
+    /// <summary>A proxy stopped (its close, or it failed): its remote device's connection goes with it.</summary>
     private void Forget(IActorRef proxy)
     {
+        if (_proxies.Remove(proxy, out var remote)) (remote as IDisposable)?.Dispose();
         foreach (var (name, list) in _opens.ToList())
         {
             list.RemoveAll(o => proxy.Equals(o.Proxy));
