@@ -161,7 +161,14 @@ public sealed class VolumeEntity : ReceivePersistentActor
     private void Handle(object message)
     {
         if (_activating) { Stash.Stash(); return; }
-        if (_stopping) return; // the shard stops the entity; what it buffers goes to the next incarnation
+        if (_stopping)
+        {
+            // Handing off: the regions buffer this shard now, so a command that reached the old incarnation goes
+            // back through the region to the next one (after a remove it finds no device) instead of being lost.
+            if (message is not HandOff)
+                ClusterSharding.Get(Context.System).ShardRegion(ClusterDefaults.VolumeType).Tell(new VolumeEnvelope(EntityId, message), Sender);
+            return;
+        }
         switch (message)
         {
             case Wake: Sender.Tell(new Woken(EntityId, Self_, _state.Device?.Name)); return;
