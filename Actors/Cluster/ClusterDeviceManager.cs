@@ -29,6 +29,10 @@ public sealed class ClusterDeviceManager : UntypedActor
     private readonly IActorRef _directory;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Dictionary<string, List<Opening>> _opens = new(StringComparer.Ordinal);
+    /// <summary>Every running proxy device and the remote device under it.</summary>
+    private readonly Dictionary<IActorRef, IBlockDevice> _proxies = new();
+    /// <summary>The command being handled (named by a failure that has no answer of its own).</summary>
+    private object _message = "";
 
     public ClusterDeviceManager(ClusterNode node, IActorRef region, IActorRef directory)
     {
@@ -41,6 +45,7 @@ public sealed class ClusterDeviceManager : UntypedActor
 
     protected override void OnReceive(object message)
     {
+        _message = message;
         switch (message)
         {
             case Dm.Create c: Reply(Create(c)); break;
@@ -62,15 +67,20 @@ public sealed class ClusterDeviceManager : UntypedActor
             case ClusterCmd.Status: Reply(Status()); break;
             case ClusterCmd.Move m: Reply(Move(m)); break;
             case Terminated t: Forget(t.ActorRef); break;
-            default: Unhandled(message); break;
+            // Nothing hangs: what a single host's manager also answers (its journal, configuration devices) is refused here.
+            default: Sender.Tell(new Dm.Failed(VolumeEntity.Op(message), VolumeEntity.NameOf(message), Dm.Failed.Invalid,
+                $"{message.GetType().Name} is not supported by a cluster node")); break;
         }
     }
 
     /// <summary>Answers the sender with what <paramref name="work"/> comes to; a failure becomes Dm.Failed, never silence.</summary>
-    private void Reply(Task<object> work) =>
+    private void Reply(Task<object> work)
+    {
+        var (op, name) = (VolumeEntity.Op(_message), VolumeEntity.NameOf(_message));
         work.ContinueWith(t => t.IsCompletedSuccessfully ? t.Result
-                : new Dm.Failed("cluster", "", "Connection timed out", t.Exception?.GetBaseException().Message ?? "cancelled"),
+                : new Dm.Failed(op, name, "Connection timed out", t.Exception?.GetBaseException().Message ?? "cancelled"),
             TaskContinuationOptions.ExecuteSynchronously).PipeTo(Sender);
+    }
 
     private Task<object> Ask(IActorRef to, object message) => to.Ask<object>(message, Timeout);
 
@@ -254,6 +264,7 @@ public sealed class ClusterDeviceManager : UntypedActor
         var proxy = Context.ActorOf(MappedDevice.Props(shared, new MappedDevice.Options(BarrierMode.Flush, o.MaxDeferred, o.Clock, o.ShutdownTimeout,
             false, null, o.BarrierTimeout, o.InlineIo ? IoDispatcher.DispatcherId : Akka.Dispatch.Dispatchers.DefaultDispatcherId)));
         Context.Watch(proxy);
+        _proxies[proxy] = r.Device;
         proxy.Tell(new MappedDevice.LoadTable(table, Reply: false));
         proxy.Tell(new Dm.Resume(r.Name), ActorRefs.Nobody);
         // The proxy's size is known before its resume runs: the table's.
@@ -283,8 +294,10 @@ public sealed class ClusterDeviceManager : UntypedActor
         Sender.Tell(Dm.Done.Empty);
     }
 
+    /// <summary>A proxy stopped (its close, or it failed): its remote device's connection goes with it.</summary>
     private void Forget(IActorRef proxy)
     {
+        if (_proxies.Remove(proxy, out var remote)) (remote as IDisposable)?.Dispose();
         foreach (var (name, list) in _opens.ToList())
         {
             list.RemoveAll(o => proxy.Equals(o.Proxy));

@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Cluster;
 using Akka.Cluster.Sharding;
 using Akka.Event;
 using Akka.Persistence;
@@ -29,6 +30,10 @@ public sealed class VolumeEntity : ReceivePersistentActor
     /// <summary>A lower volume of the stack group is not active here yet: try the recovery again.</summary>
     private sealed record RetryRestore(int Attempt);
 
+    /// <summary>A member came up (a disk's node came back?): try the tables that could not be rebuilt again.</summary>
+    private sealed record RetryTables(int Attempt);
+    private static readonly TimeSpan[] TableRetries = [TimeSpan.Zero, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(10)];
+
     private const int RestoreAttempts = 40;
     private static readonly TimeSpan RestoreRetry = TimeSpan.FromMilliseconds(250);
 
@@ -50,6 +55,9 @@ public sealed class VolumeEntity : ReceivePersistentActor
         Recover<IPersistedEvent>(e => _state = _state.Apply(e));
         Recover<RecoveryCompleted>(_ => { if (_state.Device != null) Activate(); });
         Command<RetryRestore>(r => Restore(r.Attempt));
+        Command<ClusterEvent.MemberUp>(_ => { if (InError) Self.Tell(new RetryTables(0)); });
+        Command<ClusterEvent.IMemberEvent>(_ => { });
+        Command<RetryTables>(RetryTablesNow);
         Command<Terminated>(OnTerminated);
         CommandAny(Handle);
     }
@@ -91,7 +99,47 @@ public sealed class VolumeEntity : ReceivePersistentActor
         DeviceRecovery.Restore(_state.AsHost(), r => Spawn(r.Name, r.Minor, r.Mode, r.ReadOnly, r.Uuid),
             (_, text, readOnly) => Build(text, readOnly, Self_).Built, _log);
         _activating = false;
+        // A table that needs a node that is gone comes back when that node does: watch for members coming up.
+        if (InError) Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberUp));
         Stash.UnstashAll();
+    }
+
+    /// <summary>The recorded live table could not be rebuilt at activation, and no command has replaced it since.</summary>
+    private bool InError => _active is { } a && a.Device.Error != null && _state.Device?.Live != null && !_stopping;
+
+    /// <summary>Rebuilds the device as recorded (live, inactive, suspended) once its tables build again; not recorded.</summary>
+    private void RetryTablesNow(RetryTables r)
+    {
+        if (!InError || _activating) return;
+        var d = _state.Device!;
+        var device = _active!.Device;
+        BuiltTable live;
+        try { live = Build(d.Live!, d.LiveReadOnly, Self_).Built; }
+        catch (TableException e)
+        {
+            _log.Debug("volume {0}: live table still cannot be rebuilt: {1}", d.Name, e.Message);
+            if (r.Attempt + 1 < TableRetries.Length)
+                Context.System.Scheduler.ScheduleTellOnce(TableRetries[r.Attempt + 1], Self, new RetryTables(r.Attempt + 1), Self);
+            return;
+        }
+        _log.Info("volume {0}: live table rebuilt on {1}", d.Name, Self_);
+        device.Error = null;
+        device.Uses.UnionWith(live.Uses);
+        device.Shared.Sectors = live.Table.Sectors;
+        device.Actor.Tell(new MappedDevice.LoadTable(live.Table, Reply: false));
+        device.Actor.Tell(new Dm.Resume(d.Name), ActorRefs.Nobody);
+        if (d.Inactive != null)
+        {
+            try
+            {
+                var inactive = Build(d.Inactive, d.InactiveReadOnly, Self_).Built;
+                device.Uses.UnionWith(inactive.Uses);
+                device.Actor.Tell(new MappedDevice.LoadTable(inactive.Table, Reply: false));
+            }
+            catch (TableException e) { device.Actor.Tell(new MappedDevice.MarkError($"inactive table could not be rebuilt: {e.Message}")); }
+        }
+        if (d.Suspended) device.Actor.Tell(new Dm.Suspend(d.Name), ActorRefs.Nobody);
+        Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self);
     }
 
     private string? MissingLower(DeviceRecord d)
@@ -113,7 +161,14 @@ public sealed class VolumeEntity : ReceivePersistentActor
     private void Handle(object message)
     {
         if (_activating) { Stash.Stash(); return; }
-        if (_stopping) return; // the shard stops the entity; what it buffers goes to the next incarnation
+        if (_stopping)
+        {
+            // Handing off: the regions buffer this shard now, so a command that reached the old incarnation goes
+            // back through the region to the next one (after a remove it finds no device) instead of being lost.
+            if (message is not HandOff)
+                ClusterSharding.Get(Context.System).ShardRegion(ClusterDefaults.VolumeType).Tell(new VolumeEnvelope(EntityId, message), Sender);
+            return;
+        }
         switch (message)
         {
             case Wake: Sender.Tell(new Woken(EntityId, Self_, _state.Device?.Name)); return;
@@ -181,11 +236,14 @@ public sealed class VolumeEntity : ReceivePersistentActor
             built?.Table.Destroy();
             sender.Tell(new Dm.Failed(d.Op, d.Name, "Input/output error", reason));
         };
+        // A resume that swaps in a new live table replaces one that could not be rebuilt: stop retrying that one.
+        var replacesLive = command is Dm.Resume && host.Devices.Values.SingleOrDefault()?.Inactive != null;
         PersistAll(events, e =>
         {
             _state = _state.Apply(e);
             if (--left > 0) return;
             _onPersistFailure = null;
+            if (replacesLive && _active != null) _active.Device.Error = null;
             Apply(command, d, built, sender);
         });
     }
@@ -267,6 +325,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
 
     protected override void PostStop()
     {
+        Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self);
         Unregister();
         base.PostStop();
     }
@@ -289,6 +348,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
         Dm.Create or CreateVolume => "create", Dm.Load => "reload", Dm.Remove => "remove", Dm.Rename => "rename",
         Dm.Suspend => "suspend", Dm.Resume => "resume", Dm.Clear => "clear", Dm.GetTable => "table", Dm.GetStatus => "status",
         Dm.GetInfo => "info", Dm.Message => "message", Dm.History => "history", Dm.Open => "open", Dm.Close => "close",
+        ClusterCmd.Move => "move", Dm.List => "list", Dm.ListExports => "list", ClusterCmd.Status => "status",
         _ => command.GetType().Name.ToLowerInvariant(),
     };
 
@@ -297,6 +357,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
         Dm.Create c => c.Name, CreateVolume c => c.Create.Name, Dm.Load l => l.Name, Dm.Remove r => r.Name, Dm.Rename r => r.Name,
         Dm.Suspend s => s.Name, Dm.Resume r => r.Name, Dm.Clear c => c.Name, Dm.GetTable t => t.Name, Dm.GetStatus s => s.Name,
         Dm.GetInfo i => i.Name, Dm.Message m => m.Name, Dm.History h => h.Name, Dm.Open o => o.Name, Dm.Close c => c.Name,
+        ClusterCmd.Move m => m.Name,
         _ => "",
     };
 }

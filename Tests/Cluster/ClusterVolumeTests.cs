@@ -92,7 +92,9 @@ public sealed class ClusterVolumeTests(Xunit.Abstractions.ITestOutputHelper outp
         Assert.Equal(("move", "no cluster member named n9"), (unknownMove.Op, unknownMove.Reason));
 
         // Rename keeps the entity (and its node); the old name is free, the new one taken.
+        var farId = n1.EntityId("far");
         n2.Ok(new Dm.Rename("far", "near"));
+        Assert.Equal(farId, n3.EntityId("near"));
         Assert.Equal("n3", n1.Info("near").Node);
         Assert.Equal("near", n3.Info("near").Name);
         Assert.Equal(Dm.Failed.NoDevice, n1.Fails(new Dm.GetInfo("far")).Error);
@@ -166,6 +168,8 @@ public sealed class ClusterVolumeTests(Xunit.Abstractions.ITestOutputHelper outp
         var local = TestCluster.Eventually(() => n3.Info("local"), i => i.Node != "n2" && i.ErrorState != null, "local back in error");
         Assert.False(local.LiveTable);
         Assert.Contains("node n2 is not reachable", local.ErrorState);
+        // Stacked on a volume in error, tables name the cause too.
+        Assert.Contains("node n2 is not reachable", n3.Fails(new Dm.Create("onlocal", "0 8 linear local 0")).Reason);
 
         // Data written before the failover reads back through the survivor.
         var owner = c[after.Node!];
@@ -174,6 +178,16 @@ public sealed class ClusterVolumeTests(Xunit.Abstractions.ITestOutputHelper outp
         Assert.Equal(BioStatus.Ok, Io(reopened.Device, Bio.Read(64, back, ActorRefs.Nobody)));
         Assert.Equal(Data(Block, 5), back);
         owner.Ok(new Dm.Close("wide"));
+
+        // n2 comes back (empty disks, new address): the volume that needed its disk serves again where it is now;
+        // nothing moves back by itself.
+        c.Restart("n2");
+        var healed = TestCluster.Eventually(() => n1.Info("local"), i => i.LiveTable, "local serves again");
+        Assert.Equal((local.Node, null as string, 512L, false), (healed.Node, healed.ErrorState, healed.Sectors, healed.Suspended));
+        Assert.Equal(before["local"].Live, c["n2"].Table("local")); // n2's new disk0 has the old one's device number
+        Assert.Equal(BioStatus.Ok, Io(c[healed.Node!].Open("local").Device, Bio.Read(0, new byte[4096], ActorRefs.Nobody)));
+        c[healed.Node!].Ok(new Dm.Close("local"));
+        Assert.Equal(after.Node, n3.Info("wide").Node);
     }
 
     [Fact]

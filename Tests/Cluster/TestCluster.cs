@@ -19,6 +19,8 @@ public sealed class TestCluster : IDisposable
 
     private readonly TempDir _dir = new("dmactors-cluster");
     private readonly List<Node> _nodes = new();
+    private readonly List<Node> _dead = new();
+    private readonly TimeSpan _rebalance;
 
     public sealed class Node
     {
@@ -57,7 +59,8 @@ public sealed class TestCluster : IDisposable
     public TestCluster(int nodes = 3, TimeSpan? rebalance = null)
     {
         var db = _dir["journal.db"];
-        for (var i = 1; i <= nodes; i++) _nodes.Add(StartNode($"n{i}", db, rebalance ?? TimeSpan.FromMilliseconds(500)));
+        _rebalance = rebalance ?? TimeSpan.FromMilliseconds(500);
+        for (var i = 1; i <= nodes; i++) _nodes.Add(StartNode($"n{i}", db, _rebalance));
         foreach (var n in _nodes) Akka.Cluster.Cluster.Get(n.System).Join(_nodes[0].Address);
         Await(() => _nodes.All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.Count(m => m.Status == MemberStatus.Up) == nodes),
             "all members up");
@@ -118,6 +121,20 @@ public sealed class TestCluster : IDisposable
             $"{name} removed");
     }
 
+    /// <summary>A dead node comes back under its name: a new actor system (new address, empty disks) joins.</summary>
+    public Node Restart(string name)
+    {
+        var old = this[name];
+        Assert.False(old.Alive);
+        var node = StartNode(name, _dir["journal.db"], _rebalance);
+        _dead.Add(old);
+        _nodes[_nodes.IndexOf(old)] = node;
+        Akka.Cluster.Cluster.Get(node.System).Join(_nodes.First(n => n.Alive && n != node).Address);
+        Await(() => _nodes.Where(n => n.Alive).All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.Count(m => m.Status == MemberStatus.Up) == _nodes.Count),
+            $"{name} up again");
+        return node;
+    }
+
     public static void Await(Func<bool> condition, string what, TimeSpan? within = null)
     {
         var deadline = DateTime.UtcNow + (within ?? Timeout);
@@ -151,7 +168,7 @@ public sealed class TestCluster : IDisposable
     {
         foreach (var n in _nodes.Where(n => n.Alive)) Akka.Cluster.Cluster.Get(n.System).Leave(n.Address);
         Task.WaitAll(_nodes.Select(n => n.System.Terminate()).ToArray(), Timeout);
-        foreach (var n in _nodes) n.Disks.Dispose();
+        foreach (var n in _nodes.Concat(_dead)) n.Disks.Dispose();
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         _dir.Dispose();
     }
