@@ -15,6 +15,12 @@ public static class ClusterDefaults
 
     public static string Role(string node) => RolePrefix + node;
 
+    /// <summary>
+    /// The dispatcher of volume entities: a table build may wait on the network (another node's hello, an NBD
+    /// connect, a fence claim), so entities get threads of their own, never the default dispatcher's.
+    /// </summary>
+    public const string VolumeDispatcher = "akka.actor.dmactors-volume-dispatcher";
+
     /// <summary>The node name of a member, from its role; null for a member that carries none.</summary>
     public static string? NodeOf(IEnumerable<string> roles) =>
         roles.FirstOrDefault(r => r.StartsWith(RolePrefix, StringComparison.Ordinal))?[RolePrefix.Length..];
@@ -27,6 +33,11 @@ public static class ClusterDefaults
     public static string Hocon(string node, TimeSpan? stableAfter = null, TimeSpan? rebalanceInterval = null) => $$"""
         akka {
           actor.provider = cluster
+          actor.dmactors-volume-dispatcher {
+            type = ForkJoinDispatcher
+            throughput = 16
+            dedicated-thread-pool { thread-count = 4 }
+          }
           cluster {
             roles = ["{{Role(node)}}"]
             downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"

@@ -37,7 +37,8 @@ public sealed class VolumeEntity : ReceivePersistentActor
     private const int RestoreAttempts = 40;
     private static readonly TimeSpan RestoreRetry = TimeSpan.FromMilliseconds(250);
 
-    public static Props Props(string entityId, ClusterNode node) => Akka.Actor.Props.Create(() => new VolumeEntity(entityId, node));
+    public static Props Props(string entityId, ClusterNode node) =>
+        Akka.Actor.Props.Create(() => new VolumeEntity(entityId, node)).WithDispatcher(ClusterDefaults.VolumeDispatcher);
 
     private readonly ClusterNode _node;
     private readonly ILoggingAdapter _log = Context.GetLogger();

@@ -22,10 +22,16 @@ public sealed class ClusterDisks : IClusterDisks
 
     public ClusterDisks(ActorSystem system, string self, DiskRegistry disks, FenceTable fences, string token, NbdDiskOptions? options = null)
     {
-        _system = system; Self = self; _disks = disks; _fences = fences; _token = token; _options = options ?? new NbdDiskOptions();
+        _system = system; Self = self; _disks = disks; _fences = fences; _token = token; _options = options ?? new NbdDiskOptions { ConnectTimeout = ConnectTimeout };
     }
 
     public string Self { get; }
+
+    /// <summary>
+    /// A live node answers at once; a loaded one (several hosts on a small machine) can take seconds. A dead node
+    /// on a LAN refuses at once too, so a generous bound costs nothing there.
+    /// </summary>
+    public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
 
     public IBlockDevice Open(string disk, string node, string volumeId, long epoch)
     {
@@ -44,11 +50,19 @@ public sealed class ClusterDisks : IClusterDisks
     {
         var where = target.Endpoint(); // an unknown node or one without NBD is refused before any connect
         var first = true;
-        return new ClosesWithLastUser(NbdDisk.Connect(name, _disks.NextDevNo(), target with
+        try
         {
-            // The first connect reuses the endpoint just found; reconnects ask again (the node may have moved).
-            Endpoint = () => { if (first) { first = false; return where; } return target.Endpoint(); },
-        }, _options));
+            return new ClosesWithLastUser(NbdDisk.Connect(name, _disks.NextDevNo(), target with
+            {
+                // The first connect reuses the endpoint just found; reconnects ask again (the node may have moved).
+                Endpoint = () => { if (first) { first = false; return where; } return target.Endpoint(); },
+            }, _options));
+        }
+        catch (TargetException e) when (e.Message.Contains(InternalExport.Prefix + _token + "/", StringComparison.Ordinal))
+        {
+            // An internal export's name carries the cluster's secret: it never goes into a message.
+            throw new TargetException(e.Message.Replace(InternalExport.Prefix + _token + "/", InternalExport.Prefix + "-/", StringComparison.Ordinal));
+        }
     }
 
     /// <summary>

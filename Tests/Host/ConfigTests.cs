@@ -157,7 +157,7 @@ public class HostConfigTests
         "f.hocon:4:7: unknown key 'write-back-cahce' in dmactors.disks[0] (known: name, path, size, create, write-back-cache, size-mismatch)")]
     [InlineData("dmactors.nbd.lisen = off", "f.hocon:1:14: unknown key 'lisen' in dmactors.nbd (known: listen, unix-socket, max-payload)")]
     [InlineData("dmactors { nbd { listen = off }, contrl { port = 1 } }",
-        "f.hocon:1:34: unknown key 'contrl' in dmactors (known: data-dir, disks, devices, journal, nbd, control)")]
+        "f.hocon:1:34: unknown key 'contrl' in dmactors (known: data-dir, disks, devices, journal, nbd, cluster, control)")]
     [InlineData("dmactors.devices = [ { name = a }\n  { name = b, tabel = \"0 8 zero\" } ]",
         "f.hocon:2:15: unknown key 'tabel' in dmactors.devices[1] (known: name, table, read-only, barrier-mode)")]
     [InlineData("dmactor { data-dir = /x }", "f.hocon:1:1: unknown top-level key 'dmactor' (known: dmactors, akka)")]

@@ -157,8 +157,27 @@ public sealed partial class HostProcess : IDisposable
         return _process.ExitCode;
     }
 
-    /// <summary>SIGSTOP: the process stops answering while the kernel still accepts its connections.</summary>
-    public void Pause() => Assert.Equal(0, kill(_process.Id, 19));
+    /// <summary>
+    /// SIGSTOP: the process stops answering while the kernel still accepts its connections. Returns once every
+    /// thread is stopped: a thread busy in user space (a spinning poll) stops only at its next tick, and could
+    /// still take a request sent right after the signal.
+    /// </summary>
+    public void Pause()
+    {
+        Assert.Equal(0, kill(_process.Id, 19));
+        Poll.Until(() => Directory.GetDirectories($"/proc/{_process.Id}/task").All(Stopped), "every thread of the host to stop");
+    }
+
+    /// <summary>A thread's state in /proc (the field after the parenthesised name): T is stopped.</summary>
+    private static bool Stopped(string task)
+    {
+        try
+        {
+            var stat = File.ReadAllText(Path.Combine(task, "stat"));
+            return stat[(stat.LastIndexOf(')') + 2)..].StartsWith('T');
+        }
+        catch (IOException) { return true; } // a thread that ended
+    }
 
     /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
     public void Continue() => Assert.Equal(0, kill(_process.Id, 18));
