@@ -220,42 +220,16 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     }
 
     /// <summary>Carries out a recorded change; where the device does the work, the device answers the caller.</summary>
-    private void Apply(object command, Decision d, ManagedDevice? e, BuiltTable? built, IActorRef sender)
-    {
-        switch (command)
-        {
-            case Dm.Create or CreateConfigDevice:
-                var c = d.Events.OfType<DeviceEvents.Created>().Single();
-                e = Spawn(c.Name, c.Minor, c.Mode, c.ReadOnly, c.Uuid);
-                if (built == null) { sender.Tell(Dm.Done.Empty); return; }
-                e.Uses.UnionWith(built.Uses);
-                e.Actor.Tell(new MappedDevice.LoadTable(built.Table, Reply: false));
-                e.Actor.Tell(new Dm.Resume(c.Name), sender);
-                return;
-            case AdoptConfigDevice: sender.Tell(Dm.Done.Empty); return;
-            case Dm.Load:
-                e!.Uses.UnionWith(built!.Uses);
-                e.Actor.Tell(new MappedDevice.LoadTable(built.Table), sender);
-                return;
-            case Dm.Remove when d.Refusal != null: // --force on an open device: its IO fails from now on
-                e!.Actor.Tell(new MappedDevice.Wipe(built!.Table), ActorRefs.Nobody);
-                sender.Tell(d.Refusal);
-                return;
-            case Dm.Remove:
+    private void Apply(object command, Decision d, ManagedDevice? e, BuiltTable? built, IActorRef sender) =>
+        DeviceChange.Apply(command, d, e, built, sender, c => Spawn(c.Name, c.Minor, c.Mode, c.ReadOnly, c.Uuid),
+            removed: () => _devices.Remove(d.Name),
+            renamed: newName =>
+            {
                 _devices.Remove(d.Name);
-                e!.Actor.Tell(new MappedDevice.Shutdown(), sender);
-                return;
-            case Dm.Rename { SetUuid: true } u: e!.Actor.Tell(new MappedDevice.SetUuid(u.NewName), sender); return;
-            case Dm.Rename r:
-                _devices.Remove(r.Name);
-                _devices[r.NewName] = e!;
+                _devices[newName] = e!;
                 foreach (var other in _devices.Values)
-                    if (other.Uses.Remove(r.Name)) other.Uses.Add(r.NewName);
-                e!.Actor.Tell(new MappedDevice.Renamed(r.NewName), sender);
-                return;
-            default: e!.Actor.Tell(command, sender); return; // suspend, resume, clear: the device carries them out
-        }
-    }
+                    if (other.Uses.Remove(d.Name)) other.Uses.Add(newName);
+            });
 
     /// <summary>Records <paramref name="events"/>, then runs <paramref name="apply"/>; if the journal refuses, runs <paramref name="fail"/>.</summary>
     private void Commit(IReadOnlyList<DeviceEvents.DeviceEvent> events, Action apply, Action<string> fail)

@@ -250,36 +250,9 @@ public sealed class VolumeEntity : ReceivePersistentActor
     }
 
     /// <summary>Carries out a recorded change; where the device does the work, the device answers the caller.</summary>
-    private void Apply(object command, Decision d, BuiltTable? built, IActorRef sender)
-    {
-        var e = _active?.Device;
-        switch (command)
-        {
-            case Dm.Create:
-                var c = d.Events.OfType<DeviceEvents.Created>().Single();
-                e = Spawn(c.Name, c.Minor, c.Mode, c.ReadOnly, c.Uuid);
-                if (built == null) { sender.Tell(Dm.Done.Empty); return; }
-                e.Uses.UnionWith(built.Uses);
-                e.Actor.Tell(new MappedDevice.LoadTable(built.Table, Reply: false));
-                e.Actor.Tell(new Dm.Resume(c.Name), sender);
-                return;
-            case Dm.Load:
-                e!.Uses.UnionWith(built!.Uses);
-                e.Actor.Tell(new MappedDevice.LoadTable(built.Table), sender);
-                return;
-            case Dm.Remove when d.Refusal != null: // --force on an open device: its IO fails from now on
-                e!.Actor.Tell(new MappedDevice.Wipe(built!.Table), ActorRefs.Nobody);
-                sender.Tell(d.Refusal);
-                return;
-            case Dm.Remove:
-                Unregister();
-                e!.Actor.Tell(new MappedDevice.Shutdown(), sender);
-                return;
-            case Dm.Rename { SetUuid: true } u: e!.Actor.Tell(new MappedDevice.SetUuid(u.NewName), sender); return;
-            case Dm.Rename r: e!.Actor.Tell(new MappedDevice.Renamed(r.NewName), sender); return;
-            default: e!.Actor.Tell(command, sender); return; // suspend, resume, clear: the device carries them out
-        }
-    }
+    private void Apply(object command, Decision d, BuiltTable? built, IActorRef sender) =>
+        DeviceChange.Apply(command, d, _active?.Device, built, sender, c => Spawn(c.Name, c.Minor, c.Mode, c.ReadOnly, c.Uuid),
+            removed: Unregister, renamed: _ => { });
 
     private (BuiltTable Built, string Recorded) Build(string text, bool readOnly, string placeNode, long? epoch = null) =>
         VolumeLookup.Build(_node.Volumes, _node.Disks, _node.Options.Clock, EntityId, epoch ?? _state.Epoch, placeNode, text, readOnly);

@@ -33,6 +33,16 @@ public sealed class ClusterProcessTests
         // Written through a node that does not own it, read back through the owner and the third node.
         await QemuIo(c[1], "vol", "-c", "write -P 0x5a 0 1M", "-c", "flush");
         foreach (var n in new[] { 2, 3 }) await QemuIo(c[n], "vol", "-c", "read -P 0x5a 0 1M");
+        // nbdcopy (four connections) copies the whole volume out through the third node.
+        using (var copyDir = new TempDir("dmactors-copy-"))
+        {
+            var copy = Path.Combine(copyDir.Path, "vol.img");
+            var (code, stdout, stderr) = await ExternalTool.TryRunAsync("nbdcopy", ExternalTool.LibnbdBin, [$"nbd://127.0.0.1:{c[3].NbdPort}/vol", copy]);
+            Assert.True(code == 0, $"nbdcopy: exit {code}\n{stdout}\n{stderr}");
+            var bytes = File.ReadAllBytes(copy);
+            Assert.Equal(65536L * 512, bytes.LongLength);
+            Assert.True(bytes.Take(1 << 20).All(b => b == 0x5a), "nbdcopy did not copy the data written through n1");
+        }
 
         await c[2].KillAsync();
         var home = "";
