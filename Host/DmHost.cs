@@ -57,7 +57,7 @@ public sealed class DmHost
         // control.port = 0 lets the transport pick a free port: from here on the settings say which one it bound.
         s = s with { ControlPort = ((ExtendedActorSystem)system).Provider.DefaultAddress.Port ?? s.ControlPort };
         var card = new Cluster.NodeCard(s.Cluster?.Name, s.Cluster?.Node);
-        var clusterNode = s.Cluster is { } spec ? Cluster.ClusterHost.Start(system, disks, s, spec, card) : null;
+        var clusterNode = s.Cluster is { } spec ? Cluster.ClusterHost.Start(system, disks, s, spec) : null;
         var manager = clusterNode?.Manager ?? system.ActorOf(DeviceManager.Props(disks,
             new DeviceManager.Options(PersistenceId: s.Journal?.PersistenceId, JournalName: s.Journal?.Describe)), HostConfig.ManagerName);
         var powerCutter = system.ActorOf(Crash.PowerCutter.Props(disks), Crash.PowerCutter.Name);

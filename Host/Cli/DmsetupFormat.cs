@@ -96,7 +96,7 @@ public static class DmsetupFormat
     public static IEnumerable<string> ClusterStatus(DmActors.Cluster.ClusterCmd.StatusReply c)
     {
         yield return $"Cluster {c.ClusterName}, seen from {c.Self}; leader {c.Leader ?? "(none)"}";
-        var rows = c.Members.Select(m => new[] { m.Node, m.State, m.Address, m.Volumes.Count == 0 ? "-" : string.Join(",", m.Volumes) })
+        var rows = c.Members.OrderBy(m => m.Node, StringComparer.Ordinal).Select(m => new[] { m.Node, m.State, m.Address, m.Volumes.Count == 0 ? "-" : string.Join(",", m.Volumes) })
             .Prepend(["NODE", "STATE", "ADDRESS", "VOLUMES"]).ToList();
         var widths = Enumerable.Range(0, 4).Select(k => rows.Max(r => r[k].Length)).ToArray();
         foreach (var r in rows) yield return string.Join("  ", r.Select((v, k) => k == 3 ? v : v.PadRight(widths[k]))).TrimEnd();

@@ -29,9 +29,8 @@ public sealed class ClusterHost
     /// <summary>The fence file in a data directory.</summary>
     public static string FencePath(string dataDir) => Path.Combine(dataDir, "fences.json");
 
-    public static ClusterHost Start(ActorSystem system, DiskRegistry disks, HostSettings s, ClusterSpec spec, NodeCard card)
+    public static ClusterHost Start(ActorSystem system, DiskRegistry disks, HostSettings s, ClusterSpec spec)
     {
-        // TODO(lead): the sharded volume manager (H4) replaces this.
         FenceTable fences;
         try { fences = new FenceTable(FencePath(s.DataDir)); }
         catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)

@@ -106,6 +106,20 @@ public sealed class ClusterProcessTests
         var ls = await c[2].Dmsetup("ls");
         Assert.DoesNotContain("v1", ls.Out);
         Assert.DoesNotContain("v2", ls.Out);
+
+        // A node of another cluster name, and a node whose name a member has, are refused before they join.
+        using var dir = new TempDir("dmactors-intruder-");
+        var otherName = await HostProcess.StartRefusedInAsync(dir.Path, config: "other.hocon",
+            extra: c.Extra(4, c[1].ControlPort).Replace("node = n4", "node = n4, name = elsewhere"));
+        Assert.Equal(1, otherName.Code);
+        Assert.Contains($"seed node 127.0.0.1:{c[1].ControlPort} belongs to cluster 'dmactors', not 'elsewhere' (dmactors.cluster.name)", otherName.Err);
+        var taken = await HostProcess.StartRefusedInAsync(dir.Path, config: "taken.hocon", extra: c.Extra(4, c[1].ControlPort).Replace("node = n4", "node = n2"));
+        Assert.Equal(1, taken.Code);
+        Assert.Matches(@"node name n2 is taken by the member at akka\.tcp://dmactors@127\.0\.0\.1:\d+ \(dmactors\.cluster\.node\)", taken.Err);
+        var status = await HostProcess.Run(["cluster", "status", "--config", c[1].ConfigFile]);
+        // Still the three members, all up; neither intruder joined.
+        Assert.Equal(["n1", "n2", "n3"], System.Text.RegularExpressions.Regex.Matches(status.Out, @"^(n\d+)\s+Up\b",
+            System.Text.RegularExpressions.RegexOptions.Multiline).Select(m => m.Groups[1].Value));
     }
 
     private static byte[] Pattern(byte b, int n) => Enumerable.Repeat(b, n).ToArray();
