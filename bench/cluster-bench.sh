@@ -50,16 +50,18 @@ WORK=$(mktemp -d "$DIR/cluster-bench.XXXXXX")
 declare -A PID
 cleanup() {
   for p in "${PID[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  [[ -d "$WORK/pg" ]] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
+  [[ -d "$WORK/pgrun/data" ]] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pgrun/data" -m immediate stop >/dev/null 2>&1 || true
   [[ $KEEP == 1 ]] && log "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PGPORT=$(free_port)
-chmod 755 "$WORK"; mkdir "$WORK/pg"; chown postgres "$WORK/pg"
-runuser -u postgres -- "$PGBIN/initdb" -D "$WORK/pg" -A trust -U postgres >/dev/null
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg" -o "-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1" -l "$WORK/pg.log" -w start >/dev/null
+# PostgreSQL refuses to run as root: its directory (data, socket, log) belongs to the postgres user.
+chmod 755 "$WORK"; mkdir "$WORK/pgrun"; chown postgres "$WORK/pgrun"
+runuser -u postgres -- "$PGBIN/initdb" -D "$WORK/pgrun/data" -A trust -U postgres >/dev/null
+runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pgrun/data" -o "-p $PGPORT -k $WORK/pgrun -c listen_addresses=127.0.0.1" \
+  -l "$WORK/pgrun/log" -w start >/dev/null
 JOURNAL="Host=127.0.0.1;Port=$PGPORT;Username=postgres;Database=postgres"
 
 start_node() { # n seed-control-port
@@ -92,7 +94,8 @@ dmsetup() { local n=$1; shift; $DMACTORS_CMD dmsetup --control "127.0.0.1:$(cont
 
 log "starting 3 nodes and PostgreSQL in $WORK"
 start_node 1
-start_node 2 "$(control_port 1)" & start_node 3 "$(control_port 1)" & wait
+start_node 2 "$(control_port 1)"
+start_node 3 "$(control_port 1)"
 SECTORS=$(( SIZE_MIB * 2048 ))
 dmsetup 1 create local --node n1 --table "0 $SECTORS linear disk0@n1 0"
 dmsetup 1 create remote --node n1 --table "0 $SECTORS linear disk0@n2 0"
