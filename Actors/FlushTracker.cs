@@ -38,7 +38,7 @@ public sealed class FlushTracker
             foreach (var dev in old.Devices)
                 if (dev.HasVolatileCache && !next.Devices.Contains(dev) && !_stale.Contains(dev))
                 {
-                    if (dev is Disk disk) disk.Open();
+                    dev.Open();
                     _stale.Add(dev);
                 }
         _writesCompleted++;
@@ -98,14 +98,14 @@ public sealed class FlushTracker
         _writesFlushed = Math.Max(_writesFlushed, io.FlushUpTo);
         if (io.FlushedStale != null)
             foreach (var d in io.FlushedStale)
-                if (_stale.Remove(d) && d is Disk disk) disk.Close();
+                if (_stale.Remove(d)) d.Close();
         io.FlushUpTo = -1;
     }
 
     /// <summary>The device is gone: release the stale disks still held open.</summary>
     public void Close()
     {
-        foreach (var d in _stale) if (d is Disk disk) disk.Close();
+        foreach (var d in _stale) d.Close();
         _stale.Clear();
     }
 }

@@ -57,7 +57,8 @@ public static class Dm
 
     /// <summary>Opens a device for IO (an NBD connection, a stacked user): the reply carries the actor to send bios to.</summary>
     public sealed record Open(string Name) : IControlMessage;
-    public sealed record Close(string Name) : IControlMessage;
+    /// <param name="Device">The device the open handed out: which of several opens of the name this closes.</param>
+    public sealed record Close(string Name, IActorRef? Device = null) : IControlMessage;
 
     /// <summary>Success, with the lines a command prints (a target's table, status or message lines).</summary>
     public sealed record Done(IReadOnlyList<string> Lines) : IControlMessage

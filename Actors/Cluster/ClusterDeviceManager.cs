@@ -283,8 +283,12 @@ public sealed class ClusterDeviceManager : UntypedActor
     {
         if (_opens.TryGetValue(c.Name, out var list) && list.Count > 0)
         {
-            var o = list[^1];
-            list.RemoveAt(list.Count - 1);
+            // The open this close belongs to: its proxy, else a local open; several clients may have the name open.
+            var i = c.Device != null ? list.FindIndex(o => c.Device.Equals(o.Proxy)) : -1;
+            if (i < 0) i = list.FindLastIndex(o => o.Proxy == null);
+            if (i < 0) i = list.Count - 1;
+            var o = list[i];
+            list.RemoveAt(i);
             if (list.Count == 0) _opens.Remove(c.Name);
             o.Shared.Close();
             // A proxy serves one open: it goes (releasing the remote device) with its close.

@@ -39,7 +39,11 @@ public sealed class ClusterDisks : IClusterDisks
         {
             var local = _disks.Find(disk) ?? throw new TargetException($"{disk}@{node}: node {node} has no disk {disk}");
             try { return new FencedDisk(local, _fences.Claim(disk, volumeId, epoch), epoch); }
-            catch (FencedException e) { throw new TargetException($"{disk}@{node}: {e.Message}"); }
+            // A claim refused, or one that could not be recorded or drain the older epoch's IO in time: the table fails.
+            catch (Exception e) when (e is FencedException or TimeoutException or IOException or UnauthorizedAccessException)
+            {
+                throw new TargetException($"{disk}@{node}: {e.Message}");
+            }
         }
         var export = new InternalExport(_token, disk, volumeId, epoch).Format();
         return Connect($"{disk}@{node}", new NbdDiskTarget(() => Endpoint(node, fresh: true), export));
@@ -69,9 +73,10 @@ public sealed class ClusterDisks : IClusterDisks
     /// A device that is disposed when its last user closes it: tables open what they use and close it when they
     /// are destroyed, so a connection to another node lives exactly as long as the tables over it.
     /// </summary>
-    private sealed class ClosesWithLastUser(Disk inner) : IBlockDevice
+    private sealed class ClosesWithLastUser(Disk inner) : IBlockDevice, IDisposable
     {
         private int _users;
+        private int _disposed;
         public string Name => inner.Name;
         public string DevNo => inner.DevNo;
         public long Sectors => inner.Sectors;
@@ -81,7 +86,13 @@ public sealed class ClusterDisks : IClusterDisks
         public void Close()
         {
             inner.Close();
-            if (Interlocked.Decrement(ref _users) == 0) inner.Dispose();
+            if (Interlocked.Decrement(ref _users) == 0) Dispose();
+        }
+
+        /// <summary>Also for a holder that never opened it (a proxy whose table was refused): once only.</summary>
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) inner.Dispose();
         }
     }
 

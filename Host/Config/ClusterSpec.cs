@@ -21,8 +21,8 @@ public sealed partial record ClusterSpec(string Node, string Name, IReadOnlyList
 
     public string NodeRole => NodeRolePrefix + Node;
 
-    /// <summary>The token of internal exports: the secret, else the cluster name.</summary>
-    public string Token => Secret.Length > 0 ? Secret : Name;
+    /// <summary>The token of internal exports: the cluster's secret.</summary>
+    public string Token => Secret;
 
     [GeneratedRegex("^[a-z0-9_-]{1,63}$")]
     private static partial Regex NodeName();
@@ -55,7 +55,11 @@ public sealed partial record ClusterSpec(string Node, string Name, IReadOnlyList
             if (value <= TimeSpan.Zero) fail($"dmactors.cluster.{key} must be positive");
             return value;
         }
-        return new ClusterSpec(node, name, seeds, roles, config.GetString("dmactors.cluster.secret", ""),
+        var secret = config.GetString("dmactors.cluster.secret", "");
+        // The secret is all that keeps a stranger from opening a node's disks (and fencing their owners) over NBD.
+        if (string.IsNullOrWhiteSpace(secret))
+            fail("dmactors.cluster.secret must be set: members present it to use each other's disks over NBD (the same on every node)");
+        return new ClusterSpec(node, name, seeds, roles, secret,
             Positive("join-timeout", TimeSpan.FromSeconds(60)), Positive("stable-after", TimeSpan.FromSeconds(20)),
             Positive("heartbeat-pause", TimeSpan.FromSeconds(3)), Positive("rebalance-interval", TimeSpan.FromSeconds(2)));
     }

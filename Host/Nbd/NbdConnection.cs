@@ -99,7 +99,7 @@ internal sealed class NbdConnection
             if (_export != null)
             {
                 _server.Watch.Tell(new DeviceWatch.Unwatch(_export.Device, this));
-                _server.CloseExportAsync(_export.Name).GetAwaiter().GetResult();
+                _server.CloseExportAsync(_export.Name, _export.Device).GetAwaiter().GetResult();
             }
         }
     }

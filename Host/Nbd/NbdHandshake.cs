@@ -115,7 +115,7 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         }
         catch
         {
-            server.CloseExportAsync(export.Name).GetAwaiter().GetResult();
+            server.CloseExportAsync(export.Name, export.Device).GetAwaiter().GetResult();
             throw;
         }
         MetaAllocation = false; // block status needs SET_META_CONTEXT + GO
@@ -169,7 +169,7 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         }
         catch
         {
-            if (option == Opt.Go) server.CloseExportAsync(export.Name).GetAwaiter().GetResult();
+            if (option == Opt.Go) server.CloseExportAsync(export.Name, export.Device).GetAwaiter().GetResult();
             throw;
         }
         if (option != Opt.Go) return null;
@@ -276,10 +276,10 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
         // Tables cannot be that large; refuse rather than advertise nonsense if one ever is.
         if (opened.Sectors is < 0 or > long.MaxValue >> Bio.SectorShift)
         {
-            server.CloseExportAsync(name).GetAwaiter().GetResult();
+            server.CloseExportAsync(name, opened.Device).GetAwaiter().GetResult();
             return (null, $"export '{name}': size of {opened.Sectors} sectors does not fit in a 64-bit byte count");
         }
-        if (!keep) server.CloseExportAsync(name).GetAwaiter().GetResult();
+        if (!keep) server.CloseExportAsync(name, opened.Device).GetAwaiter().GetResult();
         return (new NbdExport(InternalExport.IsInternal(name) ? opened.Name : name, opened.Device, opened.Sectors << 9, opened.ReadOnly, FlagsFor(opened), PreferredFor(opened, server.Options.MaxPayload)), null);
     }
 

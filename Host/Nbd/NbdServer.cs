@@ -210,14 +210,14 @@ public sealed class NbdServer : IAsyncDisposable
         catch (AskTimeoutException) { return (null, $"no answer from the device manager within {Options.AskTimeout}"); }
     }
 
-    internal async Task CloseExportAsync(string name)
+    internal async Task CloseExportAsync(string name, IActorRef? device = null)
     {
         if (InternalExport.IsInternal(name))
         {
             if (Options.InternalExports is { } internals) await internals.CloseAsync(name);
             return;
         }
-        try { await Manager.Ask<object>(new Dm.Close(name), Options.AskTimeout); }
+        try { await Manager.Ask<object>(new Dm.Close(name, device), Options.AskTimeout); }
         catch (Exception e) { Log.Warning("NBD: closing export {0} failed: {1}", name, e.Message); }
     }
 

@@ -164,10 +164,13 @@ public sealed class TargetArgs
     public IBlockDevice GetDevice(string name, long start, long len, string lookupError = "Device lookup failed")
     {
         var dev = Lookup.Find(name) ?? throw new TargetException($"{lookupError}: {name}");
+        // Opened (and recorded) first, so a device refused below is closed with the others: a lookup may have
+        // connected it (a disk of another node), and only its last close lets that go.
+        Open(dev);
         // device_area_is_invalid, without start + len: a start near long.MaxValue would wrap it negative.
         if (start < 0 || len < 0 || start > dev.Sectors || len > dev.Sectors - start)
             throw new TargetException($"{dev.Name} too small for target: start={start}, len={len}, dev_size={dev.Sectors}");
-        return Open(dev);
+        return dev;
     }
 
     /// <summary>Opens a device the target uses whole, for itself (log-writes' log): no area to check.</summary>

@@ -8,7 +8,7 @@ namespace DmActors.Tests.Cluster;
 /// <summary>The dmactors.cluster section: off without a node name, checked with clear errors, and the Akka settings it makes.</summary>
 public sealed class ClusterConfigTests
 {
-    private const string Pg = "dmactors.journal.postgres = \"Host=127.0.0.1;Port=5432;Database=d\"\n";
+    private const string Pg = "dmactors.journal.postgres = \"Host=127.0.0.1;Port=5432;Database=d\"\ndmactors.cluster.secret = s3cret\n";
 
     [Fact]
     public void Without_a_node_name_the_host_is_a_single_host_as_before()
@@ -40,10 +40,11 @@ public sealed class ClusterConfigTests
     }
 
     [Fact]
-    public void Without_a_secret_the_cluster_name_is_the_token()
+    public void A_cluster_without_a_secret_is_refused()
     {
-        var s = HostConfig.Parse(Pg + "dmactors.cluster.node = n1", "f.hocon");
-        Assert.Equal("dmactors", s.Cluster!.Token);
+        // Whoever has the secret can open any node's disks over NBD: a cluster does not run without one.
+        var e = Assert.Throws<ConfigException>(() => HostConfig.Parse(Pg + "dmactors.cluster { node = n1, secret = \"\" }", "f.hocon"));
+        Assert.Equal("f.hocon: dmactors.cluster.secret must be set: members present it to use each other's disks over NBD (the same on every node)", e.Message);
     }
 
     [Theory]
@@ -64,7 +65,7 @@ public sealed class ClusterConfigTests
     [Fact]
     public void A_cluster_without_a_shared_journal_is_refused()
     {
-        var e = Assert.Throws<ConfigException>(() => HostConfig.Parse("dmactors.cluster.node = n1", "f.hocon"));
+        var e = Assert.Throws<ConfigException>(() => HostConfig.Parse("dmactors.cluster { node = n1, secret = s }", "f.hocon"));
         Assert.Equal("f.hocon: dmactors.cluster: a cluster needs one journal shared by its nodes: set dmactors.journal.postgres", e.Message);
     }
 

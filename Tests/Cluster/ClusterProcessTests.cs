@@ -8,7 +8,8 @@ namespace DmActors.Tests.Cluster;
 /// Three `dmactors serve` processes and PostgreSQL, driven with the real tools: dmsetup against any node,
 /// qemu-io and nbdcopy through any node, kill -9 and SIGSTOP of an owner.
 /// </summary>
-[Collection("cluster processes")]
+// With the in-process cluster tests, not beside them: three hosts and three actor systems at once overload two cores.
+[Collection("cluster")]
 public sealed class ClusterProcessTests
 {
     private static readonly TimeSpan Failover = TimeSpan.FromSeconds(90);
