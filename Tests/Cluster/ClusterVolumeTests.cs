@@ -53,7 +53,14 @@ public sealed class ClusterVolumeTests(Xunit.Abstractions.ITestOutputHelper outp
         Assert.Equal(BioStatus.Ok, Io(remote.Device, Bio.Read(16, back, ActorRefs.Nobody)));
         Assert.Equal(Data(Block, 7), back);
         Assert.Equal(1, n1.Info("a").OpenCount);
-        n3.Ok(new Dm.Close("a"));
+        n3.Ok(new Dm.Close("a", remote.Device));
+
+        // Two clients through the same non-owner: closing the first one's open leaves the second one's proxy serving.
+        var (first, second) = (n3.Open("a"), n3.Open("a"));
+        n3.Ok(new Dm.Close("a", first.Device));
+        Assert.Equal(BioStatus.Ok, Io(second.Device, Bio.Read(16, back, ActorRefs.Nobody)));
+        Assert.Equal(Data(Block, 7), back);
+        n3.Ok(new Dm.Close("a", second.Device));
 
         // Duplicate name from another node.
         var dup = n2.Fails(new Dm.Create("a", "0 8 zero"));
