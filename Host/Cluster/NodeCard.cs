@@ -24,13 +24,9 @@ public sealed class NodeCard(string? cluster, string? node)
     {
         if (system is not ExtendedActorSystem { Provider: Akka.Cluster.IClusterActorRefProvider }) return [];
         return Akka.Cluster.Cluster.Get(system).State.Members
-            .Select(m => (Node: NodeOf(m.Roles), m.Address))
+            .Select(m => (Node: ClusterDefaults.NodeOf(m.Roles), m.Address))
             .Where(m => m.Node != null)
             .Select(m => new ClusterCmd.NodeAddress(m.Node!, m.Address.ToString()))
             .ToList();
     }
-
-    /// <summary>The node name in a member's roles (node:NAME), or null.</summary>
-    public static string? NodeOf(IEnumerable<string> roles) =>
-        roles.FirstOrDefault(r => r.StartsWith(Configuration.ClusterSpec.NodeRolePrefix, StringComparison.Ordinal))?[Configuration.ClusterSpec.NodeRolePrefix.Length..];
 }

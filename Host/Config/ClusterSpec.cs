@@ -16,10 +16,6 @@ public sealed record SeedNode(string Host, int Port)
 public sealed partial record ClusterSpec(string Node, string Name, IReadOnlyList<SeedNode> Seeds, IReadOnlyList<string> Roles,
     string Secret, TimeSpan JoinTimeout, TimeSpan StableAfter, TimeSpan HeartbeatPause, TimeSpan RebalanceInterval)
 {
-    /// <summary>The role that carries a node's name, so a name maps to a member address.</summary>
-    public const string NodeRolePrefix = "node:";
-
-    public string NodeRole => NodeRolePrefix + Node;
 
     /// <summary>The token of internal exports: the cluster's secret.</summary>
     public string Token => Secret;
@@ -47,7 +43,7 @@ public sealed partial record ClusterSpec(string Node, string Name, IReadOnlyList
             seeds.Add(new SeedNode(text[..at].Trim('[', ']'), int.Parse(text[(at + 1)..])));
         }
         var roles = (config.GetStringList("dmactors.cluster.roles") ?? []).ToList();
-        foreach (var role in roles.Where(r => r.StartsWith(NodeRolePrefix, StringComparison.Ordinal)))
+        foreach (var role in roles.Where(r => r.StartsWith(DmActors.Cluster.ClusterDefaults.RolePrefix, StringComparison.Ordinal)))
             fail($"dmactors.cluster.roles: '{role}' is reserved (every node has the role node:NAME)");
         TimeSpan Positive(string key, TimeSpan fallback)
         {
@@ -64,24 +60,18 @@ public sealed partial record ClusterSpec(string Node, string Name, IReadOnlyList
             Positive("heartbeat-pause", TimeSpan.FromSeconds(3)), Positive("rebalance-interval", TimeSpan.FromSeconds(2)));
     }
 
-    /// <summary>The Akka configuration of a cluster node (layered over the host's).</summary>
+    /// <summary>
+    /// The Akka configuration of a cluster node beyond <see cref="DmActors.Cluster.ClusterDefaults"/> (which the
+    /// host layers under it): the extra roles, the failure detector's pause, and a downed node that stops.
+    /// </summary>
     public string Hocon => $$"""
-        akka.actor.provider = cluster
         akka.cluster {
-          roles = [{{string.Join(", ", Roles.Prepend(NodeRole).Select(r => $"\"{r}\""))}}]
-          # Joined by hand after the seeds' names were checked (DmHost), not from seed-nodes.
+          roles = [{{string.Join(", ", Roles.Prepend(DmActors.Cluster.ClusterDefaults.Role(Node)).Select(r => $"\"{r}\""))}}]
+          # Joined by hand after the seeds' names were checked (ClusterJoin), not from seed-nodes.
           seed-nodes = []
-          downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
-          split-brain-resolver {
-            active-strategy = keep-majority
-            stable-after = {{Ms(StableAfter)}}
-          }
           failure-detector.acceptable-heartbeat-pause = {{Ms(HeartbeatPause)}}
           # A downed node stops: it must not go on serving volumes that moved away.
           run-coordinated-shutdown-when-down = on
-          sharding {
-            rebalance-interval = {{Ms(RebalanceInterval)}}
-          }
         }
         """;
 
