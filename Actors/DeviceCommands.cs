@@ -55,6 +55,9 @@ public static class DeviceCommands
     };
 
     /// <summary>dm-ioctl's answer for a name it has no hash cell for.</summary>
+    /// <summary>The largest minor number (the kernel's MINORMASK).</summary>
+    public const int MaxMinor = (1 << 20) - 1;
+
     public static Dm.Failed NoSuchDevice(string op, string name) => new(op, name, Dm.Failed.NoDevice, "Device does not exist.");
 
     private static Decision Existing(Func<string, DeviceFacts?> devices, string op, string name, Func<DeviceFacts, Decision> decide) =>
@@ -67,9 +70,13 @@ public static class DeviceCommands
         // dm_hash_insert: a uuid names one device, like a name (an empty uuid is none, as in the ioctl).
         if (c.Uuid is { Length: > 0 } && state.WithUuid(c.Uuid) is { } holder)
             return Decision.Refuse(new("create", c.Name, Dm.Failed.Busy, $"device with uuid {c.Uuid} already exists: {holder.Name}"));
+        // dm_create with a requested minor: one in use is busy (idr_alloc fails), one beyond MINORMASK invalid.
+        if (c.Minor is < 0 or > MaxMinor) return Decision.Refuse(new("create", c.Name, Dm.Failed.Invalid, $"minor {c.Minor} is out of range (0-{MaxMinor})"));
+        if (c.Minor is { } wanted && state.Devices.Values.FirstOrDefault(d => d.Minor == wanted) is { } user)
+            return Decision.Refuse(new("create", c.Name, Dm.Failed.Busy, $"minor {wanted} is in use by {user.Name}"));
         var uuid = c.Uuid == "" ? null : c.Uuid;
         var hasTable = !string.IsNullOrWhiteSpace(c.Table);
-        var events = new List<DeviceEvents.DeviceEvent> { new DeviceEvents.Created(c.Name, at, state.NextMinor, c.Mode, c.ReadOnly, uuid) };
+        var events = new List<DeviceEvents.DeviceEvent> { new DeviceEvents.Created(c.Name, at, c.Minor ?? state.NextMinor, c.Mode, c.ReadOnly, uuid) };
         if (hasTable)
         {
             events.Add(new DeviceEvents.TableLoaded(c.Name, at, c.Table!, c.ReadOnly));

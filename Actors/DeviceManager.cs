@@ -258,9 +258,17 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
         var shared = new DeviceShared(name, minor);
         var actor = Context.ActorOf(MappedDevice.Props(shared, new MappedDevice.Options(mode, _options.MaxDeferred,
             _options.Clock, _options.ShutdownTimeout, readOnly, uuid, _options.BarrierTimeout,
-            _options.InlineIo ? IoDispatcher.DispatcherId : Akka.Dispatch.Dispatchers.DefaultDispatcherId)), $"dm-{minor}");
+            _options.InlineIo ? IoDispatcher.DispatcherId : Akka.Dispatch.Dispatchers.DefaultDispatcherId)), ActorName(minor));
         Context.Watch(actor);
         return _devices[name] = new ManagedDevice(actor, shared, new MappedDeviceHandle(actor, shared));
+    }
+
+    /// <summary>dm-MINOR; a minor asked for again while its removed device is still stopping gets a suffix.</summary>
+    private string ActorName(int minor)
+    {
+        var name = $"dm-{minor}";
+        for (var k = 1; !Context.Child(name).IsNobody(); k++) name = $"dm-{minor}.{k}";
+        return name;
     }
 
     private BuiltTable Build(string self, string text, bool readOnly) =>

@@ -63,6 +63,10 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
     private readonly OrderedBarrier _ordered;
     private readonly FlushTracker _flushes = new();
     private IActorRef? _removeReplyTo;
+    // The old table's target actors until they have stopped (and closed the devices they used), and the resumes
+    // waiting for that: dm destroys the old table before the resume returns.
+    private readonly HashSet<IActorRef> _retiring = new();
+    private readonly List<IActorRef> _resumeWaiters = new();
 
     public MappedDevice(DeviceShared shared, Options options)
     {
@@ -100,6 +104,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
             case Shutdown: Remove(Sender); break;
             case ShutdownTimedOut: if (_removeReplyTo != null) Context.Stop(Self); break;
             case BarrierTimedOut t: _ordered.TimedOut(t.Barrier); break;
+            case Terminated t: Retired(t.ActorRef); break;
             default: if (!OnControl(message)) Unhandled(message); break;
         }
     }
@@ -312,14 +317,26 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
             foreach (var t in _targets) t.Tell(new TargetActor.Msg.Resume());
             ReleaseDeferred();
         }
-        replyTo.Tell(Dm.Done.Empty);
+        if (_retiring.Count == 0) replyTo.Tell(Dm.Done.Empty);
+        else _resumeWaiters.Add(replyTo);
+    }
+
+    private void Retired(IActorRef target)
+    {
+        if (!_retiring.Remove(target) || _retiring.Count > 0) return;
+        foreach (var r in _resumeWaiters) r.Tell(Dm.Done.Empty);
+        _resumeWaiters.Clear();
     }
 
     private void Swap()
     {
         _flushes.Swap(_live, _inactive!);
         // PoisonPill, not Stop: the old targets first handle what is queued (PostSuspend), then release their devices.
-        foreach (var t in _targets) t.Tell(PoisonPill.Instance);
+        foreach (var t in _targets)
+        {
+            _retiring.Add(Context.Watch(t));
+            t.Tell(PoisonPill.Instance);
+        }
         _live = _inactive!;
         _errorState = null; // a table that could not be rebuilt is replaced
         _inactive = null;
@@ -361,6 +378,8 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
         _live = _inactive = null;
         _flushes.Close();
         foreach (var w in _suspendWaiters) w.Tell(new Dm.Failed("suspend", Name, Dm.Failed.NoDevice, "device removed"));
+        FailWaiters();
+        foreach (var r in _resumeWaiters) r.Tell(Dm.Done.Empty);
     }
 
     protected override SupervisorStrategy SupervisorStrategy() =>

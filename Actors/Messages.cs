@@ -21,8 +21,9 @@ public enum BarrierMode
 public static class Dm
 {
     /// <param name="Node">In a cluster: the node the volume is placed on (`--node`); null is the node the command reached.</param>
+    /// <param name="Minor">The minor number asked for (dm's DM_PERSISTENT_DEV_FLAG); null: the next free one.</param>
     public sealed record Create(string Name, string? Table = null, bool ReadOnly = false, string? Uuid = null,
-        BarrierMode Mode = BarrierMode.Ordered, string? Node = null) : IControlMessage;
+        BarrierMode Mode = BarrierMode.Ordered, string? Node = null, int? Minor = null) : IControlMessage;
     public sealed record Remove(string Name, bool Force = false) : IControlMessage;
     public sealed record Suspend(string Name, bool NoFlush = false) : IControlMessage;
     public sealed record Resume(string Name) : IControlMessage;
@@ -31,7 +32,12 @@ public static class Dm
     public sealed record Rename(string Name, string NewName, bool SetUuid = false) : IControlMessage;
     public sealed record GetTable(string Name, bool Inactive = false) : IControlMessage;
     public sealed record GetStatus(string Name) : IControlMessage;
-    public sealed record GetInfo(string Name) : IControlMessage;
+    /// <summary>
+    /// `info`; with <paramref name="WaitAfter"/> it is also `wait` (dm's DM_DEV_WAIT, which answers the device's status
+    /// too): the device answers once its event number differs from WaitAfter, or after <paramref name="Patience"/> with
+    /// the number unchanged, so the caller asks again (a long poll that fits every Ask's timeout).
+    /// </summary>
+    public sealed record GetInfo(string Name, long? WaitAfter = null, TimeSpan? Patience = null) : IControlMessage;
     public sealed record Message(string Name, long Sector, string[] Args) : IControlMessage;
     /// <summary>`ls`: answered with <see cref="DeviceList"/>.</summary>
     public sealed record List : IControlMessage { public static readonly List Instance = new(); }
@@ -80,7 +86,12 @@ public static class Dm
 
     public sealed record DeviceInfo(string Name, string? Uuid, bool Suspended, bool ReadOnly, bool LiveTable, bool InactiveTable,
         int OpenCount, long EventNr, int Major, int Minor, int TargetCount, long Sectors, BarrierMode Mode, string? ErrorState = null,
-        string? Node = null) : IControlMessage;
+        string? Node = null, IReadOnlyList<Dependency>? Deps = null) : IControlMessage;
+    /// <summary>
+    /// A device the live table uses (dm's table device list, for `deps` and `ls --tree`): its name (a mapped device's
+    /// name, or a disk's) and number; <paramref name="Mapped"/> tells a mapped device from a disk.
+    /// </summary>
+    public sealed record Dependency(string Name, int Major, int Minor, bool Mapped);
     /// <summary>The manager could not start (e.g. its journal is unreadable); every command gets this reason.</summary>
     public sealed record Unavailable(string Reason) : IControlMessage;
     public sealed record Infos(IReadOnlyList<DeviceInfo> Devices) : IControlMessage;

@@ -14,16 +14,22 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
     {
         var ok = a.Command switch
         {
+            "create" when a.Concise => await CreateConcise(a),
             "create" => await Create(a),
             "remove" => await ForEach(a, n => new Dm.Remove(n, a.Force)),
             "suspend" => await ForEach(a, n => new Dm.Suspend(n, a.NoFlush)),
             "resume" => await ForEach(a, n => new Dm.Resume(n)),
             "load" or "reload" => await Load(a),
             "clear" => await ForEach(a, n => new Dm.Clear(n)),
+            "table" when a.Concise => await TableConcise(a),
             "table" => await Targets(a, n => new Dm.GetTable(n, a.Inactive)),
             "status" => await Targets(a, n => new Dm.GetStatus(n)),
+            "info" when a.Columns => await InfoColumns(a),
             "info" => await Info(a),
-            "ls" => await Print(Dm.List.Instance),
+            "deps" => await Deps(a),
+            "ls" => await Ls(a),
+            "wait" => await Wait(a),
+            "remove_all" => await RemoveAll(a),
             "message" => await Message(a),
             "rename" => await Rename(a),
             "targets" => await Print(Dm.ListTargets.Instance),
@@ -35,6 +41,7 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
                 : Error("cluster move needs VOLUME NODE."),
             _ => Error($"Unrecognised command '{a.Command}'."),
         };
+        if (_usage) return 1;
         if (!ok || _failed) { stderr.WriteLine(DmsetupFormat.CommandFailed); return 1; }
         return 0;
     }
@@ -146,8 +153,12 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
         foreach (var name in names)
         {
             var reply = await channel.AskAsync(query(name));
-            if (reply is Dm.Done d)
-                foreach (var l in DmsetupFormat.TargetLines(d.Lines, prefixed ? name : null)) stdout.WriteLine(l);
+            if (reply is Dm.Done { Lines: var lines })
+            {
+                // --target: only that type's lines; a device with none prints nothing (not even its empty line).
+                if (a.Target != null && (lines = lines.Where(l => DmsetupFormat.TargetType(l) == a.Target).ToList()).Count == 0) continue;
+                foreach (var l in DmsetupFormat.TargetLines(lines, prefixed ? name : null)) stdout.WriteLine(l);
+            }
             else Report(reply);
         }
         return true;
@@ -157,16 +168,12 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
     {
         var names = await Names(a);
         if (names == null) return true;
-        var infos = new List<Dm.DeviceInfo>();
         foreach (var name in names)
         {
             var reply = await channel.AskAsync(new Dm.GetInfo(name));
             if (reply is not Dm.DeviceInfo info) { Report(reply); continue; }
-            if (a.Columns) infos.Add(info);
-            else foreach (var l in DmsetupFormat.InfoBlock(info)) stdout.WriteLine(l);
+            foreach (var l in DmsetupFormat.InfoBlock(info)) stdout.WriteLine(l);
         }
-        if (a.Columns && infos.Count > 0)
-            foreach (var l in DmsetupFormat.InfoColumns(infos, !a.NoHeadings)) stdout.WriteLine(l);
         return true;
     }
 

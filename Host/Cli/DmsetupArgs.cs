@@ -26,6 +26,13 @@ public sealed class DmsetupArgs
     public bool Columns { get; private set; }
     public bool NoHeadings { get; private set; }
     public bool SetUuid { get; private set; }
+    /// <summary>-o: the fields of `info -c`, the name style of `deps` and `ls`, the options of `ls --tree`.</summary>
+    public string? Options { get; private set; }
+    public bool Tree { get; private set; }
+    /// <summary>--target TYPE: `ls`, `table` and `status` keep only devices (lines) of that target type.</summary>
+    public string? Target { get; private set; }
+    public bool Concise { get; private set; }
+    public string? Separator { get; private set; }
     public bool Tear { get; private set; }
     /// <summary>--node NODE: in a cluster, the node a created volume is placed on.</summary>
     public string? Node { get; private set; }
@@ -45,6 +52,8 @@ public sealed class DmsetupArgs
         Mode = r.GetValue(o.Mode) ?? BarrierMode.Ordered, Force = r.GetValue(o.Force), NoFlush = r.GetValue(o.NoFlush),
         Inactive = r.GetValue(o.Inactive), Columns = r.GetValue(o.Columns), NoHeadings = r.GetValue(o.NoHeadings),
         SetUuid = r.GetValue(o.SetUuid), Tear = r.GetValue(o.Tear), Node = r.GetValue(o.Node),
+        Options = r.GetValue(o.Options), Tree = r.GetValue(o.Tree), Target = r.GetValue(o.Target), Concise = r.GetValue(o.Concise),
+        Separator = r.GetValue(o.Separator),
     };
 
     private DmsetupArgs() { }
@@ -80,6 +89,11 @@ public sealed class DmsetupOptions
     public readonly Option<bool> Inactive = ToolOption.Flag("--inactive", "The inactive table (loaded, not yet resumed).");
     public readonly Option<bool> Columns = ToolOption.Flag("--columns", "One line per device, in columns.", "-c", "-C");
     public readonly Option<bool> NoHeadings = ToolOption.Flag("--noheadings", "Columns without the heading line.");
+    public readonly Option<string?> Options = ToolOption.Text("--options", "FIELDS", "info -c: the fields; deps, ls: devno, devname or blkdevname; ls --tree: the tree's options.", "-o");
+    public readonly Option<bool> Tree = ToolOption.Flag("--tree", "ls: the devices as a tree of what uses what.");
+    public readonly Option<string?> Target = ToolOption.Text("--target", "TYPE", "Only devices (or table lines) of target type TYPE.");
+    public readonly Option<bool> Concise = ToolOption.Flag("--concise", "table, create: dmsetup's one-line format (name,uuid,minor,flags,table[,table];...).");
+    public readonly Option<string?> Separator = ToolOption.Text("--separator", "TEXT", "info -c: the text between columns (turns alignment off).");
     public readonly Option<bool> SetUuid = ToolOption.Flag("--setuuid", "Rename sets the uuid (to NEW) instead of the name.");
     public readonly Option<bool> Tear = ToolOption.Flag("--tear", "A random part of the unflushed writes lands first.");
     public readonly Option<string?> Node = ToolOption.Text("--node", "NODE", "In a cluster: the node the volume is placed on (default the node the command reaches).");
@@ -94,7 +108,7 @@ public sealed class DmsetupOptions
     public IEnumerable<Option> Global => [Config, Control, Timeout];
 
     /// <summary>Those a command uses (listed in its --help); all are taken anywhere on the line.</summary>
-    public IEnumerable<Option> Specific => [Table, NoTable, ReadOnly, Uuid, Mode, Force, NoFlush, Inactive, Columns, NoHeadings, SetUuid, Tear, Node, .. Ignored];
+    public IEnumerable<Option> Specific => [Table, NoTable, ReadOnly, Uuid, Mode, Force, NoFlush, Inactive, Columns, NoHeadings, SetUuid, Options, Tree, Target, Concise, Separator, Tear, Node, .. Ignored];
 
     /// <summary>The arguments of the command the line names.</summary>
     public IEnumerable<string> Words(ParseResult r) =>

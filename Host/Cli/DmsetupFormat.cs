@@ -42,33 +42,19 @@ public static class DmsetupFormat
     public static string Attr(Dm.DeviceInfo i) =>
         $"{(i.LiveTable ? 'L' : '-')}{(i.InactiveTable ? 'I' : '-')}{(i.Suspended ? 's' : '-')}{(i.ReadOnly ? 'r' : 'w')}";
 
-    private sealed record Column(string Heading, int Width, bool Numeric, Func<Dm.DeviceInfo, string> Value);
-
-    // dmsetup's default `info -c` fields with their minimum widths (dmsetup.c _report_fields).
-    private static readonly Column[] InfoColumnsDefault =
-    [
-        new("Name", 16, false, i => i.Name),
-        new("Maj", 3, true, i => i.Major.ToString()),
-        new("Min", 3, true, i => i.Minor.ToString()),
-        new("Stat", 4, false, Attr),
-        new("Open", 4, true, i => i.OpenCount.ToString()),
-        new("Targ", 4, true, i => i.TargetCount.ToString()),
-        new("Event", 6, true, i => i.EventNr.ToString()),
-        new("UUID", 32, false, i => i.Uuid ?? ""),
-    ];
+    /// <summary>`info -c` with dmsetup's default fields (see <see cref="DmsetupReport"/>).</summary>
+    public static IEnumerable<string> InfoColumns(IReadOnlyList<Dm.DeviceInfo> devices, bool headings = true) =>
+        DmsetupReport.Lines(DmsetupReport.Parse(null, out _)!, devices, !headings, null);
 
     /// <summary>
-    /// `info -c` as libdm's aligned report prints it: a column is as wide as its widest entry (at least its default
-    /// width); headings and text are left-aligned, numbers right-aligned; one space between columns.
+    /// One `deps` line: `N dependencies\t:` and each device as ` (major, minor)` (or ` (name)` with -o devname or
+    /// blkdevname), prefixed `name: ` when several devices are listed.
     /// </summary>
-    public static IEnumerable<string> InfoColumns(IReadOnlyList<Dm.DeviceInfo> devices, bool headings = true)
-    {
-        var widths = InfoColumnsDefault.Select(c => devices.Select(d => c.Value(d).Length).Append(c.Width).Append(c.Heading.Length).Max()).ToArray();
-        if (headings) yield return string.Join(' ', InfoColumnsDefault.Select((c, k) => c.Heading.PadRight(widths[k])));
-        foreach (var d in devices)
-            yield return string.Join(' ', InfoColumnsDefault.Select((c, k) =>
-                c.Numeric ? c.Value(d).PadLeft(widths[k]) : c.Value(d).PadRight(widths[k])));
-    }
+    public static string DepsLine(IReadOnlyList<Dm.Dependency> deps, string? prefixName, Func<Dm.Dependency, string> named) =>
+        $"{(prefixName == null ? "" : prefixName + ": ")}{deps.Count} dependencies\t:{string.Concat(deps.Select(d => $" ({named(d)})"))}";
+
+    /// <summary>The target type of a `table` or `status` line (`start len type params`).</summary>
+    public static string? TargetType(string line) => line.Split(' ') is { Length: >= 3 } parts ? parts[2] : null;
 
     /// <summary>
     /// `table`/`status` lines of one device: prefixed `name: ` when several devices are listed; a device with no
@@ -110,7 +96,14 @@ public static class DmsetupFormat
     public static string LsLine(string name, int major, int minor) => $"{name}\t({major}:{minor})";
 
     /// <summary>`targets`: the name padded to 16, then the version (dmsetup's `%-16s v%u.%u.%u`).</summary>
-    public static IEnumerable<string> Targets(Dm.TargetList list) => list.Targets.Select(t => $"{t.Name,-16} {t.Version}");
+    public static IEnumerable<string> Targets(Dm.TargetList list) =>
+        list.Targets.OrderBy(t => Array.IndexOf(BuiltIn, t.Name)).Select(t => $"{t.Name,-16} {t.Version}");
+
+    /// <summary>
+    /// dm lists target types newest first (dm_register_target adds at the head): the modules loaded later above the
+    /// ones built into dm, striped, linear and error, which register last to first.
+    /// </summary>
+    private static readonly string[] BuiltIn = ["striped", "linear", "error"];
 
     /// <summary>`history` (our addition): a line per recorded event, UTC with milliseconds, two spaces, what happened.</summary>
     public static IEnumerable<string> History(Dm.HistoryList list) =>

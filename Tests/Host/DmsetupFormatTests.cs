@@ -120,8 +120,10 @@ public class DmsetupFormatTests
     [Fact]
     public void Targets_pad_the_name_to_16_and_history_prints_utc_with_milliseconds()
     {
-        Assert.Equal(["linear           v1.4.0", "a-very-long-target-name v1.0.0"],
-            DmsetupFormat.Targets(new Dm.TargetList([new("linear", "v1.4.0"), new("a-very-long-target-name", "v1.0.0")])));
+        // dm lists the types newest first: loaded modules above the built-in striped, linear, error.
+        Assert.Equal(["a-very-long-target-name v1.0.0", "zero             v1.2.0", "striped          v1.6.0", "linear           v1.4.0", "error            v1.7.0"],
+            DmsetupFormat.Targets(new Dm.TargetList([new("a-very-long-target-name", "v1.0.0"), new("error", "v1.7.0"), new("linear", "v1.4.0"),
+                new("striped", "v1.6.0"), new("zero", "v1.2.0")])));
         var at = new DateTime(2026, 3, 4, 5, 6, 7, 89, DateTimeKind.Utc);
         Assert.Equal(["2026-03-04 05:06:07.089  created (minor 0, ordered barriers)"],
             DmsetupFormat.History(new Dm.HistoryList("x", [new HistoryEntry(at, "created (minor 0, ordered barriers)")])));
