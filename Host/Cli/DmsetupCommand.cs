@@ -168,7 +168,12 @@ public static class DmsetupCommand
         try
         {
             await using var control = await RemoteControl.ConnectAsync(settings, timeout);
-            return await new Dmsetup(control.Channel, Console.In, stdout, stderr).RunAsync(a);
+            return await new Dmsetup(control.Channel, Console.In, stdout, stderr)
+            {
+                // A wait asks again well within each answer's timeout.
+                WaitPatience = TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(30).Ticks, timeout.Ticks / 2)),
+                TerminalWidth = Console.IsOutputRedirected ? null : TerminalColumns(),
+            }.RunAsync(a);
         }
         catch (ControlUnreachableException e)
         {
@@ -187,6 +192,12 @@ public static class DmsetupCommand
             stderr.WriteLine($"dmactors: {e.Message}");
             return CommandRunner.Failure;
         }
+    }
+
+    private static int? TerminalColumns()
+    {
+        try { return Console.WindowWidth; }
+        catch (IOException) { return null; }
     }
 
     private static TimeSpan? TimeoutFromEnvironment()

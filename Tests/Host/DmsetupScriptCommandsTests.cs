@@ -221,6 +221,21 @@ public sealed class DmsetupScriptCommandsTests : IDisposable
     }
 
     [Fact]
+    public async Task After_a_resume_swaps_a_table_out_the_devices_it_used_are_closed()
+    {
+        // dm destroys the old table before the resume returns: the device below can be removed right away.
+        for (var k = 0; k < 5; k++)
+        {
+            await Ok($"create low{k}", "", "0 4096 linear m0 0");
+            await Ok($"create up{k}", "", $"0 4096 linear low{k} 0");
+            await Ok($"load up{k}", "", "0 4096 zero");
+            await Ok($"resume up{k}");
+            await Ok($"info -c -o open --noheadings low{k}", "0\n");
+            await Ok($"remove low{k}");
+        }
+    }
+
+    [Fact]
     public async Task Targets_list_in_dms_order_and_take_no_arguments()
     {
         var r = await Run(["targets"]);

@@ -136,6 +136,28 @@ public sealed class DmsetupProcessTests(HostFixture fixture) : IClassFixture<Hos
     }
 
     [Fact]
+    public async Task Script_commands_over_the_wire_deps_tree_concise_columns_and_wait()
+    {
+        Ok(await Host.Dmsetup(["create", "sc-low", "--table", "0 2048 linear disk0 8192"]), "");
+        Ok(await Host.Dmsetup(["create", "sc-top", "-u", "SC,1", "--table", "0 2048 linear sc-low 0"]), "");
+        int low = await MinorOf("sc-low"), top = await MinorOf("sc-top");
+        Ok(await Host.Dmsetup("deps sc-top"), $"1 dependencies\t: (253, {low})\n");
+        Ok(await Host.Dmsetup("deps -o devname sc-top"), "1 dependencies\t: (sc-low)\n");
+        var tree = await Host.Dmsetup("ls --tree -o ascii");
+        Assert.Contains($"sc-top (253:{top})\n `-sc-low (253:{low})\n    `- (7:0)\n", tree.Out);
+        Ok(await Host.Dmsetup("table --concise sc-top"), $"sc-top,SC\\,1,{top},rw,0 2048 linear 253:{low} 0\n");
+        Ok(await Host.Dmsetup("info -c --noheadings -o name,devs_used,uuid sc-top"), "sc-top:sc-low:SC,1\n");
+        // A rename is an event: a wait for the number before it returns at once.
+        Ok(await Host.Dmsetup("rename sc-low sc-low2"), "");
+        Ok(await Host.Dmsetup("wait sc-low2 0"), "");
+        // A wait for the next event ends when the device goes (whether its request got there first or not).
+        var waiting = Host.Dmsetup("wait sc-low2 1");
+        Ok(await Host.Dmsetup("remove sc-top sc-low2"), "");
+        var r = await waiting;
+        Assert.True(r.Code == 1 && r.Err.StartsWith("device-mapper: waitevent ioctl on sc-low2  failed: No such device or address\n"), r.ToString());
+    }
+
+    [Fact]
     public async Task Targets_and_version_come_from_the_host()
     {
         var targets = await Host.Dmsetup("targets");
