@@ -112,7 +112,7 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
     {
         targets = 0;
         string source;
-        if (a.Table != null) { table = a.Table; source = "--table"; }
+        if (a.Table != null) { table = a.Table; source = ""; } // dmsetup names no file: "of table ."
         else if (file != null && file != "-")
         {
             try { table = File.ReadAllText(file); }

@@ -167,7 +167,7 @@ public sealed partial class Dmsetup
                 try { Table.Parse(table); }
                 catch (TableException e) when (InvalidLine().Match(e.Message) is { Success: true } bad)
                 {
-                    return Error(DmsetupFormat.InvalidFormat(int.Parse(bad.Groups[1].Value), "--concise"));
+                    return Error(DmsetupFormat.InvalidFormat(int.Parse(bad.Groups[1].Value), ""));
                 }
             }
             var uuid = s.Uuid.Length > 0 ? s.Uuid : null;

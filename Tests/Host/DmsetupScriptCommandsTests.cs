@@ -155,6 +155,17 @@ public sealed class DmsetupScriptCommandsTests : IDisposable
     }
 
     [Fact]
+    public async Task A_bad_line_in_a_table_given_on_the_command_line_names_no_file()
+    {
+        // dmsetup parses --table and --concise tables with the empty file name: "of table ."
+        var r = await Run(["create", "bad", "--table", "0 10 zero\nten 10 zero"]);
+        Assert.Equal("Invalid format on line 2 of table .\nCommand failed.\n", r.Err);
+        r = await Run(["create", "--concise", "bad,,,,0 10 zero,ten 10 zero"]);
+        Assert.Equal("Invalid format on line 2 of table .\nCommand failed.\n", r.Err);
+        await Ok("ls", "No devices found\n");
+    }
+
+    [Fact]
     public async Task Wait_returns_when_the_event_number_moves_on()
     {
         await Ok("create ev", "", "0 100 test-event");
