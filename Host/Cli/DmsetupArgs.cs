@@ -32,6 +32,8 @@ public sealed class DmsetupArgs
     /// <summary>--target TYPE: `ls`, `table` and `status` keep only devices (lines) of that target type.</summary>
     public string? Target { get; private set; }
     public bool Concise { get; private set; }
+    /// <summary>-v: `wait` and `deps` print the device's info block too (what DMTS parses the event number from).</summary>
+    public bool Verbose { get; private set; }
     public string? Separator { get; private set; }
     public bool Tear { get; private set; }
     /// <summary>--node NODE: in a cluster, the node a created volume is placed on.</summary>
@@ -53,7 +55,7 @@ public sealed class DmsetupArgs
         Inactive = r.GetValue(o.Inactive), Columns = r.GetValue(o.Columns), NoHeadings = r.GetValue(o.NoHeadings),
         SetUuid = r.GetValue(o.SetUuid), Tear = r.GetValue(o.Tear), Node = r.GetValue(o.Node),
         Options = r.GetValue(o.Options), Tree = r.GetValue(o.Tree), Target = r.GetValue(o.Target), Concise = r.GetValue(o.Concise),
-        Separator = r.GetValue(o.Separator),
+        Separator = r.GetValue(o.Separator), Verbose = r.GetValue(o.Verbose),
     };
 
     private DmsetupArgs() { }
@@ -93,6 +95,7 @@ public sealed class DmsetupOptions
     public readonly Option<bool> Tree = ToolOption.Flag("--tree", "ls: the devices as a tree of what uses what.");
     public readonly Option<string?> Target = ToolOption.Text("--target", "TYPE", "Only devices (or table lines) of target type TYPE.");
     public readonly Option<bool> Concise = ToolOption.Flag("--concise", "table, create: dmsetup's one-line format (name,uuid,minor,flags,table[,table];...).");
+    public readonly Option<bool> Verbose = ToolOption.Flag("--verbose", "wait, deps: print the device's info block too.", "-v");
     public readonly Option<string?> Separator = ToolOption.Text("--separator", "TEXT", "info -c: the text between columns (turns alignment off).");
     public readonly Option<bool> SetUuid = ToolOption.Flag("--setuuid", "Rename sets the uuid (to NEW) instead of the name.");
     public readonly Option<bool> Tear = ToolOption.Flag("--tear", "A random part of the unflushed writes lands first.");
@@ -108,7 +111,7 @@ public sealed class DmsetupOptions
     public IEnumerable<Option> Global => [Config, Control, Timeout];
 
     /// <summary>Those a command uses (listed in its --help); all are taken anywhere on the line.</summary>
-    public IEnumerable<Option> Specific => [Table, NoTable, ReadOnly, Uuid, Mode, Force, NoFlush, Inactive, Columns, NoHeadings, SetUuid, Options, Tree, Target, Concise, Separator, Tear, Node, .. Ignored];
+    public IEnumerable<Option> Specific => [Table, NoTable, ReadOnly, Uuid, Mode, Force, NoFlush, Inactive, Columns, NoHeadings, SetUuid, Options, Tree, Target, Concise, Separator, Verbose, Tear, Node, .. Ignored];
 
     /// <summary>The arguments of the command the line names.</summary>
     public IEnumerable<string> Words(ParseResult r) =>

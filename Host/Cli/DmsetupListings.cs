@@ -73,7 +73,12 @@ public sealed partial class Dmsetup
         var infos = await Infos(a, "deps");
         if (infos == null) return true;
         foreach (var i in infos)
-            stdout.WriteLine(DmsetupFormat.DepsLine(i.Deps ?? [], a.Args.Count != 1 ? i.Name : null, d => Named(d, style)));
+        {
+            // _deps: -v prints the info block first and no name prefix; with several devices a blank line follows.
+            if (a.Verbose) foreach (var l in DmsetupFormat.InfoBlock(i)) stdout.WriteLine(l);
+            stdout.WriteLine(DmsetupFormat.DepsLine(i.Deps ?? [], a.Args.Count != 1 && !a.Verbose ? i.Name : null, d => Named(d, style)));
+            if (a.Verbose && a.Args.Count != 1) stdout.WriteLine();
+        }
         return true;
     }
 
@@ -183,7 +188,7 @@ public sealed partial class Dmsetup
     /// <summary>
     /// `wait NAME [EVENT_NR]`: DM_DEV_WAIT returns once the device's event number differs from EVENT_NR (0 when not
     /// given, as dmsetup passes it). Each request waits in the device for at most <see cref="WaitPatience"/>; an
-    /// answer with the number unchanged is asked again. Prints nothing, as dmsetup without -v.
+    /// answer with the number unchanged is asked again. Prints nothing, as dmsetup without -v; with -v the info block.
     /// </summary>
     private async Task<bool> Wait(DmsetupArgs a)
     {
@@ -195,7 +200,10 @@ public sealed partial class Dmsetup
         {
             var reply = await channel.AskAsync(new Dm.GetInfo(a.Args[0], after, WaitPatience));
             if (reply is not Dm.DeviceInfo info) return Report(reply, adjust: f => f with { Op = "waitevent" });
-            if (info.EventNr != after) return true;
+            if (info.EventNr == after) continue;
+            // -v: the status dev_wait returns, as `info` prints it.
+            if (a.Verbose) foreach (var l in DmsetupFormat.InfoBlock(info)) stdout.WriteLine(l);
+            return true;
         }
     }
 

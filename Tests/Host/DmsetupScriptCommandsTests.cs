@@ -86,6 +86,9 @@ public sealed class DmsetupScriptCommandsTests : IDisposable
         await Ok("deps -o blkdevname top", "2 dependencies\t: (dm-1) (dm-0)\n");
         await Ok("deps -o devname a", "1 dependencies\t: (m0)\n");
         await Ok("deps", "a: 1 dependencies\t: (7, 0)\nb: 1 dependencies\t: (7, 1)\ntop: 2 dependencies\t: (253, 1) (253, 0)\n");
+        await Ok("deps -v a b", DmsetupCliTests.Block("a", "ACTIVE", "LIVE", 0, 1).Replace("Open count:        0", "Open count:        1") +
+            "1 dependencies\t: (7, 0)\n\n" + DmsetupCliTests.Block("b", "ACTIVE", "LIVE", 1, 1).Replace("Open count:        0", "Open count:        1") +
+            "1 dependencies\t: (7, 1)\n\n");
         await Ok("create empty --notable");
         await Ok("deps empty", "0 dependencies\t:\n");
         await Fails("deps nope", "device-mapper: deps ioctl on nope  failed: No such device or address\nCommand failed.\n");
@@ -178,6 +181,8 @@ public sealed class DmsetupScriptCommandsTests : IDisposable
         await Ok("message ev 0 event");
         Ok(await waiting.WaitAsync(TimeSpan.FromSeconds(30)), "");
         Ok(await waitingFor0.WaitAsync(TimeSpan.FromSeconds(30)), "");
+        // -v prints the status the wait returns (DMTS reads "Event number:" from it).
+        await Ok("wait -v ev 0", DmsetupCliTests.Block("ev", "ACTIVE", "LIVE", 0, 1, events: 1));
         await Ok("info -c -o events --noheadings ev", "1\n");
         // rename wakes waiters too (dm_hash_rename raises an event).
         var renamed = Run(Words("wait ev 1"));
