@@ -54,10 +54,10 @@ public static class DeviceCommands
         _ => throw new ArgumentException($"{command.GetType().Name} changes nothing recorded", nameof(command)),
     };
 
-    /// <summary>dm-ioctl's answer for a name it has no hash cell for.</summary>
     /// <summary>The largest minor number (the kernel's MINORMASK).</summary>
     public const int MaxMinor = (1 << 20) - 1;
 
+    /// <summary>dm-ioctl's answer for a name it has no hash cell for.</summary>
     public static Dm.Failed NoSuchDevice(string op, string name) => new(op, name, Dm.Failed.NoDevice, "Device does not exist.");
 
     private static Decision Existing(Func<string, DeviceFacts?> devices, string op, string name, Func<DeviceFacts, Decision> decide) =>

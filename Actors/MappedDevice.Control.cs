@@ -59,7 +59,7 @@ public sealed partial class MappedDevice
 
     // ---- wait: DM_DEV_WAIT ---------------------------------------------------------------------------------------
 
-    private sealed record Waiter(long Id, IActorRef ReplyTo, long After, ICancelable? Expiry);
+    private sealed record Waiter(long Id, IActorRef ReplyTo, ICancelable? Expiry);
     private sealed record WaitExpired(long Id);
     private readonly List<Waiter> _waiters = new();
     private long _nextWaiter;
@@ -70,7 +70,7 @@ public sealed partial class MappedDevice
         if (_eventNr != after) { Sender.Tell(Info()); return; }
         var id = ++_nextWaiter;
         var expiry = patience is { } p ? Context.System.Scheduler.ScheduleTellOnceCancelable(p, Self, new WaitExpired(id), Self) : null;
-        _waiters.Add(new Waiter(id, Sender, after, expiry));
+        _waiters.Add(new Waiter(id, Sender, expiry));
     }
 
     /// <summary>dm's event_callback: the event number moves on and every waiter is woken with the new status.</summary>
