@@ -40,6 +40,11 @@ public sealed class DiskIoPool : IDisposable
 
     public int Threads => _threads.Length;
 
+    [ThreadStatic] private static bool _onIoThread;
+
+    /// <summary>True on a thread of any pool: it may block on file IO, so work it brings need not hop to another.</summary>
+    public static bool OnIoThread => _onIoThread;
+
     public void Enqueue(FileDisk disk, Bio bio, Action<Bio, BioStatus> done)
     {
         _queue.Enqueue((disk, bio, done));
@@ -55,6 +60,7 @@ public sealed class DiskIoPool : IDisposable
 
     private void Loop()
     {
+        _onIoThread = true;
         while (true)
         {
             if (_queue.TryDequeue(out var work)) { work.Disk.Execute(work.Bio, work.Done); continue; }
@@ -92,6 +98,7 @@ public sealed class FlushCoalescer
     private readonly Func<BioStatus> _flush;
     private readonly object _gate = new();
     private List<(Bio, Action<Bio, BioStatus>)> _waiting = new();
+    private List<(Bio, Action<Bio, BioStatus>)> _spare = new(); // the batch list of the last round, reused
     private bool _running;
     private long _writesCompleted;
     private long _writesFlushed = -1; // never equal to _writesCompleted: dirty until the first flush
@@ -127,7 +134,7 @@ public sealed class FlushCoalescer
             {
                 if (_waiting.Count == 0) { _running = false; return; }
                 batch = _waiting;
-                _waiting = new List<(Bio, Action<Bio, BioStatus>)>();
+                _waiting = _spare;
             }
             var upTo = Interlocked.Read(ref _writesCompleted);
             var status = BioStatus.Ok;
@@ -138,6 +145,8 @@ public sealed class FlushCoalescer
                 if (status == BioStatus.Ok) Interlocked.Exchange(ref _writesFlushed, upTo);
             }
             foreach (var (b, done) in batch) done(b, status);
+            batch.Clear();
+            lock (_gate) _spare = batch; // only the draining thread takes it, at its next round
         }
     }
 }
