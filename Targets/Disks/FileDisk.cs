@@ -126,6 +126,9 @@ public sealed class FileDisk : Disk
                 // thread may block, so it syncs here rather than queue it and wake another.
                 Execute(bio, done);
                 return;
+            case BioOp.Flush:
+                _pool.EnqueueFlush(this, bio, done);
+                return;
         }
         _pool.Enqueue(this, bio, done);
     }
