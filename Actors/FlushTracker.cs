@@ -62,8 +62,9 @@ public sealed class FlushTracker
 
     /// <summary>
     /// An empty flush to every cache below, as clones of <paramref name="io"/>: straight to each distinct device when
-    /// all targets allow it (flush_bypasses_map), else num_flush_bios clones through each target's actor. Devices
-    /// without a volatile cache are skipped on the direct path: they have nothing to flush.
+    /// all targets allow it (flush_bypasses_map), else num_flush_bios clones through each target's actor. The clones
+    /// are NoDrain: what they must cover already completed below, so a mapped device below need not drain for them.
+    /// Devices without a volatile cache are skipped on the direct path: they have nothing to flush.
     /// </summary>
     public void Issue(DmIo io, Table live, IActorRef[] targets, IActorRef replyTo)
     {
@@ -80,7 +81,7 @@ public sealed class FlushTracker
             for (var i = 0; i < live.Targets[t].NumFlushBios; i++)
             {
                 io.Refs++;
-                targets[t].Tell(new Bio(BioOp.Flush, live.Targets[t].Begin, 0, Memory<byte>.Empty, replyTo, BioFlags.None, io) { Index = i },
+                targets[t].Tell(new Bio(BioOp.Flush, live.Targets[t].Begin, 0, Memory<byte>.Empty, replyTo, BioFlags.NoDrain, io) { Index = i },
                     ActorRefs.NoSender);
             }
     }
@@ -88,7 +89,7 @@ public sealed class FlushTracker
     private static void FlushDevice(DmIo io, IBlockDevice dev, IActorRef replyTo)
     {
         io.Refs++;
-        dev.Submit(new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, replyTo, BioFlags.None, io) { Device = dev });
+        dev.Submit(new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, replyTo, BioFlags.NoDrain, io) { Device = dev });
     }
 
     /// <summary>A flush completed: what had completed before it went out is durable; stale disks it reached are closed.</summary>

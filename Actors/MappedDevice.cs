@@ -122,8 +122,9 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
         if (ordered && OrderedBarrier.IsBarrier(bio)) { _ordered.Start(bio, ++_seq); return; }
 
         var io = Track(new DmIo(bio, DmIo.Kinds.Normal, ++_seq));
-        // Flush mode: an empty flush, a barrier or a PREFLUSH bio first flushes every cache below (no drain).
-        if (!ordered && (bio.Op == BioOp.Flush || (bio.Flags & (BioFlags.Preflush | BioFlags.Barrier)) != 0))
+        // An empty flush that is no barrier (flush mode, or NoDrain), and in flush mode a barrier or PREFLUSH bio,
+        // first flushes every cache below; nothing in flight is waited for.
+        if (bio.Op == BioOp.Flush || (!ordered && (bio.Flags & (BioFlags.Preflush | BioFlags.Barrier)) != 0))
         {
             io.Preflushing = true;
             IssueFlush(io);

@@ -46,8 +46,12 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
     public bool InFlight => _barrier != null;
     public bool IsCurrent(Bio bio) => ReferenceEquals(bio, _barrier);
 
-    /// <summary>Ordered mode knows only barriers: an empty flush is an empty barrier, a PREFLUSH bio is a barrier.</summary>
-    public static bool IsBarrier(Bio bio) => bio.IsBarrier || bio.Op == BioOp.Flush || (bio.Flags & BioFlags.Preflush) != 0;
+    /// <summary>
+    /// In ordered mode an empty flush is an empty barrier and a PREFLUSH bio is a barrier; a NoDrain flush is not
+    /// (it promises only the writes completed before it, so it needs no drain).
+    /// </summary>
+    public static bool IsBarrier(Bio bio) => bio.IsBarrier || (bio.Flags & BioFlags.Preflush) != 0
+        || (bio.Op == BioOp.Flush && (bio.Flags & BioFlags.NoDrain) == 0);
 
     /// <summary>Starts <paramref name="barrier"/> (none may be in flight); <paramref name="seq"/> is its arrival order.</summary>
     public void Start(Bio barrier, long seq)

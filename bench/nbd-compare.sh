@@ -2,10 +2,11 @@
 # nbd-compare.sh: the same backing file served by `dmactors serve` (one file disk, one linear device),
 # qemu-nbd (Unix socket: qemu-nbd 7.2 does not set TCP_NODELAY, so its TCP numbers would measure Nagle)
 # and `nbdkit file` (TCP and Unix socket), each driven by the same fio (ioengine=nbd) and nbdcopy workloads.
-# All servers run at once on the same file (each in the page cache, flush = fdatasync); the runs are
+# All servers run at once on the same file (each in the page cache, flush = fdatasync), fully written by default
+# (every block holds data, so writes overwrite allocated blocks; --sparse serves a file of holes instead); the runs are
 # interleaved (every workload on every server, then again, with the order rotated each round) so drift of a
 # shared machine cancels out. Prints medians over the runs and the ratio of the subject (dmactors, or the
-# first server that started) to each peer. Progress goes to stderr, the table to stdout.
+# first server that started) to each peer, marking every ratio below 1.0. Progress goes to stderr, the table to stdout.
 #
 # Needs: fio (with the nbd engine), qemu-utils, nbdkit, libnbd-bin (nbdcopy, nbdinfo), jq, ss, dotnet.
 set -euo pipefail
@@ -14,21 +15,26 @@ usage() {
   cat <<'EOF'
 usage: bench/nbd-compare.sh [--quick] [--runs N] [--runtime S] [--size-mib N] [--dir DIR] [--keep]
                             [--servers "dmactors qemu nbdkit"] [--transports "tcp unix"] [--qemu-tcp]
-                            [--workloads "randread-4k-qd1 ..."] [--dmactors-cmd "CMD"]
+                            [--workloads "randread-4k-qd1 ..."] [--dmactors-cmd "CMD"] [--sparse]
   --quick          3 runs of 2 s on a 256 MiB file (a few minutes in all)
   --runs N         runs per workload and server (default 3; the median is reported)
   --runtime S      seconds per fio run (default 5)
   --size-mib N     size of the backing file (default 1024)
   --dir DIR        where the work directory goes (default $TMPDIR or /tmp); --keep leaves it behind
   --qemu-tcp       also run qemu-nbd over TCP (no TCP_NODELAY in 7.2: expect poor QD1 latency)
+  --sparse         serve a sparse backing file (all holes) instead of a fully written one
+  workloads        randread/randwrite 4k at QD1 and QD32, seqread/seqwrite 1M at QD4, randwrite-4k-fsync (a
+                   flush after each write, QD1), randwrite-4k-qd32-flush16 (a flush every 16 writes, QD32),
+                   randread-4k-4x8 / randwrite-4k-4x8 (4 connections at QD8 each on the one export),
+                   nbdcopy-read / nbdcopy-write (4 connections)
   --dmactors-cmd   how to run dmactors (default: dotnet <repo>/Host/bin/Release/net10.0/dmactors.dll,
                    built with `dotnet build Host -c Release` if missing)
 EOF
 }
 
-RUNS=3 RUNTIME=5 SIZE_MIB=1024 DIR="${TMPDIR:-/tmp}" KEEP=0 QEMU_TCP=0
+RUNS=3 RUNTIME=5 SIZE_MIB=1024 DIR="${TMPDIR:-/tmp}" KEEP=0 QEMU_TCP=0 SPARSE=0
 SERVERS="dmactors qemu nbdkit" TRANSPORTS="tcp unix" DMACTORS_CMD=""
-ALL_WORKLOADS="randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd1 randwrite-4k-qd32 seqread-1m-qd4 seqwrite-1m-qd4 randwrite-4k-fsync nbdcopy-read nbdcopy-write"
+ALL_WORKLOADS="randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd1 randwrite-4k-qd32 seqread-1m-qd4 seqwrite-1m-qd4 randwrite-4k-fsync randwrite-4k-qd32-flush16 randread-4k-4x8 randwrite-4k-4x8 nbdcopy-read nbdcopy-write"
 WORKLOADS="$ALL_WORKLOADS"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -42,6 +48,7 @@ while [[ $# -gt 0 ]]; do
     --transports) TRANSPORTS="$2"; shift ;;
     --workloads) WORKLOADS="$2"; shift ;;
     --qemu-tcp) QEMU_TCP=1 ;;
+    --sparse) SPARSE=1 ;;
     --dmactors-cmd) DMACTORS_CMD="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "nbd-compare: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -200,6 +207,10 @@ fio_args() {
     seqread-1m-qd4)     echo "--rw=read --bs=1M --iodepth=4" ;;
     seqwrite-1m-qd4)    echo "--rw=write --bs=1M --iodepth=4" ;;
     randwrite-4k-fsync) echo "--rw=randwrite --bs=4k --iodepth=1 --fsync=1" ;;
+    randwrite-4k-qd32-flush16) echo "--rw=randwrite --bs=4k --iodepth=32 --fsync=16" ;;
+    # numjobs: each job is its own NBD connection; group_reporting sums them into jobs[0].
+    randread-4k-4x8)    echo "--rw=randread --bs=4k --iodepth=8 --numjobs=4 --group_reporting" ;;
+    randwrite-4k-4x8)   echo "--rw=randwrite --bs=4k --iodepth=8 --numjobs=4 --group_reporting" ;;
   esac
 }
 unit() { case "$1" in *1m*|nbdcopy*) echo "MB/s" ;; *) echo "IOPS" ;; esac; }
@@ -229,13 +240,20 @@ run_one() {
     else value=ERR; fi
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$transport" "$server" "$run" "$value" "$p50" "$p99" >>"$RESULTS"
-  log "run $run/$RUNS $(printf '%-20s %-6s %-9s' "$w" "$transport" "$server") $value $(unit "$w")${p50:+  p50 $p50 us}"
+  log "run $run/$RUNS $(printf '%-26s %-6s %-9s' "$w" "$transport" "$server") $value $(unit "$w")${p50:+  p50 $p50 us}"
 }
 
 log "work directory $WORK; writing ${SIZE_MIB} MiB of random data"
 dd if=/dev/urandom of="$SRC" bs=1M count="$SIZE_MIB" status=none
-cp "$SRC" "$DISK"
+if [[ $SPARSE == 1 ]]; then
+  truncate -s "${SIZE_MIB}M" "$DISK" # holes: the first write to each block allocates it
+else
+  # Every block written (no copy_file_range or reflink sharing, no holes), so writes overwrite allocated data.
+  dd if="$SRC" of="$DISK" bs=1M conv=fsync status=none
+fi
 sync "$SRC" "$DISK"
+BACKING="$( [[ $SPARSE == 1 ]] && echo sparse || echo "fully written" ) backing file ($(( $(stat -c %b "$DISK") * $(stat -c %B "$DISK") >> 20 )) MiB allocated)"
+log "$BACKING"
 
 for s in $SERVERS; do
   case "$s" in
@@ -273,13 +291,13 @@ awk -F'\t' -v servers="$RAN" -v transports="$TRANSPORTS" -v workloads="$WORKLOAD
     if ($5 == "ERR") err[k]++; else { v[k] = v[k] " " $5; if ($6 != "-") { p50[k] = p50[k] " " $6; p99[k] = p99[k] " " $7 } } }
   END {
     ns = split(servers, S, " "); nt = split(transports, T, " "); nw = split(workloads, W, " ")
-    printf "%-20s %-5s %-5s", "workload", "via", "unit"
+    printf "%-26s %-5s %-5s", "workload", "via", "unit"
     for (i = 1; i <= ns; i++) printf " %12s", S[i]
     for (i = 1; i <= ns; i++) if (S[i] != subject) printf " %10s", subject "/" S[i]
     printf "   %s\n", "p50/p99 us per server"
     for (w = 1; w <= nw; w++) for (t = 1; t <= nt; t++) {
       u = (W[w] ~ /1m|nbdcopy/) ? "MB/s" : "IOPS"
-      line = sprintf("%-20s %-5s %-5s", W[w], T[t], u); any = 0; lat = ""
+      line = sprintf("%-26s %-5s %-5s", W[w], T[t], u); any = 0; lat = ""
       for (i = 1; i <= ns; i++) {
         k = W[w] SUBSEP T[t] SUBSEP S[i]; m[i] = median(v[k])
         if (m[i] != "") any = 1
@@ -289,12 +307,15 @@ awk -F'\t' -v servers="$RAN" -v transports="$TRANSPORTS" -v workloads="$WORKLOAD
       if (!any) continue
       for (i = 1; i <= ns; i++) if (S[i] != subject) {
         for (j = 1; j <= ns; j++) if (S[j] == subject) sm = m[j]
-        line = line sprintf(" %10s", (sm != "" && m[i] != "" && m[i] > 0) ? sprintf("%.2f", sm / m[i]) : "-")
+        r = (sm != "" && m[i] != "" && m[i] > 0) ? sm / m[i] : ""
+        if (r != "" && r < 1.0) below++
+        line = line sprintf(" %10s", r == "" ? "-" : sprintf("%.2f%s", r, r < 1.0 ? "<" : " "))
       }
       print line "  " lat
     }
+    if (ns > 1) printf "ratios marked < are below 1.0 (the subject is slower than that peer): %d\n", below + 0
   }' "$RESULTS"
-echo "medians of $RUNS runs x ${RUNTIME}s, ${SIZE_MIB} MiB file, $(nproc) cores; fio ioengine=nbd, 1 job; nbdcopy whole export to null: / from a file"
+echo "medians of $RUNS runs x ${RUNTIME}s, ${SIZE_MIB} MiB $BACKING, $(nproc) cores; fio ioengine=nbd, 1 job (4x8: 4 jobs, one connection each); nbdcopy whole export to null: / from a file"
 [[ " $SERVERS " == *" qemu "* && $QEMU_TCP == 0 ]] && echo "qemu-nbd over Unix socket only (7.2 lacks TCP_NODELAY; --qemu-tcp to include it)"
 if [[ -z "${URI[dmactors/tcp]:-}${URI[dmactors/unix]:-}" && " $SERVERS " == *" dmactors "* ]]; then
   echo "dmactors did not serve (no NBD server in this build yet?): its column is empty"

@@ -10,20 +10,21 @@ public static class BenchReport
     public static string Table(IReadOnlyList<BenchResults.PathSummary> rows, IReadOnlyList<Workload> workloads)
     {
         var sb = new StringBuilder();
-        sb.AppendLine($"{"workload",-28} {"path",-14} {"IOPS",9} {"MB/s",8} {"dev/dir",8} {"p50 us",9} {"p99 us",9} {"B/io",8} {"sync/io",8}");
+        sb.AppendLine($"{"workload",-28} {"path",-14} {"IOPS",9} {"MB/s",8} {"dev/dir",8} {"p50 us",9} {"p99 us",9} {"B/io",8} {"sync/io",8} {"dev/ord",8}");
         foreach (var w in workloads)
         {
             var first = true;
             foreach (var r in rows.Where(r => r.Workload == w.Name))
             {
                 sb.Append(Inv($"{(first ? w.Name : ""),-28} {r.Path,-14} {Si(r.Iops),9} {r.MBps,8:F1} "));
-                sb.Append(Inv($"{(r.Ratio is { } x ? x.ToString("F2", CultureInfo.InvariantCulture) : "-"),8} {r.P50Us,9:F1} {r.P99Us,9:F1} {r.AllocBytesPerIo,8:F0} {r.SyncsPerIo,8:F3}"));
+                sb.Append(Inv($"{(r.Ratio is { } x ? x.ToString("F2", CultureInfo.InvariantCulture) : "-"),8} {r.P50Us,9:F1} {r.P99Us,9:F1} {r.AllocBytesPerIo,8:F0} {r.SyncsPerIo,8:F3} {(r.OrderedRatio is { } o ? o.ToString("F2", CultureInfo.InvariantCulture) : "-"),8}"));
                 if (r.Errors > 0) sb.Append($"  ERRORS {r.Errors}");
                 sb.AppendLine();
                 first = false;
             }
         }
-        sb.AppendLine("dev/dir = median over rounds of (device IOPS / direct IOPS in the same round); B/io = managed bytes allocated per IO, all threads;\nsync/io = fdatasync calls that reached the files per IO (direct: its own; devices: FileDisk.FlushesIssued).");
+        sb.AppendLine("dev/dir = median over rounds of (device IOPS / direct IOPS in the same round); B/io = managed bytes allocated per IO, all threads;\nsync/io = fdatasync calls that reached the files per IO (direct: its own; devices: FileDisk.FlushesIssued);\n" +
+            "dev/ord = the same against direct-ordered (barrier workloads: wait for the writes before, fdatasync, write, fdatasync).");
         return sb.ToString();
     }
 
@@ -42,6 +43,7 @@ public static class BenchReport
             {
                 workload = r.Workload, path = r.Path, queueDepth = r.QueueDepth, blockBytes = r.BlockBytes, rounds = r.Rounds,
                 iops = Math.Round(r.Iops, 1), mbps = Math.Round(r.MBps, 2), ratio = r.Ratio is { } x ? Math.Round(x, 3) : (double?)null,
+                orderedRatio = r.OrderedRatio is { } o ? Math.Round(o, 3) : (double?)null,
                 p50us = Math.Round(r.P50Us, 1), p99us = Math.Round(r.P99Us, 1), allocBytesPerIo = Math.Round(r.AllocBytesPerIo, 1),
                 ops = r.Ops, errors = r.Errors, syncsPerIo = Math.Round(r.SyncsPerIo, 4),
             }),

@@ -52,6 +52,7 @@ public sealed class BenchRig : IAsyncDisposable
 
         _direct = File.OpenHandle(direct, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
         Paths.Add(new DirectPath("direct", _direct, bytes, IoThreads));
+        Paths.Add(new DirectPath("direct-ordered", _direct, bytes, IoThreads, ordered: true));
 
         _pool = new DiskIoPool(IoThreads);
         _disks = new DiskRegistry(_pool);
@@ -83,11 +84,12 @@ public sealed class BenchRig : IAsyncDisposable
     }
 
     /// <summary>
-    /// Which paths a workload runs on: barrier workloads compare both barrier modes on linear and striped; the
+    /// Which paths a workload runs on: barrier workloads compare both barrier modes on linear and striped, against
+/// direct (write + fdatasync) and direct-ordered (the ordered barrier's steps without an engine); the
     /// memory-backed device only runs small blocks (it isolates per-bio overhead).
     /// </summary>
     public IEnumerable<BenchPath> PathsFor(Workload w) => Paths.Where(p => w.IsBarrier
-        ? p.Name is "direct" or "linear" or "linear-flush" or "striped" or "striped-flush"
+        ? p.Name is "direct" or "direct-ordered" or "linear" or "linear-flush" or "striped" or "striped-flush"
         : p.Name is "direct" or "filedisk" or "linear" or "striped" or "stack3" || (p.Name == "linear-mem" && w.BlockBytes <= 4096));
 
     private static void Expect(object reply, string op, string name)

@@ -9,9 +9,11 @@ namespace DmActors.Host.Bench;
 /// as the engine's DiskIoPool has. QD slots are spread over min(QD, threads) threads; each thread serves its
 /// slots round robin, so a slot's latency runs from its previous completion (= resubmission) to its completion,
 /// the same as a queue of QD requests with no queueing cost at all. Barrier workloads: fdatasync after every
-/// n-th write, on the thread that wrote it.
+/// n-th write, on the thread that wrote it. With <paramref name="ordered"/> (the ordered barrier's baseline) the
+/// n-th write does what an ordered barrier does, with no engine around it: it waits for the writes before it (a
+/// lock that every other write holds shared), fdatasyncs, writes, fdatasyncs, and holds later writes meanwhile.
 /// </summary>
-public sealed class DirectPath(string name, SafeFileHandle handle, long bytes, int threads) : BenchPath(name, bytes)
+public sealed class DirectPath(string name, SafeFileHandle handle, long bytes, int threads, bool ordered = false) : BenchPath(name, bytes)
 {
     public override bool IsDirect => true;
 
@@ -22,8 +24,15 @@ public sealed class DirectPath(string name, SafeFileHandle handle, long bytes, i
         var buffers = RentBuffers(w, seed);
         var n = Math.Min(w.QueueDepth, threads);
         var go = new ManualResetEventSlim();
+        using var drain = new ReaderWriterLockSlim();
         var finished = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         long ops = 0, errors = 0, syncs = 0, running = n, deadline = 0, start = 0;
+        void Sync()
+        {
+            if (fdatasync((int)handle.DangerousGetHandle()) != 0)
+                throw new IOException($"fdatasync failed: errno {Marshal.GetLastPInvokeError()}");
+            Interlocked.Increment(ref syncs);
+        }
         var workers = new Thread[n];
         for (var t = 0; t < n; t++)
         {
@@ -43,15 +52,30 @@ public sealed class DirectPath(string name, SafeFileHandle handle, long bytes, i
                             if (Stopwatch.GetTimestamp() >= deadline || Volatile.Read(ref errors) > 0) goto done;
                             var buf = buffers[slots[i]].AsSpan(0, w.BlockBytes);
                             var offset = pattern.NextOffset(slots[i]);
-                            if (w.Write)
+                            if (w.Write && ordered)
                             {
-                                RandomAccess.Write(handle, buf, offset);
                                 if (pattern.NextIsBarrier())
                                 {
-                                    if (fdatasync((int)handle.DangerousGetHandle()) != 0)
-                                        throw new IOException($"fdatasync failed: errno {Marshal.GetLastPInvokeError()}");
-                                    Interlocked.Increment(ref syncs);
+                                    drain.EnterWriteLock(); // the writes before it have completed; later ones wait
+                                    try
+                                    {
+                                        Sync();
+                                        RandomAccess.Write(handle, buf, offset);
+                                        Sync();
+                                    }
+                                    finally { drain.ExitWriteLock(); }
                                 }
+                                else
+                                {
+                                    drain.EnterReadLock();
+                                    try { RandomAccess.Write(handle, buf, offset); }
+                                    finally { drain.ExitReadLock(); }
+                                }
+                            }
+                            else if (w.Write)
+                            {
+                                RandomAccess.Write(handle, buf, offset);
+                                if (pattern.NextIsBarrier()) Sync();
                             }
                             else if (RandomAccess.Read(handle, buf, offset) != buf.Length)
                                 throw new IOException($"short read at {offset}");

@@ -2,7 +2,7 @@ namespace DmActors.Host.Bench;
 
 /// <summary>
 /// One IO pattern: block size, random or sequential, queue depth, and for barrier workloads how often a write
-/// carries a barrier (direct baseline: fdatasync after that write).
+/// carries a barrier (direct baseline: fdatasync after that write; direct-ordered: the ordered barrier's steps).
 /// </summary>
 public sealed record Workload(string Name, bool Write, int BlockBytes, bool Sequential, int QueueDepth, int BarrierEvery = 0)
 {

@@ -115,6 +115,10 @@ public static class CrashEngine
                     ledger.Sent(index);
                     device.Tell(Bio.Flush(_replies, index));
                     break;
+                case CrashOp.ClientFlush:
+                    ledger.Sent(index);
+                    device.Tell(Bio.FlushCompleted(_replies, index));
+                    break;
                 case CrashOp.Suspend p:
                     // One suspended device at a time: suspending top while lower holds top's IO would wait forever.
                     if (_suspended.Count > 0) break;

@@ -36,6 +36,9 @@ public abstract record CrashOp
     /// <summary>An empty flush (an empty barrier in ordered mode).</summary>
     public sealed record Flush : CrashOp { public override string ToString() => "flush"; }
 
+    /// <summary>An NBD FLUSH (a NoDrain flush): covers the writes completed before it, in both modes; never a barrier.</summary>
+    public sealed record ClientFlush : CrashOp { public override string ToString() => "client-flush"; }
+
     public sealed record Suspend(Layer Layer, bool NoFlush) : CrashOp
     {
         public override string ToString() => $"suspend {CrashStack.NameOf(Layer)}{(NoFlush ? " --noflush" : "")}";
@@ -55,7 +58,10 @@ public abstract record CrashOp
 
     /// <summary>True for the bios that make earlier writes durable (and in ordered mode are barriers): empty flushes,
     /// barrier writes and PREFLUSH writes.</summary>
-    public bool IsFlushing => this is Flush || this is Write { Kind: WriteKind.Barrier or WriteKind.Preflush or WriteKind.PreflushFua };
+    public bool IsFlushing => this is ClientFlush || IsBarrierWhenOrdered;
+
+    /// <summary>The flushing bios that ordered mode runs as barriers (all of them but the client flush).</summary>
+    public bool IsBarrierWhenOrdered => this is Flush || this is Write { Kind: WriteKind.Barrier or WriteKind.Preflush or WriteKind.PreflushFua };
 }
 
 /// <summary>
@@ -87,7 +93,8 @@ public static class CrashWorkload
     private static CrashOp Next(Random rnd, long deviceSectors, ref int nextId)
     {
         var r = rnd.Next(100);
-        if (r < 10) return new CrashOp.Flush();
+        if (r < 5) return new CrashOp.Flush();
+        if (r < 10) return new CrashOp.ClientFlush();
         if (r < 14) return new CrashOp.Suspend(rnd.Next(2) == 0 ? Layer.Top : Layer.Lower, rnd.Next(3) == 0);
         if (r < 18) return new CrashOp.Resume();
         if (r < 22) return new CrashOp.Reload(rnd.Next(2) == 0 ? Layer.Top : Layer.Lower, rnd.Next(1, 1000));

@@ -4,7 +4,8 @@ namespace DmActors.Host.Crash;
 /// The durability rule, per sector. A write is durable when it completed Ok and either it was FUA or a barrier
 /// write (durable on completion; in ordered mode also a PREFLUSH write, run as a barrier), or a flush, barrier or
 /// PREFLUSH write that completed Ok covers it: it completed before that flush was sent (REQ_PREFLUSH's promise),
-/// or, in ordered mode, it was sent before that barrier (the barrier drains everything before it). A sector may then hold any value written to it that is not known to be older
+/// or, in ordered mode, it was sent before that barrier (the barrier drains everything before it; a client flush,
+/// an NBD FLUSH, is no barrier in either mode). A sector may then hold any value written to it that is not known to be older
 /// than a durable write to it: the last durable value, any write that may have landed after it, and concurrent
 /// writes whose order against it is unknown. Nothing else is promised (a write never acknowledged may be lost).
 /// In ordered mode a barrier also holds everything sent after it until it completes: a write sent after a barrier
@@ -27,7 +28,9 @@ public static class DurabilityOracle
     {
         var ordered = mode == BarrierMode.Ordered;
         var flushes = Enumerable.Range(0, ops.Count).Where(i => ops[i].IsFlushing && ledger.WasSent(i)).ToList();
-        var barrierSent = flushes.Select(ledger.SentAt).Order().ToArray();
+        // Ordered mode's barriers: every flushing bio but the client flush, which drains and holds nothing.
+        var barriers = ordered ? flushes.Where(i => ops[i].IsBarrierWhenOrdered).ToList() : [];
+        var barrierSent = barriers.Select(ledger.SentAt).Order().ToArray();
 
         // For each write: why it is durable (null when it is not).
         var why = new Dictionary<int, string?>();
@@ -52,7 +55,7 @@ public static class DurabilityOracle
             if (!ordered) return false;
             long sa = ledger.SentAt(a), sb = ledger.SentAt(b);
             if (sa >= sb) return false;
-            if (ops[a].IsFlushing || ops[b].IsFlushing) return true;
+            if (ops[a].IsBarrierWhenOrdered || ops[b].IsBarrierWhenOrdered) return true;
             var next = Array.BinarySearch(barrierSent, sa + 1);
             if (next < 0) next = ~next;
             return next < barrierSent.Length && barrierSent[next] < sb;
@@ -60,7 +63,7 @@ public static class DurabilityOracle
 
         // The barrier still unanswered at the cut that was holding write c (ordered mode), or -1.
         int HeldBy(int c) => !ordered || c == InitialOp ? -1
-            : flushes.FirstOrDefault(f => f != c && ledger.SentAt(f) < ledger.SentAt(c) && ledger.Status(f) == null, -1);
+            : barriers.FirstOrDefault(f => f != c && ledger.SentAt(f) < ledger.SentAt(c) && ledger.Status(f) == null, -1);
 
         bool Held(int c) => c != InitialOp && (HeldBy(c) >= 0 || ledger.HeldBySuspend(c));
 
@@ -111,7 +114,7 @@ public static class DurabilityOracle
         {
             if (ledger.Status(f) != BioStatus.Ok) continue;
             if (ledger.DoneAt(i) < ledger.SentAt(f)) return $"durable: completed before op {f} ({ops[f]}) was sent, which completed";
-            if (ordered && ledger.SentAt(i) < ledger.SentAt(f)) return $"durable: sent before barrier op {f} ({ops[f]}), which completed";
+            if (ordered && ops[f].IsBarrierWhenOrdered && ledger.SentAt(i) < ledger.SentAt(f)) return $"durable: sent before barrier op {f} ({ops[f]}), which completed";
         }
         return null;
     }

@@ -265,8 +265,9 @@ internal sealed class NbdConnection
                 bio = new Bio(BioOp.Write, sector, sectors, r.Buffer.AsMemory(0, (int)r.Length), _completions, fua, r);
                 break;
             case Cmd.Flush:
-                // An empty flush (barrier): answered once every write completed before it is durable.
-                bio = Bio.Flush(_completions, r);
+                // The NBD spec promises only the writes already answered: a flush that drains nothing, also in
+                // ordered mode (no empty barrier), so writes still in flight do not hold it up.
+                bio = Bio.FlushCompleted(_completions, r);
                 break;
             case Cmd.Trim:
                 bio = new Bio(BioOp.Discard, sector, sectors, Memory<byte>.Empty, _completions, fua, r);

@@ -20,6 +20,11 @@ public enum BioFlags : byte
     ReadAhead = 8,
     /// <summary>REQ_NOWAIT: fail with EAGAIN instead of queueing.</summary>
     NoWait = 16,
+    /// <summary>
+    /// On an empty flush: REQ_PREFLUSH's promise only (an NBD FLUSH's): every write completed before it is durable
+    /// when it completes; IO still in flight is not waited for, so it is never an ordered-mode barrier.
+    /// </summary>
+    NoDrain = 32,
 }
 
 /// <summary>
@@ -99,6 +104,10 @@ public sealed class Bio
 
     /// <summary>An empty barrier (seed mode) / empty preflush (flush mode): "make everything before me durable".</summary>
     public static Bio Flush(IActorRef replyTo, object? tag = null) => new(BioOp.Flush, 0, 0, Memory<byte>.Empty, replyTo, BioFlags.None, tag);
+
+    /// <summary>An empty flush that covers the writes completed before it and drains nothing, in both barrier modes (NBD FLUSH).</summary>
+    public static Bio FlushCompleted(IActorRef replyTo, object? tag = null) =>
+        new(BioOp.Flush, 0, 0, Memory<byte>.Empty, replyTo, BioFlags.NoDrain, tag);
 
     public const int Sector512 = 512;
     public const int SectorShift = 9;

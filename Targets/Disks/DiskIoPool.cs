@@ -8,13 +8,17 @@ namespace DmActors;
 /// no thread-pool thread ever waits on a disk. One pool serves every file disk of a host. An idle thread watches
 /// the queue for a few microseconds (yielding the core) before it sleeps, because the next bio of a busy client
 /// usually comes that soon and a sleeping thread's wake-up costs more than the IO; a submitter wakes a sleeper
-/// only when there is one.
+/// only when there is one. Flushes have a thread of their own: an fdatasync waits for the device, not a core,
+/// and on a pool of two it would otherwise halve the writes that run meanwhile.
 /// </summary>
 public sealed class DiskIoPool : IDisposable
 {
     private readonly ConcurrentQueue<(FileDisk Disk, Bio Bio, Action<Bio, BioStatus> Done)> _queue = new();
     private readonly SemaphoreSlim _wake = new(0);
     private readonly Thread[] _threads;
+    private readonly ConcurrentQueue<(FileDisk Disk, Bio Bio, Action<Bio, BioStatus> Done)> _flushes = new();
+    private readonly SemaphoreSlim _flushWake = new(0);
+    private readonly Thread _flusher;
     private int _sleeping;
     private int _watching;
     private volatile bool _disposed;
@@ -28,6 +32,8 @@ public sealed class DiskIoPool : IDisposable
             _threads[i] = new Thread(Loop) { IsBackground = true, Name = $"dm-io-{i}" };
             _threads[i].Start();
         }
+        _flusher = new Thread(FlushLoop) { IsBackground = true, Name = "dm-io-flush" };
+        _flusher.Start();
     }
 
     /// <summary>
@@ -39,6 +45,11 @@ public sealed class DiskIoPool : IDisposable
     public static int DefaultThreads => Math.Max(2, Environment.ProcessorCount);
 
     public int Threads => _threads.Length;
+
+    [ThreadStatic] private static bool _onIoThread;
+
+    /// <summary>True on a thread of any pool: it may block on file IO, so work it brings need not hop to another.</summary>
+    public static bool OnIoThread => _onIoThread;
 
     public void Enqueue(FileDisk disk, Bio bio, Action<Bio, BioStatus> done)
     {
@@ -53,8 +64,32 @@ public sealed class DiskIoPool : IDisposable
         if (Volatile.Read(ref _sleeping) > 0) _wake.Release();
     }
 
+    /// <summary>A flush (fdatasync): on the flush thread, so the IO threads go on writing meanwhile.</summary>
+    public void EnqueueFlush(FileDisk disk, Bio bio, Action<Bio, BioStatus> done)
+    {
+        _flushes.Enqueue((disk, bio, done));
+        if (_disposed)
+        {
+            while (_flushes.TryDequeue(out var late)) late.Done(late.Bio, BioStatus.IoError);
+            return;
+        }
+        _flushWake.Release();
+    }
+
+    private void FlushLoop()
+    {
+        _onIoThread = true;
+        while (true)
+        {
+            _flushWake.Wait(); // one release per flush queued (and one at Dispose)
+            if (_flushes.TryDequeue(out var work)) { work.Disk.Execute(work.Bio, work.Done); continue; }
+            if (_disposed) return;
+        }
+    }
+
     private void Loop()
     {
+        _onIoThread = true;
         while (true)
         {
             if (_queue.TryDequeue(out var work)) { work.Disk.Execute(work.Bio, work.Done); continue; }
@@ -78,6 +113,7 @@ public sealed class DiskIoPool : IDisposable
     {
         _disposed = true;
         _wake.Release(_threads.Length);
+        _flushWake.Release();
     }
 }
 
@@ -92,6 +128,7 @@ public sealed class FlushCoalescer
     private readonly Func<BioStatus> _flush;
     private readonly object _gate = new();
     private List<(Bio, Action<Bio, BioStatus>)> _waiting = new();
+    private List<(Bio, Action<Bio, BioStatus>)> _spare = new(); // the batch list of the last round, reused
     private bool _running;
     private long _writesCompleted;
     private long _writesFlushed = -1; // never equal to _writesCompleted: dirty until the first flush
@@ -127,7 +164,7 @@ public sealed class FlushCoalescer
             {
                 if (_waiting.Count == 0) { _running = false; return; }
                 batch = _waiting;
-                _waiting = new List<(Bio, Action<Bio, BioStatus>)>();
+                _waiting = _spare;
             }
             var upTo = Interlocked.Read(ref _writesCompleted);
             var status = BioStatus.Ok;
@@ -138,6 +175,8 @@ public sealed class FlushCoalescer
                 if (status == BioStatus.Ok) Interlocked.Exchange(ref _writesFlushed, upTo);
             }
             foreach (var (b, done) in batch) done(b, status);
+            batch.Clear();
+            lock (_gate) _spare = batch; // only the draining thread takes it, at its next round
         }
     }
 }

@@ -121,6 +121,14 @@ public sealed class FileDisk : Disk
                 _flusher.WriteCompleted();
                 done(bio, BioStatus.Ok);
                 return;
+            case BioOp.Flush when DiskIoPool.OnIoThread:
+                // Brought by a completion on a disk thread (an ordered barrier's post-flush after its data): that
+                // thread may block, so it syncs here rather than queue it and wake another.
+                Execute(bio, done);
+                return;
+            case BioOp.Flush:
+                _pool.EnqueueFlush(this, bio, done);
+                return;
         }
         _pool.Enqueue(this, bio, done);
     }

@@ -50,6 +50,28 @@ public sealed class FileDiskTests : IDisposable
     }
 
     [Fact]
+    public void A_flush_brought_by_a_disk_thread_syncs_on_that_thread_without_a_hop()
+    {
+        // One IO thread: had the flush been queued, it could only run after the completion that sent it returned.
+        using var pool = new DiskIoPool(1);
+        var disk = FileDisk.Open("h0", _dir["h0.img"], "7:2", createSectors: 4096, pool: pool);
+        var flushed = new TaskCompletionSource<BioStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var answeredInline = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var large = new Bio(BioOp.Write, 0, 64, new byte[64 * Bio.Sector512], CallbackRef.ForBios(_ =>
+        {
+            var flush = Bio.Flush(CallbackRef.ForBios(d => flushed.TrySetResult(d.Status)));
+            disk.Submit(flush);                           // on the IO thread, from the write's completion
+            answeredInline.TrySetResult(flushed.Task.IsCompleted);
+        }));
+        disk.Submit(large);                               // above the inline limit: runs on the pool's thread
+        Assert.True(answeredInline.Task.Wait(TimeSpan.FromSeconds(30)));
+        Assert.True(answeredInline.Task.Result, "the flush was queued instead of run on the disk thread");
+        Assert.Equal(BioStatus.Ok, flushed.Task.Result);
+        Assert.Equal(1, disk.FlushesIssued);
+        disk.Dispose();
+    }
+
+    [Fact]
     public void Writes_read_back_from_the_cache_and_from_the_file()
     {
         Assert.Equal(4096, _disk.Sectors);
