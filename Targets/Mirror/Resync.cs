@@ -1,0 +1,187 @@
+namespace DmActors.Targets;
+
+/// <summary>
+/// Resync (dm-raid1's recovery through kcopyd): one region at a time, from a live leg in sync for it (never a
+/// failed one, nor one that failed a read) to every live leg stale for it. IO to the region waits from the moment
+/// it is chosen; its writes in flight finish first. The copy is flushed on its destinations before the region
+/// counts as in sync, and the log gets the progress at its next write, so an interrupted resync resumes where
+/// it stopped. `resync_rate &lt;KiB/s&gt;` paces it (0: as fast as the legs go).
+/// </summary>
+public sealed partial class Mirror
+{
+    private long _cursor;
+    private long _quiescing = -1;
+    private bool _resyncing;
+    private long _rateKiB;
+    private bool _announcedInSync;
+
+    /// <summary>The log is read: failed legs come back with this table, and regions that may differ get resynced.</summary>
+    private void Loaded(MirrorState s, ITargetContext ctx)
+    {
+        for (var i = 0; i < _legs.Length; i++) s.Failed[i] = false;
+        long inSync = 0;
+        for (long r = 0; r < _regions; r++)
+        {
+            // A write was in flight when the last table stopped: the legs may differ; the first in sync wins.
+            if (s.Dirty[r])
+            {
+                var source = Array.FindIndex(s.Stale, st => !st[r]);
+                for (var i = 0; i < _legs.Length; i++) if (i != source) s.Stale[i].Set(r);
+                s.Dirty.Clear(r);
+            }
+            if (s.InSync(r)) inSync++;
+        }
+        lock (_statusGate) _inSync = inSync;
+        _announcedInSync = inSync == _regions;
+        _mem = s;
+        _memSeq++;
+        RequestCommit(ctx);
+        foreach (var queued in _beforeLoad) queued();
+        _beforeLoad.Clear();
+        _cursor = 0;
+        KickResync(ctx);
+    }
+
+    /// <summary>The region's last write finished: if resync waits for it, the copy starts.</summary>
+    private void RegionQuiet(long r, RegionIo rio, ITargetContext ctx)
+    {
+        if (r == _quiescing) { _quiescing = -1; Copy(r, ctx); }
+    }
+
+    private int SourceFor(long r) => Array.FindIndex(_legs, l => !l.Failed && !l.NoReads && !_mem!.Stale[Array.IndexOf(_legs, l)][r]);
+
+    private List<int> DestinationsFor(long r) => Enumerable.Range(0, _legs.Length).Where(i => !_legs[i].Failed && _mem!.Stale[i][r]).ToList();
+
+    /// <summary>Starts copying the next region that needs it, unless a copy runs, the table is suspended or nothing is left.</summary>
+    private void KickResync(ITargetContext ctx)
+    {
+        if (_resyncing || _suspended || _mem == null) return;
+        for (; _cursor < _regions; _cursor++)
+        {
+            if (DestinationsFor(_cursor).Count == 0 || SourceFor(_cursor) < 0) continue;
+            _resyncing = true;
+            var rio = Io(_cursor);
+            rio.Recovering = true;
+            if (rio.Pending == 0) Copy(_cursor, ctx);
+            else _quiescing = _cursor;
+            return;
+        }
+        if (!_announcedInSync && Interlocked.Read(ref _inSync) == _regions)
+        {
+            // The sync is complete (do_recovery): legs that are live again show no errors.
+            _announcedInSync = true;
+            foreach (var l in _legs) if (!l.Failed) { l.Errors = 0; l.NoReads = false; }
+            ctx.RaiseEvent();
+        }
+    }
+
+    private void Copy(long r, ITargetContext ctx)
+    {
+        var src = SourceFor(r);
+        var dests = DestinationsFor(r);
+        if (src < 0 || dests.Count == 0) { EndCopy(r, 0, ctx); return; }
+        var involved = dests.Append(src).Select(i => _legs[i].Dev).ToArray();
+        BackgroundIo.Enter(involved);
+        var start = r * _regionSize;
+        var sectors = Math.Min(_regionSize, Length - start);
+        var buffer = new byte[sectors << Bio.SectorShift];
+        var source = _legs[src];
+        ctx.Submit(source.Dev, Bio.Read(source.Offset + start, buffer, Akka.Actor.ActorRefs.Nobody), st =>
+        {
+            if (st != BioStatus.Ok)
+            {
+                // A sync failure of the source: it is not read from again; another source gets the region.
+                FailLeg(src, LegError.Read, ctx);
+                source.Errors |= (int)LegError.Sync;
+                BackgroundIo.Exit(involved);
+                EndCopy(r, 0, ctx, retry: true);
+                return;
+            }
+            var outstanding = dests.Count;
+            var written = new List<int>();
+            foreach (var d in dests)
+                ctx.Submit(_legs[d].Dev, Bio.Write(_legs[d].Offset + start, buffer, Akka.Actor.ActorRefs.Nobody), ws =>
+                {
+                    if (ws == BioStatus.Ok) written.Add(d); else FailLeg(d, LegError.Sync, ctx);
+                    if (--outstanding == 0) FlushCopies(r, written, involved, buffer.Length, ctx);
+                });
+        });
+    }
+
+    /// <summary>The copies are flushed before the region counts as in sync on them.</summary>
+    private void FlushCopies(long r, List<int> written, IBlockDevice[] involved, int bytes, ITargetContext ctx)
+    {
+        var outstanding = written.Count;
+        if (outstanding == 0) { BackgroundIo.Exit(involved); EndCopy(r, bytes, ctx); return; }
+        foreach (var d in written)
+            ctx.Submit(_legs[d].Dev, Bio.Flush(Akka.Actor.ActorRefs.Nobody), fs =>
+            {
+                if (fs != BioStatus.Ok) FailLeg(d, LegError.Sync, ctx);
+                else if (!_legs[d].Failed)
+                {
+                    _mem!.Stale[d].Clear(r);
+                    if (_mem.InSync(r)) lock (_statusGate) _inSync++;
+                }
+                if (--outstanding > 0) return;
+                _memSeq++;
+                RequestCommit(ctx); // the progress; nobody waits for it (a region copied twice is harmless)
+                BackgroundIo.Exit(involved);
+                EndCopy(r, bytes, ctx);
+            });
+    }
+
+    /// <summary>The region is done (or given up for now): its waiting IO goes on, and the next region follows at the set rate.</summary>
+    private void EndCopy(long r, int bytes, ITargetContext ctx, bool retry = false)
+    {
+        var rio = Io(r);
+        rio.Recovering = false;
+        while (rio.Waiting.TryDequeue(out var go)) go();
+        if (!retry && _cursor == r) _cursor = r + 1; // unless return_leg started over meanwhile
+        if (_rateKiB > 0 && bytes > 0)
+            ctx.Schedule(TimeSpan.FromSeconds(bytes / 1024.0 / _rateKiB), () => { _resyncing = false; KickResync(ctx); });
+        else
+        {
+            _resyncing = false;
+            KickResync(ctx);
+        }
+    }
+
+    /// <summary>
+    /// DmActors' messages (dm-raid1 has none): `resync_rate &lt;KiB/s&gt;`, `fail_leg &lt;dev&gt;` (fence a leg: it gets no
+    /// more IO, recorded like a write failure) and `return_leg &lt;dev&gt;` (it is back: its stale regions are copied).
+    /// </summary>
+    public override string? Message(string[] args, ITargetContext ctx)
+    {
+        if (args.Length != 2) throw new TargetException($"Invalid mirror message arguments, expect 2 arguments, got {args.Length}");
+        switch (args[0])
+        {
+            case "resync_rate":
+                if (!long.TryParse(args[1], System.Globalization.NumberStyles.None, null, out var rate))
+                    throw new TargetException($"Invalid resync_rate {args[1]}: expect KiB/s, 0 for no limit");
+                _rateKiB = rate;
+                return null;
+            case "fail_leg" or "return_leg":
+                var i = Array.FindIndex(_legs, l => l.Dev.DevNo == args[1] || l.Dev.Name == args[1] || l.Arg == args[1]);
+                if (i < 0) throw new TargetException($"{args[1]} is not a leg of this mirror");
+                if (_mem == null) throw new TargetException("The mirror's log is not loaded yet");
+                if (args[0] == "fail_leg") FailLeg(i, LegError.Write, ctx);
+                else ReturnLeg(i, ctx);
+                return null;
+            default: throw new TargetException($"Unrecognised mirror message received: {args[0]}");
+        }
+    }
+
+    private void ReturnLeg(int i, ITargetContext ctx)
+    {
+        var leg = _legs[i];
+        leg.Failed = false;
+        leg.NoReads = false;
+        leg.Errors = 0;
+        _mem!.Failed[i] = false;
+        _memSeq++;
+        RequestCommit(ctx);
+        _announcedInSync = false;
+        _cursor = 0;
+        KickResync(ctx);
+    }
+}
