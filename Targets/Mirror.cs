@@ -23,6 +23,8 @@ public sealed partial class Mirror : Target
     private sealed class Leg(IBlockDevice dev, long offset, string arg)
     {
         public IBlockDevice Dev { get; } = dev;
+        /// <summary>The leg for resync copies, counted so a table replacing this one waits for them (<see cref="BackgroundIo"/>).</summary>
+        public IBlockDevice Copies { get; } = BackgroundIo.Track(dev, (dev, offset));
         public long Offset { get; } = offset;
         public string Arg { get; } = arg;
         /// <summary>Not written, read or copied from until it comes back.</summary>
@@ -129,7 +131,9 @@ public sealed partial class Mirror : Target
                 throw new TargetException($"Error creating mirror dirty log: log device {logDev.DevNo} too small: need {disk.SectorsNeeded * Bio.Sector512} bytes");
             _log = disk;
         }
-        else _log = new CoreLog(string.Join(' ', _legs.Select(l => $"{l.Arg} {l.Offset}")) + $" {a.Length} {_regionSize}") { RegionSize = _regionSize, Sync = sync };
+        else _log = new CoreLog(new CoreLog.Identity(_legs.Select(l => l.Dev).ToArray(), _legs.Select(l => l.Offset).ToArray(), a.Length, _regionSize))
+            { RegionSize = _regionSize, Sync = sync };
+        _inSync = sync == LogSync.NoSync ? _regions : 0; // until the log is loaded at the first resume
     }
 
     /// <summary>iterate_devices: the legs (the log device is the target's own business).</summary>
@@ -403,19 +407,19 @@ public sealed partial class Mirror : Target
 
     /// <summary>
     /// Postsuspend: every write is done, so flush the legs and write the log (dm's disk_flush): a reload starts
-    /// from a log whose only unclean regions are those really out of sync. A table that replaces this one waits
-    /// for it (<see cref="BackgroundIo"/>).
+    /// from a log whose only unclean regions are those really out of sync (if this table's actor lives to see the
+    /// flush through; if not, the next table resyncs a few regions more).
     /// </summary>
     public override void PostSuspend(ITargetContext ctx)
     {
         if (_mem == null) return;
-        var devs = BackgroundDevices;
-        BackgroundIo.Enter(devs);
         _log.Suspended(_mem);
-        FlushLegs(ctx, _ => WhenDurable(++_memSeq, _ => BackgroundIo.Exit(devs), ctx));
+        FlushLegs(ctx, _ => WhenDurable(++_memSeq, _ => { }, ctx));
     }
 
-    private IBlockDevice[] BackgroundDevices => Devices.Concat(_log.Device is { } d ? [d] : []).ToArray();
+    /// <summary>The areas this mirror's background IO touches: each leg's, and the log device.</summary>
+    private (IBlockDevice, long)[] BackgroundKeys => _legs.Select(l => (l.Dev, l.Offset)).Concat(_log.Device is { } d ? [(d, -1L)] : []).ToArray();
+    private bool _leased;
 
     public override void Resume(ITargetContext ctx)
     {
@@ -423,11 +427,13 @@ public sealed partial class Mirror : Target
         if (_mem != null) { _log.Resumed(_mem); KickResync(ctx); return; }
         if (_loading) return;
         _loading = true;
-        // The table this one replaces may still have copies or log writes in flight: wait for them to land.
-        var devs = BackgroundDevices;
+        // The table this one replaces may still run, or have copies or log writes in flight: wait until it is gone.
+        var keys = BackgroundKeys;
         void TryLoad()
         {
-            if (!BackgroundIo.Idle(devs)) { ctx.Schedule(TimeSpan.FromMilliseconds(5), TryLoad); return; }
+            if (!BackgroundIo.Free(keys)) { ctx.Schedule(TimeSpan.FromMilliseconds(5), TryLoad); return; }
+            BackgroundIo.Lease(keys, 1);
+            _leased = true;
             _log.Load(ctx, () => MirrorState.Fresh(_legs.Length, _regions, _log.Sync == LogSync.NoSync), s => Loaded(s, ctx));
         }
         TryLoad();
@@ -435,7 +441,9 @@ public sealed partial class Mirror : Target
 
     public override void Destroy()
     {
+        var keys = BackgroundKeys;
+        if (_leased) BackgroundIo.Lease(keys, -1);
         // Copies and log writes still in flight finish before the devices are let go.
-        BackgroundIo.OnIdle(BackgroundDevices, base.Destroy);
+        BackgroundIo.OnQuiet(keys, base.Destroy);
     }
 }

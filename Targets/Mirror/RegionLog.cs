@@ -111,10 +111,20 @@ internal abstract class RegionLog
 /// and came back gets only its stale regions. The state stays parked after the table is gone (a remove and create
 /// with the same legs is a reload too); it is one bitset per leg.
 /// </summary>
-internal sealed class CoreLog(string identity) : RegionLog
+internal sealed class CoreLog(CoreLog.Identity identity) : RegionLog
 {
-    private static readonly ConcurrentDictionary<string, MirrorState> Parked = new();
-    private readonly string _identity = identity;
+    /// <summary>Which mirror a state belongs to: the same leg devices (the objects, not names) at the same offsets.</summary>
+    public sealed class Identity(IBlockDevice[] legs, long[] offsets, long length, uint regionSize)
+    {
+        private readonly IBlockDevice[] _legs = legs;
+        private readonly string _geometry = $"{string.Join(' ', offsets)} {length} {regionSize}";
+        public override bool Equals(object? o) => o is Identity i && i._geometry == _geometry && i._legs.Length == _legs.Length
+            && _legs.Zip(i._legs).All(p => ReferenceEquals(p.First, p.Second));
+        public override int GetHashCode() => _legs.Aggregate(_geometry.GetHashCode(), (h, d) => HashCode.Combine(h, System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(d)));
+    }
+
+    private static readonly ConcurrentDictionary<Identity, MirrorState> Parked = new();
+    private readonly Identity _identity = identity;
 
     public override string Name => "core";
     public override string TableParams() => $"core {ArgCount} {RegionSize} {SyncText}";
@@ -128,7 +138,7 @@ internal sealed class CoreLog(string identity) : RegionLog
 
     public override void Commit(ITargetContext ctx, MirrorState state, Action<bool> done) => done(true);
     public override void Suspended(MirrorState state) => Parked[_identity] = state;
-    public override void Resumed(MirrorState state) => Parked.TryRemove(new KeyValuePair<string, MirrorState>(_identity, state));
+    public override void Resumed(MirrorState state) => Parked.TryRemove(new KeyValuePair<Identity, MirrorState>(_identity, state));
 }
 
 /// <summary>
@@ -141,6 +151,7 @@ internal sealed class DiskLog(IBlockDevice dev, ulong[] legIds, long regions) : 
 {
     private const uint Magic = 0x4D695272, Version = 2, ExtMagic = 0x4D416D44, ExtVersion = 1;
     private readonly IBlockDevice _dev = dev;
+    private readonly IBlockDevice _io = BackgroundIo.Track(dev, (dev, -1));
     private readonly ulong[] _legIds = legIds;
     private readonly int _bitsetSectors = (RegionBits.Bytes(regions) + Bio.Sector512 - 1) / Bio.Sector512;
     private volatile char _health = 'A';
@@ -154,7 +165,7 @@ internal sealed class DiskLog(IBlockDevice dev, ulong[] legIds, long regions) : 
     public override void Load(ITargetContext ctx, Func<MirrorState> fresh, Action<MirrorState> loaded)
     {
         var image = new byte[SectorsNeeded * Bio.Sector512];
-        ctx.Submit(_dev, Bio.Read(0, image, Akka.Actor.ActorRefs.Nobody), st =>
+        ctx.Submit(_io, Bio.Read(0, image, Akka.Actor.ActorRefs.Nobody), st =>
         {
             // disk_resume: a log that cannot be read means every region is out of sync.
             if (st != BioStatus.Ok) { _health = 'D'; ctx.RaiseEvent(); loaded(fresh()); return; }
@@ -164,20 +175,13 @@ internal sealed class DiskLog(IBlockDevice dev, ulong[] legIds, long regions) : 
 
     public override void Commit(ITargetContext ctx, MirrorState state, Action<bool> done)
     {
-        IBlockDevice[] dev = [_dev];
-        BackgroundIo.Enter(dev);
-        void End(bool ok)
+        ctx.Submit(_io, Bio.Write(0, Encode(state), Akka.Actor.ActorRefs.Nobody), st =>
         {
-            done(ok); // may start the next commit, which enters before this one exits: no gap a new table could see
-            BackgroundIo.Exit(dev);
-        }
-        ctx.Submit(_dev, Bio.Write(0, Encode(state), Akka.Actor.ActorRefs.Nobody), st =>
-        {
-            if (st != BioStatus.Ok) { Failed('D', ctx); End(false); return; }
-            ctx.Submit(_dev, Bio.Flush(Akka.Actor.ActorRefs.Nobody), fs =>
+            if (st != BioStatus.Ok) { Failed('D', ctx); done(false); return; }
+            ctx.Submit(_io, Bio.Flush(Akka.Actor.ActorRefs.Nobody), fs =>
             {
                 if (fs != BioStatus.Ok) Failed('F', ctx);
-                End(fs == BioStatus.Ok);
+                done(fs == BioStatus.Ok);
             });
         });
     }
@@ -252,43 +256,76 @@ internal sealed class DiskLog(IBlockDevice dev, ulong[] legIds, long regions) : 
 }
 
 /// <summary>
-/// The mirror's own IO (resync copies, log commits, the flush on suspend) counted per device, from its first bio to
-/// its last. The device drains only the bios it mapped, so a table that replaces a suspended one waits here until
-/// the old one's work has landed: otherwise a late copy of old data could overwrite what the new table already
-/// resynced, or a late log write what it logged.
+/// Who may do background IO (resync copies, log writes) on a leg's area or a log device. The device drains only
+/// the bios it mapped, and a swapped-out table's actor stops with its copies and log writes still in flight; so
+/// a live mirror holds a lease on its areas until it is destroyed, its own bios are counted until they land, and a
+/// table that replaces it starts (reads the log, copies) only once both are gone. Otherwise a late copy of old data
+/// could overwrite what the new table already resynced, or a late log write what it logged.
 /// </summary>
 internal static class BackgroundIo
 {
-    private static readonly Dictionary<string, int> Busy = new();
-    private static readonly List<(string[] DevNos, Action Then)> WhenIdle = new();
+    private static readonly Dictionary<(IBlockDevice, long), (int Leases, int Bios)> Busy = new();
+    private static readonly List<((IBlockDevice, long)[] Keys, Action Then)> WhenQuiet = new();
 
-    public static void Enter(IEnumerable<IBlockDevice> devs)
+    /// <summary>The device as the mirror's own IO uses it: each bio counted from submission to completion.</summary>
+    public static IBlockDevice Track(IBlockDevice dev, (IBlockDevice, long) key) => new Counted(dev, key);
+
+    public static bool Free(IEnumerable<(IBlockDevice, long)> keys)
     {
-        lock (Busy) foreach (var d in devs) Busy[d.DevNo] = Busy.GetValueOrDefault(d.DevNo) + 1;
+        lock (Busy) return keys.All(k => !Busy.ContainsKey(k));
     }
 
-    public static void Exit(IEnumerable<IBlockDevice> devs)
+    public static void Lease(IEnumerable<(IBlockDevice, long)> keys, int by)
     {
         List<Action> run = new();
         lock (Busy)
         {
-            foreach (var d in devs) if (--Busy[d.DevNo] == 0) Busy.Remove(d.DevNo);
-            foreach (var w in WhenIdle.Where(w => !w.DevNos.Any(Busy.ContainsKey)).ToList()) { WhenIdle.Remove(w); run.Add(w.Then); }
+            foreach (var k in keys)
+            {
+                var (l, b) = Busy.GetValueOrDefault(k);
+                if (l + by == 0 && b == 0) Busy.Remove(k); else Busy[k] = (l + by, b);
+            }
+            foreach (var w in WhenQuiet.Where(w => w.Keys.All(k => Busy.GetValueOrDefault(k).Bios == 0)).ToList()) { WhenQuiet.Remove(w); run.Add(w.Then); }
         }
         foreach (var a in run) a();
     }
 
-    public static bool Idle(IEnumerable<IBlockDevice> devs)
+    /// <summary>Runs <paramref name="then"/> once no bio of the mirror's own is in flight on <paramref name="keys"/> (at once if none is).</summary>
+    public static void OnQuiet(IEnumerable<(IBlockDevice, long)> keys, Action then)
     {
-        lock (Busy) return devs.All(d => !Busy.ContainsKey(d.DevNo));
+        var all = keys.ToArray();
+        lock (Busy)
+            if (all.Any(k => Busy.GetValueOrDefault(k).Bios > 0)) { WhenQuiet.Add((all, then)); return; }
+        then();
     }
 
-    /// <summary>Runs <paramref name="then"/> once none of <paramref name="devs"/> has background IO (at once if none has).</summary>
-    public static void OnIdle(IEnumerable<IBlockDevice> devs, Action then)
+    private static void Count((IBlockDevice, long) key, int by)
     {
-        var nos = devs.Select(d => d.DevNo).ToArray();
         lock (Busy)
-            if (nos.Any(Busy.ContainsKey)) { WhenIdle.Add((nos, then)); return; }
-        then();
+        {
+            var (l, b) = Busy.GetValueOrDefault(key);
+            if (l == 0 && b + by == 0) Busy.Remove(key); else Busy[key] = (l, b + by);
+        }
+        if (by < 0) Lease([], 0); // runs what waited for quiet
+    }
+
+    private sealed class Counted(IBlockDevice inner, (IBlockDevice, long) key) : IBlockDevice
+    {
+        public string Name => inner.Name;
+        public string DevNo => inner.DevNo;
+        public long Sectors => inner.Sectors;
+        public bool HasVolatileCache => inner.HasVolatileCache;
+
+        public void Submit(Bio bio)
+        {
+            Count(key, 1);
+            var reply = bio.ReplyTo;
+            bio.ReplyTo = CallbackRef.ForBios(d =>
+            {
+                reply.Tell(d, Akka.Actor.ActorRefs.NoSender);
+                Count(key, -1);
+            });
+            inner.Submit(bio);
+        }
     }
 }

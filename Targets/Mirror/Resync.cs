@@ -80,41 +80,38 @@ public sealed partial class Mirror
         var src = SourceFor(r);
         var dests = DestinationsFor(r);
         if (src < 0 || dests.Count == 0) { EndCopy(r, 0, ctx); return; }
-        var involved = dests.Append(src).Select(i => _legs[i].Dev).ToArray();
-        BackgroundIo.Enter(involved);
         var start = r * _regionSize;
         var sectors = Math.Min(_regionSize, Length - start);
         var buffer = new byte[sectors << Bio.SectorShift];
         var source = _legs[src];
-        ctx.Submit(source.Dev, Bio.Read(source.Offset + start, buffer, Akka.Actor.ActorRefs.Nobody), st =>
+        ctx.Submit(source.Copies, Bio.Read(source.Offset + start, buffer, Akka.Actor.ActorRefs.Nobody), st =>
         {
             if (st != BioStatus.Ok)
             {
                 // A sync failure of the source: it is not read from again; another source gets the region.
                 FailLeg(src, LegError.Read, ctx);
                 source.Errors |= (int)LegError.Sync;
-                BackgroundIo.Exit(involved);
                 EndCopy(r, 0, ctx, retry: true);
                 return;
             }
             var outstanding = dests.Count;
             var written = new List<int>();
             foreach (var d in dests)
-                ctx.Submit(_legs[d].Dev, Bio.Write(_legs[d].Offset + start, buffer, Akka.Actor.ActorRefs.Nobody), ws =>
+                ctx.Submit(_legs[d].Copies, Bio.Write(_legs[d].Offset + start, buffer, Akka.Actor.ActorRefs.Nobody), ws =>
                 {
                     if (ws == BioStatus.Ok) written.Add(d); else FailLeg(d, LegError.Sync, ctx);
-                    if (--outstanding == 0) FlushCopies(r, written, involved, buffer.Length, ctx);
+                    if (--outstanding == 0) FlushCopies(r, written, buffer.Length, ctx);
                 });
         });
     }
 
     /// <summary>The copies are flushed before the region counts as in sync on them.</summary>
-    private void FlushCopies(long r, List<int> written, IBlockDevice[] involved, int bytes, ITargetContext ctx)
+    private void FlushCopies(long r, List<int> written, int bytes, ITargetContext ctx)
     {
         var outstanding = written.Count;
-        if (outstanding == 0) { BackgroundIo.Exit(involved); EndCopy(r, bytes, ctx); return; }
+        if (outstanding == 0) { EndCopy(r, bytes, ctx); return; }
         foreach (var d in written)
-            ctx.Submit(_legs[d].Dev, Bio.Flush(Akka.Actor.ActorRefs.Nobody), fs =>
+            ctx.Submit(_legs[d].Copies, Bio.Flush(Akka.Actor.ActorRefs.Nobody), fs =>
             {
                 if (fs != BioStatus.Ok) FailLeg(d, LegError.Sync, ctx);
                 else if (!_legs[d].Failed)
@@ -125,7 +122,6 @@ public sealed partial class Mirror
                 if (--outstanding > 0) return;
                 _memSeq++;
                 RequestCommit(ctx); // the progress; nobody waits for it (a region copied twice is harmless)
-                BackgroundIo.Exit(involved);
                 EndCopy(r, bytes, ctx);
             });
     }
