@@ -57,6 +57,7 @@ public sealed partial class Mirror : Target
     private MirrorState? _mem;           // what the log should say (null until loaded at the first resume)
     private MirrorState? _disk;          // what it durably says
     private long _memSeq, _diskSeq;      // changes made / made durable
+    private long _failSeq;               // the change that recorded the latest leg failure
     private bool _committing, _commitWanted, _logFailed;
     private readonly List<(long Need, Action<bool> Then)> _durableWaiters = new();
     private readonly List<Action> _beforeLoad = new();
@@ -142,7 +143,6 @@ public sealed partial class Mirror : Target
     public override int NumFlushBios => 1;
     public override int NumDiscardBios => 1;
 
-    private int LiveLegs => _legs.Count(l => !l.Failed);
     private long RegionOf(long sector) => (sector - Begin) / _regionSize;
     private RegionIo Io(long r) => _regionIo.TryGetValue(r, out var io) ? io : _regionIo[r] = new RegionIo();
 
@@ -177,7 +177,6 @@ public sealed partial class Mirror : Target
         public long Sectors { get; } = sectors;
         public int Outstanding, Succeeded;
         public BioStatus Status = BioStatus.Ok;
-        public bool SawFailure;
     }
 
     private void MapWrite(Bio clone, ITargetContext ctx)
@@ -237,12 +236,12 @@ public sealed partial class Mirror : Target
     {
         if (st == BioStatus.Ok) p.Succeeded++;
         else if (p.Io.Clone.Op == BioOp.Discard) p.Status = st; // a discard a leg cannot do degrades nothing (write_callback)
-        else { FailLeg(leg, LegError.Write, ctx); p.SawFailure = true; }
+        else FailLeg(leg, LegError.Write, ctx);
         if (--p.Outstanding > 0) return;
         var status = p.Status != BioStatus.Ok ? p.Status : p.Succeeded >= _minLegs ? BioStatus.Ok : BioStatus.IoError;
-        // The failure this write saw is on the log before the write is answered.
-        if (p.SawFailure) WhenDurable(_memSeq, ok => EndPart(p, ok ? status : BioStatus.IoError, ctx), ctx);
-        else EndPart(p, status, ctx);
+        // Every leg failure known now is on the log before the write is answered: the failure it saw, and one
+        // that made it skip a leg (else a restart could resync the region from the leg that missed it).
+        WhenDurable(_failSeq, ok => EndPart(p, ok ? status : BioStatus.IoError, ctx), ctx);
     }
 
     private void EndPart(Part p, BioStatus status, ITargetContext ctx)
@@ -266,7 +265,7 @@ public sealed partial class Mirror : Target
 
     /// <summary>
     /// fail_mirror: the leg gets no more IO; every region that may differ on it (dirty) becomes stale for it, and
-    /// the failure goes to the log. Callers that must not answer before it is durable wait for <see cref="_memSeq"/>.
+    /// the failure goes to the log. No write or flush is answered before it is durable (<see cref="_failSeq"/>).
     /// </summary>
     private void FailLeg(int i, LegError why, ITargetContext ctx)
     {
@@ -280,7 +279,7 @@ public sealed partial class Mirror : Target
             _mem!.Failed[i] = true;
             for (long r = 0; r < _regions; r++)
                 if (_mem.Dirty[r]) MarkStale(i, r);
-            _memSeq++;
+            _failSeq = ++_memSeq;
             RequestCommit(ctx);
         }
         if (first) ctx.RaiseEvent();
@@ -321,17 +320,15 @@ public sealed partial class Mirror : Target
         // What this flush will make durable on every leg: the dirty regions whose writes have all completed.
         var covered = _dirtyIdle.Select(r => (r, Io(r).Gen)).ToList();
         int outstanding = targets.Count, succeeded = 0;
-        var sawFailure = false;
         foreach (var i in targets)
             ctx.Submit(_legs[i].Dev, new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, ActorRefs.Nobody), st =>
             {
                 if (st == BioStatus.Ok) succeeded++;
-                else { FailLeg(i, LegError.Flush, ctx); sawFailure = true; }
+                else FailLeg(i, LegError.Flush, ctx);
                 if (--outstanding > 0) return;
                 var status = succeeded >= _minLegs ? BioStatus.Ok : BioStatus.IoError;
                 if (status == BioStatus.Ok) ClearCovered(covered, ctx);
-                if (sawFailure) WhenDurable(_memSeq, ok => done(ok ? status : BioStatus.IoError), ctx);
-                else done(status);
+                WhenDurable(_failSeq, ok => done(ok ? status : BioStatus.IoError), ctx);
             });
     }
 
@@ -349,40 +346,7 @@ public sealed partial class Mirror : Target
         if (any) RequestCommit(ctx);
     }
 
-    // ---- the log ----------------------------------------------------------------------------------------------
-
-    /// <summary>Runs <paramref name="then"/> once the change numbered <paramref name="need"/> is on the log (false: the log failed).</summary>
-    private void WhenDurable(long need, Action<bool> then, ITargetContext ctx)
-    {
-        if (_diskSeq >= need) { then(true); return; }
-        if (_logFailed) { then(false); return; }
-        _durableWaiters.Add((need, then));
-        RequestCommit(ctx);
-    }
-
-    /// <summary>Group commit: one log write + flush at a time; whatever changes meanwhile goes in the next.</summary>
-    private void RequestCommit(ITargetContext ctx)
-    {
-        if (_mem == null || _logFailed) return;
-        if (_committing) { _commitWanted = true; return; }
-        _committing = true;
-        _commitWanted = false;
-        var (snapshot, seq) = (_mem.Clone(), _memSeq);
-        _log.Commit(ctx, snapshot, ok =>
-        {
-            _committing = false;
-            if (ok) (_disk, _diskSeq) = (snapshot, Math.Max(_diskSeq, seq));
-            else _logFailed = true; // no write that needs the log can be answered Ok from now on
-            foreach (var w in _durableWaiters.Where(w => !ok || w.Need <= _diskSeq).ToList())
-            {
-                _durableWaiters.Remove(w);
-                w.Then(ok);
-            }
-            if (_commitWanted) RequestCommit(ctx);
-        });
-    }
-
-    // ---- table, status, lifecycle -----------------------------------------------------------------------------
+    // ---- table and status -------------------------------------------------------------------------------------
 
     public override string TableParams()
     {
@@ -401,49 +365,5 @@ public sealed partial class Mirror : Target
         lock (_statusGate) inSync = _inSync;
         return $"{_legs.Length} {string.Join(' ', _legs.Select(l => l.Dev.DevNo))} {inSync}/{_regions} 1 " +
                $"{new string(_legs.Select(l => l.Health).ToArray())} {_log.StatusParams()}";
-    }
-
-    public override void PreSuspend(ITargetContext ctx) => _suspended = true;
-
-    /// <summary>
-    /// Postsuspend: every write is done, so flush the legs and write the log (dm's disk_flush): a reload starts
-    /// from a log whose only unclean regions are those really out of sync (if this table's actor lives to see the
-    /// flush through; if not, the next table resyncs a few regions more).
-    /// </summary>
-    public override void PostSuspend(ITargetContext ctx)
-    {
-        if (_mem == null) return;
-        _log.Suspended(_mem);
-        FlushLegs(ctx, _ => WhenDurable(++_memSeq, _ => { }, ctx));
-    }
-
-    /// <summary>The areas this mirror's background IO touches: each leg's, and the log device.</summary>
-    private (IBlockDevice, long)[] BackgroundKeys => _legs.Select(l => (l.Dev, l.Offset)).Concat(_log.Device is { } d ? [(d, -1L)] : []).ToArray();
-    private bool _leased;
-
-    public override void Resume(ITargetContext ctx)
-    {
-        _suspended = false;
-        if (_mem != null) { _log.Resumed(_mem); KickResync(ctx); return; }
-        if (_loading) return;
-        _loading = true;
-        // The table this one replaces may still run, or have copies or log writes in flight: wait until it is gone.
-        var keys = BackgroundKeys;
-        void TryLoad()
-        {
-            if (!BackgroundIo.Free(keys)) { ctx.Schedule(TimeSpan.FromMilliseconds(5), TryLoad); return; }
-            BackgroundIo.Lease(keys, 1);
-            _leased = true;
-            _log.Load(ctx, () => MirrorState.Fresh(_legs.Length, _regions, _log.Sync == LogSync.NoSync), s => Loaded(s, ctx));
-        }
-        TryLoad();
-    }
-
-    public override void Destroy()
-    {
-        var keys = BackgroundKeys;
-        if (_leased) BackgroundIo.Lease(keys, -1);
-        // Copies and log writes still in flight finish before the devices are let go.
-        BackgroundIo.OnQuiet(keys, base.Destroy);
     }
 }

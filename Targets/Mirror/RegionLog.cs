@@ -21,8 +21,12 @@ internal sealed class RegionBits
     }
     public void Clear(long r) => _words[r >> 6] &= ~(1UL << (int)(r & 63));
     public void SetAll() { for (long r = 0; r < Regions; r++) Set(r); }
-    public bool Any() => _words.Any(w => w != 0);
     public RegionBits Clone() => new(Regions, (ulong[])_words.Clone());
+    public int Words => _words.Length;
+    public ulong Word(int i) => _words[i];
+    /// <summary>The bits beyond the last region, which stay clear.</summary>
+    public ulong ValidMask(int i) => i < _words.Length - 1 || Regions % 64 == 0 ? ulong.MaxValue : (1UL << (int)(Regions % 64)) - 1;
+    public void WriteTo(Span<byte> to) { for (var i = 0; i < _words.Length; i++) BinaryPrimitives.WriteUInt64LittleEndian(to[(8 * i)..], _words[i]); }
     public static int Bytes(long regions) => (int)((regions + 63) / 64 * 8);
 }
 
@@ -207,11 +211,14 @@ internal sealed class DiskLog(IBlockDevice dev, ulong[] legIds, long regions) : 
         for (var i = 0; i < s.Legs; i++) if (s.Failed[i]) failed |= 1u << i;
         BinaryPrimitives.WriteUInt32LittleEndian(ext[12..], failed);
         for (var i = 0; i < s.Legs; i++) BinaryPrimitives.WriteUInt64LittleEndian(ext[(16 + 8 * i)..], _legIds[i]);
-        for (long r = 0; r < s.Regions; r++)
+        // Word by word: a commit serves every write waiting meanwhile and must stay cheap on big volumes.
+        for (var w = 0; w < s.Dirty.Words; w++)
         {
-            if (!s.Dirty[r] && s.InSync(r)) SetBit(span, 2, r);
-            for (var i = 0; i < s.Legs; i++) if (s.Stale[i][r]) SetBit(span, StaleAt(i), r);
+            var unclean = s.Dirty.Word(w);
+            foreach (var stale in s.Stale) unclean |= stale.Word(w);
+            BinaryPrimitives.WriteUInt64LittleEndian(span[(2 * Bio.Sector512 + 8 * w)..], ~unclean & s.Dirty.ValidMask(w));
         }
+        for (var i = 0; i < s.Legs; i++) s.Stale[i].WriteTo(span[(int)(StaleAt(i) * Bio.Sector512)..]);
         return image;
     }
 
@@ -243,7 +250,6 @@ internal sealed class DiskLog(IBlockDevice dev, ulong[] legIds, long regions) : 
     }
 
     private long StaleAt(int leg) => 2 + (1L + leg) * _bitsetSectors;
-    private static void SetBit(Span<byte> image, long sector, long r) => image[(int)(sector * Bio.Sector512 + (r >> 3))] |= (byte)(1 << (int)(r & 7));
     private static bool GetBit(ReadOnlySpan<byte> image, long sector, long r) => (image[(int)(sector * Bio.Sector512 + (r >> 3))] & (1 << (int)(r & 7))) != 0;
 
     /// <summary>A stable id of a leg's table argument (FNV-1a), so the log can tell a leg that came back from a new one.</summary>
@@ -253,6 +259,42 @@ internal sealed class DiskLog(IBlockDevice dev, ulong[] legIds, long regions) : 
         foreach (var b in System.Text.Encoding.UTF8.GetBytes($"{arg} {offset}")) h = (h ^ b) * 1099511628211UL;
         return h;
     }
+}
+
+/// <summary>The mirror's side of its log: commits, and what waits for them.</summary>
+public sealed partial class Mirror
+{
+    /// <summary>Runs <paramref name="then"/> once the change numbered <paramref name="need"/> is on the log (false: the log failed).</summary>
+    private void WhenDurable(long need, Action<bool> then, ITargetContext ctx)
+    {
+        if (_diskSeq >= need) { then(true); return; }
+        if (_logFailed) { then(false); return; }
+        _durableWaiters.Add((need, then));
+        RequestCommit(ctx);
+    }
+
+    /// <summary>Group commit: one log write + flush at a time; whatever changes meanwhile goes in the next.</summary>
+    private void RequestCommit(ITargetContext ctx)
+    {
+        if (_mem == null || _logFailed) return;
+        if (_committing) { _commitWanted = true; return; }
+        _committing = true;
+        _commitWanted = false;
+        var (snapshot, seq) = (_mem.Clone(), _memSeq);
+        _log.Commit(ctx, snapshot, ok =>
+        {
+            _committing = false;
+            if (ok) (_disk, _diskSeq) = (snapshot, Math.Max(_diskSeq, seq));
+            else _logFailed = true; // no write that needs the log can be answered Ok from now on
+            foreach (var w in _durableWaiters.Where(w => !ok || w.Need <= _diskSeq).ToList())
+            {
+                _durableWaiters.Remove(w);
+                w.Then(ok);
+            }
+            if (_commitWanted) RequestCommit(ctx);
+        });
+    }
+
 }
 
 /// <summary>

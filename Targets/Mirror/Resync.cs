@@ -15,6 +15,55 @@ public sealed partial class Mirror
     private long _rateKiB;
     private bool _announcedInSync;
 
+    // ---- suspend, resume, destroy ----------------------------------------------------------------------------
+
+    public override void PreSuspend(ITargetContext ctx) => _suspended = true;
+
+    /// <summary>
+    /// Postsuspend: every write is done, so flush the legs and write the log (dm's disk_flush): a reload starts
+    /// from a log whose only unclean regions are those really out of sync (if this table's actor lives to see the
+    /// flush through; if not, the next table resyncs a few regions more).
+    /// </summary>
+    public override void PostSuspend(ITargetContext ctx)
+    {
+        if (_mem == null) return;
+        _log.Suspended(_mem);
+        FlushLegs(ctx, _ => WhenDurable(++_memSeq, _ => { }, ctx));
+    }
+
+    /// <summary>The areas this mirror's background IO touches: each leg's, and the log device.</summary>
+    private (IBlockDevice, long)[] BackgroundKeys => _legs.Select(l => (l.Dev, l.Offset)).Concat(_log.Device is { } d ? [(d, -1L)] : []).ToArray();
+    private bool _leased;
+
+    public override void Resume(ITargetContext ctx)
+    {
+        _suspended = false;
+        if (_mem != null) { _log.Resumed(_mem); KickResync(ctx); return; }
+        if (_loading) return;
+        _loading = true;
+        // The table this one replaces may still run, or have copies or log writes in flight: wait until it is gone.
+        var keys = BackgroundKeys;
+        var tries = 0;
+        void TryLoad()
+        {
+            // A table whose IO never ends (a leg that never answers) does not hold this one for ever: after about
+            // 30 s it starts anyway, so IO is answered rather than held.
+            if (!BackgroundIo.Free(keys) && ++tries < 6000) { ctx.Schedule(TimeSpan.FromMilliseconds(5), TryLoad); return; }
+            BackgroundIo.Lease(keys, 1);
+            _leased = true;
+            _log.Load(ctx, () => MirrorState.Fresh(_legs.Length, _regions, _log.Sync == LogSync.NoSync), s => Loaded(s, ctx));
+        }
+        TryLoad();
+    }
+
+    public override void Destroy()
+    {
+        var keys = BackgroundKeys;
+        if (_leased) BackgroundIo.Lease(keys, -1);
+        // Copies and log writes still in flight finish before the devices are let go.
+        BackgroundIo.OnQuiet(keys, base.Destroy);
+    }
+
     /// <summary>The log is read: failed legs come back with this table, and regions that may differ get resynced.</summary>
     private void Loaded(MirrorState s, ITargetContext ctx)
     {
