@@ -270,6 +270,40 @@ public sealed class MirrorTests : TargetHarness
         Assert.Contains("Invalid resync_rate", MessageError("m", "resync_rate", "fast"));
     }
 
+    [Fact]
+    public void A_failed_log_write_fails_the_writes_that_need_it_and_shows_D()
+    {
+        var (a, b, log) = (Gate("a", 1024), Gate("b", 1024), Gate("log", 64));
+        var dev = Create("m", Table($"disk 3 {log.Name} 256 nosync", a, b));
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 0, Pattern(8, 1)));
+        log.Fail = bio => bio.Op == BioOp.Write ? BioStatus.IoError : null;
+        Assert.Equal(BioStatus.IoError, WriteAt(dev, Region, Pattern(8, 2)));   // region 1 cannot be marked dirty
+        Assert.Empty(Events(e => e.Disk == "a" && e.Op == BioOp.Write && e.Sector == Region));
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 8, Pattern(8, 3)));              // region 0 is dirty on the log already
+        Assert.Equal($"0 1024 mirror 2 {a.DevNo} {b.DevNo} 4/4 1 AA 3 disk {log.DevNo} D", Status("m"));
+        b.Fail = bio => bio.Op == BioOp.Write ? BioStatus.IoError : null;
+        Assert.Equal(BioStatus.IoError, WriteAt(dev, 16, Pattern(8, 4)));        // a leg failure that cannot be recorded
+    }
+
+    [Fact]
+    public void Legs_may_be_a_file_and_another_mapped_device()
+    {
+        using var dir = new DmActors.Tests.Support.TempDir();
+        File.WriteAllBytes(dir["leg.img"], new byte[1024 * 512]);
+        Mem("below", 2048);
+        Create("lin", "0 1024 linear below 1024");
+        var dev = Create("m", $"0 1024 mirror core 2 256 nosync 2 {dir["leg.img"]} 0 lin 0");
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 100, Pattern(16, 5), BioFlags.Fua));
+        AssertBytes(Pattern(16, 5), ReadBack(Open("lin"), 100, 16), "the mapped-device leg");
+        Assert.EndsWith(" 4/4 1 AA 1 core", Status("m"));
+        Assert.Equal(BioStatus.Ok, Flush(dev));
+        Ok(new Dm.Close("m"));
+        Ok(new Dm.Remove("m"));
+        var back = new byte[16 * 512];
+        using (var f = File.OpenRead(dir["leg.img"])) { f.Position = 100 * 512; f.ReadExactly(back); }
+        AssertBytes(Pattern(16, 5), back, "the file leg");
+    }
+
     [Theory]
     [InlineData("core", "Insufficient mirror log arguments")]
     [InlineData("core x 256 2 a 0 b 0", "Invalid mirror log argument count")]
