@@ -41,6 +41,7 @@ public sealed partial class Mirror : Target
     private sealed class RegionIo
     {
         public int Pending;
+        /// <summary>Which write touched it last (numbered across regions, so a region tracked anew never reuses one).</summary>
         public long Gen;
         public bool Recovering;
         public readonly Queue<Action> Waiting = new();
@@ -65,6 +66,7 @@ public sealed partial class Mirror : Target
     /// <summary>Dirty regions with no write in flight: a flush issued now makes them clean.</summary>
     private readonly HashSet<long> _dirtyIdle = new();
     private long _inSync;
+    private long _writes;
     private bool _loading, _suspended;
 
     public Mirror(TargetArgs a) : base(a)
@@ -197,7 +199,7 @@ public sealed partial class Mirror : Target
         var rio = Io(p.Region);
         if (rio.Recovering) { rio.Waiting.Enqueue(() => StartPart(p, ctx)); return; }
         rio.Pending++;
-        rio.Gen++;
+        rio.Gen = ++_writes;
         _dirtyIdle.Remove(p.Region);
         // Dirty before the write goes out; stale for each failed leg, which will not get it.
         var changed = _mem!.Dirty.Set(p.Region);

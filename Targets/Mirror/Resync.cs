@@ -97,7 +97,12 @@ public sealed partial class Mirror
         if (r == _quiescing) { _quiescing = -1; Copy(r, ctx); }
     }
 
-    private int SourceFor(long r) => Array.FindIndex(_legs, l => !l.Failed && !l.NoReads && !_mem!.Stale[Array.IndexOf(_legs, l)][r]);
+    private int SourceFor(long r)
+    {
+        for (var i = 0; i < _legs.Length; i++)
+            if (!_legs[i].Failed && !_legs[i].NoReads && !_mem!.Stale[i][r]) return i;
+        return -1;
+    }
 
     private List<int> DestinationsFor(long r) => Enumerable.Range(0, _legs.Length).Where(i => !_legs[i].Failed && _mem!.Stale[i][r]).ToList();
 
@@ -124,16 +129,26 @@ public sealed partial class Mirror
         }
     }
 
+    /// <summary>At most this many sectors (1 MiB) per copy bio, whatever the region size.</summary>
+    private const long CopyChunk = 2048;
+
     private void Copy(long r, ITargetContext ctx)
     {
         var src = SourceFor(r);
         var dests = DestinationsFor(r);
         if (src < 0 || dests.Count == 0) { EndCopy(r, 0, ctx); return; }
         var start = r * _regionSize;
-        var sectors = Math.Min(_regionSize, Length - start);
-        var buffer = new byte[sectors << Bio.SectorShift];
+        var end = Math.Min(start + _regionSize, Length);
+        CopyPiece(r, src, dests, start, end, new byte[Math.Min(CopyChunk, end - start) << Bio.SectorShift], ctx);
+    }
+
+    /// <summary>Copies [<paramref name="at"/>, <paramref name="end"/>) of the region piece by piece, one buffer reused.</summary>
+    private void CopyPiece(long r, int src, List<int> dests, long at, long end, byte[] buffer, ITargetContext ctx)
+    {
+        if (at >= end || dests.Count == 0) { FlushCopies(r, dests, (int)((end - r * _regionSize) << Bio.SectorShift), ctx); return; }
+        var data = buffer.AsMemory(0, (int)(Math.Min(CopyChunk, end - at) << Bio.SectorShift));
         var source = _legs[src];
-        ctx.Submit(source.Copies, Bio.Read(source.Offset + start, buffer, Akka.Actor.ActorRefs.Nobody), st =>
+        ctx.Submit(source.Copies, Bio.Read(source.Offset + at, data, Akka.Actor.ActorRefs.Nobody), st =>
         {
             if (st != BioStatus.Ok)
             {
@@ -146,10 +161,10 @@ public sealed partial class Mirror
             var outstanding = dests.Count;
             var written = new List<int>();
             foreach (var d in dests)
-                ctx.Submit(_legs[d].Copies, Bio.Write(_legs[d].Offset + start, buffer, Akka.Actor.ActorRefs.Nobody), ws =>
+                ctx.Submit(_legs[d].Copies, Bio.Write(_legs[d].Offset + at, data, Akka.Actor.ActorRefs.Nobody), ws =>
                 {
                     if (ws == BioStatus.Ok) written.Add(d); else FailLeg(d, LegError.Sync, ctx);
-                    if (--outstanding == 0) FlushCopies(r, written, buffer.Length, ctx);
+                    if (--outstanding == 0) CopyPiece(r, src, written, at + (data.Length >> Bio.SectorShift), end, buffer, ctx);
                 });
         });
     }
@@ -181,6 +196,7 @@ public sealed partial class Mirror
         var rio = Io(r);
         rio.Recovering = false;
         while (rio.Waiting.TryDequeue(out var go)) go();
+        if (rio.Pending == 0 && rio.Waiting.Count == 0 && !_dirtyIdle.Contains(r)) _regionIo.Remove(r); // nothing left to track
         if (!retry && _cursor == r) _cursor = r + 1; // unless return_leg started over meanwhile
         if (_rateKiB > 0 && bytes > 0)
             ctx.Schedule(TimeSpan.FromSeconds(bytes / 1024.0 / _rateKiB), () => { _resyncing = false; KickResync(ctx); });

@@ -286,6 +286,27 @@ public sealed class MirrorTests : TargetHarness
     }
 
     [Fact]
+    public void A_write_after_a_flush_was_issued_keeps_its_region_dirty_whichever_flush_finishes_first()
+    {
+        var (a, b, log) = (Gate("a", 1024), Gate("b", 1024), Gate("log", 64));
+        var dev = Create("m", Table($"disk 3 {log.Name} 256 nosync", a, b), BarrierMode.Flush); // flushes run side by side
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 0, Pattern(8, 1)));
+        var held = 0;
+        a.Hold = bio => bio.Op == BioOp.Flush && Interlocked.Increment(ref held) == 1;   // the first flush waits at a
+        var p = CreateTestProbe();
+        var first = Bio.Flush(p.Ref);
+        dev.Tell(first);
+        Eventually(() => a.HeldCount == 1, "the first flush at a");
+        Assert.Equal(BioStatus.Ok, Flush(dev));                                  // the second cleans region 0
+        Eventually(() => DiskLog(log, 2).Clean[0], "region 0 clean on the log");
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 8, Pattern(8, 2)));              // after both flushes were issued
+        a.Release();
+        Assert.Same(first, p.ExpectMsg<BioDone>(Wait).Bio);
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, Region, Pattern(8, 3)));         // one more log write, to see its state
+        Assert.False(DiskLog(log, 2).Clean[0], "region 0 marked clean by a flush issued before its last write");
+    }
+
+    [Fact]
     public void Legs_may_be_a_file_and_another_mapped_device()
     {
         using var dir = new DmActors.Tests.Support.TempDir();
