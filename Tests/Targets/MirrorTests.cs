@@ -307,6 +307,50 @@ public sealed class MirrorTests : TargetHarness
     }
 
     [Fact]
+    public void After_a_restart_the_disk_log_resyncs_a_failed_first_leg_from_the_second_and_nothing_else()
+    {
+        var (a, b, log) = (Gate("a", 1024), Gate("b", 1024), Gate("log", 64));
+        var table = Table($"disk 3 {log.Name} 256 nosync", a, b);
+        var dev = Create("m", table);
+        a.Fail = bio => bio.Op == BioOp.Write ? BioStatus.IoError : null;
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 2 * Region + 8, Pattern(8, 6)));
+        Assert.Equal(BioStatus.Ok, Flush(dev));
+        Assert.Equal($"0 1024 mirror 2 {a.DevNo} {b.DevNo} 3/4 1 DA 3 disk {log.DevNo} A", Status("m"));
+        Ok(new Dm.Close("m"));
+        Ok(new Dm.Remove("m"));
+        a.Fail = _ => null;                                                      // the leg is back for the next start
+
+        Create("m", table);
+        Eventually(() => Status("m").Contains(" 4/4 "), "the resync done");
+        Assert.Equal([2 * Region], Copies(a).Select(e => e.Sector).ToArray());
+        Assert.Empty(Copies(b));
+        AssertBytes(Pattern(8, 6), Leg(a, 2 * Region + 8, 8), "a got the write it missed, from b");
+    }
+
+    [Fact]
+    public void A_region_left_dirty_by_a_crash_is_made_equal_on_every_leg_from_the_first()
+    {
+        var (a, b, log) = (Gate("a", 1024), Gate("b", 1024), Gate("log", 64));
+        var table = Table($"disk 3 {log.Name} 256 nosync", a, b);
+        Create("m", table);
+        Ok(new Dm.Close("m"));
+        Ok(new Dm.Remove("m"));
+        Eventually(() => DiskLog(log, 2).Clean.All(c => c), "a clean log");
+        // A crash mid-write: region 1 differs between the legs and its clean bit is off.
+        a.Memory.WriteAt(Region * 512L, Pattern(8, 1));
+        b.Memory.WriteAt(Region * 512L, Pattern(8, 2));
+        var image = Leg(log, 2, 1);
+        image[0] &= unchecked((byte)~2);
+        log.Memory.WriteAt(2 * 512, image);
+
+        Create("m", table);
+        Eventually(() => Status("m").Contains(" 4/4 "), "the resync done");
+        Assert.Equal([Region], Copies(b).Select(e => e.Sector).ToArray());
+        Assert.Empty(Copies(a));
+        AssertBytes(Pattern(8, 1), Leg(b, Region, 8), "b has the first leg's version");
+    }
+
+    [Fact]
     public void Legs_may_be_a_file_and_another_mapped_device()
     {
         using var dir = new DmActors.Tests.Support.TempDir();
