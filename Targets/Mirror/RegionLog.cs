@@ -294,7 +294,6 @@ public sealed partial class Mirror
             if (_commitWanted) RequestCommit(ctx);
         });
     }
-
 }
 
 /// <summary>
