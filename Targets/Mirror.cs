@@ -1,0 +1,371 @@
+using Akka.Actor;
+
+namespace DmActors.Targets;
+
+/// <summary>
+/// mirror &lt;log_type&gt; &lt;#log_args&gt; &lt;log_args…&gt; &lt;#devs&gt; (&lt;dev&gt; &lt;offset&gt;)… [&lt;#features&gt; &lt;features…&gt;]
+/// (drivers/md/dm-raid1.c, dm-log.c, dm-region-hash.c). The target is cut into regions; a write goes to every live
+/// leg that is in sync for its region and completes when all of them have it; a flush or FUA goes to every live
+/// leg. Before a write goes out its region is marked dirty in the log (one log write + flush serves every write
+/// waiting meanwhile); a failed leg is recorded in the log, and marked stale for every region that may differ,
+/// before any write that saw the failure is acknowledged. Regions written while a leg is away are stale for it;
+/// when it comes back (a reload with the same legs, or `return_leg`) only those regions are copied to it
+/// (<see cref="Resync"/>). Status: `&lt;#legs&gt; &lt;dev…&gt; &lt;in-sync&gt;/&lt;regions&gt; 1 &lt;health…&gt; &lt;log status&gt;`.
+/// </summary>
+[TargetType("mirror", 1, 15, 0)]
+public sealed partial class Mirror : Target
+{
+    /// <summary>DM_KCOPYD_MAX_REGIONS + 1: a copy has one source and up to eight destinations.</summary>
+    private const int MaxLegs = 9;
+
+    [Flags] private enum LegError { None = 0, Write = 1, Flush = 2, Sync = 4, Read = 8 }
+
+    private sealed class Leg(IBlockDevice dev, long offset, string arg)
+    {
+        public IBlockDevice Dev { get; } = dev;
+        /// <summary>The leg for resync copies, counted so a table replacing this one waits for them (<see cref="BackgroundIo"/>).</summary>
+        public IBlockDevice Copies { get; } = BackgroundIo.Track(dev, (dev, offset));
+        public long Offset { get; } = offset;
+        public string Arg { get; } = arg;
+        /// <summary>Not written, read or copied from until it comes back.</summary>
+        public bool Failed;
+        /// <summary>A read failed: still written (its data is intact), never read from or copied from.</summary>
+        public bool NoReads;
+        public volatile int Errors;
+        /// <summary>device_status_char: the most severe error seen.</summary>
+        public char Health => Errors == 0 ? 'A' : (Errors & (int)LegError.Flush) != 0 ? 'F' : (Errors & (int)LegError.Write) != 0 ? 'D'
+            : (Errors & (int)LegError.Sync) != 0 ? 'S' : (Errors & (int)LegError.Read) != 0 ? 'R' : 'U';
+    }
+
+    /// <summary>IO and recovery state of a region with something going on (dm-region-hash's hashed regions).</summary>
+    private sealed class RegionIo
+    {
+        public int Pending;
+        /// <summary>Which write touched it last (numbered across regions, so a region tracked anew never reuses one).</summary>
+        public long Gen;
+        public bool Recovering;
+        public readonly Queue<Action> Waiting = new();
+    }
+
+    private readonly Leg[] _legs;
+    private readonly RegionLog _log;
+    private readonly uint _regionSize;
+    private readonly long _regions;
+    private readonly bool _handleErrors, _keepLog;
+    private readonly int _minLegs;
+    private readonly object _statusGate = new();
+
+    private MirrorState? _mem;           // what the log should say (null until loaded at the first resume)
+    private MirrorState? _disk;          // what it durably says
+    private long _memSeq, _diskSeq;      // changes made / made durable
+    private long _failSeq;               // the change that recorded the latest leg failure
+    private bool _committing, _commitWanted, _logFailed;
+    private readonly List<(long Need, Action<bool> Then)> _durableWaiters = new();
+    private readonly List<Action> _beforeLoad = new();
+    private readonly Dictionary<long, RegionIo> _regionIo = new();
+    /// <summary>Dirty regions with no write in flight: a flush issued now makes them clean.</summary>
+    private readonly HashSet<long> _dirtyIdle = new();
+    private long _inSync;
+    private long _writes;
+    private bool _loading, _suspended;
+
+    public Mirror(TargetArgs a) : base(a)
+    {
+        var args = a.Args;
+        if (args.Length < 2) throw new TargetException("Insufficient mirror log arguments");
+        var logArgc = a.ReadUInt(1, 0, int.MaxValue, "Invalid mirror log argument count");
+        var used = 2 + (int)logArgc;
+        if (args.Length < used) throw new TargetException("Insufficient mirror log arguments");
+        var logArgs = args[2..used];
+        IBlockDevice? logDev = null;
+        switch (args[0])
+        {
+            case "core" when logArgc is 1 or 2:
+                _regionSize = RegionLog.ReadRegionSize(logArgs[0], a.Length);
+                break;
+            case "core": throw new TargetException("Error creating mirror dirty log: wrong number of arguments to dirty region log");
+            case "disk" when logArgc is 2 or 3:
+                logDev = a.GetWholeDevice(logArgs[0], "Error creating mirror dirty log: Device lookup failed");
+                _regionSize = RegionLog.ReadRegionSize(logArgs[1], a.Length);
+                break;
+            case "disk": throw new TargetException("Error creating mirror dirty log: wrong number of arguments to disk dirty region log");
+            default: throw new TargetException($"Error creating mirror dirty log: unknown dirty log type {args[0]}");
+        }
+        var sync = RegionLog.ReadSync(logArgs, logDev == null ? 1 : 2);
+        _regions = (a.Length + _regionSize - 1) / _regionSize;
+
+        if (used >= args.Length || !uint.TryParse(args[used], System.Globalization.NumberStyles.None, null, out var n) || n < 2 || n > MaxLegs)
+            throw new TargetException("Invalid number of mirrors");
+        used++;
+        if (args.Length - used < 2 * n) throw new TargetException("Too few mirror arguments");
+        _legs = new Leg[n];
+        for (var i = 0; i < n; i++, used += 2)
+        {
+            var offset = a.ReadSector(used + 1, "Invalid offset");
+            _legs[i] = new Leg(a.GetDevice(args[used], offset, a.Length, "Device lookup failure"), offset, args[used]);
+        }
+
+        _minLegs = 1;
+        if (used < args.Length)
+        {
+            var count = a.ReadUInt(used, 0, int.MaxValue, "Invalid number of features");
+            used++;
+            if (count > args.Length - used) throw new TargetException("Not enough arguments to support feature count");
+            var end = used + (int)count;
+            for (; used < end; used++)
+                switch (args[used])
+                {
+                    case "handle_errors": _handleErrors = true; break;
+                    case "keep_log": _keepLog = true; break;
+                    // DmActors' own: the fewest legs a write must reach (a feature, so it is recorded with the table).
+                    case "min_legs" when used + 1 < end:
+                        _minLegs = a.ReadInt(++used, 1, (int)n, $"Invalid min_legs {args[used]}: expect 1 to {n}");
+                        break;
+                    default: throw new TargetException("Unrecognised feature requested");
+                }
+            if (!_handleErrors && _keepLog) throw new TargetException("keep_log feature requires the handle_errors feature");
+        }
+        if (used < args.Length) throw new TargetException("Too many mirror arguments");
+
+        if (logDev != null)
+        {
+            var disk = new DiskLog(logDev, _legs.Select(l => DiskLog.LegId(l.Arg, l.Offset)).ToArray(), _regions) { RegionSize = _regionSize, Sync = sync };
+            if (logDev.Sectors < disk.SectorsNeeded)
+                throw new TargetException($"Error creating mirror dirty log: log device {logDev.DevNo} too small: need {disk.SectorsNeeded * Bio.Sector512} bytes");
+            _log = disk;
+        }
+        else _log = new CoreLog(new CoreLog.Identity(_legs.Select(l => l.Dev).ToArray(), _legs.Select(l => l.Offset).ToArray(), a.Length, _regionSize))
+            { RegionSize = _regionSize, Sync = sync };
+        _inSync = sync == LogSync.NoSync ? _regions : 0; // until the log is loaded at the first resume
+    }
+
+    /// <summary>iterate_devices: the legs (the log device is the target's own business).</summary>
+    public override IReadOnlyList<IBlockDevice> Devices => _legs.Select(l => l.Dev).Distinct().ToArray();
+    public override long MaxIoLen => _regionSize;
+    public override int NumFlushBios => 1;
+    public override int NumDiscardBios => 1;
+
+    private long RegionOf(long sector) => (sector - Begin) / _regionSize;
+    private RegionIo Io(long r) => _regionIo.TryGetValue(r, out var io) ? io : _regionIo[r] = new RegionIo();
+
+    public override MapResult Map(Bio clone, int index, ITargetContext ctx)
+    {
+        if (_mem == null) { _beforeLoad.Add(() => Map(clone, index, ctx)); return MapResult.Submitted; }
+        switch (clone.Op)
+        {
+            case BioOp.Read: MapRead(clone, ctx); break;
+            case BioOp.Flush: MapFlush(clone, ctx); break;
+            case BioOp.Write or BioOp.Discard: MapWrite(clone, ctx); break;
+            default: ctx.Complete(clone, BioStatus.NotSupported); break;
+        }
+        return MapResult.Submitted;
+    }
+
+    // ---- writes -----------------------------------------------------------------------------------------------
+
+    /// <summary>A write (or a discard, which may span regions: one part per region) and what its legs answered.</summary>
+    private sealed class WriteIo(Bio clone, int parts)
+    {
+        public Bio Clone { get; } = clone;
+        public int Parts = parts;
+        public BioStatus Status = BioStatus.Ok;
+    }
+
+    private sealed class Part(WriteIo io, long region, long sector, long sectors)
+    {
+        public WriteIo Io { get; } = io;
+        public long Region { get; } = region;
+        public long Sector { get; } = sector;
+        public long Sectors { get; } = sectors;
+        public int Outstanding, Succeeded;
+        public BioStatus Status = BioStatus.Ok;
+    }
+
+    private void MapWrite(Bio clone, ITargetContext ctx)
+    {
+        var first = RegionOf(clone.Sector);
+        var last = clone.Sectors == 0 ? first : RegionOf(clone.Sector + clone.Sectors - 1);
+        var io = new WriteIo(clone, (int)(last - first + 1));
+        for (var r = first; r <= last; r++)
+        {
+            var from = Math.Max(clone.Sector, Begin + r * _regionSize);
+            var to = Math.Min(clone.Sector + clone.Sectors, Begin + (r + 1) * _regionSize);
+            StartPart(new Part(io, r, from, to - from), ctx);
+        }
+    }
+
+    private void StartPart(Part p, ITargetContext ctx)
+    {
+        var rio = Io(p.Region);
+        if (rio.Recovering) { rio.Waiting.Enqueue(() => StartPart(p, ctx)); return; }
+        rio.Pending++;
+        rio.Gen = ++_writes;
+        _dirtyIdle.Remove(p.Region);
+        // Dirty before the write goes out; stale for each failed leg, which will not get it.
+        var changed = _mem!.Dirty.Set(p.Region);
+        for (var i = 0; i < _legs.Length; i++)
+            if (_legs[i].Failed) changed |= MarkStale(i, p.Region);
+        if (changed) _memSeq++;
+        if (IsDurable(p.Region)) IssuePart(p, ctx);
+        else WhenDurable(_memSeq, ok => { if (ok) IssuePart(p, ctx); else EndPart(p, BioStatus.IoError, ctx); }, ctx);
+    }
+
+    /// <summary>The log already says what a write to <paramref name="r"/> needs it to say.</summary>
+    private bool IsDurable(long r)
+    {
+        if (_disk == null || !_disk.Dirty[r]) return false;
+        for (var i = 0; i < _legs.Length; i++)
+            if (_legs[i].Failed && !_disk.Stale[i][r]) return false;
+        return true;
+    }
+
+    private void IssuePart(Part p, ITargetContext ctx)
+    {
+        var clone = p.Io.Clone;
+        var targets = Enumerable.Range(0, _legs.Length).Where(i => !_legs[i].Failed && !_mem!.Stale[i][p.Region]).ToList();
+        if (targets.Count < _minLegs) { EndPart(p, BioStatus.IoError, ctx); return; }
+        p.Outstanding = targets.Count;
+        var data = clone.Op == BioOp.Write ? clone.Data.Slice((int)((p.Sector - clone.Sector) << Bio.SectorShift), (int)(p.Sectors << Bio.SectorShift)) : Memory<byte>.Empty;
+        foreach (var i in targets)
+        {
+            var leg = _legs[i];
+            var child = new Bio(clone.Op, leg.Offset + (p.Sector - Begin), p.Sectors, data, ActorRefs.Nobody, clone.Flags & BioFlags.Fua);
+            ctx.Submit(leg.Dev, child, st => LegWritten(p, i, st, ctx));
+        }
+    }
+
+    private void LegWritten(Part p, int leg, BioStatus st, ITargetContext ctx)
+    {
+        if (st == BioStatus.Ok) p.Succeeded++;
+        else if (p.Io.Clone.Op == BioOp.Discard) p.Status = st; // a discard a leg cannot do degrades nothing (write_callback)
+        else FailLeg(leg, LegError.Write, ctx);
+        if (--p.Outstanding > 0) return;
+        var status = p.Status != BioStatus.Ok ? p.Status : p.Succeeded >= _minLegs ? BioStatus.Ok : BioStatus.IoError;
+        // Every leg failure known now is on the log before the write is answered: the failure it saw, and one
+        // that made it skip a leg (else a restart could resync the region from the leg that missed it).
+        WhenDurable(_failSeq, ok => EndPart(p, ok ? status : BioStatus.IoError, ctx), ctx);
+    }
+
+    private void EndPart(Part p, BioStatus status, ITargetContext ctx)
+    {
+        var rio = Io(p.Region);
+        if (--rio.Pending == 0)
+        {
+            _dirtyIdle.Add(p.Region);
+            RegionQuiet(p.Region, rio, ctx);
+        }
+        if (status != BioStatus.Ok && p.Io.Status == BioStatus.Ok) p.Io.Status = status;
+        if (--p.Io.Parts == 0) ctx.Complete(p.Io.Clone, p.Io.Status);
+    }
+
+    private bool MarkStale(int leg, long r)
+    {
+        if (!_mem!.Stale[leg].Set(r)) return false;
+        if (_mem.Stale.Count(s => s[r]) == 1) lock (_statusGate) _inSync--;
+        return true;
+    }
+
+    /// <summary>
+    /// fail_mirror: the leg gets no more IO; every region that may differ on it (dirty) becomes stale for it, and
+    /// the failure goes to the log. No write or flush is answered before it is durable (<see cref="_failSeq"/>).
+    /// </summary>
+    private void FailLeg(int i, LegError why, ITargetContext ctx)
+    {
+        var leg = _legs[i];
+        var first = leg.Errors == 0;
+        leg.Errors |= (int)why;
+        if (why == LegError.Read) leg.NoReads = true;
+        else if (!leg.Failed)
+        {
+            leg.Failed = true;
+            _mem!.Failed[i] = true;
+            for (long r = 0; r < _regions; r++)
+                if (_mem.Dirty[r]) MarkStale(i, r);
+            _failSeq = ++_memSeq;
+            RequestCommit(ctx);
+        }
+        if (first) ctx.RaiseEvent();
+    }
+
+    // ---- reads and flushes ------------------------------------------------------------------------------------
+
+    private void MapRead(Bio clone, ITargetContext ctx)
+    {
+        var r = RegionOf(clone.Sector);
+        var rio = Io(r);
+        if (rio.Recovering) { rio.Waiting.Enqueue(() => MapRead(clone, ctx)); return; }
+        // The first readable leg in sync for the region (dm's default mirror); never a failed or stale one.
+        for (var i = 0; i < _legs.Length; i++)
+        {
+            var l = _legs[i];
+            if (l.Failed || l.NoReads || _mem!.Stale[i][r]) continue;
+            var child = new Bio(BioOp.Read, l.Offset + (clone.Sector - Begin), clone.Sectors, clone.Data, ActorRefs.Nobody, clone.Flags & BioFlags.ReadAhead);
+            var at = i;
+            ctx.Submit(l.Dev, child, st =>
+            {
+                if (st == BioStatus.Ok || st == BioStatus.NotSupported || (clone.Flags & BioFlags.ReadAhead) != 0) { ctx.Complete(clone, st); return; }
+                FailLeg(at, LegError.Read, ctx); // then try another leg
+                MapRead(clone, ctx);
+            });
+            return;
+        }
+        ctx.Complete(clone, BioStatus.IoError);
+    }
+
+    private void MapFlush(Bio clone, ITargetContext ctx) => FlushLegs(ctx, st => ctx.Complete(clone, st));
+
+    /// <summary>An empty flush to every live leg; then the dirty regions whose writes it covers are clean.</summary>
+    private void FlushLegs(ITargetContext ctx, Action<BioStatus> done)
+    {
+        var targets = Enumerable.Range(0, _legs.Length).Where(i => !_legs[i].Failed).ToList();
+        if (targets.Count == 0) { done(BioStatus.IoError); return; }
+        // What this flush will make durable on every leg: the dirty regions whose writes have all completed.
+        var covered = _dirtyIdle.Select(r => (r, Io(r).Gen)).ToList();
+        int outstanding = targets.Count, succeeded = 0;
+        foreach (var i in targets)
+            ctx.Submit(_legs[i].Dev, new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, ActorRefs.Nobody), st =>
+            {
+                if (st == BioStatus.Ok) succeeded++;
+                else FailLeg(i, LegError.Flush, ctx);
+                if (--outstanding > 0) return;
+                var status = succeeded >= _minLegs ? BioStatus.Ok : BioStatus.IoError;
+                if (status == BioStatus.Ok) ClearCovered(covered, ctx);
+                WhenDurable(_failSeq, ok => done(ok ? status : BioStatus.IoError), ctx);
+            });
+    }
+
+    /// <summary>Regions a flush covered and nobody wrote since become clean, on the log at its next write (lazily).</summary>
+    private void ClearCovered(List<(long Region, long Gen)> covered, ITargetContext ctx)
+    {
+        var any = false;
+        foreach (var (r, gen) in covered)
+            if (_regionIo.TryGetValue(r, out var rio) && rio.Pending == 0 && rio.Gen == gen && !rio.Recovering && _dirtyIdle.Remove(r))
+            {
+                _mem!.Dirty.Clear(r);
+                if (rio.Waiting.Count == 0) _regionIo.Remove(r);
+                any = true;
+            }
+        if (any) RequestCommit(ctx);
+    }
+
+    // ---- table and status -------------------------------------------------------------------------------------
+
+    public override string TableParams()
+    {
+        var features = new List<string>();
+        if (_handleErrors) features.Add("handle_errors");
+        if (_keepLog) features.Add("keep_log");
+        if (_minLegs != 1) features.AddRange(["min_legs", _minLegs.ToString()]);
+        var legs = string.Join(' ', _legs.Select(l => $"{l.Dev.DevNo} {l.Offset}"));
+        return $"{_log.TableParams()}{_legs.Length} {legs}{(features.Count > 0 ? $" {features.Count} {string.Join(' ', features)}" : "")}";
+    }
+
+    // Read by the device actor while this target's actor works: the counters it reads are kept under a lock.
+    public override string StatusParams()
+    {
+        long inSync;
+        lock (_statusGate) inSync = _inSync;
+        return $"{_legs.Length} {string.Join(' ', _legs.Select(l => l.Dev.DevNo))} {inSync}/{_regions} 1 " +
+               $"{new string(_legs.Select(l => l.Health).ToArray())} {_log.StatusParams()}";
+    }
+}

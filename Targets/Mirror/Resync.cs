@@ -1,0 +1,248 @@
+namespace DmActors.Targets;
+
+/// <summary>
+/// Resync (dm-raid1's recovery through kcopyd): one region at a time, from a live leg in sync for it (never a
+/// failed one, nor one that failed a read) to every live leg stale for it. IO to the region waits from the moment
+/// it is chosen; its writes in flight finish first. The copy is flushed on its destinations before the region
+/// counts as in sync, and the log gets the progress at its next write, so an interrupted resync resumes where
+/// it stopped. `resync_rate &lt;KiB/s&gt;` paces it (0: as fast as the legs go).
+/// </summary>
+public sealed partial class Mirror
+{
+    private long _cursor;
+    private long _quiescing = -1;
+    private bool _resyncing;
+    private long _rateKiB;
+    private bool _announcedInSync;
+
+    // ---- suspend, resume, destroy ----------------------------------------------------------------------------
+
+    public override void PreSuspend(ITargetContext ctx) => _suspended = true;
+
+    /// <summary>
+    /// Postsuspend: every write is done, so flush the legs and write the log (dm's disk_flush): a reload starts
+    /// from a log whose only unclean regions are those really out of sync (if this table's actor lives to see the
+    /// flush through; if not, the next table resyncs a few regions more).
+    /// </summary>
+    public override void PostSuspend(ITargetContext ctx)
+    {
+        if (_mem == null) return;
+        _log.Suspended(_mem);
+        FlushLegs(ctx, _ => WhenDurable(++_memSeq, _ => { }, ctx));
+    }
+
+    /// <summary>The areas this mirror's background IO touches: each leg's, and the log device.</summary>
+    private (IBlockDevice, long)[] BackgroundKeys => _legs.Select(l => (l.Dev, l.Offset)).Concat(_log.Device is { } d ? [(d, -1L)] : []).ToArray();
+    private bool _leased;
+
+    public override void Resume(ITargetContext ctx)
+    {
+        _suspended = false;
+        if (_mem != null) { _log.Resumed(_mem); KickResync(ctx); return; }
+        if (_loading) return;
+        _loading = true;
+        // The table this one replaces may still run, or have copies or log writes in flight: wait until it is gone.
+        var keys = BackgroundKeys;
+        var tries = 0;
+        void TryLoad()
+        {
+            // A table whose IO never ends (a leg that never answers) does not hold this one for ever: after about
+            // 30 s it starts anyway, so IO is answered rather than held.
+            if (!BackgroundIo.Free(keys) && ++tries < 6000) { ctx.Schedule(TimeSpan.FromMilliseconds(5), TryLoad); return; }
+            BackgroundIo.Lease(keys, 1);
+            _leased = true;
+            _log.Load(ctx, () => MirrorState.Fresh(_legs.Length, _regions, _log.Sync == LogSync.NoSync), s => Loaded(s, ctx));
+        }
+        TryLoad();
+    }
+
+    public override void Destroy()
+    {
+        var keys = BackgroundKeys;
+        if (_leased) BackgroundIo.Lease(keys, -1);
+        // Copies and log writes still in flight finish before the devices are let go.
+        BackgroundIo.OnQuiet(keys, base.Destroy);
+    }
+
+    /// <summary>The log is read: failed legs come back with this table, and regions that may differ get resynced.</summary>
+    private void Loaded(MirrorState s, ITargetContext ctx)
+    {
+        for (var i = 0; i < _legs.Length; i++) s.Failed[i] = false;
+        long inSync = 0;
+        for (long r = 0; r < _regions; r++)
+        {
+            // A write was in flight when the last table stopped: the legs may differ; the first in sync wins.
+            if (s.Dirty[r])
+            {
+                var source = Array.FindIndex(s.Stale, st => !st[r]);
+                for (var i = 0; i < _legs.Length; i++) if (i != source) s.Stale[i].Set(r);
+                s.Dirty.Clear(r);
+            }
+            if (s.InSync(r)) inSync++;
+        }
+        lock (_statusGate) _inSync = inSync;
+        _announcedInSync = inSync == _regions;
+        _mem = s;
+        _memSeq++;
+        RequestCommit(ctx);
+        foreach (var queued in _beforeLoad) queued();
+        _beforeLoad.Clear();
+        _cursor = 0;
+        KickResync(ctx);
+    }
+
+    /// <summary>The region's last write finished: if resync waits for it, the copy starts.</summary>
+    private void RegionQuiet(long r, RegionIo rio, ITargetContext ctx)
+    {
+        if (r == _quiescing) { _quiescing = -1; Copy(r, ctx); }
+    }
+
+    private int SourceFor(long r)
+    {
+        for (var i = 0; i < _legs.Length; i++)
+            if (!_legs[i].Failed && !_legs[i].NoReads && !_mem!.Stale[i][r]) return i;
+        return -1;
+    }
+
+    private List<int> DestinationsFor(long r) => Enumerable.Range(0, _legs.Length).Where(i => !_legs[i].Failed && _mem!.Stale[i][r]).ToList();
+
+    /// <summary>Starts copying the next region that needs it, unless a copy runs, the table is suspended or nothing is left.</summary>
+    private void KickResync(ITargetContext ctx)
+    {
+        if (_resyncing || _suspended || _mem == null) return;
+        for (; _cursor < _regions; _cursor++)
+        {
+            if (DestinationsFor(_cursor).Count == 0 || SourceFor(_cursor) < 0) continue;
+            _resyncing = true;
+            var rio = Io(_cursor);
+            rio.Recovering = true;
+            if (rio.Pending == 0) Copy(_cursor, ctx);
+            else _quiescing = _cursor;
+            return;
+        }
+        if (!_announcedInSync && Interlocked.Read(ref _inSync) == _regions)
+        {
+            // The sync is complete (do_recovery): legs that are live again show no errors.
+            _announcedInSync = true;
+            foreach (var l in _legs) if (!l.Failed) { l.Errors = 0; l.NoReads = false; }
+            ctx.RaiseEvent();
+        }
+    }
+
+    /// <summary>At most this many sectors (1 MiB) per copy bio, whatever the region size.</summary>
+    private const long CopyChunk = 2048;
+
+    private void Copy(long r, ITargetContext ctx)
+    {
+        var src = SourceFor(r);
+        var dests = DestinationsFor(r);
+        if (src < 0 || dests.Count == 0) { EndCopy(r, 0, ctx); return; }
+        var start = r * _regionSize;
+        var end = Math.Min(start + _regionSize, Length);
+        CopyPiece(r, src, dests, start, end, new byte[Math.Min(CopyChunk, end - start) << Bio.SectorShift], ctx);
+    }
+
+    /// <summary>Copies [<paramref name="at"/>, <paramref name="end"/>) of the region piece by piece, one buffer reused.</summary>
+    private void CopyPiece(long r, int src, List<int> dests, long at, long end, byte[] buffer, ITargetContext ctx)
+    {
+        if (at >= end || dests.Count == 0) { FlushCopies(r, dests, (int)((end - r * _regionSize) << Bio.SectorShift), ctx); return; }
+        var data = buffer.AsMemory(0, (int)(Math.Min(CopyChunk, end - at) << Bio.SectorShift));
+        var source = _legs[src];
+        ctx.Submit(source.Copies, Bio.Read(source.Offset + at, data, Akka.Actor.ActorRefs.Nobody), st =>
+        {
+            if (st != BioStatus.Ok)
+            {
+                // A sync failure of the source: it is not read from again; another source gets the region.
+                FailLeg(src, LegError.Read, ctx);
+                source.Errors |= (int)LegError.Sync;
+                EndCopy(r, 0, ctx, retry: true);
+                return;
+            }
+            var outstanding = dests.Count;
+            var written = new List<int>();
+            foreach (var d in dests)
+                ctx.Submit(_legs[d].Copies, Bio.Write(_legs[d].Offset + at, data, Akka.Actor.ActorRefs.Nobody), ws =>
+                {
+                    if (ws == BioStatus.Ok) written.Add(d); else FailLeg(d, LegError.Sync, ctx);
+                    if (--outstanding == 0) CopyPiece(r, src, written, at + (data.Length >> Bio.SectorShift), end, buffer, ctx);
+                });
+        });
+    }
+
+    /// <summary>The copies are flushed before the region counts as in sync on them.</summary>
+    private void FlushCopies(long r, List<int> written, int bytes, ITargetContext ctx)
+    {
+        var outstanding = written.Count;
+        if (outstanding == 0) { EndCopy(r, bytes, ctx); return; }
+        foreach (var d in written)
+            ctx.Submit(_legs[d].Copies, Bio.Flush(Akka.Actor.ActorRefs.Nobody), fs =>
+            {
+                if (fs != BioStatus.Ok) FailLeg(d, LegError.Sync, ctx);
+                else if (!_legs[d].Failed)
+                {
+                    _mem!.Stale[d].Clear(r);
+                    if (_mem.InSync(r)) lock (_statusGate) _inSync++;
+                }
+                if (--outstanding > 0) return;
+                _memSeq++;
+                RequestCommit(ctx); // the progress; nobody waits for it (a region copied twice is harmless)
+                EndCopy(r, bytes, ctx);
+            });
+    }
+
+    /// <summary>The region is done (or given up for now): its waiting IO goes on, and the next region follows at the set rate.</summary>
+    private void EndCopy(long r, int bytes, ITargetContext ctx, bool retry = false)
+    {
+        var rio = Io(r);
+        rio.Recovering = false;
+        while (rio.Waiting.TryDequeue(out var go)) go();
+        if (rio.Pending == 0 && rio.Waiting.Count == 0 && !_dirtyIdle.Contains(r)) _regionIo.Remove(r); // nothing left to track
+        if (!retry && _cursor == r) _cursor = r + 1; // unless return_leg started over meanwhile
+        if (_rateKiB > 0 && bytes > 0)
+            ctx.Schedule(TimeSpan.FromSeconds(bytes / 1024.0 / _rateKiB), () => { _resyncing = false; KickResync(ctx); });
+        else
+        {
+            _resyncing = false;
+            KickResync(ctx);
+        }
+    }
+
+    /// <summary>
+    /// DmActors' messages (dm-raid1 has none): `resync_rate &lt;KiB/s&gt;`, `fail_leg &lt;dev&gt;` (fence a leg: it gets no
+    /// more IO, recorded like a write failure) and `return_leg &lt;dev&gt;` (it is back: its stale regions are copied).
+    /// </summary>
+    public override string? Message(string[] args, ITargetContext ctx)
+    {
+        if (args.Length != 2) throw new TargetException($"Invalid mirror message arguments, expect 2 arguments, got {args.Length}");
+        switch (args[0])
+        {
+            case "resync_rate":
+                if (!long.TryParse(args[1], System.Globalization.NumberStyles.None, null, out var rate))
+                    throw new TargetException($"Invalid resync_rate {args[1]}: expect KiB/s, 0 for no limit");
+                _rateKiB = rate;
+                return null;
+            case "fail_leg" or "return_leg":
+                var i = Array.FindIndex(_legs, l => l.Dev.DevNo == args[1] || l.Dev.Name == args[1] || l.Arg == args[1]);
+                if (i < 0) throw new TargetException($"{args[1]} is not a leg of this mirror");
+                if (_mem == null) throw new TargetException("The mirror's log is not loaded yet");
+                if (args[0] == "fail_leg") FailLeg(i, LegError.Write, ctx);
+                else ReturnLeg(i, ctx);
+                return null;
+            default: throw new TargetException($"Unrecognised mirror message received: {args[0]}");
+        }
+    }
+
+    private void ReturnLeg(int i, ITargetContext ctx)
+    {
+        var leg = _legs[i];
+        leg.Failed = false;
+        leg.NoReads = false;
+        leg.Errors = 0;
+        _mem!.Failed[i] = false;
+        _memSeq++;
+        RequestCommit(ctx);
+        _announcedInSync = false;
+        _cursor = 0;
+        KickResync(ctx);
+    }
+}
