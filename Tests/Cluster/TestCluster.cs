@@ -74,6 +74,9 @@ public sealed class TestCluster : IDisposable
         lock (Epochs) return Epochs.Where(e => e.Volume == entityId).Select(e => e.Epoch).DefaultIfEmpty(0).Max();
     }
 
+    /// <summary>Sees (and may hold up or wrap) every device a node gets for a volume on another node.</summary>
+    public Func<string, IBlockDevice, IBlockDevice>? RemoteOpening { get; set; }
+
     public Node this[string name] => _nodes.Single(n => n.Name == name);
     public IReadOnlyList<Node> Nodes => _nodes;
 
@@ -193,7 +196,8 @@ public sealed class TestCluster : IDisposable
         public IBlockDevice Open(string volumeName, string ownerNode)
         {
             var owner = cluster._nodes.FirstOrDefault(n => n.Name == ownerNode && n.Alive) ?? throw new TargetException($"node {ownerNode} is not reachable");
-            return owner.Cluster.Volumes.Handle(volumeName) ?? throw new TargetException($"{volumeName} does not run on {ownerNode}");
+            IBlockDevice device = owner.Cluster.Volumes.Handle(volumeName) ?? throw new TargetException($"{volumeName} does not run on {ownerNode}");
+            return cluster.RemoteOpening?.Invoke(volumeName, device) ?? device;
         }
     }
 }
