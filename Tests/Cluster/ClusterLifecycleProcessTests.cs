@@ -74,7 +74,9 @@ public sealed partial class ClusterLifecycleProcessTests(ITestOutputHelper outpu
                 else { acked.Remove(chunk); failed.Add(answer); } // its content is either pattern now
             }
             for (var i = 0; i < 20; i++) await WriteAsync();
-            var move = HostProcess.Run(["cluster", "move", "vol", "n3", "--config", c[2].ConfigFile]);
+            // The move waits for the handoff, which waits for the volume's IO: slow on a loaded machine.
+            var moving = Stopwatch.StartNew();
+            var move = HostProcess.Run(["cluster", "move", "vol", "n3", "--config", c[2].ConfigFile], env: new Dictionary<string, string> { ["DMACTORS_TIMEOUT"] = "120" });
             var during = 0;
             while (!move.IsCompleted)
             {
@@ -83,9 +85,10 @@ public sealed partial class ClusterLifecycleProcessTests(ITestOutputHelper outpu
                 await Task.Delay(20);
             }
             var moved = await move;
+            moving.Stop();
             Assert.True(moved.Code == 0, moved.ToString());
             for (var i = 0; i < 20; i++) await WriteAsync();
-            output.WriteLine($"{next} writes, {during} while the move ran, {failed.Count} failed: {string.Join(" | ", failed.Take(5))}");
+            output.WriteLine($"{next} writes, {during} while the move ran ({moving.Elapsed.TotalSeconds:F1} s), {failed.Count} failed: {string.Join(" | ", failed.Take(5))}");
         }
         Assert.Contains("Node:              n3", (await c[1].Dmsetup("info vol")).Out);
         await VerifyAsync(c[3], "vol", acked);

@@ -77,9 +77,8 @@ public sealed class ClusterOfHosts : IAsyncDisposable
         foreach (var node in Nodes) node.Dispose();
         string Dir(int n) => _dirs.Single(d => Path.GetFileName(d.Path).StartsWith($"dmactors-n{n}-")).Path;
         Nodes[0] = await HostProcess.StartInAsync(Dir(1), Extra(1, seed: null), FastFailover);
-        var rest = await Task.WhenAll(new[] { 2, 3 }.Select(n => HostProcess.StartInAsync(Dir(n), Extra(n, Nodes[0].ControlPort), FastFailover)));
-        Nodes[1] = rest[0];
-        Nodes[2] = rest[1];
+        // Each started node is in Nodes at once, so a failed start of the other one leaves none running after Dispose.
+        await Task.WhenAll(new[] { 2, 3 }.Select(async n => Nodes[n - 1] = await HostProcess.StartInAsync(Dir(n), Extra(n, Nodes[0].ControlPort), FastFailover)));
     }
 
     public async ValueTask DisposeAsync()
