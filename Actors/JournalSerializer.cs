@@ -114,6 +114,7 @@ public sealed class JournalSerializer(ExtendedActorSystem system) : SerializerWi
         new Codec<Cluster.DirectoryEvents.Released>("directory-released.v1", (w, r) => w.WriteString("name", r.Name), j => new(j.String("name"))),
         new Codec<Cluster.DirectoryEvents.Placed>("directory-placed.v1", (w, p) => { w.WriteString("shard", p.Shard); w.WriteString("node", p.Node); },
             j => new(j.String("shard"), j.String("node"))),
+        new Codec<Cluster.DirectoryState>("directory-state.v1", WriteDirectory, ReadDirectory), // the directory's snapshot
     ];
 
     /// <summary>A device event: its name and time, then its own fields.</summary>
@@ -151,6 +152,28 @@ public sealed class JournalSerializer(ExtendedActorSystem system) : SerializerWi
 
     private static HostState ReadHostState(JsonElement j) => new(
         j.GetProperty("devices").EnumerateObject().Aggregate(HostState.Empty.Devices, (all, p) => all.Add(p.Name, ReadDevice(p.Value))),
+        j.Int("next-minor"));
+
+    private static void WriteDirectory(Utf8JsonWriter w, Cluster.DirectoryState s)
+    {
+        w.WriteStartObject("volumes");
+        foreach (var (name, v) in s.Volumes)
+        {
+            w.WriteStartObject(name);
+            w.WriteString("entity-id", v.EntityId); w.WriteString("uuid", v.Uuid); w.WriteNumber("minor", v.Minor);
+            w.WriteEndObject();
+        }
+        w.WriteEndObject();
+        w.WriteStartObject("shards");
+        foreach (var (shard, node) in s.Shards) w.WriteString(shard, node);
+        w.WriteEndObject();
+        w.WriteNumber("next-minor", s.NextMinor);
+    }
+
+    private static Cluster.DirectoryState ReadDirectory(JsonElement j) => new(
+        j.GetProperty("volumes").EnumerateObject().Aggregate(Cluster.DirectoryState.Empty.Volumes,
+            (all, p) => all.Add(p.Name, new Cluster.VolumeEntry(p.Value.String("entity-id"), p.Value.OptionalString("uuid"), p.Value.Int("minor")))),
+        j.GetProperty("shards").EnumerateObject().Aggregate(Cluster.DirectoryState.Empty.Shards, (all, p) => all.Add(p.Name, p.Value.GetString()!)),
         j.Int("next-minor"));
 
     private static void WriteConfigDevice(Utf8JsonWriter w, ConfigDeviceRecord c)

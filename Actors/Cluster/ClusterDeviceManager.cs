@@ -19,6 +19,10 @@ public sealed class ClusterDeviceManager : UntypedActor
     /// <summary>A remote volume was opened (off the actor): map it with a proxy and answer the open.</summary>
     private sealed record RemoteOpened(string Name, int Minor, IBlockDevice Device, IActorRef ReplyTo);
 
+    /// <summary>A remote open came to nothing, or found the volume here after all: the caller is answered on the actor.</summary>
+    private sealed record OpenFailed(object Reply, IActorRef ReplyTo);
+    private sealed record OpenAgain(Dm.Open Open, IActorRef ReplyTo);
+
     /// <summary>What one Open handed out, undone by a Close of the same name (last opened, first closed).</summary>
     private sealed record Opening(DeviceShared Shared, IActorRef? Proxy, IBlockDevice? Remote);
 
@@ -31,6 +35,8 @@ public sealed class ClusterDeviceManager : UntypedActor
     private readonly Dictionary<string, List<Opening>> _opens = new(StringComparer.Ordinal);
     /// <summary>Every running proxy device and the remote device under it.</summary>
     private readonly Dictionary<IActorRef, IBlockDevice> _proxies = new();
+    /// <summary>Callers waiting for a remote open (watched); true once the caller stopped waiting (its Ask timed out).</summary>
+    private readonly Dictionary<IActorRef, bool> _waiting = new();
     /// <summary>The command being handled (named by a failure that has no answer of its own).</summary>
     private object _message = "";
 
@@ -62,10 +68,13 @@ public sealed class ClusterDeviceManager : UntypedActor
                 break;
             case Dm.Open o: Open(o); break;
             case RemoteOpened r: ServeRemote(r); break;
+            case OpenFailed f: StopWaiting(f.ReplyTo); f.ReplyTo.Tell(f.Reply); break;
+            case OpenAgain a: StopWaiting(a.ReplyTo); Self.Tell(a.Open, a.ReplyTo); break;
             case Dm.Close c: Close(c); break;
             case DeviceManager.Quiesce: Quiesce(); break;
             case ClusterCmd.Status: Reply(Status()); break;
             case ClusterCmd.Move m: Reply(Move(m)); break;
+            case Terminated t when _waiting.ContainsKey(t.ActorRef): _waiting[t.ActorRef] = true; break;
             case Terminated t: Forget(t.ActorRef); break;
             // Nothing hangs: what a single host's manager also answers (its journal, configuration devices) is refused here.
             default: Sender.Tell(new Dm.Failed(VolumeEntity.Op(message), VolumeEntity.NameOf(message), Dm.Failed.Invalid,
@@ -219,13 +228,15 @@ public sealed class ClusterDeviceManager : UntypedActor
         }
         var replyTo = Sender;
         var self = Self;
+        // The caller (an NBD open) may give up before the remote open is done: then nothing may be left open for it.
+        if (_waiting.TryAdd(replyTo, false)) Context.Watch(replyTo);
         OpenElsewhere(o.Name, replyTo).ContinueWith(t =>
         {
             switch (t.IsCompletedSuccessfully ? t.Result : new Dm.Failed("open", o.Name, "Connection timed out", t.Exception?.GetBaseException().Message ?? ""))
             {
                 case RemoteOpened r: self.Tell(r); break;
-                case Dm.Open retry: self.Tell(retry, replyTo); break;
-                case var failure: replyTo.Tell(failure); break;
+                case Dm.Open retry: self.Tell(new OpenAgain(retry, replyTo)); break;
+                case var failure: self.Tell(new OpenFailed(failure, replyTo)); break;
             }
         }, TaskContinuationOptions.ExecuteSynchronously);
     }
@@ -251,6 +262,13 @@ public sealed class ClusterDeviceManager : UntypedActor
     /// <summary>A proxy device over the remote volume (<c>0 N linear DEVICE 0</c>), opened for the caller.</summary>
     private void ServeRemote(RemoteOpened r)
     {
+        if (StopWaiting(r.ReplyTo))
+        {
+            // Nobody would ever close it: the connection to the owner (an open of its volume there) goes now.
+            _log.Info("open of {0}: the caller stopped waiting before the remote volume was reached; closing it", r.Name);
+            (r.Device as IDisposable)?.Dispose();
+            return;
+        }
         Table table;
         try { table = Table.Build(Table.Parse($"0 {r.Device.Sectors} linear remote 0"), new OneDevice(r.Device), false, _node.Options.Clock); }
         catch (TableException e)
@@ -271,6 +289,16 @@ public sealed class ClusterDeviceManager : UntypedActor
         shared.Open();
         Remember(r.Name, new Opening(shared, proxy, r.Device));
         r.ReplyTo.Tell(new Dm.Opened(r.Name, proxy, table.Sectors, table.ReadOnly, table.HasVolatileCache, 4096, true, true));
+    }
+
+    /// <summary>The caller of a remote open is answered now; true when it had stopped waiting.</summary>
+    private bool StopWaiting(IActorRef replyTo)
+    {
+        if (!_waiting.Remove(replyTo, out var gone)) return false;
+        Context.Unwatch(replyTo);
+#pragma warning disable CS0618 // a temporary Ask actor is terminated once its Ask timed out; its Terminated may not have arrived yet
+        return gone || replyTo is IInternalActorRef { IsTerminated: true };
+#pragma warning restore CS0618
     }
 
     private void Remember(string name, Opening o)

@@ -21,9 +21,12 @@ public interface IRemoteVolumes
 /// stack groups whose node is not a member (a whole-cluster restart must not move everything to the first node).</param>
 /// <param name="RehomeDelay">How long after a member's removal the directory re-places its groups (the shard
 /// coordinator lets go of the dead node's shards first).</param>
+/// <param name="DirectorySnapshotEvery">The directory saves its state as a snapshot every this many events (default 200).</param>
 public sealed record ClusterNode(IClusterDisks Disks, IRemoteVolumes Remote, DeviceManager.Options? DeviceOptions = null,
-    TimeSpan? AskTimeout = null, TimeSpan? WakeInterval = null, TimeSpan? RehomeAfterStart = null, TimeSpan? RehomeDelay = null)
+    TimeSpan? AskTimeout = null, TimeSpan? WakeInterval = null, TimeSpan? RehomeAfterStart = null, TimeSpan? RehomeDelay = null,
+    int? DirectorySnapshotEvery = null)
 {
+    public int DirectorySnapshots => DirectorySnapshotEvery is { } n && n > 0 ? n : 200;
     public string Self => Disks.Self;
     public NodeVolumes Volumes { get; } = new();
     public DeviceManager.Options Options => DeviceOptions ?? new DeviceManager.Options();

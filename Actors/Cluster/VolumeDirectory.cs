@@ -70,7 +70,13 @@ public sealed class VolumeDirectory : ReceivePersistentActor
         _cluster = Akka.Cluster.Cluster.Get(Context.System);
         _allocation = ExternalShardAllocation.Get(Context.System).ClientFor(ClusterDefaults.VolumeType);
         PersistenceId = Id;
+        Recover<SnapshotOffer>(o => { if (o.Snapshot is DirectoryState snapshot) _state = snapshot; });
         Recover<DirectoryEvents.DirectoryEvent>(e => _state = _state.Apply(e));
+        // Snapshots keep a start short; the events stay (the journal is the record), older snapshots go.
+        Command<SaveSnapshotSuccess>(s => DeleteSnapshots(new SnapshotSelectionCriteria(s.Metadata.SequenceNr - 1)));
+        Command<SaveSnapshotFailure>(f => _log.Warning("volume directory: snapshot not saved: {0}", f.Cause.Message));
+        Command<DeleteSnapshotsSuccess>(_ => { });
+        Command<DeleteSnapshotsFailure>(_ => { });
         Recover<RecoveryCompleted>(_ => Started());
         Command<DirectoryCmd.Reserve>(Reserve);
         Command<DirectoryCmd.Resolve>(Resolve);
@@ -105,6 +111,13 @@ public sealed class VolumeDirectory : ReceivePersistentActor
     }
 
     public override string PersistenceId { get; }
+
+    /// <summary>A recorded event is applied; every <see cref="ClusterNode.DirectorySnapshotEvery"/> events the state is saved as a snapshot.</summary>
+    private void Recorded(DirectoryEvents.DirectoryEvent e)
+    {
+        _state = _state.Apply(e);
+        if (LastSequenceNr % _node.DirectorySnapshots == 0) SaveSnapshot(_state);
+    }
 
     private void Started()
     {
@@ -174,7 +187,7 @@ public sealed class VolumeDirectory : ReceivePersistentActor
         var left = events.Count;
         PersistAll(events, e =>
         {
-            _state = _state.Apply(e);
+            Recorded(e);
             if (--left > 0) return;
             var reserved = new DirectoryCmd.Reserved(r.Name, entityId, minor, node);
             if (newGroup) Place(shard, node, () => sender.Tell(reserved));
@@ -222,7 +235,7 @@ public sealed class VolumeDirectory : ReceivePersistentActor
         var name = r.SetUuid ? r.Name : r.NewName;
         Persist(e, ev =>
         {
-            _state = _state.Apply(ev);
+            Recorded(ev);
             Sender.Tell(Resolved(name, _state.Volumes[name]));
         });
     }
@@ -232,7 +245,7 @@ public sealed class VolumeDirectory : ReceivePersistentActor
         if (!_state.Volumes.TryGetValue(r.Name, out var v) || v.EntityId != r.EntityId) { Sender.Tell(Dm.Done.Empty); return; }
         Persist(new DirectoryEvents.Released(r.Name), e =>
         {
-            _state = _state.Apply(e);
+            Recorded(e);
             _waking.Remove(r.EntityId);
             Sender.Tell(Dm.Done.Empty);
         });
@@ -248,7 +261,7 @@ public sealed class VolumeDirectory : ReceivePersistentActor
         if (_state.NodeOf(shard) == m.Node) { sender.Tell(Moving()); return; }
         Persist(new DirectoryEvents.Placed(shard, m.Node), e =>
         {
-            _state = _state.Apply(e);
+            Recorded(e);
             _log.Info("stack group {0} ({1}) moves to {2}", shard, m.Name, m.Node);
             foreach (var (_, entry) in _state.InShard(shard)) _waking.Add(entry.EntityId);
             Place(shard, m.Node, () => sender.Tell(Moving()));
@@ -318,7 +331,7 @@ public sealed class VolumeDirectory : ReceivePersistentActor
         if (placed.Count == 0) return;
         PersistAll(placed, e =>
         {
-            _state = _state.Apply(e);
+            Recorded(e);
             foreach (var (_, entry) in _state.InShard(e.Shard)) _waking.Add(entry.EntityId);
             Place(e.Shard, e.Node, () => { });
         });

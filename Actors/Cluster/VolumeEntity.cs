@@ -32,7 +32,9 @@ public sealed class VolumeEntity : ReceivePersistentActor
 
     /// <summary>A member came up (a disk's node came back?): try the tables that could not be rebuilt again.</summary>
     private sealed record RetryTables(int Attempt);
-    private static readonly TimeSpan[] TableRetries = [TimeSpan.Zero, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(10)];
+    // A returning node is a member before its NBD server listens: keep trying for a while after it comes up.
+    private static readonly TimeSpan[] TableRetries = [TimeSpan.Zero, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3),
+        TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(20), TimeSpan.FromSeconds(30)];
 
     private const int RestoreAttempts = 40;
     private static readonly TimeSpan RestoreRetry = TimeSpan.FromMilliseconds(250);
@@ -57,6 +59,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
         Recover<RecoveryCompleted>(_ => { if (_state.Device != null) Activate(); });
         Command<RetryRestore>(r => Restore(r.Attempt));
         Command<ClusterEvent.MemberUp>(_ => { if (InError) Self.Tell(new RetryTables(0)); });
+        Command<ClusterEvent.MemberRemoved>(OnMemberRemoved);
         Command<ClusterEvent.IMemberEvent>(_ => { });
         Command<RetryTables>(RetryTablesNow);
         Command<Terminated>(OnTerminated);
@@ -70,6 +73,8 @@ public sealed class VolumeEntity : ReceivePersistentActor
     protected override void PreStart()
     {
         LostBioAnswerer.Start(Context.System);
+        // A disk's node that is removed takes the volume's live table with it (the connections to it are dropped).
+        Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberRemoved));
         base.PreStart();
     }
 
@@ -100,9 +105,32 @@ public sealed class VolumeEntity : ReceivePersistentActor
         DeviceRecovery.Restore(_state.AsHost(), r => Spawn(r.Name, r.Minor, r.Mode, r.ReadOnly, r.Uuid),
             (_, text, readOnly) => Build(text, readOnly, Self_).Built, _log);
         _activating = false;
-        // A table that needs a node that is gone comes back when that node does: watch for members coming up.
-        if (InError) Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberUp));
+        if (InError) WatchMembersComingUp();
         Stash.UnstashAll();
+    }
+
+    /// <summary>A table that needs a node that is gone comes back when that node does: watch for members coming up.</summary>
+    private void WatchMembersComingUp() =>
+        Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberUp));
+
+    /// <summary>
+    /// A member was removed: when the live table uses one of its disks, the volume is in error (info names the
+    /// disk and the node; the connections to it are dropped, so its IO fails at once) until the node is a member
+    /// again and the recorded tables build again, as after a failover that found a disk missing.
+    /// </summary>
+    private void OnMemberRemoved(ClusterEvent.MemberRemoved m)
+    {
+        if (ClusterDefaults.NodeOf(m.Member.Roles) is not { } node || node == Self_) return;
+        if (_active == null || _activating || _stopping || InError || _state.Device?.Live is not { } live) return;
+        string? disk;
+        try { disk = Table.Parse(live).SelectMany(l => l.Args).FirstOrDefault(a => a.EndsWith("@" + node, StringComparison.Ordinal)); }
+        catch (TableException) { return; }
+        if (disk == null) return;
+        var reason = $"{disk}: node {node} was removed from the cluster";
+        _log.Warning("volume {0}: live table lost {1}", _state.Device.Name, reason);
+        _active.Device.Error = reason;
+        _active.Device.Actor.Tell(new MappedDevice.MarkError($"live table lost its disk: {reason}"));
+        WatchMembersComingUp();
     }
 
     /// <summary>The recorded live table could not be rebuilt at activation, and no command has replaced it since.</summary>
@@ -140,7 +168,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
             catch (TableException e) { device.Actor.Tell(new MappedDevice.MarkError($"inactive table could not be rebuilt: {e.Message}")); }
         }
         if (d.Suspended) device.Actor.Tell(new Dm.Suspend(d.Name), ActorRefs.Nobody);
-        Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self);
+        Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self, typeof(ClusterEvent.MemberUp));
     }
 
     private string? MissingLower(DeviceRecord d)

@@ -63,9 +63,9 @@ public static class DirectoryEvents
     public sealed record Placed(string Shard, string Node) : DirectoryEvent;
 }
 
-/// <summary>The directory's recorded state: names to volumes, stack groups to nodes. A pure fold.</summary>
+/// <summary>The directory's recorded state: names to volumes, stack groups to nodes. A pure fold; also its snapshot.</summary>
 public sealed record DirectoryState(ImmutableSortedDictionary<string, VolumeEntry> Volumes,
-    ImmutableSortedDictionary<string, string> Shards, int NextMinor)
+    ImmutableSortedDictionary<string, string> Shards, int NextMinor) : IPersistedEvent
 {
     public static readonly DirectoryState Empty = new(ImmutableSortedDictionary.Create<string, VolumeEntry>(StringComparer.Ordinal),
         ImmutableSortedDictionary.Create<string, string>(StringComparer.Ordinal), 0);

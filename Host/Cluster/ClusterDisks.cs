@@ -19,6 +19,8 @@ public sealed class ClusterDisks : IClusterDisks
     private readonly string _token;
     private readonly NbdDiskOptions _options;
     private readonly ConcurrentDictionary<string, EndPoint> _endpoints = new(StringComparer.Ordinal);
+    /// <summary>Every open connection to another node's disk, and that node (dropped when it is removed).</summary>
+    private readonly ConcurrentDictionary<ClosesWithLastUser, string> _toDisks = new();
 
     public ClusterDisks(ActorSystem system, string self, DiskRegistry disks, FenceTable fences, string token, NbdDiskOptions? options = null)
     {
@@ -46,7 +48,31 @@ public sealed class ClusterDisks : IClusterDisks
             }
         }
         var export = new InternalExport(_token, disk, volumeId, epoch).Format();
-        return Connect($"{disk}@{node}", new NbdDiskTarget(() => Endpoint(node, fresh: true), export));
+        var connection = (ClosesWithLastUser)Connect($"{disk}@{node}", new NbdDiskTarget(() => Endpoint(node, fresh: true), export));
+        connection.Disposed = () => _toDisks.TryRemove(connection, out _);
+        _toDisks[connection] = node;
+        // Removed while this connected: nobody would drop it, and it would hold its requests for a node that is gone.
+        if (NodeCard.Members(_system).All(m => m.Node != node))
+        {
+            connection.Dispose();
+            throw new TargetException($"{disk}@{node}: node {node} was removed from the cluster");
+        }
+        return connection;
+    }
+
+    /// <summary>
+    /// Member <paramref name="node"/> was removed (downed or left): the connections to its disks are dropped, so
+    /// their bios, held for a reconnect, and every later one are answered with an error at once instead of after
+    /// <see cref="NbdDiskOptions.ReconnectFor"/>. The volumes over them say why (their entities watch removals too)
+    /// and build new connections when the node is a member again. Connections to volumes (proxies) are not
+    /// dropped: they follow their volume to its new owner. Blocks while connections close (off any actor).
+    /// </summary>
+    public int Drop(string node, string reason)
+    {
+        var dropped = 0;
+        foreach (var (connection, at) in _toDisks)
+            if (at == node && _toDisks.TryRemove(connection, out _)) { connection.Abort(reason); dropped++; }
+        return dropped;
     }
 
     /// <summary>An NBD client to another node, closed (its connection too) when the last table using it lets go.</summary>
@@ -77,6 +103,7 @@ public sealed class ClusterDisks : IClusterDisks
     {
         private int _users;
         private int _disposed;
+        public Action? Disposed { get; set; }
         public string Name => inner.Name;
         public string DevNo => inner.DevNo;
         public long Sectors => inner.Sectors;
@@ -92,8 +119,15 @@ public sealed class ClusterDisks : IClusterDisks
         /// <summary>Also for a holder that never opened it (a proxy whose table was refused): once only.</summary>
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0) inner.Dispose();
+            if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+            Disposed?.Invoke();
+            inner.Dispose();
         }
+
+        /// <summary>The node is gone: held and later bios fail now; the tables over it still close it as usual.</summary>
+        // Disposing the NBD client answers what it holds with EIO. An abort that names the reason in its errors
+        // (NbdDisk.Abort(reason)) belongs here once the client has one.
+        public void Abort(string reason) => Dispose();
     }
 
     /// <summary>The NBD endpoint of member <paramref name="node"/> (asked again when <paramref name="fresh"/>: it may have restarted elsewhere).</summary>

@@ -43,6 +43,7 @@ public sealed class ClusterHost
         var node = new ClusterNode(clusterDisks, new RemoteVolumes(clusterDisks, () => manager!, s.AskTimeout),
             new DeviceManager.Options(), AskTimeout: s.AskTimeout);
         manager = ClusterVolumes.Start(system, node, HostConfig.ManagerName).Manager;
+        system.ActorOf(RemovedMembers.Props(clusterDisks), "removed-members");
         return new ClusterHost(system, spec, manager, fences, exports);
     }
 

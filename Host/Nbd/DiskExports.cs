@@ -8,7 +8,7 @@ namespace DmActors.Host.Nbd;
 /// <summary>
 /// Exports the NBD server does not list and the device manager does not know: names that
 /// <see cref="InternalExport.IsInternal"/>. An open counts as one connection's use of the export, undone by
-/// <see cref="CloseAsync"/> with the same name (or the shown name the open answered with).
+/// <see cref="CloseAsync"/> with the shown name the open answered with (that open, once), or with the same name.
 /// </summary>
 public interface IInternalExports
 {
@@ -26,7 +26,9 @@ public interface IInternalExports
 /// device per (disk, volume, epoch), shared by that epoch's connections and removed when the last one closes.
 /// When a newer epoch claims the disk, the devices of older epochs are removed: their connections close (the NBD
 /// server watches the device), and their bios still queued are refused by the fence, so an old owner lands no
-/// write. Names are shown (logs, NBD_INFO_NAME) with the token replaced by '-', so the secret is never logged.
+/// write. Names are shown (logs, NBD_INFO_NAME) with the token replaced by '-' and the open's number
+/// (<c>.dmactors/-7/disk/...</c>), so the secret is never logged and a close names the open it ends: a second
+/// close of one open, or an open the caller gave up on (its answer came too late), leaves nothing held.
 /// </summary>
 public sealed class DiskExports : IInternalExports, IDisposable
 {
@@ -36,6 +38,7 @@ public sealed class DiskExports : IInternalExports, IDisposable
     private readonly IActorRef _exporter;
     private readonly TimeSpan _askTimeout;
     private readonly ILoggingAdapter _log;
+    private long _nextOpen;
 
     public DiskExports(ActorSystem system, DiskRegistry disks, FenceTable fences, string token, TimeSpan? askTimeout = null)
     {
@@ -50,6 +53,17 @@ public sealed class DiskExports : IInternalExports, IDisposable
 
     /// <summary>How <paramref name="e"/> is shown: its name without the token.</summary>
     public static string Shown(InternalExport e) => (e with { Token = "-" }).Format();
+
+    /// <summary>How one open of <paramref name="e"/> is shown: the token replaced by '-' and the open's number.</summary>
+    private static string Shown(InternalExport e, long open) => (e with { Token = $"-{open}" }).Format();
+
+    /// <summary>The open a shown name names (<c>-N</c> in place of the token); null for any other name.</summary>
+    private static long? OpenOf(InternalExport e) =>
+        e.Token.Length > 1 && e.Token[0] == '-' && long.TryParse(e.Token.AsSpan(1), System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out var n) ? n : null;
+
+    /// <summary>How many opens the exports hold (connections that have not closed), once earlier opens and closes are done.</summary>
+    public Task<int> OpenCountAsync(TimeSpan? within = null) => _exporter.Ask<int>(CountOpens.Instance, within ?? _askTimeout);
 
     public async Task<(Dm.Opened? Opened, string? Error)> OpenAsync(string name)
     {
@@ -70,21 +84,27 @@ public sealed class DiskExports : IInternalExports, IDisposable
             _log.Info("internal export {0}: {1}", Shown(e), x.Message);
             return (null, $"internal export: {x.Message}");
         }
+        var open = Interlocked.Increment(ref _nextOpen);
         try
         {
-            return await _exporter.Ask<object>(new Serve(Key.Of(e), disk, cell, Shown(e)), _askTimeout) switch
+            return await _exporter.Ask<object>(new Serve(Key.Of(e), open, disk, cell, Shown(e), Shown(e, open)), _askTimeout) switch
             {
                 Dm.Opened o => (o, null),
                 Dm.Failed f => (null, $"internal export: {f.Reason}"),
                 var other => (null, $"internal export: unexpected reply {other.GetType().Name}"),
             };
         }
-        catch (AskTimeoutException) { return (null, $"internal export: no answer within {_askTimeout}"); }
+        catch (AskTimeoutException)
+        {
+            // The exporter may still serve it (its mailbox is in order: the serve, then this): nobody would close it.
+            _exporter.Tell(new Release(Key.Of(e), open));
+            return (null, $"internal export: no answer within {_askTimeout}");
+        }
     }
 
     public Task CloseAsync(string name)
     {
-        if (InternalExport.TryParse(name, out _) is { } e) _exporter.Tell(new Release(Key.Of(e)));
+        if (InternalExport.TryParse(name, out _) is { } e) _exporter.Tell(new Release(Key.Of(e), OpenOf(e)));
         return Task.CompletedTask;
     }
 
@@ -104,8 +124,10 @@ public sealed class DiskExports : IInternalExports, IDisposable
         public static Key Of(InternalExport e) => new(e.Disk, e.VolumeId, e.Epoch);
     }
 
-    private sealed record Serve(Key Key, Disk Disk, FenceCell Cell, string Shown);
-    private sealed record Release(Key Key);
+    private sealed record Serve(Key Key, long Open, Disk Disk, FenceCell Cell, string Shown, string OpenShown);
+    /// <param name="Open">The open it ends; null for a name without one (the newest open of the key).</param>
+    private sealed record Release(Key Key, long? Open);
+    private sealed record CountOpens { public static readonly CountOpens Instance = new(); }
     private sealed record Fenced(string Disk, string Volume, long Epoch);
 
     private sealed class Served(IActorRef device, long sectors, bool volatileCache)
@@ -113,7 +135,8 @@ public sealed class DiskExports : IInternalExports, IDisposable
         public IActorRef Device { get; } = device;
         public long Sectors { get; } = sectors;
         public bool HasVolatileCache { get; } = volatileCache;
-        public int Connections;
+        /// <summary>The opens (connections) using the device; it goes with the last.</summary>
+        public readonly SortedSet<long> Opens = new();
     }
 
     /// <summary>Hands every name to the one fenced disk, whatever the table line calls it.</summary>
@@ -133,8 +156,11 @@ public sealed class DiskExports : IInternalExports, IDisposable
             {
                 case Serve s: OnServe(s); break;
                 case Release r:
-                    if (_served.TryGetValue(r.Key, out var x) && --x.Connections <= 0) Remove(r.Key, x);
+                    // An open that is not held (closed already, or refused) releases nothing.
+                    if (_served.TryGetValue(r.Key, out var x) && x.Opens.Remove(r.Open ?? (x.Opens.Count > 0 ? x.Opens.Max : 0)) && x.Opens.Count == 0)
+                        Remove(r.Key, x);
                     break;
+                case CountOpens: Sender.Tell(_served.Values.Sum(v => v.Opens.Count)); break;
                 case Fenced f:
                     foreach (var (key, old) in _served.Where(p => p.Key.Disk == f.Disk && p.Key.Volume == f.Volume && p.Key.Epoch < f.Epoch).ToList())
                         Remove(key, old);
@@ -169,8 +195,8 @@ public sealed class DiskExports : IInternalExports, IDisposable
                 device.Tell(new Dm.Resume(s.Shown));
                 _served[s.Key] = x = new Served(device, table.Sectors, table.HasVolatileCache);
             }
-            x.Connections++;
-            Sender.Tell(new Dm.Opened(s.Shown, x.Device, x.Sectors, false, x.HasVolatileCache, 4096, true, true));
+            x.Opens.Add(s.Open);
+            Sender.Tell(new Dm.Opened(s.OpenShown, x.Device, x.Sectors, false, x.HasVolatileCache, 4096, true, true));
         }
 
         /// <summary>Remove, as dmsetup does: in-flight IO completes (or is refused by the fence), then the device stops.</summary>

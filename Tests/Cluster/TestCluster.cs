@@ -21,6 +21,10 @@ public sealed class TestCluster : IDisposable
     private readonly List<Node> _nodes = new();
     private readonly List<Node> _dead = new();
     private readonly TimeSpan _rebalance;
+    private readonly int? _directorySnapshotEvery;
+
+    /// <summary>The journal (and snapshot store) file all nodes share.</summary>
+    public string JournalFile => _dir["journal.db"];
 
     public sealed class Node
     {
@@ -56,10 +60,11 @@ public sealed class TestCluster : IDisposable
         public string[] List() => ((Dm.DeviceList)Command(Dm.List.Instance)).Devices.Select(d => d.Name).ToArray();
     }
 
-    public TestCluster(int nodes = 3, TimeSpan? rebalance = null)
+    public TestCluster(int nodes = 3, TimeSpan? rebalance = null, int? directorySnapshotEvery = null)
     {
         var db = _dir["journal.db"];
         _rebalance = rebalance ?? TimeSpan.FromMilliseconds(500);
+        _directorySnapshotEvery = directorySnapshotEvery;
         for (var i = 1; i <= nodes; i++) _nodes.Add(StartNode($"n{i}", db, _rebalance));
         foreach (var n in _nodes) Akka.Cluster.Cluster.Get(n.System).Join(_nodes[0].Address);
         Await(() => _nodes.All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.Count(m => m.Status == MemberStatus.Up) == nodes),
@@ -73,6 +78,9 @@ public sealed class TestCluster : IDisposable
     {
         lock (Epochs) return Epochs.Where(e => e.Volume == entityId).Select(e => e.Epoch).DefaultIfEmpty(0).Max();
     }
+
+    /// <summary>Sees (and may hold up or wrap) every device a node gets for a volume on another node.</summary>
+    public Func<string, IBlockDevice, IBlockDevice>? RemoteOpening { get; set; }
 
     public Node this[string name] => _nodes.Single(n => n.Name == name);
     public IReadOnlyList<Node> Nodes => _nodes;
@@ -101,7 +109,8 @@ public sealed class TestCluster : IDisposable
         var disks = new DiskRegistry();
         disks.AddMemory("disk0", DiskSectors);
         var node = new ClusterNode(new InProcessDisks(name, this), new InProcessVolumes(this), WakeInterval: TimeSpan.FromMilliseconds(300),
-            RehomeAfterStart: TimeSpan.FromSeconds(3), RehomeDelay: TimeSpan.FromSeconds(1), AskTimeout: Timeout);
+            RehomeAfterStart: TimeSpan.FromSeconds(3), RehomeDelay: TimeSpan.FromSeconds(1), AskTimeout: Timeout,
+            DirectorySnapshotEvery: _directorySnapshotEvery);
         var started = ClusterVolumes.Start(system, node);
         return new Node { Name = name, System = system, Disks = disks, Cluster = node, Manager = started.Manager, Directory = started.Directory };
     }
@@ -193,7 +202,8 @@ public sealed class TestCluster : IDisposable
         public IBlockDevice Open(string volumeName, string ownerNode)
         {
             var owner = cluster._nodes.FirstOrDefault(n => n.Name == ownerNode && n.Alive) ?? throw new TargetException($"node {ownerNode} is not reachable");
-            return owner.Cluster.Volumes.Handle(volumeName) ?? throw new TargetException($"{volumeName} does not run on {ownerNode}");
+            IBlockDevice device = owner.Cluster.Volumes.Handle(volumeName) ?? throw new TargetException($"{volumeName} does not run on {ownerNode}");
+            return cluster.RemoteOpening?.Invoke(volumeName, device) ?? device;
         }
     }
 }

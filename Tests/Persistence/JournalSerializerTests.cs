@@ -45,6 +45,7 @@ public sealed class JournalSerializerTests : Akka.TestKit.Xunit2.TestKit
             [typeof(DmActors.Cluster.DirectoryEvents.UuidSet)] = "directory-uuid-set.v1",
             [typeof(DmActors.Cluster.DirectoryEvents.Released)] = "directory-released.v1",
             [typeof(DmActors.Cluster.DirectoryEvents.Placed)] = "directory-placed.v1",
+            [typeof(DmActors.Cluster.DirectoryState)] = "directory-state.v1",
         };
         foreach (var (type, manifest) in expected) Assert.Equal(manifest, JournalSerializer.Manifests[type]);
         // A new stored type needs a manifest (and a line above), or persisting it would fail at run time.
@@ -102,6 +103,12 @@ public sealed class JournalSerializerTests : Akka.TestKit.Xunit2.TestKit
             ("directory-uuid-set.v1", new DmActors.Cluster.DirectoryEvents.UuidSet("a", "u-2"), "{\"name\":\"a\",\"uuid\":\"u-2\"}"),
             ("directory-released.v1", new DmActors.Cluster.DirectoryEvents.Released("a"), "{\"name\":\"a\"}"),
             ("directory-placed.v1", new DmActors.Cluster.DirectoryEvents.Placed("g0", "n3"), "{\"shard\":\"g0\",\"node\":\"n3\"}"),
+            ("directory-state.v1", DmActors.Cluster.DirectoryState.Empty
+                    .Apply(new DmActors.Cluster.DirectoryEvents.Reserved("a", "g0:v0", null, 0))
+                    .Apply(new DmActors.Cluster.DirectoryEvents.Reserved("b", "g0:v4", "u-b", 4))
+                    .Apply(new DmActors.Cluster.DirectoryEvents.Placed("g0", "n3")),
+                "{\"volumes\":{\"a\":{\"entity-id\":\"g0:v0\",\"uuid\":null,\"minor\":0},\"b\":{\"entity-id\":\"g0:v4\",\"uuid\":\"u-b\",\"minor\":4}}," +
+                "\"shards\":{\"g0\":\"n3\"},\"next-minor\":5}"),
         ];
     }
 

@@ -97,6 +97,10 @@ public sealed class SerializationTests : Akka.TestKit.Xunit2.TestKit
             return ImmutableSortedDictionary.Create<string, DeviceRecord>(StringComparer.Ordinal).Add("demo", (DeviceRecord)Sample(typeof(DeviceRecord)));
         if (t == typeof(ImmutableSortedDictionary<string, ConfigDeviceRecord>))
             return ImmutableSortedDictionary.Create<string, ConfigDeviceRecord>(StringComparer.Ordinal).Add("demo", (ConfigDeviceRecord)Sample(typeof(ConfigDeviceRecord)));
+        if (t == typeof(ImmutableSortedDictionary<string, DmActors.Cluster.VolumeEntry>))
+            return ImmutableSortedDictionary.Create<string, DmActors.Cluster.VolumeEntry>(StringComparer.Ordinal).Add("demo", new("g0:v0", "u-1", 0));
+        if (t == typeof(ImmutableSortedDictionary<string, string>))
+            return ImmutableSortedDictionary.Create<string, string>(StringComparer.Ordinal).Add("g0", "n1");
         if (!t.IsAbstract && t.GetConstructors().Length > 0) return Sample(t);
         throw new NotSupportedException($"no sample value for {t}");
     }
