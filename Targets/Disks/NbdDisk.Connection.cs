@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace DmActors;
@@ -17,7 +18,7 @@ public sealed partial class NbdDisk
     }
 
     /// <summary>One negotiated connection, with what it has in flight.</summary>
-    private sealed class Connection : IDisposable
+    private sealed class Connection : IDisposable, IPlugged
     {
         private readonly Socket _socket;
         private int _disposed;
@@ -27,7 +28,7 @@ public sealed partial class NbdDisk
         public long Size { get; private set; }
         public ushort Flags { get; private set; }
         public int MaxPayload { get; private set; } = Nbd.DefaultMaxPayload;
-        public Thread? Reader, Sender;
+        public Thread? Reader;
         // Guarded by the disk's _gate:
         /// <summary>Every request handed to this connection and not answered, by cookie (queued to send or on the wire).</summary>
         public readonly Dictionary<ulong, WireRequest> InFlight = new();
@@ -35,8 +36,17 @@ public sealed partial class NbdDisk
         /// <summary>The reply whose payload the reader is receiving: only the reader answers it.</summary>
         public WireRequest? Reading;
         public bool Dead;
-        /// <summary>Wakes the sender: something to send, or the connection died.</summary>
-        public readonly SemaphoreSlim Wake = new(0);
+        /// <summary>A thread is sending for it (the sending role: one at a time).</summary>
+        public bool Sending;
+        /// <summary>A plugged thread will send for it when it unplugs.</summary>
+        public bool Deferred;
+        public NbdDisk? Owner;
+        void IPlugged.Unplug() => Owner!.Unplugged(this);
+        // Owned by the thread in the sending role:
+        public readonly List<WireRequest> Batch = new();
+        public readonly SendState Out = new();
+        public SafeHandle Handle => _socket.SafeHandle;
+        public bool IsClosed => Volatile.Read(ref _disposed) != 0;
 
         public static Connection Open(NbdDiskTarget target, NbdDiskOptions options)
         {

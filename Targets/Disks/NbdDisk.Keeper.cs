@@ -108,6 +108,7 @@ public sealed partial class NbdDisk
             }
             Monitor.PulseAll(_gate);
         }
+        SendPicked();
         if (fail != null) FailAll(fail);
     }
 }

@@ -21,12 +21,13 @@ public sealed partial class NbdDisk
                 if (_conns.Count == 0) Monitor.PulseAll(_gate); // the keeper connects
             }
         }
+        SendPicked();
         if (fail) foreach (var p in pieces) p.Owner.PieceDone(BioStatus.IoError);
     }
 
     private bool RetryDue() => Stopwatch.GetElapsedTime(_lastAttempt) >= _options.RetryWhenFailing;
 
-    /// <summary>Hands queued requests to the least loaded live connections with room. Under _gate.</summary>
+    /// <summary>Hands queued requests to the least loaded live connections with room. Under _gate; the caller then calls <see cref="SendPicked"/>.</summary>
     private void Dispatch()
     {
         if (_queue.Count == 0 || _conns.Count == 0) return;
@@ -44,83 +45,19 @@ public sealed partial class NbdDisk
             r.OnWire = false;
             best.InFlight.Add(r.Cookie, r); // before it is sent: the reply may beat Send's return
             best.ToSend.Add(r);
-            if (best.ToSend.Count == 1) best.Wake.Release();
+            NeedsSend(best);
         }
     }
 
-    /// <summary>A new connection joins: its threads start and it takes what waits. Under _gate, or before the disk is shared.</summary>
+    /// <summary>A new connection joins: its reader starts and it takes what waits. Under _gate, or before the disk is shared.</summary>
     private void Adopt(Connection conn)
     {
         _conns.Add(conn);
+        conn.Owner = this;
         MaxPayload = conn.MaxPayload;
         conn.Reader = new Thread(() => ReadLoop(conn)) { IsBackground = true, Name = $"nbd-recv-{Name}" };
-        conn.Sender = new Thread(() => SendLoop(conn)) { IsBackground = true, Name = $"nbd-send-{Name}" };
         conn.Reader.Start();
-        conn.Sender.Start();
         Dispatch();
-    }
-
-    // ---- send -----------------------------------------------------------------------------------------------------
-
-    private void SendLoop(Connection conn)
-    {
-        var batch = new List<WireRequest>();
-        var buffer = new byte[256 << 10];
-        while (true)
-        {
-            conn.Wake.Wait();
-            lock (_gate)
-            {
-                if (conn.Dead) return;
-                foreach (var r in conn.ToSend) r.OnWire = true;
-                batch.AddRange(conn.ToSend);
-                conn.ToSend.Clear();
-            }
-            if (batch.Count == 0) continue;
-            try
-            {
-                Send(conn, batch, buffer);
-                Interlocked.Add(ref _requestsSent, batch.Count);
-            }
-            catch (Exception e)
-            {
-                Kill(conn, $"send failed: {e.Message}");
-                return;
-            }
-            batch.Clear();
-        }
-    }
-
-    /// <summary>Writes a batch: headers and small payloads gathered in <paramref name="buffer"/>, large payloads straight from the bio.</summary>
-    private static void Send(Connection conn, List<WireRequest> batch, byte[] buffer)
-    {
-        var used = 0;
-        foreach (var r in batch)
-        {
-            if (buffer.Length - used < Nbd.RequestHeaderLength) { conn.SendAll(buffer.AsSpan(0, used)); used = 0; }
-            var h = buffer.AsSpan(used, Nbd.RequestHeaderLength);
-            BinaryPrimitives.WriteUInt32BigEndian(h, Nbd.RequestMagic);
-            BinaryPrimitives.WriteUInt16BigEndian(h[4..], r.CmdFlags);
-            BinaryPrimitives.WriteUInt16BigEndian(h[6..], r.Cmd);
-            BinaryPrimitives.WriteUInt64BigEndian(h[8..], r.Cookie);
-            BinaryPrimitives.WriteUInt64BigEndian(h[16..], (ulong)r.Offset);
-            BinaryPrimitives.WriteUInt32BigEndian(h[24..], (uint)r.Length);
-            used += Nbd.RequestHeaderLength;
-            if (r.Cmd != Nbd.CmdWrite) continue;
-            var payload = r.Zeroes ? Nbd.ZeroBuffer.AsMemory(0, r.Length) : r.Data;
-            if (payload.Length <= buffer.Length - used)
-            {
-                payload.Span.CopyTo(buffer.AsSpan(used));
-                used += payload.Length;
-            }
-            else
-            {
-                conn.SendAll(buffer.AsSpan(0, used));
-                used = 0;
-                conn.SendAll(payload.Span);
-            }
-        }
-        if (used > 0) conn.SendAll(buffer.AsSpan(0, used));
     }
 
     // ---- receive --------------------------------------------------------------------------------------------------
@@ -134,16 +71,22 @@ public sealed partial class NbdDisk
         var buffer = new byte[64 << 10];
         int head = 0, tail = 0;
         WireRequest? current = null; // taken out of InFlight: this thread answers it
+        // Plugged while replies are buffered: what their completions send (replies to our own clients, requests
+        // freed slots let go) leaves once per burst. Unplugged before every receive, which may wait.
+        var plugged = false;
         try
         {
             while (true)
             {
                 if (tail - head < Nbd.SimpleReplyLength)
                 {
+                    if (plugged) { plugged = false; IoPlug.End(); }
                     buffer.AsSpan(head, tail - head).CopyTo(buffer);
                     tail -= head;
                     head = 0;
                     while (tail < Nbd.SimpleReplyLength) tail += conn.Receive(buffer.AsSpan(tail));
+                    IoPlug.Begin();
+                    plugged = true;
                 }
                 var header = buffer.AsSpan(head, Nbd.SimpleReplyLength);
                 head += Nbd.SimpleReplyLength;
@@ -153,7 +96,7 @@ public sealed partial class NbdDisk
                 var cookie = BinaryPrimitives.ReadUInt64BigEndian(header[8..]);
                 lock (_gate)
                 {
-                    if (conn.Dead) return; // what it had was answered or requeued when it died
+                    if (conn.Dead) break; // what it had was answered or requeued when it died
                     if (!conn.InFlight.TryGetValue(cookie, out var found) || !found.OnWire)
                         throw new InvalidDataException($"reply for unknown cookie {cookie}");
                     conn.InFlight.Remove(cookie);
@@ -161,12 +104,14 @@ public sealed partial class NbdDisk
                     if (current.Cmd == Nbd.CmdRead && error == 0) conn.Reading = current;
                     Dispatch(); // a slot is free
                 }
+                SendPicked();
                 if (current.Cmd == Nbd.CmdRead && error == 0)
                 {
                     var into = current.Data.Span;
                     var have = Math.Min(into.Length, tail - head);
                     buffer.AsSpan(head, have).CopyTo(into);
                     head += have;
+                    if (have < into.Length && plugged) { plugged = false; IoPlug.End(); }
                     for (var done = have; done < into.Length;) done += conn.Receive(into[done..]);
                     lock (_gate) conn.Reading = null;
                 }
@@ -178,13 +123,15 @@ public sealed partial class NbdDisk
                     // connection (this one ends soon anyway, and resending here would only bounce again).
                     Requeue(r);
                     Kill(conn, "the server is shutting down");
-                    return;
+                    break;
                 }
                 r.Owner.PieceDone(StatusOf(error));
             }
+            if (plugged) { plugged = false; IoPlug.End(); }
         }
         catch (Exception e)
         {
+            if (plugged) { plugged = false; IoPlug.End(); }
             Kill(conn, e is EndOfStreamException ? "the server closed the connection" : e.Message);
             if (current == null) return;
             lock (_gate) conn.Reading = null;
@@ -209,6 +156,7 @@ public sealed partial class NbdDisk
                 Monitor.PulseAll(_gate);
             }
         }
+        SendPicked();
         if (fail) r.Owner.PieceDone(BioStatus.IoError);
     }
 
@@ -260,7 +208,8 @@ public sealed partial class NbdDisk
             Monitor.PulseAll(_gate); // the keeper replaces it
         }
         conn.Dispose();
-        conn.Wake.Release();
+        lock (conn.Out.OverflowGate) Monitor.PulseAll(conn.Out.OverflowGate); // an idle overflow thread ends
+        SendPicked();
         fail.Reverse(); // in the order they were sent
         FailAll(fail);
     }
