@@ -124,10 +124,12 @@ public sealed class ClusterDisks : IClusterDisks
             inner.Dispose();
         }
 
-        /// <summary>The node is gone: held and later bios fail now; the tables over it still close it as usual.</summary>
-        // Disposing the NBD client answers what it holds with EIO. An abort that names the reason in its errors
-        // (NbdDisk.Abort(reason)) belongs here once the client has one.
-        public void Abort(string reason) => Dispose();
+        /// <summary>The node is gone: held and later bios fail now, naming why; the tables over it still close it as usual.</summary>
+        public void Abort(string reason)
+        {
+            (inner as NbdDisk)?.Abort(reason); // first, so nothing waits out a reconnect or a request timeout
+            Dispose();
+        }
     }
 
     /// <summary>The NBD endpoint of member <paramref name="node"/> (asked again when <paramref name="fresh"/>: it may have restarted elsewhere).</summary>

@@ -31,6 +31,7 @@ internal sealed class NbdConnection
     private readonly CallbackRef _completions;
     private readonly Action<NbdRequest> _release;
     private Action _uncork = () => { };
+    private readonly Action _beforeWait;
     private NbdReplySender? _sender;
     private NbdExport? _export;
     private bool _structured;
@@ -46,6 +47,7 @@ internal sealed class NbdConnection
         _budget = new InFlightBudget(server.Options.MaxInFlightBytesPerConnection);
         _completions = CallbackRef.ForBios(OnBioDone);
         _release = Release;
+        _beforeWait = () => { IoPlug.Flush(); _uncork(); };
     }
 
     public string Peer { get; }
@@ -142,13 +144,20 @@ internal sealed class NbdConnection
     private void Transmit(NbdExport export)
     {
         var sender = _sender!;
-        _in.OnWait(_uncork);
+        // Before a wait for input: what the plug held (sends of disks below, e.g. an NBD client disk) and the replies go.
+        _in.OnWait(_beforeWait);
         while (true)
         {
-            // Every request already received is handled before the replies go out: they leave together.
+            // Every request already received is handled before the replies go out: they leave together. The plug
+            // does the same for what the bios send further down (an NbdDisk's requests to another node).
             sender.Cork();
-            while (_in.Buffered.Length >= RequestHeaderLength)
-                if (!Handle(export)) return;
+            IoPlug.Begin();
+            try
+            {
+                while (_in.Buffered.Length >= RequestHeaderLength)
+                    if (!Handle(export)) return;
+            }
+            finally { IoPlug.End(); }
             sender.Uncork();
             if (!_in.Fill(RequestHeaderLength)) return; // the client closed the connection
         }
@@ -180,7 +189,7 @@ internal sealed class NbdConnection
         request.Error = Validate(request, export);
         var data = request.Error == 0 && request.Type is Cmd.Read or Cmd.Write ? request.Length : 0;
         request.Cost = data + RequestOverhead;
-        _budget.Acquire(request.Cost, _uncork);
+        _budget.Acquire(request.Cost, _beforeWait);
 
         if (request.Type == Cmd.Write)
         {
@@ -214,6 +223,7 @@ internal sealed class NbdConnection
     /// <summary>NBD_CMD_DISC: no reply; answer what is in flight, then close.</summary>
     private void Disconnect()
     {
+        IoPlug.Flush();
         _sender!.Uncork();
         _budget.WhenIdle().Wait(_server.Options.DrainTimeout);
     }

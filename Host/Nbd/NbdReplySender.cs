@@ -12,7 +12,7 @@ namespace DmActors.Host.Nbd;
 /// rest to the connection's overflow thread, so no completing thread ever waits for a client.
 /// Every queued request is released exactly once: after its reply went to the kernel, or when the connection is gone.
 /// </summary>
-internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<NbdRequest> release, Action<Exception> failed)
+internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<NbdRequest> release, Action<Exception> failed) : IPlugged
 {
     private const int MaxBatch = 256;
     private const int Slot = 32; // the longest header: a block status chunk
@@ -24,6 +24,7 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
     private readonly byte[] _headers = GC.AllocateUninitializedArray<byte>(MaxBatch * Slot, pinned: true);
     private readonly GCHandle[] _pins = new GCHandle[MaxBatch];
     private bool _corked, _sending, _closed;
+    private bool _plugged; // a plugged thread (IoPlug) holds the send back until its burst is done
     private Thread? _overflowThread;
     private List<ArraySegment<byte>>? _overflow;
     private readonly SemaphoreSlim _overflowReady = new(0);
@@ -31,19 +32,33 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
     /// <summary>Queues the reply of <paramref name="request"/>; when the connection is gone, releases it at once.</summary>
     public void Enqueue(NbdRequest request)
     {
-        bool closed;
+        bool closed, defer = false;
         lock (_gate)
         {
             closed = _closed;
             if (!closed)
             {
                 _pending.Add(request);
-                if (_corked || _sending) return;
-                _sending = true;
+                if (_corked || _sending || _plugged) return;
+                if (IoPlug.Active) _plugged = defer = true; // more completions follow on this thread: one send for all
+                else _sending = true;
             }
         }
         if (closed) release(request);
+        else if (defer) IoPlug.Defer(this); // plugged (checked above, on this thread): it unplugs later
         else Pump();
+    }
+
+    /// <summary>The plugged thread's burst is done: what it completed goes out (unless another thread is sending it).</summary>
+    void IPlugged.Unplug()
+    {
+        lock (_gate)
+        {
+            _plugged = false;
+            if (_sending || _corked || _closed || _pending.Count == 0) return;
+            _sending = true;
+        }
+        Pump();
     }
 
     /// <summary>The reader has more requests at hand: hold replies back until <see cref="Uncork"/>.</summary>

@@ -23,6 +23,7 @@ public sealed class DiskIoPool : IDisposable
     private int _watching;
     private volatile bool _disposed;
     private static readonly long SpinTicks = Stopwatch.Frequency * 30 / 1_000_000; // 30 µs
+    private const int PlugRun = 8;
 
     public DiskIoPool(int threads = 2)
     {
@@ -92,7 +93,19 @@ public sealed class DiskIoPool : IDisposable
         _onIoThread = true;
         while (true)
         {
-            if (_queue.TryDequeue(out var work)) { work.Disk.Execute(work.Bio, work.Done); continue; }
+            if (_queue.TryDequeue(out var work))
+            {
+                // A run of queued bios is one burst: their replies leave together (IoPlug), a few at a time.
+                IoPlug.Begin();
+                try
+                {
+                    var n = 0;
+                    do work.Disk.Execute(work.Bio, work.Done);
+                    while (++n < PlugRun && _queue.TryDequeue(out work));
+                }
+                finally { IoPlug.End(); }
+                continue;
+            }
             if (_disposed) return; // only once the queue is empty: nothing queued before Dispose is dropped
             // One thread at a time watches; the others sleep at once, leaving the cores to the ones that work.
             if (Interlocked.CompareExchange(ref _watching, 1, 0) == 0)

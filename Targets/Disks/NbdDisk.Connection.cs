@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace DmActors;
@@ -16,8 +17,8 @@ public sealed partial class NbdDisk
         public bool Refused { get; } = refused;
     }
 
-    /// <summary>One negotiated connection.</summary>
-    private sealed class Connection : IDisposable
+    /// <summary>One negotiated connection, with what it has in flight.</summary>
+    private sealed class Connection : IDisposable, IPlugged
     {
         private readonly Socket _socket;
         private int _disposed;
@@ -28,6 +29,24 @@ public sealed partial class NbdDisk
         public ushort Flags { get; private set; }
         public int MaxPayload { get; private set; } = Nbd.DefaultMaxPayload;
         public Thread? Reader;
+        // Guarded by the disk's _gate:
+        /// <summary>Every request handed to this connection and not answered, by cookie (queued to send or on the wire).</summary>
+        public readonly Dictionary<ulong, WireRequest> InFlight = new();
+        public readonly List<WireRequest> ToSend = new();
+        /// <summary>The reply whose payload the reader is receiving: only the reader answers it.</summary>
+        public WireRequest? Reading;
+        public bool Dead;
+        /// <summary>A thread is sending for it (the sending role: one at a time).</summary>
+        public bool Sending;
+        /// <summary>A plugged thread will send for it when it unplugs.</summary>
+        public bool Deferred;
+        public NbdDisk? Owner;
+        void IPlugged.Unplug() => Owner!.Unplugged(this);
+        // Owned by the thread in the sending role:
+        public readonly List<WireRequest> Batch = new();
+        public readonly SendState Out = new();
+        public SafeHandle Handle => _socket.SafeHandle;
+        public bool IsClosed => Volatile.Read(ref _disposed) != 0;
 
         public static Connection Open(NbdDiskTarget target, NbdDiskOptions options)
         {
@@ -218,9 +237,21 @@ public sealed partial class NbdDisk
             }
         }
 
+        public int Receive(Span<byte> into)
+        {
+            var n = _socket.Receive(into);
+            if (n == 0) throw new EndOfStreamException("the server closed the connection");
+            return n;
+        }
+
+        /// <summary>
+        /// Closes abortively (a reset, and what the kernel has not sent yet is dropped, so a cut-off peer does not get
+        /// it when the network returns); a reader or sender blocked on the socket wakes.
+        /// </summary>
         public void Dispose()
         {
             if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+            try { _socket.LingerState = new LingerOption(true, 0); } catch (Exception) { /* already gone */ }
             try { _socket.Shutdown(SocketShutdown.Both); } catch (Exception) { /* not connected, or already gone */ }
             _socket.Dispose();
         }
@@ -240,7 +271,7 @@ public sealed partial class NbdDisk
         public const uint OptExportName = 1, OptGo = 7;
         public const uint RepAck = 1, RepInfo = 3, RepErrUnsup = 0x80000001, RepErrShutdown = 0x80000007;
         public const ushort InfoExport = 0, InfoBlockSize = 3;
-        public const ushort FlagHasFlags = 1, FlagReadOnly = 2, FlagSendFlush = 4, FlagSendFua = 8, FlagSendTrim = 32, FlagSendWriteZeroes = 64;
+        public const ushort FlagHasFlags = 1, FlagReadOnly = 2, FlagSendFlush = 4, FlagSendFua = 8, FlagSendTrim = 32, FlagSendWriteZeroes = 64, FlagCanMultiConn = 256;
         public const ushort CmdRead = 0, CmdWrite = 1, CmdFlush = 3, CmdTrim = 4, CmdWriteZeroes = 6;
         public const ushort CmdFlagFua = 1;
         public const uint ErrPerm = 1, ErrIo = 5, ErrNoMem = 12, ErrInval = 22, ErrNoSpc = 28, ErrNotSup = 95, ErrShutdown = 108;

@@ -1,179 +1,162 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
-using System.Text;
 
 namespace DmActors;
 
-/// <summary>NbdDisk: the request queue, the sender and reader threads, reconnects.</summary>
+/// <summary>NbdDisk: the request queue, each connection's sender and reader, and the death of a connection.</summary>
 public sealed partial class NbdDisk
 {
-    // ---- queue, send, receive -----------------------------------------------------------------------------------
+    // ---- queue ----------------------------------------------------------------------------------------------------
 
     private void Enqueue(List<WireRequest> pieces)
     {
         bool fail;
         lock (_gate)
         {
-            fail = _disposed || (_conn == null && _failing && !_attempting && !RetryDue());
+            fail = _aborted != null || (_conns.Count == 0 && _failing && _attempts == 0 && !RetryDue());
             if (!fail)
             {
                 foreach (var p in pieces) _queue.AddLast(p);
-                Monitor.PulseAll(_gate);
+                Dispatch();
+                if (_conns.Count == 0) Monitor.PulseAll(_gate); // the keeper connects
             }
         }
+        SendPicked();
         if (fail) foreach (var p in pieces) p.Owner.PieceDone(BioStatus.IoError);
     }
 
     private bool RetryDue() => Stopwatch.GetElapsedTime(_lastAttempt) >= _options.RetryWhenFailing;
 
-    private void SendLoop()
+    /// <summary>Hands queued requests to the least loaded live connections with room. Under _gate; the caller then calls <see cref="SendPicked"/>.</summary>
+    private void Dispatch()
     {
-        var batch = new List<WireRequest>();
-        var buffer = new byte[256 << 10];
-        while (true)
+        if (_queue.Count == 0 || _conns.Count == 0) return;
+        var now = Stopwatch.GetTimestamp();
+        while (_queue.Count > 0)
         {
-            Connection? conn;
-            List<WireRequest>? giveUp = null;
-            var attempt = false;
-            lock (_gate)
-            {
-                while (true)
-                {
-                    if (_disposed) return;
-                    if (_conn != null)
-                    {
-                        while (_queue.Count > 0 && _inFlight.Count < _options.MaxInFlight)
-                        {
-                            var r = _queue.First!.Value;
-                            _queue.RemoveFirst();
-                            r.Cookie = ++_nextCookie;
-                            _inFlight.Add(r.Cookie, r); // before it is sent: the reply may beat Send's return
-                            batch.Add(r);
-                        }
-                        if (batch.Count > 0) break;
-                        Monitor.Wait(_gate);
-                        continue;
-                    }
-                    if (_failing)
-                    {
-                        if (_queue.Count > 0) { attempt = true; break; } // held only for this one attempt
-                        Monitor.Wait(_gate);
-                        continue;
-                    }
-                    if (Stopwatch.GetElapsedTime(_downSince) >= _options.ReconnectFor)
-                    {
-                        giveUp = TakeHeld();
-                        _failing = true;
-                        break;
-                    }
-                    var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), _nextAttempt);
-                    if (wait <= TimeSpan.Zero) { attempt = true; break; }
-                    var deadline = _options.ReconnectFor - Stopwatch.GetElapsedTime(_downSince);
-                    Monitor.Wait(_gate, wait < deadline ? wait : deadline);
-                }
-                conn = _conn;
-                if (attempt) { _attempting = true; _lastAttempt = Stopwatch.GetTimestamp(); }
-            }
-            if (giveUp != null) { FailAll(giveUp); continue; }
-            if (attempt) { Reconnect(); continue; }
-            try
-            {
-                Send(conn!, batch, buffer);
-                Interlocked.Add(ref _requestsSent, batch.Count);
-            }
-            catch (Exception) { Lost(conn!); }
-            batch.Clear();
+            Connection? best = null;
+            foreach (var c in _conns)
+                if (c.InFlight.Count < _options.MaxInFlight && (best == null || c.InFlight.Count < best.InFlight.Count)) best = c;
+            if (best == null) return;
+            var r = _queue.First!.Value;
+            _queue.RemoveFirst();
+            r.Cookie = ++_nextCookie;
+            r.Since = now;
+            r.OnWire = false;
+            best.InFlight.Add(r.Cookie, r); // before it is sent: the reply may beat Send's return
+            best.ToSend.Add(r);
+            NeedsSend(best);
         }
     }
 
-    /// <summary>Writes a batch: headers and small payloads gathered in <paramref name="buffer"/>, large payloads straight from the bio.</summary>
-    private static void Send(Connection conn, List<WireRequest> batch, byte[] buffer)
+    /// <summary>A new connection joins: its reader starts and it takes what waits. Under _gate, or before the disk is shared.</summary>
+    private void Adopt(Connection conn)
     {
-        var used = 0;
-        foreach (var r in batch)
-        {
-            if (buffer.Length - used < Nbd.RequestHeaderLength) { conn.SendAll(buffer.AsSpan(0, used)); used = 0; }
-            var h = buffer.AsSpan(used, Nbd.RequestHeaderLength);
-            BinaryPrimitives.WriteUInt32BigEndian(h, Nbd.RequestMagic);
-            BinaryPrimitives.WriteUInt16BigEndian(h[4..], r.CmdFlags);
-            BinaryPrimitives.WriteUInt16BigEndian(h[6..], r.Cmd);
-            BinaryPrimitives.WriteUInt64BigEndian(h[8..], r.Cookie);
-            BinaryPrimitives.WriteUInt64BigEndian(h[16..], (ulong)r.Offset);
-            BinaryPrimitives.WriteUInt32BigEndian(h[24..], (uint)r.Length);
-            used += Nbd.RequestHeaderLength;
-            if (r.Cmd != Nbd.CmdWrite) continue;
-            var payload = r.Zeroes ? Nbd.ZeroBuffer.AsMemory(0, r.Length) : r.Data;
-            if (payload.Length <= buffer.Length - used)
-            {
-                payload.Span.CopyTo(buffer.AsSpan(used));
-                used += payload.Length;
-            }
-            else
-            {
-                conn.SendAll(buffer.AsSpan(0, used));
-                used = 0;
-                conn.SendAll(payload.Span);
-            }
-        }
-        if (used > 0) conn.SendAll(buffer.AsSpan(0, used));
-    }
-
-    private void StartReader(Connection conn)
-    {
+        _conns.Add(conn);
+        conn.Owner = this;
+        MaxPayload = conn.MaxPayload;
         conn.Reader = new Thread(() => ReadLoop(conn)) { IsBackground = true, Name = $"nbd-recv-{Name}" };
         conn.Reader.Start();
+        Dispatch();
     }
 
+    // ---- receive --------------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Parses replies out of a receive buffer (many per receive); a read's payload goes from the buffer, and what is
+    /// not there yet straight from the socket, into the bio.
+    /// </summary>
     private void ReadLoop(Connection conn)
     {
-        var header = new byte[Nbd.SimpleReplyLength];
-        WireRequest? current = null;
+        var buffer = new byte[64 << 10];
+        int head = 0, tail = 0;
+        WireRequest? current = null; // taken out of InFlight: this thread answers it
+        // Plugged while replies are buffered: what their completions send (replies to our own clients, requests
+        // freed slots let go) leaves once per burst. Unplugged before every receive, which may wait.
+        var plugged = false;
         try
         {
             while (true)
             {
-                conn.ReceiveAll(header);
+                if (tail - head < Nbd.SimpleReplyLength)
+                {
+                    if (plugged) { plugged = false; IoPlug.End(); }
+                    buffer.AsSpan(head, tail - head).CopyTo(buffer);
+                    tail -= head;
+                    head = 0;
+                    while (tail < Nbd.SimpleReplyLength) tail += conn.Receive(buffer.AsSpan(tail));
+                    IoPlug.Begin();
+                    plugged = true;
+                }
+                var header = buffer.AsSpan(head, Nbd.SimpleReplyLength);
+                head += Nbd.SimpleReplyLength;
                 var magic = BinaryPrimitives.ReadUInt32BigEndian(header);
                 if (magic != Nbd.SimpleReplyMagic) throw new InvalidDataException($"bad reply magic 0x{magic:x8}");
-                var error = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(4));
-                var cookie = BinaryPrimitives.ReadUInt64BigEndian(header.AsSpan(8));
+                var error = BinaryPrimitives.ReadUInt32BigEndian(header[4..]);
+                var cookie = BinaryPrimitives.ReadUInt64BigEndian(header[8..]);
                 lock (_gate)
                 {
-                    if (_conn != conn) return; // replaced: what it had in flight was requeued
-                    if (!_inFlight.Remove(cookie, out current)) throw new InvalidDataException($"reply for unknown cookie {cookie}");
-                    Monitor.PulseAll(_gate); // a slot is free
+                    if (conn.Dead) break; // what it had was answered or requeued when it died
+                    if (!conn.InFlight.TryGetValue(cookie, out var found) || !found.OnWire)
+                        throw new InvalidDataException($"reply for unknown cookie {cookie}");
+                    conn.InFlight.Remove(cookie);
+                    current = found;
+                    if (current.Cmd == Nbd.CmdRead && error == 0) conn.Reading = current;
+                    Dispatch(); // a slot is free
                 }
-                if (current.Cmd == Nbd.CmdRead && error == 0) conn.ReceiveAll(current.Data.Span);
+                SendPicked();
+                if (current.Cmd == Nbd.CmdRead && error == 0)
+                {
+                    var into = current.Data.Span;
+                    var have = Math.Min(into.Length, tail - head);
+                    buffer.AsSpan(head, have).CopyTo(into);
+                    head += have;
+                    if (have < into.Length && plugged) { plugged = false; IoPlug.End(); }
+                    for (var done = have; done < into.Length;) done += conn.Receive(into[done..]);
+                    lock (_gate) conn.Reading = null;
+                }
                 var r = current;
                 current = null;
                 if (error == Nbd.ErrShutdown)
                 {
-                    // The server is stopping (a planned restart or a move): not this request's failure. Hold it for
-                    // the next connection (this one ends soon anyway, and resending here would only bounce again).
+                    // The server is stopping (a planned restart or a move) and did not run it: it waits for the next
+                    // connection (this one ends soon anyway, and resending here would only bounce again).
                     Requeue(r);
-                    Lost(conn);
-                    return;
+                    Kill(conn, "the server is shutting down");
+                    break;
                 }
                 r.Owner.PieceDone(StatusOf(error));
             }
+            if (plugged) { plugged = false; IoPlug.End(); }
         }
-        catch (Exception)
+        catch (Exception e)
         {
-            if (current != null) Requeue(current);
-            Lost(conn);
+            if (plugged) { plugged = false; IoPlug.End(); }
+            Kill(conn, e is EndOfStreamException ? "the server closed the connection" : e.Message);
+            if (current == null) return;
+            lock (_gate) conn.Reading = null;
+            // Its reply was partly received: a read may go again, anything else may have happened.
+            if (current.Cmd == Nbd.CmdRead && !TimedOut(current, Stopwatch.GetTimestamp())) Requeue(current);
+            else current.Owner.PieceDone(BioStatus.IoError);
         }
     }
+
+    private bool TimedOut(WireRequest r, long now) => Stopwatch.GetElapsedTime(r.Since, now) >= _options.RequestTimeout;
 
     private void Requeue(WireRequest r)
     {
         bool fail;
         lock (_gate)
         {
-            fail = _disposed;
-            if (!fail) { _queue.AddFirst(r); Monitor.PulseAll(_gate); }
+            fail = _aborted != null;
+            if (!fail)
+            {
+                _queue.AddFirst(r);
+                Dispatch();
+                Monitor.PulseAll(_gate);
+            }
         }
+        SendPicked();
         if (fail) r.Owner.PieceDone(BioStatus.IoError);
     }
 
@@ -189,69 +172,46 @@ public sealed partial class NbdDisk
         _ => BioStatus.Invalid,
     };
 
-    /// <summary>The connection broke: everything it had in flight is held for the next one.</summary>
-    private void Lost(Connection conn)
+    // ---- death of a connection ------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// The connection is dead (timeout, read or send error, end of stream, garbage): it is closed and each request it
+    /// had is answered once. What never reached the wire waits for another connection, and so do reads (no effect,
+    /// so sending one again is safe) unless they timed out. Writes, trims, zeroes and flushes on the wire fail with
+    /// IoError: the server may have run them, or may still run them, and a flush answered by a server that lost its
+    /// cache would promise what is gone. A late reply finds the connection dead and is ignored.
+    /// </summary>
+    private void Kill(Connection conn, string reason)
     {
+        var fail = new List<WireRequest>();
         lock (_gate)
         {
-            if (_conn != conn) { conn.Dispose(); return; }
-            _conn = null;
-            _downSince = Stopwatch.GetTimestamp();
-            _nextAttempt = _downSince;
-            _backoff = _options.MinBackoff;
-            foreach (var r in _inFlight.Values.OrderByDescending(r => r.Cookie)) _queue.AddFirst(r);
-            _inFlight.Clear();
-            Monitor.PulseAll(_gate);
+            if (conn.Dead) return;
+            conn.Dead = true;
+            _lastFailure = reason;
+            _conns.Remove(conn);
+            var now = Stopwatch.GetTimestamp();
+            foreach (var r in conn.InFlight.Values.OrderByDescending(r => r.Cookie))
+            {
+                if (_aborted == null && (!r.OnWire || (r.Cmd == Nbd.CmdRead && !TimedOut(r, now)))) _queue.AddFirst(r);
+                else fail.Add(r);
+            }
+            conn.InFlight.Clear();
+            conn.ToSend.Clear();
+            if (_conns.Count == 0)
+            {
+                _downSince = now;
+                _nextAttempt = now;
+                _backoff = _options.MinBackoff;
+            }
+            Dispatch();
+            Monitor.PulseAll(_gate); // the keeper replaces it
         }
         conn.Dispose();
-    }
-
-    /// <summary>One reconnect attempt, on the sender thread.</summary>
-    private void Reconnect()
-    {
-        Connection? conn = null;
-        var refused = false;
-        try { conn = Connection.Open(_target, _options); }
-        catch (NbdConnectException e) { refused = e.Refused; }
-        if (conn != null && conn.Size != Sectors << Bio.SectorShift)
-        {
-            conn.Dispose(); conn = null; refused = true; // another disk behind the same name: never write to it
-        }
-        List<WireRequest>? fail = null;
-        lock (_gate)
-        {
-            _attempting = false;
-            if (_disposed) { conn?.Dispose(); return; }
-            if (conn != null)
-            {
-                _conn = conn;
-                Flags = conn.Flags;
-                _failing = false;
-                Interlocked.Increment(ref _reconnects);
-                StartReader(conn);
-            }
-            else if (refused || _failing)
-            {
-                _failing = true;
-                fail = TakeHeld();
-            }
-            else
-            {
-                _nextAttempt = Stopwatch.GetTimestamp() + (long)(_backoff.TotalSeconds * Stopwatch.Frequency);
-                _backoff = TimeSpan.FromTicks(Math.Min(_backoff.Ticks * 2, _options.MaxBackoff.Ticks));
-            }
-            Monitor.PulseAll(_gate);
-        }
-        if (fail != null) FailAll(fail);
-    }
-
-    private List<WireRequest> TakeHeld()
-    {
-        var held = new List<WireRequest>(_queue);
-        held.AddRange(_inFlight.Values);
-        _queue.Clear();
-        _inFlight.Clear();
-        return held;
+        lock (conn.Out.OverflowGate) Monitor.PulseAll(conn.Out.OverflowGate); // an idle overflow thread ends
+        SendPicked();
+        fail.Reverse(); // in the order they were sent
+        FailAll(fail);
     }
 
     private static void FailAll(List<WireRequest> requests)
@@ -259,23 +219,41 @@ public sealed partial class NbdDisk
         foreach (var r in requests) r.Owner.PieceDone(BioStatus.IoError);
     }
 
-    /// <summary>Closes the connection and answers everything still unanswered with IoError.</summary>
-    public override void Dispose()
+    /// <summary>
+    /// Stops the disk for good: every request in flight or waiting is answered with IoError, connections are closed
+    /// and never reopened, later requests fail at once. For a member removed from the cluster, whose node may be
+    /// paused or cut off: nothing waits for <see cref="NbdDiskOptions.RequestTimeout"/>.
+    /// </summary>
+    public void Abort(string reason)
     {
-        Connection? conn;
+        List<Connection> conns;
         lock (_gate)
         {
-            if (_disposed) return;
-            _disposed = true;
-            conn = _conn;
+            if (_aborted != null) return;
+            _aborted = reason;
+            _lastFailure = reason;
+            conns = new List<Connection>(_conns);
             Monitor.PulseAll(_gate);
         }
-        conn?.Dispose(); // wakes the reader; the sender may be writing to it, or connecting (bounded by ConnectTimeout)
-        if (_sender != Thread.CurrentThread) _sender.Join(_options.ConnectTimeout + TimeSpan.FromSeconds(5));
-        // The reader may be reading into a bio: that bio is answered only after it stopped.
-        if (conn?.Reader is { } reader && reader != Thread.CurrentThread) reader.Join(TimeSpan.FromSeconds(5));
+        foreach (var c in conns) Kill(c, reason);
         List<WireRequest> held;
-        lock (_gate) held = TakeHeld();
+        lock (_gate)
+        {
+            held = new List<WireRequest>(_queue);
+            _queue.Clear();
+        }
         FailAll(held);
+    }
+
+    /// <summary>Closes the connections and answers everything still unanswered with IoError.</summary>
+    public override void Dispose()
+    {
+        List<Connection> conns;
+        lock (_gate) conns = new List<Connection>(_conns);
+        Abort("the disk was closed");
+        // A reader may be receiving a payload into a bio: that bio is answered once it stopped.
+        foreach (var c in conns)
+            if (c.Reader is { } reader && reader != Thread.CurrentThread) reader.Join(TimeSpan.FromSeconds(5));
+        if (_keeper != Thread.CurrentThread) _keeper.Join(_options.ConnectTimeout + TimeSpan.FromSeconds(5));
     }
 }

@@ -15,8 +15,15 @@ public sealed record NbdDiskOptions
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(2);
     /// <summary>How long requests are held and retried across a lost connection before they fail.</summary>
     public TimeSpan ReconnectFor { get; init; } = TimeSpan.FromSeconds(30);
-    /// <summary>NBD requests on the wire at once; more wait in memory.</summary>
+    /// <summary>NBD requests on the wire at once per connection; more wait in memory.</summary>
     public int MaxInFlight { get; init; } = 128;
+    /// <summary>
+    /// A request not answered this long is answered with IoError and its connection is taken as dead (a paused or
+    /// cut-off server would otherwise hold it forever).
+    /// </summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Connections per disk when the server offers NBD_FLAG_CAN_MULTI_CONN (otherwise one).</summary>
+    public int Connections { get; init; } = 2;
     /// <summary>First wait between reconnect attempts; it doubles up to <see cref="MaxBackoff"/>.</summary>
     public TimeSpan MinBackoff { get; init; } = TimeSpan.FromMilliseconds(20);
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(1);
@@ -29,10 +36,13 @@ public sealed record NbdDiskOptions
 /// <summary>
 /// A disk that is an NBD client (like qemu's nbd block driver): the data channel between cluster nodes. The
 /// fixed-newstyle handshake (NBD_OPT_GO) runs synchronously in <see cref="Connect"/>, so size and flags are known;
-/// after that <see cref="Disk.Start"/> only queues. A sender thread writes requests (several per send), a reader
-/// thread completes them by cookie in any order, reading payloads straight into the bio's buffer. A lost connection
-/// holds every unanswered request, reconnects with backoff and sends them again (writes are idempotent); a refused
-/// export or <see cref="NbdDiskOptions.ReconnectFor"/> without a connection fails what is held with IoError.
+/// after that <see cref="Disk.Start"/> only queues. Each connection (several when the server offers CAN_MULTI_CONN)
+/// has a sender thread that writes requests (several per send) and a reader thread that completes them by cookie
+/// in any order, reading payloads straight into the bio's buffer. A request unanswered for
+/// <see cref="NbdDiskOptions.RequestTimeout"/>, a read error, end of stream or a reply that makes no sense kills the
+/// connection: what it had on the wire is answered with IoError exactly once, except reads, which have no effect
+/// and are sent again; what never reached the wire waits for another connection. A keeper thread reconnects with
+/// backoff; a refused export or <see cref="NbdDiskOptions.ReconnectFor"/> without a connection fails what waits.
 /// </summary>
 public sealed partial class NbdDisk : Disk
 {
@@ -40,29 +50,30 @@ public sealed partial class NbdDisk : Disk
     private readonly NbdDiskOptions _options;
     private readonly object _gate = new();
     // Everything below is guarded by _gate.
-    private readonly LinkedList<WireRequest> _queue = new();
-    private readonly Dictionary<ulong, WireRequest> _inFlight = new();
-    private Connection? _conn;
-    private long _downSince;          // Stopwatch timestamp of the loss (valid while _conn == null)
+    private readonly LinkedList<WireRequest> _queue = new(); // not on any connection yet
+    private readonly List<Connection> _conns = new();        // live connections
+    private int _wanted = 1;          // connections to keep
+    private int _attempts;            // connect attempts running
+    private long _downSince;          // Stopwatch timestamp of the loss of the last connection (valid while none)
     private bool _failing;            // held requests were given up: new ones fail fast unless a retry is due
-    private bool _attempting;         // a reconnect attempt is running
     private long _lastAttempt;        // Stopwatch timestamp
     private long _nextAttempt;
     private TimeSpan _backoff;
-    private bool _disposed;
+    private string? _aborted;         // why the disk stopped for good (Abort or Dispose)
     private ulong _nextCookie;
-    private readonly Thread _sender;
+    private readonly Thread _keeper;
     private long _requestsSent, _reconnects;
 
     private NbdDisk(string name, string devNo, NbdDiskTarget target, NbdDiskOptions options, Connection conn)
         : base(name, conn.Size >> Bio.SectorShift, devNo)
     {
-        _target = target; _options = options; _conn = conn;
+        _target = target; _options = options;
         Flags = conn.Flags;
         _backoff = options.MinBackoff;
-        StartReader(conn);
-        _sender = new Thread(SendLoop) { IsBackground = true, Name = $"nbd-send-{name}" };
-        _sender.Start();
+        _wanted = (conn.Flags & Nbd.FlagCanMultiConn) != 0 ? Math.Max(1, options.Connections) : 1;
+        Adopt(conn);
+        _keeper = new Thread(KeepLoop) { IsBackground = true, Name = $"nbd-keep-{name}" };
+        _keeper.Start();
     }
 
     /// <summary>Connects to <paramref name="target"/> and negotiates the export; throws TargetException with the reason.</summary>
@@ -70,6 +81,7 @@ public sealed partial class NbdDisk : Disk
     {
         options ??= new NbdDiskOptions();
         if (options.MaxInFlight < 1) throw new ArgumentOutOfRangeException(nameof(options), "MaxInFlight must be at least 1");
+        if (options.RequestTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(options), "RequestTimeout must be positive");
         try { return new NbdDisk(name, devNo, target, options, Connection.Open(target, options)); }
         catch (NbdConnectException e) { throw new TargetException($"nbd disk {name}: {e.Message}"); }
     }
@@ -81,9 +93,14 @@ public sealed partial class NbdDisk : Disk
     public string ExportName => _target.ExportName;
     /// <summary>NBD requests written to the wire (resent ones included).</summary>
     public long RequestsSent => Interlocked.Read(ref _requestsSent);
-    /// <summary>Successful reconnects after a lost connection.</summary>
+    /// <summary>Connections opened after the first one (a reconnect, or another connection of a multi-conn export).</summary>
     public long Reconnects => Interlocked.Read(ref _reconnects);
-    public bool IsConnected { get { lock (_gate) return _conn != null; } }
+    public bool IsConnected { get { lock (_gate) return _conns.Count > 0; } }
+    /// <summary>Live connections.</summary>
+    public int Connections { get { lock (_gate) return _conns.Count; } }
+    /// <summary>Why the last connection died or the last connect failed (for logs and tests), or null.</summary>
+    public string? LastFailure { get { lock (_gate) return _lastFailure; } }
+    private string? _lastFailure;
 
     // ---- bios -> NBD requests -----------------------------------------------------------------------------------
 
@@ -198,6 +215,8 @@ public sealed partial class NbdDisk : Disk
     /// <summary>One NBD request on the wire; its cookie changes when it is sent again on a new connection.</summary>
     private sealed class WireRequest(Pending owner, ushort cmd, ushort cmdFlags, long offset, int length)
     {
+        public long Since;   // Stopwatch timestamp of its hand-over to a connection (guarded by _gate)
+        public bool OnWire;  // the sender took it: the server may have it (guarded by _gate)
         public readonly Pending Owner = owner;
         public readonly ushort Cmd = cmd, CmdFlags = cmdFlags;
         public readonly long Offset = offset;
@@ -207,12 +226,5 @@ public sealed partial class NbdDisk : Disk
         public ulong Cookie;
     }
 
-    private int MaxPayload
-    {
-        get
-        {
-            var c = _conn;
-            return c?.MaxPayload ?? Nbd.DefaultMaxPayload;
-        }
-    }
+    private int MaxPayload { get; set; } = Nbd.DefaultMaxPayload;
 }

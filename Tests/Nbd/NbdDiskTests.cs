@@ -13,7 +13,7 @@ namespace DmActors.Tests.Nbd;
 /// against DmActors' own NbdServer in process: data, concurrency, flush and FUA on the wire, refusals, reconnects.
 /// </summary>
 [Collection(NbdCollection.Name)]
-public sealed class NbdDiskTests(NbdFixture fx) : IDisposable
+public sealed partial class NbdDiskTests(NbdFixture fx) : IDisposable
 {
     private readonly TempDir _dir = new("dmactors-nbddisk-");
     private readonly List<IDisposable> _cleanup = new();
@@ -56,6 +56,7 @@ public sealed class NbdDiskTests(NbdFixture fx) : IDisposable
         public readonly System.Text.StringBuilder Stderr = new();
         public string Socket { get; }
         public EndPoint Endpoint => new UnixDomainSocketEndPoint(Socket);
+        public int Pid => _process.Id;
 
         public NbdKit(string socket, string[] args)
         {
@@ -375,7 +376,7 @@ public sealed class NbdDiskTests(NbdFixture fx) : IDisposable
     }
 
     [Fact]
-    public async Task Requests_in_flight_when_the_connection_breaks_are_resent()
+    public async Task Reads_in_flight_when_the_connection_breaks_are_resent()
     {
         // nbdkit with a slow read: the reads are in flight when it is killed; a new nbdkit on the same socket answers them.
         var kit = StartNbdkit("--filter=delay", "memory", "16M", "delay-read=5");
