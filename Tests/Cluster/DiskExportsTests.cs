@@ -54,13 +54,29 @@ public sealed class DiskExportsTests(NbdFixture fx) : IDisposable
     [Fact]
     public async Task An_open_whose_caller_gave_up_before_it_was_served_holds_nothing()
     {
-        // An ask that cannot wait: the answer always comes too late, the serve itself still happens.
-        var exports = Exports(TimeSpan.FromTicks(1));
-        var (opened, error) = await exports.OpenAsync(Name(1));
+        // The serve is held (the disk's first open waits on a gate) until the caller has given up, so the answer
+        // always comes too late; the serve itself still happens.
+        using var gate = new ManualResetEventSlim();
+        var slow = fx.Disks.Add(new GatedOpenDisk($"dxs{Interlocked.Increment(ref _next)}", 2048, gate));
+        var exports = Exports(TimeSpan.FromMilliseconds(200));
+        var (opened, error) = await exports.OpenAsync(new InternalExport(Token, slow.Name, "V", 1).Format());
+        gate.Set();
         Assert.Null(opened);
         Assert.Contains("no answer within", error);
         // Asked after the serve and the release of the late open (one mailbox, in order).
         Assert.Equal(0, await exports.OpenCountAsync(TimeSpan.FromSeconds(30)));
-        Poll.Until(() => _disk.OpenCount == 0, "the late open's device to close the disk");
+        Poll.Until(() => slow.OpenCount == 0, "the late open's device to close the disk");
+    }
+
+    /// <summary>A disk of zeroes whose first open waits for <paramref name="gate"/>.</summary>
+    private sealed class GatedOpenDisk(string name, long sectors, ManualResetEventSlim gate) : Disk(name, sectors, "250:" + name.Length)
+    {
+        public override bool HasVolatileCache => false;
+        protected override void FirstOpen() => gate.Wait(TimeSpan.FromSeconds(30));
+        protected override void Run(Bio bio, Action<Bio, BioStatus> done)
+        {
+            if (bio.Op == BioOp.Read) bio.Data.Span.Clear();
+            done(bio, BioStatus.Ok);
+        }
     }
 }
