@@ -326,7 +326,14 @@ public sealed class DmHost
                 ? new global::System.Net.IPEndPoint(global::System.Net.IPAddress.Parse(Settings.ControlHost), at.Port) : at).ToString()
             : null;
         if (Settings.UnixSocket is { } sock) log.WriteLine($"dmactors: NBD listening on unix:{sock}");
-        var exports = await Manager.Ask<Dm.ExportList>(Dm.ListExports.Instance, Settings.AskTimeout);
+        Dm.ExportList exports;
+        // Only for the log: in a whole-cluster restart the directory may not answer yet, and the host serves anyway.
+        try { exports = await Manager.Ask<Dm.ExportList>(Dm.ListExports.Instance, Settings.AskTimeout); }
+        catch (AskTimeoutException)
+        {
+            log.WriteLine($"dmactors: exports not listed: the device manager did not answer within {Settings.AskTimeout.TotalSeconds:0} s");
+            return;
+        }
         foreach (var name in exports.Names)
         {
             var where = nbd.TcpEndpoint is { } e ? $"nbd://{e}/{name}" : $"nbd+unix:///{name}?socket={Settings.UnixSocket}";

@@ -62,7 +62,10 @@ public sealed partial class NbdDiskTests(NbdFixture fx) : IDisposable
         {
             Socket = socket;
             var psi = new ProcessStartInfo(ExternalTool.Find("nbdkit", "nbdkit")) { UseShellExecute = false, RedirectStandardError = true };
-            foreach (var a in new[] { "-f", "-U", socket }.Concat(args)) psi.ArgumentList.Add(a);
+            // The pid file is written once nbdkit accepts connections; the socket file exists from bind(), before
+            // listen(), so waiting for it alone sometimes saw "connection refused".
+            var pidFile = socket + ".pid";
+            foreach (var a in new[] { "-f", "-U", socket, "-P", pidFile }.Concat(args)) psi.ArgumentList.Add(a);
             // nbdkit sets PR_SET_PDEATHSIG, which fires when the *thread* that started it ends (thread-pool threads
             // do): a thread of its own starts it and lives until the test is done with it.
             Process? started = null;
@@ -81,7 +84,7 @@ public sealed partial class NbdDiskTests(NbdFixture fx) : IDisposable
             _process = started!;
             _process.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (Stderr) Stderr.AppendLine(e.Data); };
             _process.BeginErrorReadLine();
-            Poll.Until(() => File.Exists(socket) || _process.HasExited, $"nbdkit {string.Join(' ', args)} to listen");
+            Poll.Until(() => (File.Exists(pidFile) && new FileInfo(pidFile).Length > 0) || _process.HasExited, $"nbdkit {string.Join(' ', args)} to listen");
             if (_process.HasExited)
             {
                 _process.WaitForExit();

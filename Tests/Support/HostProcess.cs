@@ -162,10 +162,13 @@ public sealed partial class HostProcess : IDisposable
     /// thread is stopped: a thread busy in user space (a spinning poll) stops only at its next tick, and could
     /// still take a request sent right after the signal.
     /// </summary>
-    public void Pause()
+    public void Pause() => Pause(_process.Id);
+
+    /// <summary>SIGSTOP to any process (nbdkit too), returning once every thread of it is stopped.</summary>
+    public static void Pause(int pid)
     {
-        Assert.Equal(0, kill(_process.Id, 19));
-        Poll.Until(() => Directory.GetDirectories($"/proc/{_process.Id}/task").All(Stopped), "every thread of the host to stop");
+        Assert.Equal(0, kill(pid, 19));
+        Poll.Until(() => Directory.GetDirectories($"/proc/{pid}/task").All(Stopped), $"every thread of process {pid} to stop");
     }
 
     /// <summary>A thread's state in /proc (the field after the parenthesised name): T is stopped.</summary>
