@@ -122,7 +122,7 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
         _segments.Clear();
         for (var i = 0; i < _batch.Count; i++) Encode(_batch[i], i);
         var count = _segments.Count;
-        var iov = stackalloc NbdSocket.Native.IoVec[count];
+        var iov = stackalloc SocketSend.IoVec[count];
         long total = 0;
         var pins = 0;
         try

@@ -12,7 +12,7 @@ namespace DmActors.Host.Nbd;
 /// </summary>
 internal sealed unsafe class NbdSocket : IDisposable
 {
-    private const int MsgDontWait = 0x40, MsgNoSignal = 0x4000;
+    private const int MsgDontWait = 0x40;
     private const short PollIn = 0x1, PollOut = 0x4;
     private const int EAgain = 11, EIntr = 4;
     private const int SolSocket = 1, SoRcvLowat = 18;
@@ -101,7 +101,7 @@ internal sealed unsafe class NbdSocket : IDisposable
     {
         fixed (byte* p = data)
         {
-            var iov = new Native.IoVec { Base = p, Length = (nuint)data.Length };
+            var iov = new SocketSend.IoVec { Base = p, Length = (nuint)data.Length };
             while (iov.Length > 0)
             {
                 var n = TrySend(&iov, 1);
@@ -113,19 +113,10 @@ internal sealed unsafe class NbdSocket : IDisposable
     }
 
     /// <summary>One sendmsg that never blocks: bytes sent (possibly fewer than asked), or -1 when the socket buffer is full.</summary>
-    public long TrySend(Native.IoVec* iov, int count)
+    public long TrySend(SocketSend.IoVec* iov, int count)
     {
         using var use = new Use(_handle);
-        var msg = new Native.MsgHdr { Iov = iov, IovLen = (nuint)count };
-        while (true)
-        {
-            var n = Native.sendmsg(use.Fd, &msg, MsgDontWait | MsgNoSignal);
-            if (n >= 0) return n;
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno == EIntr) continue;
-            if (errno == EAgain) return -1;
-            throw new SocketException(errno);
-        }
+        return SocketSend.TrySend(use.Fd, iov, count);
     }
 
     /// <summary>Ends both directions: a thread waiting in <see cref="WaitReadable"/> wakes and reads end of stream.</summary>
@@ -140,28 +131,8 @@ internal sealed unsafe class NbdSocket : IDisposable
     internal static class Native
     {
         [DllImport("libc", SetLastError = true)] public static extern nint recv(int fd, byte* buf, nuint len, int flags);
-        [DllImport("libc", SetLastError = true)] public static extern nint sendmsg(int fd, MsgHdr* msg, int flags);
         [DllImport("libc", SetLastError = true)] public static extern int poll(PollFd* fds, nuint nfds, int timeout);
         [DllImport("libc", SetLastError = true)] public static extern int setsockopt(int fd, int level, int name, void* value, uint length);
-
-        [StructLayout(LayoutKind.Sequential)]
-        public struct IoVec
-        {
-            public void* Base;
-            public nuint Length;
-        }
-
-        [StructLayout(LayoutKind.Sequential)]
-        public struct MsgHdr
-        {
-            public void* Name;
-            public uint NameLen;
-            public IoVec* Iov;
-            public nuint IovLen;
-            public void* Control;
-            public nuint ControlLen;
-            public int Flags;
-        }
 
         [StructLayout(LayoutKind.Sequential)]
         public struct PollFd

@@ -1,4 +1,5 @@
 using System.Buffers;
+using IoVec = DmActors.SocketSend.IoVec;
 using System.Buffers.Binary;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
@@ -240,48 +241,13 @@ public sealed partial class NbdDisk
         }
     }
 
-    private const int MsgDontWait = 0x40, MsgNoSignal = 0x4000, EAgain = 11, EIntr = 4;
-
     /// <summary>One sendmsg that never blocks: bytes sent, or -1 when the socket is full.</summary>
     private static unsafe long TrySend(Connection c, IoVec* iov, int count)
     {
         var handle = c.Handle;
         var added = false;
         handle.DangerousAddRef(ref added); // a close meanwhile cannot hand the descriptor to another file
-        try
-        {
-            var msg = new MsgHdr { Iov = iov, IovLen = (nuint)count };
-            while (true)
-            {
-                var n = sendmsg((int)handle.DangerousGetHandle(), &msg, MsgDontWait | MsgNoSignal);
-                if (n >= 0) return n;
-                var errno = Marshal.GetLastPInvokeError();
-                if (errno == EIntr) continue;
-                if (errno == EAgain) return -1;
-                throw new SocketException(errno);
-            }
-        }
+        try { return SocketSend.TrySend((int)handle.DangerousGetHandle(), iov, count); }
         finally { if (added) handle.DangerousRelease(); }
-    }
-
-    [DllImport("libc", SetLastError = true)] private static extern unsafe nint sendmsg(int fd, MsgHdr* msg, int flags);
-
-    [StructLayout(LayoutKind.Sequential)]
-    private unsafe struct IoVec
-    {
-        public void* Base;
-        public nuint Length;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    private unsafe struct MsgHdr
-    {
-        public void* Name;
-        public uint NameLen;
-        public IoVec* Iov;
-        public nuint IovLen;
-        public void* Control;
-        public nuint ControlLen;
-        public int Flags;
     }
 }

@@ -32,7 +32,14 @@ public sealed partial class NbdDiskTests
         }
         finally { kill(kit.Pid, SigCont); }
         var data = RawNbdClient.Pattern(4096, 3);
-        await Poll.UntilAsync(async () => await _io.Run(disk, WriteBio(16, data)) == BioStatus.Ok, "a write to succeed once the server continues");
+        // Patient: under a loaded CI the reconnect after SIGCONT once took longer than the default wait; the message
+        // names the disk's last failure, so a disk that never comes back says why.
+        try
+        {
+            await Poll.UntilAsync(async () => await _io.Run(disk, WriteBio(16, data)) == BioStatus.Ok,
+                "a write to succeed once the server continues", TimeSpan.FromSeconds(90));
+        }
+        catch (Exception e) { throw new Xunit.Sdk.XunitException($"{e.Message}; the disk's last failure: {disk.LastFailure}"); }
         Assert.Equal(data, await Read(disk, 16, 4096));
         Assert.All(_io.Completions.Values, n => Assert.Equal(1, n));
     }
