@@ -36,16 +36,17 @@ public static class IoPlug
         if (list == null || list.Count == 0) return;
         var depth = _depth;
         _depth = 0; // what the flush itself sends goes out at once
-        try
+        Exception? first = null;
+        // Every deferred send runs even when one throws: each holder thinks its send is deferred, and one left out
+        // would hold its replies until its next burst, maybe forever. Index loop: nothing is added meanwhile.
+        for (var i = 0; i < list.Count; i++)
         {
-            // Index loop: an Unplug may defer nothing more (not plugged), but the list must not be cleared under it.
-            for (var i = 0; i < list.Count; i++) list[i].Unplug();
+            try { list[i].Unplug(); }
+            catch (Exception e) { first ??= e; }
         }
-        finally
-        {
-            list.Clear();
-            _depth = depth;
-        }
+        list.Clear();
+        _depth = depth;
+        if (first != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
     }
 
     /// <summary>

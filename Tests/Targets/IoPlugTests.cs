@@ -74,4 +74,27 @@ public sealed class IoPlugTests
         }
         finally { IoPlug.End(); }
     }
+
+    private sealed class Throws : IPlugged
+    {
+        public void Unplug() => throw new InvalidOperationException("send failed");
+    }
+
+    [Fact]
+    public void A_deferred_send_that_throws_does_not_hold_back_the_others()
+    {
+        var before = new Counter();
+        var after = new Counter();
+        IoPlug.Begin();
+        Assert.True(IoPlug.Defer(before));
+        Assert.True(IoPlug.Defer(new Throws()));
+        Assert.True(IoPlug.Defer(after));
+        var e = Assert.Throws<InvalidOperationException>(IoPlug.End);
+        Assert.Equal("send failed", e.Message);
+        Assert.Equal((1, 1), (before.Unplugs, after.Unplugs));
+        Assert.False(IoPlug.Active);
+        IoPlug.Begin(); // nothing left over from the failed flush
+        IoPlug.End();
+        Assert.Equal((1, 1), (before.Unplugs, after.Unplugs));
+    }
 }
