@@ -156,6 +156,10 @@ public sealed partial class Mirror : Target
             case BioOp.Read: MapRead(clone, ctx); break;
             case BioOp.Flush: MapFlush(clone, ctx); break;
             case BioOp.Write or BioOp.Discard: MapWrite(clone, ctx); break;
+            case BioOp.BlockStatus: // legs may differ in allocation: data is true of every one
+                clone.Data.Span.Fill(BlockState.Data);
+                ctx.Complete(clone, BioStatus.Ok);
+                break;
             default: ctx.Complete(clone, BioStatus.NotSupported); break;
         }
         return MapResult.Submitted;

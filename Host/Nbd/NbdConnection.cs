@@ -253,8 +253,6 @@ internal sealed class NbdConnection
         if (r.Length == 0 || ((r.Offset | r.Length) & (MinBlock - 1)) != 0) return Errno.Inval;
         if (r.Offset > (ulong)export.Size || r.Length > (ulong)export.Size - r.Offset)
             return r.Type is Cmd.Write or Cmd.WriteZeroes ? Errno.NoSpc : Errno.Inval;
-        // Zeroing goes through the targets like a write: never cheaper than one, so a fast zero is refused.
-        if (r.Type == Cmd.WriteZeroes && (r.Flags & CmdFlags.FastZero) != 0) return Errno.NotSup;
         if (r.Type == Cmd.BlockStatus && !_metaAllocation) return Errno.Inval;
         return 0;
     }
@@ -283,10 +281,19 @@ internal sealed class NbdConnection
                 bio = new Bio(BioOp.Discard, sector, sectors, Memory<byte>.Empty, _completions, fua, r);
                 break;
             case Cmd.WriteZeroes:
-                bio = new Bio(BioOp.WriteZeroes, sector, sectors, Memory<byte>.Empty, _completions, fua, r);
+                // NO_HOLE keeps the range allocated; FAST_ZERO fails (ENOTSUP, nothing written) where the disks
+                // below would have to write the zeroes.
+                var zeroFlags = ((r.Flags & CmdFlags.NoHole) != 0 ? BioFlags.NoUnmap : 0) | ((r.Flags & CmdFlags.FastZero) != 0 ? BioFlags.NoFallback : 0);
+                bio = new Bio(BioOp.WriteZeroes, sector, sectors, Memory<byte>.Empty, _completions, fua | zeroFlags, r);
+                break;
+            case Cmd.BlockStatus:
+                // The disks' allocation, one byte per sector, for at most MaxBlockStatus bytes (a reply may cover less).
+                sectors = Math.Min(sectors, MaxBlockStatus >> Bio.SectorShift);
+                r.Buffer = ArrayPool<byte>.Shared.Rent((int)sectors);
+                bio = new Bio(BioOp.BlockStatus, sector, sectors, r.Buffer.AsMemory(0, (int)sectors), _completions, BioFlags.None, r);
                 break;
             default:
-                // CACHE (a prefetch hint: OK is a valid answer) and BLOCK_STATUS (everything is data) need no IO.
+                // CACHE: a prefetch hint, OK is a valid answer.
                 _sender!.Enqueue(r);
                 return;
         }
@@ -303,6 +310,7 @@ internal sealed class NbdConnection
             return;
         }
         r.Error = ErrnoFor(r.Type, done.Status);
+        if (r.Type == Cmd.BlockStatus) BlockStatusReply.Encode(r, done.Bio, done.Status);
         _sender!.Enqueue(r);
     }
 
@@ -312,6 +320,8 @@ internal sealed class NbdConnection
         BioStatus.OutOfRange when type is Cmd.Write or Cmd.WriteZeroes => Errno.NoSpc,
         // TRIM is advisory: a table whose targets cannot discard simply did nothing.
         BioStatus.NotSupported when type == Cmd.Trim => 0,
+        // A stack that cannot tell its allocation: everything is data, which is always true.
+        BioStatus.NotSupported when type == Cmd.BlockStatus => 0,
         _ => Errno.Sanitize(status.Errno()),
     };
 
@@ -321,6 +331,11 @@ internal sealed class NbdConnection
         {
             ArrayPool<byte>.Shared.Return(r.Buffer);
             r.Buffer = null;
+        }
+        if (r.Extents != null)
+        {
+            ArrayPool<byte>.Shared.Return(r.Extents);
+            r.Extents = null;
         }
         _budget.Release(r.Cost);
     }

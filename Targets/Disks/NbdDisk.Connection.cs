@@ -273,7 +273,8 @@ public sealed partial class NbdDisk
         public const ushort InfoExport = 0, InfoBlockSize = 3;
         public const ushort FlagHasFlags = 1, FlagReadOnly = 2, FlagSendFlush = 4, FlagSendFua = 8, FlagSendTrim = 32, FlagSendWriteZeroes = 64, FlagCanMultiConn = 256;
         public const ushort CmdRead = 0, CmdWrite = 1, CmdFlush = 3, CmdTrim = 4, CmdWriteZeroes = 6;
-        public const ushort CmdFlagFua = 1;
+        public const ushort CmdFlagFua = 1, CmdFlagNoHole = 2, CmdFlagFastZero = 16;
+        public const ushort FlagSendFastZero = 2048, FastZeroFlags = FlagSendWriteZeroes | FlagSendFastZero;
         public const uint ErrPerm = 1, ErrIo = 5, ErrNoMem = 12, ErrInval = 22, ErrNoSpc = 28, ErrNotSup = 95, ErrShutdown = 108;
         /// <summary>Without NBD_INFO_BLOCK_SIZE the spec promises 32 MiB payloads.</summary>
         public const int DefaultMaxPayload = 32 << 20;

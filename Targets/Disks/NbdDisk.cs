@@ -116,6 +116,8 @@ public sealed partial class NbdDisk : Disk
                 if ((flags & Nbd.FlagSendFlush) == 0) { done(bio, BioStatus.Ok); return; } // no cache to flush
                 break;
             case BioOp.Discard when (flags & Nbd.FlagSendTrim) == 0:
+            case BioOp.BlockStatus: // no meta context is negotiated: the caller reports data, which is always true
+            case BioOp.WriteZeroes when (bio.Flags & BioFlags.NoFallback) != 0 && (flags & Nbd.FastZeroFlags) != Nbd.FastZeroFlags:
                 done(bio, BioStatus.NotSupported);
                 return;
             default:
@@ -172,6 +174,10 @@ public sealed partial class NbdDisk : Disk
 
         private static bool UsesFua(ushort flags) => (flags & Nbd.FlagSendFua) != 0;
 
+        /// <summary>NO_HOLE and FAST_ZERO of a write-zeroes, from the bio's NoUnmap and NoFallback.</summary>
+        private static ushort ZeroFlags(BioFlags f) => (ushort)(((f & BioFlags.NoUnmap) != 0 ? Nbd.CmdFlagNoHole : 0)
+            | ((f & BioFlags.NoFallback) != 0 ? Nbd.CmdFlagFastZero : 0));
+
         private List<WireRequest> DataPieces(ushort flags)
         {
             var offset = bio.Sector << Bio.SectorShift;
@@ -182,7 +188,7 @@ public sealed partial class NbdDisk : Disk
                 BioOp.Read => (Nbd.CmdRead, disk.MaxPayload, (ushort)0),
                 BioOp.Write => (Nbd.CmdWrite, disk.MaxPayload, fua),
                 BioOp.Discard => (Nbd.CmdTrim, Nbd.MaxCommandLength, fua),
-                _ when (flags & Nbd.FlagSendWriteZeroes) != 0 => (Nbd.CmdWriteZeroes, Nbd.MaxCommandLength, fua),
+                _ when (flags & Nbd.FlagSendWriteZeroes) != 0 => (Nbd.CmdWriteZeroes, Nbd.MaxCommandLength, (ushort)(fua | ZeroFlags(bio.Flags))),
                 _ => (Nbd.CmdWrite, Math.Min(disk.MaxPayload, Nbd.ZeroBuffer.Length), fua), // zeroes written as data
             };
             var pieces = new List<WireRequest>((int)Math.Max(1, (length + max - 1) / max));
