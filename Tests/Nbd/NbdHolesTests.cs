@@ -12,7 +12,7 @@ namespace DmActors.Tests.Nbd;
 /// the byte-level client and with qemu-img, nbdinfo and nbdcopy.
 /// </summary>
 [Collection(NbdCollection.Name)]
-public sealed class NbdHolesTests(NbdFixture fx)
+public sealed class NbdHolesTests(NbdFixture fx, Xunit.Abstractions.ITestOutputHelper output)
 {
     private const uint K = 1024, M = 1 << 20;
     private const uint HoleZero = 3, Data = 0;
@@ -131,6 +131,7 @@ public sealed class NbdHolesTests(NbdFixture fx)
         var before = disk.BytesRead;
         await RunAsync("nbdcopy", LibnbdBin, Url(name), copy);
         var read = disk.BytesRead - before;
+        output.WriteLine($"nbdcopy of a 1 GiB volume with 10 MiB written read {read / (double)M:F2} MiB from its disk");
         Assert.InRange(read, 10L * M, 12L * M); // what was written, not the 1 GiB
         Assert.InRange(await BlocksAsync(copy) * 512, 10L * M, 12L * M);
         Assert.Equal(Hash(inner.Path), Hash(copy));
@@ -138,6 +139,7 @@ public sealed class NbdHolesTests(NbdFixture fx)
         var converted = Path.Combine(fx.TempDir, $"holes-{n}-convert.img");
         before = disk.BytesRead;
         await RunAsync("qemu-img", QemuUtils, "convert", "-f", "raw", "-O", "raw", Url(name), converted);
+        output.WriteLine($"qemu-img convert read {(disk.BytesRead - before) / (double)M:F2} MiB; the copy has {await BlocksAsync(converted) * 512 / (double)M:F2} MiB allocated");
         Assert.InRange(disk.BytesRead - before, 10L * M, 12L * M);
         Assert.InRange(await BlocksAsync(converted) * 512, 10L * M, 12L * M); // the copy stays sparse
         Assert.Equal(Hash(inner.Path), Hash(converted));
