@@ -24,9 +24,12 @@ internal sealed class NbdConnection
     private const int RequestOverhead = 512;
 
     private readonly NbdServer _server;
-    private readonly NbdSocket _socket;
-    private readonly NbdInput _in;
-    private readonly NbdOutput _out;
+    private readonly NbdTls? _tls;
+    private readonly Socket _raw;
+    // Replaced once by STARTTLS (with the plaintext end of the TLS relay) before the transmission phase.
+    private NbdSocket _socket;
+    private NbdInput _in;
+    private NbdOutput _out;
     private readonly InFlightBudget _budget;
     private readonly CallbackRef _completions;
     private readonly Action<NbdRequest> _release;
@@ -38,9 +41,9 @@ internal sealed class NbdConnection
     private bool _metaAllocation;
     private int _aborted;
 
-    public NbdConnection(NbdServer server, Socket socket, string peer)
+    public NbdConnection(NbdServer server, Socket socket, string peer, NbdTls? tls = null)
     {
-        _server = server; Peer = peer;
+        _server = server; Peer = peer; _tls = tls; _raw = socket;
         _socket = new NbdSocket(socket);
         _in = new NbdInput(_socket, 256 << 10);
         _out = new NbdOutput(_socket);
@@ -69,7 +72,7 @@ internal sealed class NbdConnection
     {
         try
         {
-            var handshake = new NbdHandshake(_server, _in, _out, Peer);
+            var handshake = new NbdHandshake(_server, _in, _out, Peer, _tls?.Mode ?? NbdTlsMode.Off, _tls == null ? null : StartTls);
             _export = handshake.Run();
             if (_export == null) return;
             _structured = handshake.Structured;
@@ -104,6 +107,21 @@ internal sealed class NbdConnection
                 _server.CloseExportAsync(_export.Name, _export.Device).GetAwaiter().GetResult();
             }
         }
+    }
+
+    /// <summary>
+    /// STARTTLS was acknowledged: the TLS handshake on the client's socket, then this connection reads and sends on
+    /// the plaintext end of the relay as it did on the socket.
+    /// </summary>
+    private (Stream, Stream) StartTls()
+    {
+        // The client may send nothing after STARTTLS until it has the reply: anything buffered is not TLS.
+        if (_in.Buffered.Length > 0) throw new NbdProtocolException("data after STARTTLS before its reply");
+        var plain = _tls!.Accept(_raw, Peer);
+        _socket = new NbdSocket(plain);
+        _in = new NbdInput(_socket, 256 << 10);
+        _out = new NbdOutput(_socket);
+        return (_in, _out);
     }
 
     /// <summary>A reply could not be sent: nobody would hear the others, so the connection ends.</summary>

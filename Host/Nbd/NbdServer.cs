@@ -23,6 +23,8 @@ public sealed record NbdServerOptions
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>SO_SNDBUF/SO_RCVBUF of every connection (the kernel caps it at rmem_max/wmem_max); 0 keeps the defaults.</summary>
     public int SocketBufferBytes { get; init; } = 4 << 20;
+    /// <summary>STARTTLS (nbd.tls); null: off.</summary>
+    public NbdTls? Tls { get; init; }
     /// <summary>Serves the names that <see cref="InternalExport.IsInternal"/> (a node's disks to the cluster); null: they are refused.</summary>
     public IInternalExports? InternalExports { get; init; }
 }
@@ -156,7 +158,8 @@ public sealed class NbdServer : IAsyncDisposable
                     socket.ReceiveBufferSize = Options.SocketBufferBytes;
                 }
                 var peer = socket.RemoteEndPoint is IPEndPoint ip ? ip.ToString() : "unix:" + Options.UnixSocket;
-                var connection = new NbdConnection(this, socket, peer);
+                var unix = socket.AddressFamily == AddressFamily.Unix;
+                var connection = new NbdConnection(this, socket, peer, Options.Tls?.AppliesTo(unix) == true ? Options.Tls : null);
                 _connections.TryAdd(connection, 0);
                 if (Stopping) { _connections.TryRemove(connection, out _); socket.Dispose(); return; }
                 connection.Start();
