@@ -1,6 +1,5 @@
 using System.Net.Security;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 
@@ -80,9 +79,23 @@ public sealed class NbdTls
             ssl.Dispose();
             throw new NbdProtocolException($"TLS handshake failed: {e.Message}");
         }
-        var (mine, theirs) = SocketPair();
-        TlsRelay.Start(ssl, mine, peer);
-        return theirs;
+        return TlsRelay.Start(ssl, raw, peer, abortive: false);
+    }
+
+    /// <summary>
+    /// The client side for the cluster's data channel: this node shows its server certificate, and the other node's
+    /// certificate must come from ca-cert.pem (the cluster's CA; names are not checked, every node has its own).
+    /// </summary>
+    public SslClientAuthenticationOptions ClientOptions(string targetHost)
+    {
+        if (_ca.Count == 0) throw new InvalidOperationException($"nbd.tls-certificates: {Path.Combine(Directory, "ca-cert.pem")} is needed for the data channel between nodes");
+        return new SslClientAuthenticationOptions
+        {
+            TargetHost = targetHost,
+            ClientCertificateContext = _certificate,
+            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+            RemoteCertificateValidationCallback = (_, cert, _, _) => SignedByCa(cert),
+        };
     }
 
     private bool SignedByCa(X509Certificate? presented)
@@ -94,58 +107,4 @@ public sealed class NbdTls
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         return chain.Build(presented as X509Certificate2 ?? new X509Certificate2(presented));
     }
-
-    private static unsafe (Socket, Socket) SocketPair()
-    {
-        const int AfUnix = 1, SockStream = 1, SockCloexec = 0x80000;
-        var fds = stackalloc int[2];
-        if (socketpair(AfUnix, SockStream | SockCloexec, 0, fds) != 0) throw new SocketException(Marshal.GetLastPInvokeError());
-        return (new Socket(new SafeSocketHandle(fds[0], ownsHandle: true)), new Socket(new SafeSocketHandle(fds[1], ownsHandle: true)));
-    }
-
-    [DllImport("libc", SetLastError = true)] private static extern unsafe int socketpair(int domain, int type, int protocol, int* sv);
-}
-
-/// <summary>
-/// Moves bytes between a TLS stream and the plaintext end of a socket pair, one thread each way. When either
-/// direction ends (EOF or an error) both are shut down, so the connection sees end of stream and the client a close.
-/// </summary>
-internal static class TlsRelay
-{
-    private const int Chunk = 256 << 10;
-
-    public static void Start(SslStream ssl, Socket plain, string peer)
-    {
-        var pending = 2;
-        void Done()
-        {
-            try { plain.Shutdown(SocketShutdown.Both); } catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
-            if (Interlocked.Decrement(ref pending) > 0)
-            {
-                ssl.Dispose(); // wakes the other direction's read
-                return;
-            }
-            ssl.Dispose();
-            plain.Dispose();
-        }
-        Run($"nbd tls in {peer}", () =>
-        {
-            var buffer = new byte[Chunk];
-            for (int n; (n = ssl.Read(buffer)) > 0;)
-                for (var at = 0; at < n;) at += plain.Send(buffer.AsSpan(at, n - at));
-        }, Done);
-        Run($"nbd tls out {peer}", () =>
-        {
-            var buffer = new byte[Chunk];
-            for (int n; (n = plain.Receive(buffer)) > 0;) ssl.Write(buffer.AsSpan(0, n));
-            ssl.ShutdownAsync().GetAwaiter().GetResult(); // close_notify: the client sees a clean end
-        }, Done);
-    }
-
-    private static void Run(string name, Action loop, Action done) => new Thread(() =>
-    {
-        try { loop(); }
-        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or InvalidOperationException or AuthenticationException) { }
-        finally { done(); }
-    }) { IsBackground = true, Name = name }.Start();
 }

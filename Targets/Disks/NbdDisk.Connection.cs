@@ -20,7 +20,7 @@ public sealed partial class NbdDisk
     /// <summary>One negotiated connection, with what it has in flight.</summary>
     private sealed class Connection : IDisposable, IPlugged
     {
-        private readonly Socket _socket;
+        private Socket _socket; // the plaintext end of the TLS relay once STARTTLS is done
         private int _disposed;
 
         private Connection(Socket socket) => _socket = socket;
@@ -77,7 +77,7 @@ public sealed partial class NbdDisk
                     socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, 1);
                     socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, 5);
                 }
-                conn.Handshake(target.ExportName);
+                conn.Handshake(target.ExportName, options.Tls);
                 lock (conn)
                 {
                     if (timedOut) throw new ObjectDisposedException(nameof(Socket));
@@ -111,7 +111,7 @@ public sealed partial class NbdDisk
             _ => s.Message,
         };
 
-        private void Handshake(string export)
+        private void Handshake(string export, Func<System.Net.Security.SslClientAuthenticationOptions>? tls)
         {
             var hello = new byte[18];
             ReceiveAll(hello);
@@ -124,6 +124,7 @@ public sealed partial class NbdDisk
             if ((serverFlags & Nbd.FlagFixedNewstyle) == 0) throw new NbdConnectException("the server does not offer fixed newstyle negotiation");
             var noZeroes = (serverFlags & Nbd.FlagNoZeroes) != 0;
             SendAll(U32(Nbd.FlagFixedNewstyle | (noZeroes ? Nbd.FlagNoZeroes : 0u)));
+            if (tls != null) StartTls(tls());
 
             var name = Encoding.UTF8.GetBytes(export);
             var go = new byte[4 + name.Length + 4];
@@ -178,6 +179,28 @@ public sealed partial class NbdDisk
             }
             if (Size < 0 || Size % Bio.Sector512 != 0) throw new NbdConnectException($"export size {Size} is not a multiple of 512 bytes");
             if ((Flags & Nbd.FlagHasFlags) == 0) throw new NbdConnectException($"transmission flags 0x{Flags:x} lack NBD_FLAG_HAS_FLAGS");
+        }
+
+        /// <summary>NBD_OPT_STARTTLS, the TLS handshake, then the rest of the negotiation and all IO over the relay.</summary>
+        private void StartTls(System.Net.Security.SslClientAuthenticationOptions options)
+        {
+            SendOption(Nbd.OptStartTls, []);
+            var h = new byte[20];
+            ReceiveAll(h);
+            var type = BinaryPrimitives.ReadUInt32BigEndian(h.AsSpan(12));
+            var data = new byte[Math.Min(BinaryPrimitives.ReadUInt32BigEndian(h.AsSpan(16)), Nbd.MaxOptionReply)];
+            ReceiveAll(data);
+            if (type != Nbd.RepAck)
+                throw new NbdConnectException($"STARTTLS refused: {RepName(type)}{(data.Length > 0 ? ": " + Encoding.UTF8.GetString(data) : "")}", refused: true);
+            var network = _socket;
+            var ssl = new System.Net.Security.SslStream(new NetworkStream(network, ownsSocket: true));
+            try { ssl.AuthenticateAsClient(options); }
+            catch (Exception e) when (e is System.Security.Authentication.AuthenticationException or IOException)
+            {
+                ssl.Dispose();
+                throw new NbdConnectException($"TLS handshake failed: {e.Message}", refused: true);
+            }
+            _socket = TlsRelay.Start(ssl, network, $"nbd disk {options.TargetHost}", abortive: true);
         }
 
         /// <summary>A server without GO: NBD_OPT_EXPORT_NAME, which a refusing server answers by closing.</summary>
@@ -268,7 +291,7 @@ public sealed partial class NbdDisk
         public const uint RequestMagic = 0x25609513, SimpleReplyMagic = 0x67446698;
         public const int RequestHeaderLength = 28, SimpleReplyLength = 16;
         public const uint FlagFixedNewstyle = 1, FlagNoZeroes = 2;
-        public const uint OptExportName = 1, OptGo = 7;
+        public const uint OptExportName = 1, OptStartTls = 5, OptGo = 7;
         public const uint RepAck = 1, RepInfo = 3, RepErrUnsup = 0x80000001, RepErrShutdown = 0x80000007;
         public const ushort InfoExport = 0, InfoBlockSize = 3;
         public const ushort FlagHasFlags = 1, FlagReadOnly = 2, FlagSendFlush = 4, FlagSendFua = 8, FlagSendTrim = 32, FlagSendWriteZeroes = 64, FlagCanMultiConn = 256;

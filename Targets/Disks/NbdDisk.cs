@@ -31,6 +31,8 @@ public sealed record NbdDiskOptions
     public TimeSpan RetryWhenFailing { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>TCP keepalive idle time: a peer that vanished without a reset is noticed and reconnected.</summary>
     public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>STARTTLS on every connection with these client settings (certificate, server check); null: plain.</summary>
+    public Func<System.Net.Security.SslClientAuthenticationOptions>? Tls { get; init; }
 }
 
 /// <summary>

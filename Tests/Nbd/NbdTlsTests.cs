@@ -125,6 +125,39 @@ public sealed class NbdTlsTests(NbdFixture fx, TlsServers tls) : IClassFixture<T
     }
 
     [Fact]
+    public async Task The_data_channel_disk_speaks_tls_to_a_server_that_requires_it()
+    {
+        var name = await fx.CreateExportAsync(sectors: 2048);
+        var endpoint = tls.VerifyPeer.TcpEndpoint!;
+        var plain = Assert.Throws<TargetException>(() => NbdDisk.Connect("plain", "43:1", new NbdDiskTarget(() => endpoint, name)));
+        Assert.Contains("NBD_REP_ERR_TLS_REQD", plain.Message);
+
+        // A node shows its server certificate (signed by the cluster's CA), which verify-peer accepts.
+        var node = new NbdTls(NbdTlsMode.Require, tls.Certs.ServerDir, verifyPeer: true);
+        var disk = NbdDisk.Connect("tls", "43:2", new NbdDiskTarget(() => endpoint, name),
+            new NbdDiskOptions { Tls = () => node.ClientOptions("localhost") });
+        try
+        {
+            var data = RawNbdClient.Pattern(65536, 21);
+            Assert.Equal(BioStatus.Ok, await SubmitAsync(disk, Bio.Write(128, data, Akka.Actor.ActorRefs.Nobody, BioFlags.Fua)));
+            var back = new byte[65536];
+            Assert.Equal(BioStatus.Ok, await SubmitAsync(disk, Bio.Read(128, back, Akka.Actor.ActorRefs.Nobody)));
+            Assert.Equal(data, back);
+            using var check = RawNbdClient.Open(fx.Port, name); // what landed, seen through the plain server
+            Assert.Equal(data, check.Read(128 * 512, 65536));
+        }
+        finally { disk.Dispose(); }
+    }
+
+    private static Task<BioStatus> SubmitAsync(IBlockDevice device, Bio bio)
+    {
+        var done = new TaskCompletionSource<BioStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        bio.ReplyTo = CallbackRef.ForBios(d => done.TrySetResult(d.Status));
+        device.Submit(bio);
+        return done.Task.WaitAsync(NbdFixture.Timeout);
+    }
+
+    [Fact]
     public void Bad_tls_settings_are_named()
     {
         var e = Assert.Throws<ArgumentException>(() => new NbdTls(NbdTlsMode.Require, fx.TempDir, false));
