@@ -158,6 +158,17 @@ public sealed class NbdTlsTests(NbdFixture fx, TlsServers tls) : IClassFixture<T
     }
 
     [Fact]
+    public async Task A_host_configured_with_tls_require_serves_nbds_only()
+    {
+        using var host = await Support.HostProcess.StartAsync($"nbd {{ tls = require, tls-certificates = \"{tls.Certs.ServerDir}\" }}");
+        var (code, stdout, _) = await TryRunAsync("nbdinfo", LibnbdBin, $"nbd://127.0.0.1:{host.NbdPort}/demo");
+        Assert.True(code != 0, $"a plain client was served: {stdout}");
+        var json = await RunAsync("nbdinfo", LibnbdBin, "--json", $"nbds://127.0.0.1:{host.NbdPort}/demo?tls-certificates={tls.Certs.AnonymousClientDir}");
+        using var doc = JsonDocument.Parse(json);
+        Assert.True(doc.RootElement.GetProperty("exports")[0].GetProperty("export-size").GetInt64() > 0, json);
+    }
+
+    [Fact]
     public void Bad_tls_settings_are_named()
     {
         var e = Assert.Throws<ArgumentException>(() => new NbdTls(NbdTlsMode.Require, fx.TempDir, false));
