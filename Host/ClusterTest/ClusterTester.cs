@@ -111,7 +111,11 @@ public static class ClusterTester
             try
             {
                 var (_, failed) = await RunTrialAsync(rig, o, failure.Trial, slot, $"ct{failure.Trial.Number}r", alone, log);
-                if (failed != null) shortest = alone;
+                if (failed != null)
+                {
+                    shortest = alone;
+                    foreach (var v in failed.Violations.Take(3)) log.WriteLine($"  {v}");
+                }
             }
             catch (ClusterTestException e) { log.WriteLine($"shrinking stopped: {e.Message}"); }
         }

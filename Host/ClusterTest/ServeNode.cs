@@ -192,5 +192,5 @@ public sealed partial class ServeNode : IDisposable
     }
 }
 
-/// <summary>The test itself could not go on (a node that does not start, a command that fails): reported, not a violation.</summary>
+/// <summary>A step of the test could not be done (a node that does not start, a command that fails, a bio never answered).</summary>
 public sealed class ClusterTestException(string message) : Exception(message);

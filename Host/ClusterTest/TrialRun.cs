@@ -21,8 +21,11 @@ public sealed class TrialRun(ClusterRig rig, ClusterTestOptions o, ClusterTrial 
     private string SlowLeg => volume + "-slow";
     private int V => o.VolumeSectors;
 
+    /// <summary>The slow leg by device number, as the cluster records a stacked table, so its log identity survives a failover.</summary>
+    private string _slowDevNo = "";
+
     private string MirrorTable =>
-        $"0 {V} mirror disk 2 disk0@{trial.LogNode} {ClusterTestOptions.RegionSectors} 2 {SlowLeg} 0 disk0@{trial.Owner} {Offset} 1 handle_errors";
+        $"0 {V} mirror disk 2 disk0@{trial.LogNode} {ClusterTestOptions.RegionSectors} 2 {_slowDevNo} 0 disk0@{trial.Owner} {Offset} 1 handle_errors";
 
     public async Task CreateAsync()
     {
@@ -30,6 +33,9 @@ public sealed class TrialRun(ClusterRig rig, ClusterTestOptions o, ClusterTrial 
         // well after the second leg has it, which is when an acknowledgement that does not wait shows.
         await rig.Must("create", SlowLeg, "--node", trial.Owner, "--table",
             $"0 {V} delay disk0@{trial.Leg1Node} {Offset} 0 disk0@{trial.Leg1Node} {Offset} {o.LegDelayMs}");
+        var info = await rig.Must("info", SlowLeg);
+        _slowDevNo = System.Text.RegularExpressions.Regex.Match(info, @"Major, minor:\s+(\d+), (\d+)") is { Success: true } m
+            ? $"{m.Groups[1].Value}:{m.Groups[2].Value}" : throw new ClusterTestException($"no device number in: {info.Trim()}");
         await rig.Must("create", volume, "--node", trial.Owner, "--table", MirrorTable);
     }
 
@@ -60,28 +66,37 @@ public sealed class TrialRun(ClusterRig rig, ClusterTestOptions o, ClusterTrial 
         Func<Task>? recover = null;
         string action = "";
         var kills = 0;
-        using (var client = await VolumeClient.OpenAsync(volume, () => rig.Endpoint(() => preferred), IoWait))
-        {
-            var (start, end) = trial.Phase(f.Step);
-            for (var i = start; i < end; i++)
-            {
-                if (trial.Ops[i] is CrashOp.Wait)
-                {
-                    if (recover != null) break; // the fault struck in this batch: no more IO until it is over
-                    await IdleAsync();
-                    continue;
-                }
-                var answered = client.Send(_ledger, i, trial.Ops[i]);
-                if (recover != null || i - start < f.FaultAfter) continue;
-                // The fault strikes right after a promise: the answer of the phase's next FUA write from here.
-                if (trial.Ops[i] is CrashOp.Write { Kind: WriteKind.Fua }) await Task.WhenAny(answered, Task.Delay(IoWait));
-                else if (trial.Ops.Skip(i + 1).Take(end - i - 1).Any(op => op is CrashOp.Write { Kind: WriteKind.Fua })) continue;
-                (action, recover, kills) = await StrikeAsync(f, owner, victim);
-            }
-            if (recover == null) (action, recover, kills) = await StrikeAsync(f, owner, victim);
-            await Task.WhenAll(recover(), IdleAsync());
-        }
         var violations = new List<string>();
+        // A recovery that never comes (a bio never answered, a node that cannot rejoin) breaks a rule too.
+        try
+        {
+            using (var client = await VolumeClient.OpenAsync(volume, () => rig.Endpoint(() => preferred), IoWait))
+            {
+                var (start, end) = trial.Phase(f.Step);
+                for (var i = start; i < end; i++)
+                {
+                    if (trial.Ops[i] is CrashOp.Wait)
+                    {
+                        if (recover != null) break; // the fault struck in this batch: no more IO until it is over
+                        await IdleAsync();
+                        continue;
+                    }
+                    var answered = client.Send(_ledger, i, trial.Ops[i]);
+                    if (recover != null || i - start < f.FaultAfter) continue;
+                    // The fault strikes right after a promise: the answer of the phase's next FUA write from here.
+                    if (trial.Ops[i] is CrashOp.Write { Kind: WriteKind.Fua }) await Task.WhenAny(answered, Task.Delay(IoWait));
+                    else if (trial.Ops.Skip(i + 1).Take(end - i - 1).Any(op => op is CrashOp.Write { Kind: WriteKind.Fua })) continue;
+                    (action, recover, kills) = await StrikeAsync(f, owner, victim);
+                }
+                if (recover == null) (action, recover, kills) = await StrikeAsync(f, owner, victim);
+                await Task.WhenAll(recover(), IdleAsync());
+            }
+        }
+        catch (ClusterTestException e)
+        {
+            violations.Add($"during {FaultKinds.Name(f.Kind)}{(action.Length > 0 ? $" ({action})" : "")}: {e.Message}");
+            return new StepOutcome(f, action, 0, violations, Errors(), kills, clock.Elapsed);
+        }
         var promised = 0;
         try
         {
@@ -97,9 +112,10 @@ public sealed class TrialRun(ClusterRig rig, ClusterTestOptions o, ClusterTrial 
             violations.AddRange(CompareLegs());
         }
         catch (ClusterTestException e) { violations.Add(e.Message); }
-        var errors = Enumerable.Range(0, trial.Ops.Count).Count(i => _ledger.Status(i) is { } st && st != BioStatus.Ok);
-        return new StepOutcome(f, action, promised, violations, errors, kills, clock.Elapsed);
+        return new StepOutcome(f, action, promised, violations, Errors(), kills, clock.Elapsed);
     }
+
+    private int Errors() => Enumerable.Range(0, trial.Ops.Count).Count(i => _ledger.Status(i) is { } st && st != BioStatus.Ok);
 
     private string? Victim(FaultKind kind, string owner) => kind switch
     {
