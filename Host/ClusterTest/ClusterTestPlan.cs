@@ -75,7 +75,8 @@ public sealed record ClusterTrial(int Number, int TrialSeed, string Owner, strin
     /// <summary>The ops of fault <paramref name="step"/>'s phase (1-based): [start, end).</summary>
     public (int Start, int End) Phase(int step) => (PhaseStarts[step - 1], step < PhaseStarts.Count ? PhaseStarts[step] : Ops.Count);
 
-    public string Describe() => $"owner {Owner} (leg 2), leg 1 on {Leg1Node} behind a write delay, disk log on {LogNode}";
+    public string Describe(int legDelayMs) =>
+        $"owner {Owner} (leg 2), leg 1 on {Leg1Node}{(legDelayMs > 0 ? $" behind a {legDelayMs} ms write delay" : "")}, disk log on {LogNode}";
 }
 
 public static class ClusterTestPlan

@@ -41,7 +41,7 @@ public static class ClusterTester
             foreach (var trial in ClusterTestPlan.Plan(o, names))
             {
                 trials++;
-                log.WriteLine($"trial {trial.Number}/{o.Trials} (trial seed {trial.TrialSeed}): {trial.Describe()}");
+                log.WriteLine($"trial {trial.Number}/{o.Trials} (trial seed {trial.TrialSeed}): {trial.Describe(o.LegDelayMs)}");
                 var steps = o.Steps ?? Enumerable.Range(1, trial.Faults.Count).ToList();
                 var (outcomes, failed) = await RunTrialAsync(rig, o, trial, slot++, $"ct{trial.Number}", steps, log);
                 foreach (var s in outcomes)
@@ -63,6 +63,11 @@ public static class ClusterTester
         {
             error = e.Message;
             log.WriteLine($"clustertest: error: {e.Message}");
+        }
+        catch (Exception e)
+        {
+            error = e.ToString();
+            log.WriteLine($"clustertest: internal error: {e}");
         }
         finally
         {
@@ -120,7 +125,7 @@ public static class ClusterTester
             catch (ClusterTestException e) { log.WriteLine($"shrinking stopped: {e.Message}"); }
         }
         log.WriteLine($"shortest reproducing sequence ({shortest.Count} of {recorded.Count} faults{(shortest == recorded ? ", as recorded" : ", reproduced")}), " +
-                      $"trial {failure.Trial.Number}, {failure.Trial.Describe()}:");
+                      $"trial {failure.Trial.Number}, {failure.Trial.Describe(o.LegDelayMs)}:");
         foreach (var step in shortest) log.WriteLine($"  fault {step}: {failure.Trial.Faults[step - 1]}, with phase {step}'s IO ({PhaseLength(failure.Trial, step)} ops)");
         log.WriteLine($"  reproduce: {Command(o with { OnlyTrial = failure.Trial.Number, Steps = shortest, Trials = Math.Max(o.Trials, failure.Trial.Number) })}");
         return shortest;
@@ -131,7 +136,7 @@ public static class ClusterTester
     private static void Print(TextWriter log, ClusterTestOptions o, ClusterFailure f)
     {
         log.WriteLine($"VIOLATION seed={o.Seed} trial={f.Trial.Number} (trial seed {f.Trial.TrialSeed}) after fault {f.Outcome.Fault.Step}: " +
-                      $"{f.Outcome.Action} ({f.Outcome.Fault}); {f.Trial.Describe()}");
+                      $"{f.Outcome.Action} ({f.Outcome.Fault}); {f.Trial.Describe(o.LegDelayMs)}");
         log.WriteLine($"  faults run: {string.Join("; ", f.Steps.Select(s => $"{s}: {f.Trial.Faults[s - 1]}"))}");
         log.WriteLine($"  reproduce: {Command(o with { OnlyTrial = f.Trial.Number, Steps = f.Steps })}");
         foreach (var v in f.Outcome.Violations.Take(8)) log.WriteLine($"  {v}");

@@ -23,12 +23,20 @@ public sealed class TrialRun(ClusterRig rig, ClusterTestOptions o, ClusterTrial 
 
     /// <summary>The slow leg by device number, as the cluster records a stacked table, so its log identity survives a failover.</summary>
     private string _slowDevNo = "";
+    /// <summary>With no delay the first leg is the other node's disk itself.</summary>
+    private bool Stacked => o.LegDelayMs > 0;
+    private string FirstLeg => Stacked ? $"{_slowDevNo} 0" : $"disk0@{trial.Leg1Node} {Offset}";
 
     private string MirrorTable =>
-        $"0 {V} mirror disk 2 disk0@{trial.LogNode} {ClusterTestOptions.RegionSectors} 2 {_slowDevNo} 0 disk0@{trial.Owner} {Offset} 1 handle_errors";
+        $"0 {V} mirror disk 2 disk0@{trial.LogNode} {ClusterTestOptions.RegionSectors} 2 {FirstLeg} disk0@{trial.Owner} {Offset} 1 handle_errors";
 
     public async Task CreateAsync()
     {
+        if (!Stacked)
+        {
+            await rig.Must("create", volume, "--node", trial.Owner, "--table", MirrorTable);
+            return;
+        }
         // The first leg behind a write delay (reads not delayed): a slow link, so a write is in flight on it
         // well after the second leg has it, which is when an acknowledgement that does not wait shows.
         await rig.Must("create", SlowLeg, "--node", trial.Owner, "--table",
@@ -42,7 +50,7 @@ public sealed class TrialRun(ClusterRig rig, ClusterTestOptions o, ClusterTrial 
     /// <summary>Removes the trial's volumes; a client's connection may keep one open a moment after it closed.</summary>
     public async Task RemoveAsync()
     {
-        foreach (var name in new[] { volume, SlowLeg })
+        foreach (var name in Stacked ? new[] { volume, SlowLeg } : [volume])
         {
             var until = DateTime.UtcNow + TimeSpan.FromSeconds(60);
             while (true)
@@ -223,6 +231,10 @@ public sealed class TrialRun(ClusterRig rig, ClusterTestOptions o, ClusterTrial 
             {
                 last = $"{s.InSync}/{s.Regions} in sync, legs {s.Health}";
                 if (s.InSync == s.Regions && s.Health.All(c => c == 'A')) return;
+                // The first leg is a volume over another node's disk: the mirror does not see that node come
+                // back (only volumes over its disks are rebuilt), so, as an operator would, say the leg is back.
+                if (Stacked && s.Health[0] != 'A' && rig.Nodes.All(n => n.Serving) && await rig.ServesAsync(SlowLeg))
+                    await rig.Dmsetup("message", volume, "0", "return_leg", _slowDevNo);
             }
             await Task.Delay(500);
         }
