@@ -117,7 +117,8 @@ public sealed class TrialRun(ClusterRig rig, ClusterTestOptions o, ClusterTrial 
             var verdict = DurabilityOracle.Check(trial.Ops, _ledger, BarrierMode.Flush, image);
             promised = verdict.Promised;
             violations.AddRange(verdict.Violations.Select(v => v.ToString()));
-            violations.AddRange(CompareLegs());
+            // Without that flush a leg's cache may still hold what its file lacks: the files are compared only after one.
+            if (flushed == BioStatus.Ok) violations.AddRange(CompareLegs());
         }
         catch (ClusterTestException e) { violations.Add(e.Message); }
         return new StepOutcome(f, action, promised, violations, Errors(), kills, clock.Elapsed);
