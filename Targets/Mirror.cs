@@ -183,6 +183,8 @@ public sealed partial class Mirror : Target
         public long Sectors { get; } = sectors;
         public int Outstanding, Succeeded;
         public BioStatus Status = BioStatus.Ok;
+        /// <summary>Answered when its first leg had it (<see cref="AckAfterFirstLeg"/>, a broken mode for tests).</summary>
+        public bool AckedEarly;
     }
 
     private void MapWrite(Bio clone, ITargetContext ctx)
@@ -230,6 +232,7 @@ public sealed partial class Mirror : Target
         if (targets.Count < _minLegs) { EndPart(p, BioStatus.IoError, ctx); return; }
         p.Outstanding = targets.Count;
         var data = clone.Op == BioOp.Write ? clone.Data.Slice((int)((p.Sector - clone.Sector) << Bio.SectorShift), (int)(p.Sectors << Bio.SectorShift)) : Memory<byte>.Empty;
+        if (AckAfterFirstLeg) data = data.ToArray(); // answered early, the caller may reuse its buffer
         foreach (var i in targets)
         {
             var leg = _legs[i];
@@ -240,7 +243,7 @@ public sealed partial class Mirror : Target
 
     private void LegWritten(Part p, int leg, BioStatus st, ITargetContext ctx)
     {
-        if (st == BioStatus.Ok) p.Succeeded++;
+        if (st == BioStatus.Ok) { if (++p.Succeeded == 1 && AckAfterFirstLeg) AckEarly(p, ctx); }
         else if (p.Io.Clone.Op == BioOp.Discard) p.Status = st; // a discard a leg cannot do degrades nothing (write_callback)
         else FailLeg(leg, LegError.Write, ctx);
         if (--p.Outstanding > 0) return;
@@ -258,6 +261,7 @@ public sealed partial class Mirror : Target
             _dirtyIdle.Add(p.Region);
             RegionQuiet(p.Region, rio, ctx);
         }
+        if (p.AckedEarly) return;
         if (status != BioStatus.Ok && p.Io.Status == BioStatus.Ok) p.Io.Status = status;
         if (--p.Io.Parts == 0) ctx.Complete(p.Io.Clone, p.Io.Status);
     }
