@@ -27,6 +27,7 @@ public sealed class ClusterDeviceManager : UntypedActor
     private sealed record Opening(DeviceShared Shared, IActorRef? Proxy, IBlockDevice? Remote);
 
     private static readonly TimeSpan MovePoll = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan MovePollAsk = TimeSpan.FromSeconds(2);
 
     private readonly ClusterNode _node;
     private readonly IActorRef _region;
@@ -190,23 +191,29 @@ public sealed class ClusterDeviceManager : UntypedActor
         return new ClusterCmd.StatusReply(clusterName, _node.Self, leader == null ? null : ClusterDefaults.NodeOf(leader.Roles) ?? leader.Address.ToString(), members);
     }
 
-    /// <summary>Move: the directory places the group; done once every volume of it answers from the new node.</summary>
+    /// <summary>
+    /// Move: the directory places the group; done once every volume of it answers from the new node, within the
+    /// move's own bound (the CLI's timeout, which waits a little longer for this answer; else twice the ask
+    /// timeout). Each poll asks briefly: a question lost in the shard's handoff is asked again, not waited out.
+    /// </summary>
     private async Task<object> Move(ClusterCmd.Move m)
     {
+        var within = m.Within ?? Timeout + Timeout;
+        var deadline = DateTime.UtcNow + within;
         var reply = await Ask(_directory, new DirectoryCmd.Move(m.Name, m.Node));
         if (reply is not DirectoryCmd.Moving moving) return reply;
-        var deadline = DateTime.UtcNow + Timeout + Timeout;
         foreach (var v in moving.Group)
         {
             while (true)
             {
                 object info;
-                try { info = await AskVolume(v.EntityId, new Dm.GetInfo(v.Name)); }
+                try { info = await _region.Ask<object>(new VolumeEnvelope(v.EntityId, new Dm.GetInfo(v.Name)), MovePollAsk < Timeout ? MovePollAsk : Timeout); }
                 catch (AskTimeoutException) { info = "timeout"; }
                 if (info is Dm.DeviceInfo i && i.Node == m.Node) break;
                 if (info is Dm.Failed) return info;
                 if (DateTime.UtcNow > deadline)
-                    return new Dm.Failed("move", m.Name, "Connection timed out", $"{v.Name} does not serve on {m.Node} yet");
+                    return new Dm.Failed("move", m.Name, "Connection timed out",
+                        $"volume {v.Name} does not serve on node {m.Node} after {within.TotalSeconds:0.###} s; it is placed there and may still come up (see dmactors cluster status)");
                 await Task.Delay(MovePoll);
             }
         }
