@@ -83,6 +83,35 @@ public sealed class ClusterMoveTests(ITestOutputHelper output)
         n3.Ok(new Dm.Close("v", proxy.Device));
     }
 
+    [Fact]
+    public async Task A_move_that_does_not_finish_within_the_CLI_timeout_is_answered_by_the_manager_naming_the_volume_and_the_node()
+    {
+        using var c = new TestCluster();
+        var n1 = c["n1"];
+        // A write the disk holds keeps the handoff's suspend (with flush) waiting: the move cannot finish meanwhile.
+        var gate = n1.Disks.Add(new Core.GateDisk("gate", 4096, new List<Core.IoEvent>(), n1.Disks.NextDevNo()) { Hold = b => b.Op == BioOp.Write });
+        n1.Ok(new Dm.Create("slow", "0 4096 linear gate 0"));
+        var opened = n1.Open("slow");
+        var held = new TaskCompletionSource<BioStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        opened.Device.Tell(Bio.Write(0, new byte[4096], CallbackRef.ForBios(d => held.TrySetResult(d.Status))), ActorRefs.NoSender);
+        TestCluster.Await(() => gate.HeldCount == 1, "the disk to hold the write");
+
+        // The CLI's timeout (1 s) bounds the manager's wait; the CLI waits longer, so it hears the manager's answer.
+        var args = DmActors.Host.Cli.DmsetupArgs.Parse(["cluster-move"], out _)!;
+        args.Args.AddRange(["slow", "n2"]);
+        var (stdout, stderr) = (new StringWriter { NewLine = "\n" }, new StringWriter { NewLine = "\n" });
+        var code = await new DmActors.Host.Cli.Dmsetup(new DmActors.Host.Cli.ActorControlChannel(n1.Manager, TimeSpan.FromSeconds(1)),
+            new StringReader(""), stdout, stderr) { MoveWithin = TimeSpan.FromSeconds(1) }.RunAsync(args);
+        Assert.Equal(1, code);
+        Assert.Equal("device-mapper: move ioctl on slow  failed: Connection timed out\n" +
+            "volume slow does not serve on node n2 after 1 s; it is placed there and may still come up (see dmactors cluster status)\n" +
+            "Command failed.\n", stderr.ToString());
+
+        gate.Release(); // the handoff goes on, and the volume serves on n2
+        Assert.Equal(BioStatus.Ok, await held.Task.WaitAsync(TestCluster.Timeout));
+        TestCluster.Eventually(() => n1.Info("slow"), i => i.Node == "n2", "slow to serve on n2");
+    }
+
     private static BioStatus Write(IActorRef device, int block, byte seed, ConcurrentDictionary<Bio, int> answers)
     {
         var done = new TaskCompletionSource<BioStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
