@@ -21,6 +21,8 @@ public sealed class TestCluster : IDisposable
 {
     public const long DiskSectors = 16384;
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+    /// <summary>How long an open that asked to be acknowledged (as the NBD server's do) stays unacknowledged before it is closed.</summary>
+    public static readonly TimeSpan OpenAckTimeout = TimeSpan.FromSeconds(5);
 
     private readonly TempDir _dir = new("dmactors-cluster");
     private readonly List<Node> _nodes = new();
@@ -123,7 +125,7 @@ public sealed class TestCluster : IDisposable
             : new InProcessVolumes(this);
         var node = new ClusterNode(new InProcessDisks(name, this), remote, WakeInterval: TimeSpan.FromMilliseconds(300),
             RehomeAfterStart: TimeSpan.FromSeconds(3), RehomeDelay: TimeSpan.FromSeconds(1), AskTimeout: Timeout,
-            DirectorySnapshotEvery: _directorySnapshotEvery);
+            DirectorySnapshotEvery: _directorySnapshotEvery, OpenAckTimeout: OpenAckTimeout);
         var started = ClusterVolumes.Start(system, node);
         manager = started.Manager;
         var n = new Node { Name = name, System = system, Disks = disks, Cluster = node, Manager = started.Manager, Directory = started.Directory };
