@@ -305,14 +305,16 @@ public sealed class VolumeEntity : ReceivePersistentActor
 
     // ---- Stopping -----------------------------------------------------------------------------------------------
 
-    /// <summary>Handoff: suspend with flush (in-flight bios complete), stop the device (deferred bios get EIO), stop.</summary>
+    /// <summary>Handoff: suspend with flush (in-flight bios complete), stop the device (deferred bios get ESHUTDOWN), stop.</summary>
     private void HandOver()
     {
         _stopping = true;
         if (_active == null) { Context.Stop(Self); return; }
         Unregister(); // no new open or stacked table finds it here any more
         _log.Info("volume {0} ({1}) hands over from {2}", _active.Device.Shared.Name, EntityId, Self_);
-        _active.Device.Actor.Tell(new MappedDevice.Shutdown(), ActorRefs.Nobody);
+        // What reaches the device from now on was never started: answered with ESHUTDOWN, resent to the new owner.
+        LostBioAnswerer.HandedOff(_active.Device.Actor);
+        _active.Device.Actor.Tell(new MappedDevice.Shutdown(HandOff: true), ActorRefs.Nobody);
     }
 
     private void OnTerminated(Terminated t)

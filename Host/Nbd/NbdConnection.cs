@@ -40,6 +40,8 @@ internal sealed class NbdConnection
     private bool _structured;
     private bool _metaAllocation;
     private int _aborted;
+    private int _gone;          // the device stopped: requests get ESHUTDOWN
+    private long _lastRequest;  // Environment.TickCount64 of the last request read
 
     public NbdConnection(NbdServer server, Socket socket, string peer, NbdTls? tls = null)
     {
@@ -140,12 +142,30 @@ internal sealed class NbdConnection
         await Completion;
     }
 
-    /// <summary>The device actor stopped: bios sent to it would never be answered, so the client is disconnected.</summary>
+    /// <summary>
+    /// The device actor stopped (removed, or handed over to another node): later requests are answered with
+    /// ESHUTDOWN (never performed: a client may send them elsewhere), and the connection closes once the client
+    /// disconnects, or nothing is in flight and it sent nothing for <see cref="GoneGrace"/>, or after the drain
+    /// timeout. A client with requests still on the wire gets their answers before the close, none is lost.
+    /// </summary>
     public void DeviceGone()
     {
-        _server.Log.Warning("NBD {0}: the device of export {1} stopped; closing the connection", Peer, _export?.Name);
-        ThreadPool.QueueUserWorkItem(static c => c.Abort(), this, preferLocal: false); // not on the watcher's thread
+        _server.Log.Info("NBD {0}: the device of export {1} stopped; answering ESHUTDOWN, then closing the connection", Peer, _export?.Name);
+        if (Interlocked.Exchange(ref _gone, 1) != 0) return;
+        _ = CloseWhenQuietAsync();
+    }
 
+    private static readonly TimeSpan GoneGrace = TimeSpan.FromMilliseconds(500);
+
+    private async Task CloseWhenQuietAsync()
+    {
+        var deadline = DateTime.UtcNow + _server.Options.DrainTimeout;
+        while (Volatile.Read(ref _aborted) == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(GoneGrace / 5).ConfigureAwait(false);
+            if (_budget.WhenIdle().IsCompleted && Environment.TickCount64 - Volatile.Read(ref _lastRequest) >= (long)GoneGrace.TotalMilliseconds) break;
+        }
+        Abort();
     }
 
     /// <summary>Shuts the socket down: the connection's thread wakes to end of stream (or from a budget wait) and closes it.</summary>
@@ -232,7 +252,8 @@ internal sealed class NbdConnection
                 throw new EndOfStreamException("the client closed the connection in the middle of a WRITE payload");
             }
         }
-        if (request.Error == 0 && _server.Stopping) request.Error = Errno.Shutdown;
+        if (request.Error == 0 && (_server.Stopping || Volatile.Read(ref _gone) != 0)) request.Error = Errno.Shutdown;
+        Volatile.Write(ref _lastRequest, Environment.TickCount64);
         if (request.Error != 0) _sender!.Enqueue(request);
         else Dispatch(request, export);
         return true;

@@ -203,14 +203,23 @@ public sealed class NbdServer : IAsyncDisposable
                 : (null, "internal export: this node serves no internal exports");
         try
         {
-            return await Manager.Ask<object>(new Dm.Open(name), Options.AskTimeout) switch
+            return await Manager.Ask<object>(new Dm.Open(name, Acknowledge: true), Options.AskTimeout) switch
             {
+                // This connection has it: the manager keeps the open (one that is never acknowledged, because this
+                // Ask timed out before the reply came, is closed by the manager).
+                Dm.Opened o when o.AwaitsAcknowledgement => Acknowledged(o),
                 Dm.Opened o => (o, null),
                 Dm.Failed f => (null, f.Reason.Length > 0 ? f.Reason : f.Error),
                 var other => (null, $"unexpected reply {other.GetType().Name}"),
             };
         }
         catch (AskTimeoutException) { return (null, $"no answer from the device manager within {Options.AskTimeout}"); }
+    }
+
+    private (Dm.Opened, string?) Acknowledged(Dm.Opened o)
+    {
+        Manager.Tell(new Dm.OpenAcknowledged(o.Name, o.Device));
+        return (o, null);
     }
 
     internal async Task CloseExportAsync(string name, IActorRef? device = null)

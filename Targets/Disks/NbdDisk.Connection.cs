@@ -36,6 +36,12 @@ public sealed partial class NbdDisk
         /// <summary>The reply whose payload the reader is receiving: only the reader answers it.</summary>
         public WireRequest? Reading;
         public bool Dead;
+        /// <summary>The server answered ESHUTDOWN: no new requests; closed once the rest is answered.</summary>
+        public bool Draining;
+        /// <summary>The server it reached (connections to one server drain together).</summary>
+        public string Where = "";
+        /// <summary>Its place in the order of adoption.</summary>
+        public long Seq;
         /// <summary>A thread is sending for it (the sending role: one at a time).</summary>
         public bool Sending;
         /// <summary>A plugged thread will send for it when it unplugs.</summary>
@@ -58,7 +64,7 @@ public sealed partial class NbdDisk
                 ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
                 : endpoint is IPEndPoint ip ? new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp)
                 : new Socket(SocketType.Stream, ProtocolType.Tcp);
-            var conn = new Connection(socket);
+            var conn = new Connection(socket) { Where = Describe(endpoint) };
             bool timedOut = false, negotiated = false;
             // One deadline for connect and handshake: closing the socket ends whatever call is blocked.
             using var timer = new Timer(_ =>

@@ -54,6 +54,7 @@ public sealed partial class NbdDisk : Disk
     // Everything below is guarded by _gate.
     private readonly LinkedList<WireRequest> _queue = new(); // not on any connection yet
     private readonly List<Connection> _conns = new();        // live connections
+    private readonly List<Connection> _draining = new();     // answered ESHUTDOWN: no new requests, waiting for the rest
     private int _wanted = 1;          // connections to keep
     private int _attempts;            // connect attempts running
     private long _downSince;          // Stopwatch timestamp of the loss of the last connection (valid while none)
@@ -63,6 +64,7 @@ public sealed partial class NbdDisk : Disk
     private TimeSpan _backoff;
     private string? _aborted;         // why the disk stopped for good (Abort or Dispose)
     private ulong _nextCookie;
+    private long _adopted;            // connections adopted so far (each one's Seq)
     private readonly Thread _keeper;
     private long _requestsSent, _reconnects;
 
@@ -224,6 +226,7 @@ public sealed partial class NbdDisk : Disk
     private sealed class WireRequest(Pending owner, ushort cmd, ushort cmdFlags, long offset, int length)
     {
         public long Since;   // Stopwatch timestamp of its hand-over to a connection (guarded by _gate)
+        public long First;   // ... of its first hand-over (a request the server keeps refusing gives up in time)
         public bool OnWire;  // the sender took it: the server may have it (guarded by _gate)
         public readonly Pending Owner = owner;
         public readonly ushort Cmd = cmd, CmdFlags = cmdFlags;
