@@ -54,7 +54,38 @@ public sealed partial class MirrorProcessTests(ITestOutputHelper output)
         foreach (var n in new[] { 2, 3 }) await QemuIo(c[n], "vol", "-c", $"read -P 0x11 0 {4 * MiB}", "-c", $"read -P 0x22 {4 * MiB} {MiB}");
         await QemuIo(c[2], "vol", "-c", $"write -P 0x33 {8 * MiB} {MiB}", "-c", "flush");
         await InSync(c[3], "the resync after the failover");
-        await EveryLegHolds(c[2], ("0x11", 0, 4 * MiB), ("0x22", 4 * MiB, MiB), ("0x33", 8 * MiB, MiB), ("0", 9 * MiB, MiB));
+        await EveryLegHolds(c[2], ["n2", "n3"], ("0x11", 0, 4 * MiB), ("0x22", 4 * MiB, MiB), ("0x33", 8 * MiB, MiB), ("0", 9 * MiB, MiB));
+    }
+
+    [Fact]
+    public async Task When_a_leg_node_and_then_the_owner_die_the_new_owner_resyncs_from_the_leg_that_has_every_acknowledged_write()
+    {
+        await using var c = await ClusterOfHosts.StartAsync();
+        // Two of three nodes down one after the other: the last one keeps the cluster only if it has the lower
+        // address of the two left (keep-majority's tie rule), so it holds the second leg and the other one owns.
+        var (x, y) = c[1].ControlPort < c[3].ControlPort ? (1, 3) : (3, 1);
+        var table = $"0 32768 mirror core 1 1024 2 disk0@n2 0 disk0@n{x} 0";
+        var created = await c[1].Dmsetup(["create", "vol", "--node", $"n{y}", "--table", table]);
+        Assert.True(created.Code == 0, created.ToString());
+        await InSync(c[x], "the initial resync");
+        await QemuIo(c[x], "vol", "-c", $"write -P 0x11 0 {4 * MiB}", "-c", "flush");
+
+        // The first leg's node dies; writes go on to the second leg alone, and the journal says the first lacks them.
+        await c[2].KillAsync();
+        await QemuIo(c[x], "vol", "-c", $"write -P 0x22 {4 * MiB} {MiB}", "-c", "flush");
+        Assert.Equal("DA", Status(await c[x].Dmsetup("status vol")).Health);
+        await Poll.UntilAsync(async () => (await c[y].Dmsetup("info vol")).Out.Contains("node n2 was removed from the cluster"),
+            "n2 removed from the cluster", Failover);
+
+        // The owner dies before the first leg is back: the survivor waits for that leg's node, and then copies the
+        // second leg to the first, not the first (the default source, which missed the writes) to the second.
+        await c[y].KillAsync();
+        await Poll.UntilAsync(async () => (await c[x].Dmsetup("info vol")).Out.Contains($"Node:              n{x}"),
+            "vol on the survivor", Failover);
+        await c.RestartAsync(2, through: x);
+        await InSync(c[x], "the first leg resynced from the second");
+        await QemuIo(c[x], "vol", "-c", $"read -P 0x11 0 {4 * MiB}", "-c", $"read -P 0x22 {4 * MiB} {MiB}");
+        await EveryLegHolds(c[x], ["n2", $"n{x}"], ("0x11", 0, 4 * MiB), ("0x22", 4 * MiB, MiB));
     }
 
     /// <summary>Waits until the mirror reports every region in sync with both legs alive.</summary>
@@ -79,9 +110,9 @@ public sealed partial class MirrorProcessTests(ITestOutputHelper output)
     /// Each leg read by itself (a linear volume over it, on the node <paramref name="via"/>) holds every pattern:
     /// the legs agree.
     /// </summary>
-    private static async Task EveryLegHolds(HostProcess via, params (string Pattern, int At, int Length)[] patterns)
+    private static async Task EveryLegHolds(HostProcess via, string[] legs, params (string Pattern, int At, int Length)[] patterns)
     {
-        foreach (var leg in new[] { "n2", "n3" })
+        foreach (var leg in legs)
         {
             var name = "leg-" + leg;
             var created = await via.Dmsetup(["create", name, "--table", $"0 {Sectors} linear disk0@{leg} 0"]);
