@@ -108,6 +108,21 @@ public sealed class MirrorRecordsTests : TargetHarness
     }
 
     [Fact]
+    public void The_first_flush_of_a_new_table_reaches_every_leg_with_nothing_written_even_one_being_resynced()
+    {
+        var (a, b) = (Gate("a", 1024), Gate("b", 1024));
+        b.Hold = bio => bio.Op == BioOp.Write && bio.Sectors == Region;          // b is being resynced
+        var dev = Create("m", Table("core 1 256", a, b));
+        Eventually(() => b.HeldCount == 1, "the first copy at b");
+        var before = Events(e => e.Start && e.Op == BioOp.Flush).Count;
+        Assert.Equal(BioStatus.Ok, Flush(dev));                                  // what a previous owner wrote may sit in a cache
+        foreach (var d in new[] { "a", "b" }) Assert.NotEmpty(Events(e => e.Disk == d && e.Start && e.Op == BioOp.Flush));
+        Assert.True(Events(e => e.Start && e.Op == BioOp.Flush).Count >= before + 2);
+        b.Hold = _ => false;
+        b.Release();
+    }
+
+    [Fact]
     public void Reads_prefer_a_local_in_sync_leg_and_spread_over_the_others()
     {
         var (a, b, c) = (Gate("a", 1024), Gate("b", 1024), Gate("c", 1024));
