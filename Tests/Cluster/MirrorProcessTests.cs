@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using DmActors.Tests.Nbd;
+using DmActors.Tests.Persistence;
 using DmActors.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
@@ -86,6 +87,37 @@ public sealed partial class MirrorProcessTests(ITestOutputHelper output)
         await InSync(c[x], "the first leg resynced from the second");
         await QemuIo(c[x], "vol", "-c", $"read -P 0x11 0 {4 * MiB}", "-c", $"read -P 0x22 {4 * MiB} {MiB}");
         await EveryLegHolds(c[x], ["n2", $"n{x}"], ("0x11", 0, 4 * MiB), ("0x22", 4 * MiB, MiB));
+    }
+
+    /// <summary>The long variant (`DMACTORS_LONG_CLUSTER_TESTS=1`): each leg's node killed in turn under writes, then the owner.</summary>
+    [ByHandFact("DMACTORS_LONG_CLUSTER_TESTS")]
+    public async Task Long_each_leg_node_killed_in_turn_under_writes_and_then_the_owner_keeps_every_acknowledged_write()
+    {
+        await using var c = await ClusterOfHosts.StartAsync();
+        Assert.True((await c[1].Dmsetup(["create", "vol", "--node", "n1", "--table", Mirror])).Code == 0);
+        await InSync(c[1], "the initial resync");
+        var written = new List<(string Pattern, int At, int Length)>();
+        for (var round = 0; round < 4; round++)
+        {
+            var leg = round % 2 == 0 ? 2 : 3;
+            await c[leg].KillAsync();
+            var (pattern, at) = ($"0x{0x41 + round:x2}", round * 2 * MiB);
+            await QemuIo(c[1], "vol", "-c", $"write -P {pattern} {at} {2 * MiB}", "-c", "flush");
+            written.Add((pattern, at, 2 * MiB));
+            Assert.Equal(leg == 2 ? "DA" : "AD", Status(await c[1].Dmsetup("status vol")).Health);
+            await c.RestartAsync(leg, through: 1);
+            await InSync(c[1], $"round {round}: the leg on n{leg} resynced");
+            output.WriteLine($"round {round}: n{leg} killed and back");
+        }
+        await c[1].KillAsync();
+        await Poll.UntilAsync(async () =>
+        {
+            var info = await c[2].Dmsetup("info vol");
+            return info.Code == 0 && info.Out.Contains("ACTIVE") && !info.Out.Contains("Error:") && !info.Out.Contains("Node:              n1");
+        }, "vol to serve again on a survivor", Failover);
+        await QemuIo(c[3], "vol", written.SelectMany(w => new[] { "-c", $"read -P {w.Pattern} {w.At} {w.Length}" }).ToArray());
+        await InSync(c[2], "the resync after the failover");
+        await EveryLegHolds(c[2], ["n2", "n3"], [.. written]);
     }
 
     /// <summary>Waits until the mirror reports every region in sync with both legs alive.</summary>
