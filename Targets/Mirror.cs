@@ -24,7 +24,7 @@ public sealed partial class Mirror : Target
     {
         public IBlockDevice Dev { get; } = dev;
         /// <summary>The leg for resync copies, counted so a table replacing this one waits for them (<see cref="BackgroundIo"/>).</summary>
-        public IBlockDevice Copies { get; } = BackgroundIo.Track(dev, (dev, offset));
+        public IBlockDevice Copies { get; } = BackgroundIo.Track(dev, BackgroundIo.Key(dev, offset));
         public long Offset { get; } = offset;
         public string Arg { get; } = arg;
         /// <summary>Not written, read or copied from until it comes back.</summary>
@@ -134,8 +134,8 @@ public sealed partial class Mirror : Target
                 throw new TargetException($"Error creating mirror dirty log: log device {logDev.DevNo} too small: need {disk.SectorsNeeded * Bio.Sector512} bytes");
             _log = disk;
         }
-        else _log = new CoreLog(new CoreLog.Identity(_legs.Select(l => l.Dev).ToArray(), _legs.Select(l => l.Offset).ToArray(), a.Length, _regionSize))
-            { RegionSize = _regionSize, Sync = sync };
+        else _log = new CoreLog(new CoreLog.Identity(_legs.Select(l => l.Dev).ToArray(), _legs.Select(l => l.Offset).ToArray(), a.Length, _regionSize),
+            a.Lookup.Records, _legs.Select(l => $"{l.Arg} {l.Offset}").ToArray()) { RegionSize = _regionSize, Sync = sync };
         _inSync = sync == LogSync.NoSync ? _regions : 0; // until the log is loaded at the first resume
     }
 
@@ -302,11 +302,10 @@ public sealed partial class Mirror : Target
         var r = RegionOf(clone.Sector);
         var rio = Io(r);
         if (rio.Recovering) { rio.Waiting.Enqueue(() => MapRead(clone, ctx)); return; }
-        // The first readable leg in sync for the region (dm's default mirror); never a failed or stale one.
-        for (var i = 0; i < _legs.Length; i++)
+        var i = ReadLeg(r);
+        if (i >= 0)
         {
             var l = _legs[i];
-            if (l.Failed || l.NoReads || _mem!.Stale[i][r]) continue;
             var child = new Bio(BioOp.Read, l.Offset + (clone.Sector - Begin), clone.Sectors, clone.Data, ActorRefs.Nobody, clone.Flags & BioFlags.ReadAhead);
             var at = i;
             ctx.Submit(l.Dev, child, st =>
@@ -318,6 +317,28 @@ public sealed partial class Mirror : Target
             return;
         }
         ctx.Complete(clone, BioStatus.IoError);
+    }
+
+    private int _readTurn;
+
+    /// <summary>
+    /// The leg a read of region <paramref name="r"/> goes to: never a failed or stale one, nor one that failed a
+    /// read; a leg on this node before one on another (a round trip saved), and the reads spread over the legs of
+    /// that kind in turn.
+    /// </summary>
+    private int ReadLeg(long r)
+    {
+        var remote = -1;
+        var from = _readTurn = (_readTurn + 1) % _legs.Length;
+        for (var k = 0; k < _legs.Length; k++)
+        {
+            var i = (from + k) % _legs.Length;
+            var l = _legs[i];
+            if (l.Failed || l.NoReads || _mem!.Stale[i][r]) continue;
+            if (!l.Dev.IsRemote) return i;
+            if (remote < 0) remote = i;
+        }
+        return remote;
     }
 
     private void MapFlush(Bio clone, ITargetContext ctx) => FlushLegs(ctx, st => ctx.Complete(clone, st));

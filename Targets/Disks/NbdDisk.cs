@@ -94,6 +94,7 @@ public sealed partial class NbdDisk : Disk
     public ushort Flags { get; private set; }
     public bool IsReadOnly => (Flags & Nbd.FlagReadOnly) != 0;
     public override bool HasVolatileCache => (Flags & Nbd.FlagSendFlush) != 0;
+    public override bool IsRemote => true;
     public string ExportName => _target.ExportName;
     /// <summary>NBD requests written to the wire (resent ones included).</summary>
     public long RequestsSent => Interlocked.Read(ref _requestsSent);
