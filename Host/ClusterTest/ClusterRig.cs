@@ -121,21 +121,11 @@ public sealed partial class ClusterRig : IAsyncDisposable
     /// <summary>A fresh, empty database on the server, so no earlier run's volumes are replayed.</summary>
     private static string NewDatabase(string server)
     {
-        var name = "clustertest_" + Guid.NewGuid().ToString("N")[..12];
-        var admin = new NpgsqlConnectionStringBuilder(server) { Database = "postgres", Pooling = false };
-        try
-        {
-            using var db = new NpgsqlConnection(admin.ConnectionString);
-            db.Open();
-            using var create = db.CreateCommand();
-            create.CommandText = $"CREATE DATABASE {name}";
-            create.ExecuteNonQuery();
-        }
+        try { return Configuration.JournalDatabase.Create(server, "clustertest_"); }
         catch (Exception e) when (e is NpgsqlException or System.Net.Sockets.SocketException or ArgumentException)
         {
             throw new ClusterTestException($"journal postgres ({Describe(server)}): cannot create a database: {e.Message}");
         }
-        return new NpgsqlConnectionStringBuilder(server) { Database = name }.ConnectionString;
     }
 
     private static string Describe(string cs)
