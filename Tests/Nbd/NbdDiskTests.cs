@@ -92,6 +92,14 @@ public sealed partial class NbdDiskTests(NbdFixture fx) : IDisposable
             }
         }
 
+        /// <summary>Whether nbdkit still runs, or how it ended and what it said: for failure messages.</summary>
+        public string State()
+        {
+            if (!_process.HasExited) return "nbdkit is running";
+            _process.WaitForExit();
+            lock (Stderr) return $"nbdkit exited with {_process.ExitCode}; its stderr: {Stderr}";
+        }
+
         public void Dispose()
         {
             if (_disposed) return;
