@@ -29,6 +29,9 @@ public sealed class DmHost
     public Cluster.ClusterHost? ClusterNode { get; private init; }
     private Cluster.NodeCard Card { get; init; } = new(null, null);
 
+    /// <summary>Completes, saying why, when the cluster removed this node: the host must stop (<see cref="StopAsync"/>) and exit.</summary>
+    public Task<string> Removed => ClusterNode?.Removed ?? new TaskCompletionSource<string>().Task;
+
     /// <summary>Starts everything <paramref name="s"/> declares, reporting to <paramref name="log"/>. Config problems throw <see cref="ConfigException"/>.</summary>
     public static async Task<DmHost> StartAsync(HostSettings s, TextWriter log)
     {
@@ -352,6 +355,16 @@ public sealed class DmHost
             Nbd = null;
         }
         ClusterNode?.Exports.Dispose();
+        // Removed from the cluster: its volumes run elsewhere, its disks refuse this node's IO, and the actor system
+        // is shutting down by itself. Nothing to suspend or leave, and its shutdown need not be waited out.
+        if (Removed.IsCompleted)
+        {
+            await Task.WhenAny(System.Terminate(), Task.Delay(Settings.AskTimeout));
+            Disks.Dispose();
+            _dataDirLock.Dispose();
+            log.WriteLine("dmactors: stopped");
+            return;
+        }
         try
         {
             // Not dmsetup suspend: that would be recorded, and the devices would come back suspended.

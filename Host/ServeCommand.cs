@@ -45,8 +45,15 @@ public static class ServeCommand
         using var sigquit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, OnSignal);
         using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal);
 
-        var signal = await stop.Task;
-        stdout.WriteLine($"dmactors: {signal}, stopping");
+        // A cluster node the cluster downed (it was paused or cut off) stops serving at once and exits non-zero,
+        // so a supervisor starts it again as a new member.
+        if (await Task.WhenAny(stop.Task, host.Removed) == host.Removed)
+        {
+            stdout.WriteLine($"dmactors: {host.Removed.Result}; stopping");
+            await host.StopAsync(stdout);
+            return CommandRunner.Failure;
+        }
+        stdout.WriteLine($"dmactors: {stop.Task.Result}, stopping");
         await host.StopAsync(stdout);
         return CommandRunner.Success;
     }

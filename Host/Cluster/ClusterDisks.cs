@@ -21,6 +21,7 @@ public sealed class ClusterDisks : IClusterDisks
     private readonly ConcurrentDictionary<string, EndPoint> _endpoints = new(StringComparer.Ordinal);
     /// <summary>Every open connection to another node's disk, and that node (dropped when it is removed).</summary>
     private readonly ConcurrentDictionary<ClosesWithLastUser, string> _toDisks = new();
+    private volatile string? _revoked;
 
     public ClusterDisks(ActorSystem system, string self, DiskRegistry disks, FenceTable fences, string token, NbdDiskOptions? options = null)
     {
@@ -37,6 +38,7 @@ public sealed class ClusterDisks : IClusterDisks
 
     public IBlockDevice Open(string disk, string node, string volumeId, long epoch)
     {
+        if (_revoked is { } why) throw new TargetException($"{disk}@{node}: {why}");
         if (node == Self)
         {
             var local = _disks.Find(disk) ?? throw new TargetException($"{disk}@{node}: node {node} has no disk {disk}");
@@ -52,10 +54,10 @@ public sealed class ClusterDisks : IClusterDisks
         connection.Disposed = () => _toDisks.TryRemove(connection, out _);
         _toDisks[connection] = node;
         // Removed while this connected: nobody would drop it, and it would hold its requests for a node that is gone.
-        if (NodeCard.Members(_system).All(m => m.Node != node))
+        if (NodeCard.Members(_system).All(m => m.Node != node) || _revoked != null)
         {
             connection.Dispose();
-            throw new TargetException($"{disk}@{node}: node {node} was removed from the cluster");
+            throw new TargetException($"{disk}@{node}: {_revoked ?? $"node {node} was removed from the cluster"}");
         }
         return connection;
     }
@@ -72,6 +74,19 @@ public sealed class ClusterDisks : IClusterDisks
         var dropped = 0;
         foreach (var (connection, at) in _toDisks)
             if (at == node && _toDisks.TryRemove(connection, out _)) { connection.Abort(reason); dropped++; }
+        return dropped;
+    }
+
+    /// <summary>
+    /// This node was removed from the cluster: every connection to another node's disk is dropped (its bios fail
+    /// at once) and no disk opens any more, so nothing this node still holds reaches a disk elsewhere.
+    /// </summary>
+    public int Revoke(string reason)
+    {
+        _revoked = reason;
+        var dropped = 0;
+        foreach (var (connection, _) in _toDisks)
+            if (_toDisks.TryRemove(connection, out _)) { connection.Abort(reason); dropped++; }
         return dropped;
     }
 

@@ -1,4 +1,6 @@
+using Akka;
 using Akka.Actor;
+using Akka.Event;
 using DmActors.Cluster;
 using DmActors.Host.Configuration;
 
@@ -12,11 +14,19 @@ public sealed class ClusterHost
 {
     private readonly ActorSystem _system;
     private readonly ClusterSpec _spec;
+    private readonly ClusterDisks _disks;
+    private readonly TaskCompletionSource<string> _removed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private ClusterHost(ActorSystem system, ClusterSpec spec, IActorRef manager, FenceTable fences, Nbd.DiskExports exports)
+    private ClusterHost(ActorSystem system, ClusterSpec spec, IActorRef manager, FenceTable fences, Nbd.DiskExports exports, ClusterDisks disks)
     {
-        _system = system; _spec = spec; Manager = manager; Fences = fences; Exports = exports;
+        _system = system; _spec = spec; Manager = manager; Fences = fences; Exports = exports; _disks = disks;
     }
+
+    /// <summary>
+    /// Completes (with why) when the cluster downed this node: it has stopped writing for anyone, and the host
+    /// must stop serving and exit, because its volumes now run on other nodes.
+    /// </summary>
+    public Task<string> Removed => _removed.Task;
 
     public IActorRef Manager { get; }
 
@@ -51,7 +61,31 @@ public sealed class ClusterHost
             new DeviceManager.Options(), AskTimeout: s.AskTimeout);
         manager = ClusterVolumes.Start(system, node, HostConfig.ManagerName).Manager;
         system.ActorOf(RemovedMembers.Props(clusterDisks), "removed-members");
-        return new ClusterHost(system, spec, manager, fences, exports);
+        var host = new ClusterHost(system, spec, manager, fences, exports, clusterDisks);
+        // A node downed by the cluster (it was paused or cut off, and the others took its volumes over) runs the
+        // coordinated shutdown (run-coordinated-shutdown-when-down): its first phase ends every write it holds.
+        var shutdown = CoordinatedShutdown.Get(system);
+        // Dropping connections waits for their threads: off the caller's thread.
+        shutdown.AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "dmactors-downed", () => Task.Run(() =>
+        {
+            if (shutdown.ShutdownReason is CoordinatedShutdown.ClusterDowningReason) host.StopWriting("this node was removed from the cluster");
+            return Done.Instance;
+        }));
+        return host;
+    }
+
+    /// <summary>
+    /// From now on no bio of this node reaches a disk: its own disks' fences refuse every epoch (and every claim),
+    /// connections to other nodes' disks are dropped and none opens, so what its devices and NBD connections still
+    /// hold is answered with an error. Then <see cref="Removed"/> completes.
+    /// </summary>
+    public void StopWriting(string reason)
+    {
+        if (_removed.Task.IsCompleted) return;
+        Fences.Revoke(reason);
+        var dropped = _disks.Revoke(reason);
+        _system.Log.Warning("{0}: fences revoked, {1} connection(s) to other nodes' disks dropped", reason, dropped);
+        _removed.TrySetResult(reason);
     }
 
     /// <summary>

@@ -76,6 +76,14 @@ public sealed partial class ClusterRig : IAsyncDisposable
         return await Run(["cluster", "move", volume, node, "--config", through.ConfigFile, "--timeout", "120"]);
     }
 
+    /// <summary>Whether the cluster, as <paramref name="via"/> sees it, still has <paramref name="node"/> as a member (any state).</summary>
+    public async Task<bool> IsMemberAsync(string node, ServeNode via)
+    {
+        var (code, text) = await Run(["cluster", "status", "--config", via.ConfigFile, "--timeout", "30"]);
+        if (code != 0) throw new ClusterTestException($"cluster status through {via.Name}: exit {code}: {text.Trim()}");
+        return text.Split('\n').Any(line => line.StartsWith(node + " ", StringComparison.Ordinal));
+    }
+
     private static async Task<(int, string)> Run(string[] args)
     {
         var output = new StringWriter();

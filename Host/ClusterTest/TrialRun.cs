@@ -170,7 +170,10 @@ public sealed class TrialRun(ClusterRig rig, ClusterTestOptions o, ClusterTrial 
                     await Task.Delay(pause);
                     node.Continue();
                     // A node the cluster downed meanwhile shuts itself down when it wakes: start it again.
-                    if (await node.ExitsWithinAsync(TimeSpan.FromSeconds(f.LongStop ? 30 : 5))) await RestartAsync(node);
+                    if (await node.ExitsWithinAsync(TimeSpan.FromSeconds(f.LongStop ? 30 : 5))) { await RestartAsync(node); return; }
+                    // One that runs on after the cluster removed it would go on serving volumes that moved away.
+                    if (rig.Serving.FirstOrDefault(n => n != node) is { } via && !await rig.IsMemberAsync(node.Name, via))
+                        throw new ClusterTestException($"{node.Name} was removed from the cluster (downed while stopped) but still runs after SIGCONT; a downed node must stop serving and exit");
                 }
                 return ($"SIGSTOP {owner} (owner) for {pause.TotalSeconds:0}s, SIGCONT", Resume, 0);
             }

@@ -47,6 +47,7 @@ public sealed class FenceTable
     private readonly Dictionary<(string Disk, string Volume), FenceCell> _cells = new();
     private readonly object _gate = new();
     private readonly string? _path;
+    private string? _revoked;
 
     /// <param name="path">The fence file (e.g. <c>&lt;data-dir&gt;/fences.json</c>); null keeps the fences in memory.</param>
     /// <param name="drainTimeout">How long a claim waits for older epochs' bios in flight before it fails.</param>
@@ -86,6 +87,7 @@ public sealed class FenceTable
         List<FencedDisk> older;
         lock (_gate)
         {
+            if (_revoked is { } why) throw new FencedException($"{disk}: volume {volumeId}: {why}");
             _cells.TryGetValue((disk, volumeId), out var existing);
             var current = existing?.Epoch ?? 0;
             if (epoch < current) throw new FencedException(Refusal(disk, volumeId, current, epoch));
@@ -107,6 +109,20 @@ public sealed class FenceTable
             lock (cell.Holders) cell.Holders.Remove(h);
         }
         return cell;
+    }
+
+    /// <summary>
+    /// This node may no longer write for anyone (it was removed from its cluster, and its volumes run elsewhere):
+    /// every fenced disk refuses IO from now on and no claim is granted. In memory only: the file keeps the
+    /// epochs that really claimed the disks (no claim, so no save, follows a revoke).
+    /// </summary>
+    public void Revoke(string reason)
+    {
+        lock (_gate)
+        {
+            _revoked = reason;
+            foreach (var c in _cells.Values) c.Raise(long.MaxValue);
+        }
     }
 
     // ---- the file ------------------------------------------------------------------------------------------------

@@ -87,6 +87,10 @@ public sealed class ClusterProcessTests
             catch (Exception) { return null; }
         }).WaitAsync(TimeSpan.FromSeconds(60));
         Assert.True(answer == null || answer.Error != 0, "the paused owner acknowledged a write after its volume moved away");
+        // Downed, the woken owner (which also ran the directory) stops and exits by itself.
+        Assert.True(await c[1].ExitsWithinAsync(Failover), $"the downed owner still runs after SIGCONT:\n{c[1].Stdout}");
+        Assert.Contains("dmactors: this node was removed from the cluster; stopping", c[1].Stdout);
+        Assert.Equal(1, c[1].ExitCode);
         await QemuIo(c[2], "vol", "-c", "read -P 0x11 0 4k");
         await QemuIo(c[3], "vol", "-c", "read -P 0x11 0 64k");
     }

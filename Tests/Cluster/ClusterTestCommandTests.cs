@@ -39,6 +39,21 @@ public sealed class ClusterTestCommandTests(ITestOutputHelper output)
         Assert.Equal(0, code);
     }
 
+    /// <summary>
+    /// The owner stopped for 8 s is downed by the cluster; on SIGCONT it must exit by itself (it is restarted) and its
+    /// volume must serve again with every durable write. The seed is the first whose one fault is the long stop.
+    /// </summary>
+    [Fact]
+    public async Task A_short_clustertest_of_a_long_sigstop_of_the_owner_finds_it_stopped_and_every_durable_write()
+    {
+        var seed = Enumerable.Range(1, 100).First(s => ClusterTestPlan.Plan(new ClusterTestOptions(Seed: s, Trials: 1, FaultsPerTrial: 1,
+            Faults: [FaultKind.StopOwner]), ["n1", "n2", "n3"]).First().Faults[0].LongStop);
+        var (code, text) = await RunAsync("--seed", $"{seed}", "--trials", "1", "--faults-per-trial", "1", "--faults", "stop-owner");
+        Assert.Contains("(owner) for 8s, SIGCONT", text);
+        Assert.Matches($@"clustertest: 1 trials, 1 faults \(0 node kills\), [1-9]\d* writes checked, 0 violations \(seed {seed}\)", text);
+        Assert.Equal(0, code);
+    }
+
     [Fact]
     public async Task A_mirror_that_acknowledges_once_the_first_leg_has_a_write_is_caught_when_its_owner_is_killed()
     {

@@ -138,6 +138,15 @@ public sealed partial class HostProcess : IDisposable
     public string Stdout { get { lock (_stdout) return _stdout.ToString(); } }
     public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
     public bool HasExited => _process.HasExited;
+    public int ExitCode => _process.ExitCode;
+
+    /// <summary>Waits up to <paramref name="timeout"/> for the host to exit by itself; true if it did (its output read to the end).</summary>
+    public async Task<bool> ExitsWithinAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try { await _process.WaitForExitAsync(cts.Token); return true; }
+        catch (OperationCanceledException) { return false; }
+    }
     public int Pid => _process.Id;
 
     /// <summary>SIGKILL: no shutdown code runs, like a power cut of the process (the page cache survives).</summary>

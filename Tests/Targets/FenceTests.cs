@@ -81,6 +81,27 @@ public sealed class FenceTests
     }
 
     [Fact]
+    public void A_revoked_table_refuses_every_epochs_io_and_every_claim_but_its_file_keeps_the_real_epochs()
+    {
+        using var dir = new TempDir();
+        var path = dir["fences.json"];
+        var disk = new MemoryDisk("disk0", 64);
+        var fences = new FenceTable(path);
+        var current = new FencedDisk(disk, fences.Claim("disk0", "V", 3), 3);
+        Assert.Equal(BioStatus.Ok, Write(current, 0, 0x11));
+
+        fences.Revoke("this node was removed from the cluster");
+        // The newest epoch too: this node no longer writes for anyone.
+        Assert.Equal(BioStatus.IoError, Write(current, 0, 0x22));
+        Assert.All(ReadMemory(disk, 0), b => Assert.Equal(0x11, b));
+        var e = Assert.Throws<FencedException>(() => fences.Claim("disk0", "W", 1));
+        Assert.Equal("disk0: volume W: this node was removed from the cluster", e.Message);
+        Assert.Throws<FencedException>(() => fences.Claim("disk0", "V", 4));
+        // A restarted node fences by what really claimed the disks, not by the revoke.
+        Assert.Equal(3, new FenceTable(path).Current("disk0", "V"));
+    }
+
+    [Fact]
     public void An_unreadable_fence_file_is_refused_at_start_rather_than_forgotten()
     {
         using var dir = new TempDir();
