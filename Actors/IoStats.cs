@@ -136,4 +136,4 @@ public sealed record IoCounters(
 
 /// <summary>`dmstats report`: a device's IO counters, answered with <see cref="DeviceIoStats"/>.</summary>
 public sealed record GetIoStats(string Name) : IControlMessage;
-public sealed record DeviceIoStats(string Name, int Major, int Minor, IoCounters Counters) : IControlMessage;
+public sealed record DeviceIoStats(string Name, int Major, int Minor, long Sectors, IoCounters Counters) : IControlMessage;
