@@ -276,10 +276,12 @@ public sealed class VolumeEntity : ReceivePersistentActor
         };
         // A resume that swaps in a new live table replaces one that could not be rebuilt: stop retrying that one.
         var replacesLive = command is Dm.Resume && host.Devices.Values.SingleOrDefault()?.Inactive != null;
+        var started = JournalTiming.Now();
         PersistAll(events, e =>
         {
             _state = _state.Apply(e);
             if (--left > 0) return;
+            JournalTiming.Get(Context.System).Recorded(started);
             _onPersistFailure = null;
             if (replacesLive && _active != null) _active.Device.Error = null;
             Apply(command, d, built, sender);
