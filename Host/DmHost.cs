@@ -348,7 +348,7 @@ public sealed class DmHost
     private void StartMetrics(TextWriter log)
     {
         if (Settings.MetricsListen is not { } at) return;
-        try { _metrics = Metrics.MetricsEndpoint.Start(at, System, () => Nbd); }
+        try { _metrics = Metrics.MetricsEndpoint.Start(at, System, () => Nbd, ClusterNode?.Manager); }
         catch (Exception e) when (e is global::System.Net.HttpListenerException or global::System.Net.Sockets.SocketException)
         {
             throw new ConfigException($"{Settings.Source}: cannot listen for metrics on {at}: {e.Message}");

@@ -9,7 +9,7 @@ namespace DmActors.Host.Metrics;
 /// A device that is gone loses its series; one whose counts went back (removed and created again under the same
 /// name) starts its series again, which Prometheus reads as a counter reset.
 /// </summary>
-internal sealed class DeviceMetrics
+public sealed class DeviceMetrics
 {
     private sealed record Series(Counter Counter, Func<IoCounters, double> Value);
 

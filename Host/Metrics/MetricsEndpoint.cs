@@ -25,7 +25,9 @@ public sealed class MetricsEndpoint : IDisposable
     public string Url => $"http://{(Endpoint.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{Endpoint.Address}]" : Endpoint.Address)}:{Endpoint.Port}/metrics";
 
     /// <param name="nbd">The NBD server, once there is one (read at each scrape).</param>
-    public static MetricsEndpoint Start(IPEndPoint listen, Akka.Actor.ActorSystem system, Func<Nbd.NbdServer?> nbd)
+    /// <param name="clusterManager">In a cluster: this node's cluster device manager, asked for the volumes per member.</param>
+    public static MetricsEndpoint Start(IPEndPoint listen, Akka.Actor.ActorSystem system, Func<Nbd.NbdServer?> nbd,
+        Akka.Actor.IActorRef? clusterManager = null)
     {
         var registry = Prometheus.Metrics.NewCustomRegistry();
         var factory = Prometheus.Metrics.WithCustomRegistry(registry);
@@ -47,6 +49,8 @@ public sealed class MetricsEndpoint : IDisposable
             bytesIn.IncTo(i);
             bytesOut.IncTo(o);
         });
+
+        if (clusterManager != null) registry.AddBeforeCollectCallback(new ClusterMetrics(factory, clusterManager).UpdateAsync);
 
         // HttpListener cannot take port 0: a free port is found first (the listener takes it right after).
         var port = listen.Port != 0 ? listen.Port : FreePort(listen.Address);
