@@ -74,15 +74,43 @@ public sealed class IoStatsTests : DeviceHarness
         var dev = Create("nf", "0 100 linear d0 0", BarrierMode.Flush);
         dev.Tell(Write(0, Pattern(1, 1), p));
         Eventually(() => disk.HeldCount == 1, "the write held at the disk");
-        var suspended = Engine.AskAsync(new Dm.Suspend("nf", NoFlush: true));
+        var suspender = CreateTestProbe();
+        dev.Tell(new Dm.Suspend("nf", NoFlush: true), suspender.Ref); // straight to the device, and handled before the release
+        Settle(dev);
         disk.Release(status: BioStatus.Requeue); // the target pushes it back (DM_ENDIO_REQUEUE)
-        Assert.IsType<Dm.Done>(suspended.GetAwaiter().GetResult());
+        suspender.ExpectMsg<Dm.Done>(Wait);
         Assert.Equal((0L, 0L), (Stats("nf").InFlight, Stats("nf").Writes));
         disk.Hold = _ => false;
         Ok(new Dm.Resume("nf"));
         Assert.Equal(BioStatus.Ok, p.ExpectMsg<BioDone>(Wait).Status);
         var s = Stats("nf");
         Assert.Equal((0L, 1L, 1L, 0L), (s.InFlight, s.Writes, s.WriteSectors, s.Errors));
+    }
+
+    [Fact]
+    public void A_barrier_pushed_back_with_the_io_before_it_counts_once_when_it_finally_completes()
+    {
+        var disk = Gate("d0");
+        disk.Hold = b => b.Op == BioOp.Write;
+        var p = CreateTestProbe();
+        var dev = Create("nfb", "0 100 linear d0 0", BarrierMode.Ordered);
+        dev.Tell(Write(0, Pattern(1, 1), p));
+        Eventually(() => disk.HeldCount == 1, "the write held at the disk");
+        dev.Tell(Bio.Flush(p.Ref)); // an empty barrier: it waits for the write (drain)
+        Settle(dev);
+        Assert.Equal(2L, Stats("nfb").InFlight);
+        var suspender = CreateTestProbe();
+        dev.Tell(new Dm.Suspend("nfb", NoFlush: true), suspender.Ref); // straight to the device, and handled before the release
+        Settle(dev);
+        disk.Release(status: BioStatus.Requeue); // the write is pushed back, and the barrier behind it too
+        suspender.ExpectMsg<Dm.Done>(Wait);
+        Assert.Equal(0L, Stats("nfb").InFlight);
+        disk.Hold = _ => false;
+        Ok(new Dm.Resume("nfb"));
+        Assert.Equal(BioStatus.Ok, p.ExpectMsg<BioDone>(Wait).Status);
+        Assert.Equal(BioStatus.Ok, p.ExpectMsg<BioDone>(Wait).Status);
+        var s = Stats("nfb");
+        Assert.Equal((0L, 1L, 1L, 1L, 0L), (s.InFlight, s.Writes, s.Flushes, s.Barriers, s.Errors));
     }
 
     [Fact]
