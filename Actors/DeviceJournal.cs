@@ -47,11 +47,13 @@ public sealed class DeviceJournal : ReceivePersistentActor
             _current = r.Id;
             var left = r.Events.Count;
             var snapshotDue = false;
+            var started = JournalTiming.Now();
             PersistAll(r.Events, e =>
             {
                 Apply(e);
                 snapshotDue |= LastSequenceNr % SnapshotEvery == 0;
                 if (--left > 0) return;
+                JournalTiming.Get(Context.System).Recorded(started);
                 Sender.Tell(new Msg.Recorded(r.Id, _state, _config, LastSequenceNr));
                 if (snapshotDue) SaveSnapshot(new HostSnapshot(_state, _config));
             });

@@ -26,6 +26,8 @@ public sealed class DmIo
     /// <summary>Arrival order, so requeued bios go back in the order they came.</summary>
     public readonly long Seq;
     public int Refs = 1;
+    /// <summary>When the device started it (<see cref="IoStats.Start"/>), for its latency.</summary>
+    public long Started;
     public BioStatus Status;
     /// <summary>Flush mode: the preflush part is running; the data goes out when it completes.</summary>
     public bool Preflushing;

@@ -23,6 +23,7 @@ public sealed partial class MappedDevice
             case Dm.GetStatus:
                 Sender.Tell(new Dm.Done(_live?.StatusText().ToArray() ?? []));
                 return true;
+            case GetIoStats: Sender.Tell(new DeviceIoStats(Name, Major, _shared.Minor, _shared.Sectors, _stats.Read())); return true;
             case Dm.GetInfo { WaitAfter: { } after } w: Wait(after, w.Patience); return true;
             case Dm.GetInfo: Sender.Tell(Info()); return true;
             case WaitExpired e: AnswerWaiters(w => w.Id == e.Id); return true;

@@ -63,6 +63,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
 
     // The one barrier in flight (ordered mode), and what the caches below hold unflushed.
     private readonly OrderedBarrier _ordered;
+    private readonly IoStats _stats;
     private readonly FlushTracker _flushes = new();
     private IActorRef? _removeReplyTo;
     private bool _handOff;
@@ -74,8 +75,11 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
     public MappedDevice(DeviceShared shared, Options options)
     {
         _shared = shared; _options = options; _readOnly = options.ReadOnly; _uuid = options.Uuid;
-        _ordered = new OrderedBarrier(this, options.BarrierTimeout);
+        _stats = new IoStats(IoStatsBoard.Get(Context.System).Bounds);
+        _ordered = new OrderedBarrier(this, options.BarrierTimeout, _stats);
     }
+
+    protected override void PreStart() => IoStatsBoard.Get(Context.System).Add(_shared, _stats);
 
     public IStash Stash { get; set; } = null!;
     private string Name => _shared.Name;
@@ -124,7 +128,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
         }
         if (ordered && OrderedBarrier.IsBarrier(bio)) { _ordered.Start(bio, ++_seq); return; }
 
-        var io = Track(new DmIo(bio, DmIo.Kinds.Normal, ++_seq));
+        var io = Track(new DmIo(bio, DmIo.Kinds.Normal, ++_seq) { Started = _stats.Start() });
         // An empty flush that is no barrier (flush mode, or NoDrain), and in flush mode a barrier or PREFLUSH bio,
         // first flushes every cache below; nothing in flight is waited for.
         if (bio.Op == BioOp.Flush || (!ordered && (bio.Flags & (BioFlags.Preflush | BioFlags.Barrier)) != 0))
@@ -216,6 +220,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
             if (_noflushSuspending)
             {
                 Untrack(io);
+                _stats.Abandon();
                 _requeued.Add(io);
                 AfterPendingChange();
                 return;
@@ -234,6 +239,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
         }
         _flushes.WriteCompleted(io.Original);
         Untrack(io);
+        _stats.Done(io.Original, status, io.Started);
         io.Original.Complete(status);
         AfterPendingChange();
     }
@@ -365,6 +371,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
 
     protected override void PostStop()
     {
+        IoStatsBoard.Get(Context.System).Remove(_stats);
         // A remove is answered once the device is gone (also when its suspend timed out and IO was failed).
         _removeReplyTo?.Tell(Dm.Done.Empty);
         // Nothing hangs: every bio this device still holds is answered.

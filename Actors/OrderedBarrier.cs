@@ -32,7 +32,7 @@ public interface IBarrierDevice
 /// table. A barrier that has not completed within the timeout fails with TimedOut; a noflush suspend that pushed
 /// back earlier IO or the barrier's data pushes the barrier back too. Runs on the device actor's thread.
 /// </summary>
-public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = null)
+public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = null, IoStats? stats = null)
 {
     public enum Phase { Idle, Drain, PreFlush, Data, PostFlush }
 
@@ -40,6 +40,7 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
     private long _seq;
     private BioStatus _error;
     private bool _awaitingFlush;
+    private long _started;
 
     public Phase Current { get; private set; }
     /// <summary>While true the device defers every bio (and does not complete a suspend).</summary>
@@ -59,6 +60,7 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
         _barrier = barrier;
         _seq = seq;
         _error = BioStatus.Ok;
+        _started = stats?.Start() ?? 0;
         Current = Phase.Drain;
         if (timeout is { } after) device.StartTimeout(barrier, after);
         if (device.Pending == 0) AfterDrain();
@@ -100,6 +102,7 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
     {
         if (_barrier is not { } barrier) return;
         Clear();
+        stats?.Done(barrier, BioStatus.IoError, _started, barrier: true);
         barrier.Complete(BioStatus.IoError);
     }
 
@@ -143,6 +146,7 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
     {
         var barrier = _barrier!;
         Clear();
+        stats?.Abandon(); // started again when it replays
         device.Requeue(barrier, _seq);
     }
 
@@ -151,6 +155,7 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
         if (status == BioStatus.Requeue) status = BioStatus.IoError; // a push-back never reaches the submitter
         var barrier = _barrier!;
         Clear();
+        stats?.Done(barrier, status, _started, barrier: true);
         barrier.Complete(status);
         device.Completed();
     }

@@ -78,6 +78,7 @@ public sealed class DmHost
             else await host.CreateDevicesAsync(log);
             log.WriteLine($"dmactors: control listening on {s.ControlPath}");
             await host.StartNbdAsync(log);
+            host.StartMetrics(log);
             log.WriteLine("dmactors: ready (SIGINT or SIGTERM stops)");
             return host;
         }
@@ -345,9 +346,24 @@ public sealed class DmHost
         }
     }
 
+    private Metrics.MetricsEndpoint? _metrics;
+
+    private void StartMetrics(TextWriter log)
+    {
+        if (Settings.MetricsListen is not { } at) return;
+        try { _metrics = Metrics.MetricsEndpoint.Start(at, System, () => Nbd, ClusterNode?.Manager); }
+        catch (Exception e) when (e is global::System.Net.HttpListenerException or global::System.Net.Sockets.SocketException)
+        {
+            throw new ConfigException($"{Settings.Source}: cannot listen for metrics on {at}: {e.Message}");
+        }
+        log.WriteLine($"dmactors: metrics at {_metrics.Url}");
+    }
+
     /// <summary>Stops NBD, suspends every device with flush, terminates the actors and closes the disks.</summary>
     public async Task StopAsync(TextWriter log)
     {
+        _metrics?.Dispose();
+        _metrics = null;
         if (Nbd is { } nbd)
         {
             try { await nbd.StopAsync(); log.WriteLine("dmactors: NBD stopped"); }

@@ -19,6 +19,7 @@ public static class Program
             DmsetupCommand.Build(),
             DmsetupCommand.BuildPowercut(),
             DmsetupCommand.BuildCluster(),
+            DmsetupCommand.BuildDmstats(),
             ReplayLogCommand.Build(),
             CrashTestCommand.Build(),
             ClusterTest.ClusterTestCommand.Build(),

@@ -36,6 +36,7 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
             "history" => await ForEach(a, n => new Dm.History(n)),
             "powercut" => await Print(new Crash.PowerCut(a.Args.ToArray(), a.Tear)),
             "version" => await Version(),
+            "dmstats-report" => await DmstatsReport(a),
             "cluster-status" => await Print(DmActors.Cluster.ClusterCmd.Status.Instance),
             "cluster-move" => a.Args.Count == 2 ? await Move(a.Args[0], a.Args[1])
                 : Error("cluster move needs VOLUME NODE."),

@@ -38,6 +38,10 @@ public sealed class DmsetupArgs
     public bool Tear { get; private set; }
     /// <summary>--node NODE: in a cluster, the node a created volume is placed on.</summary>
     public string? Node { get; private set; }
+    /// <summary>dmstats report --interval SECONDS: report the IO of that interval (null: since each device started).</summary>
+    public TimeSpan? Interval { get; private set; }
+    /// <summary>dmstats report --histogram: the latency histogram instead of the default fields.</summary>
+    public bool Histogram { get; private set; }
 
     /// <summary>Parses <paramref name="argv"/> (what follows `dmsetup`); on a bad option returns null and the error line in <paramref name="error"/>.</summary>
     public static DmsetupArgs? Parse(IReadOnlyList<string> argv, out string? error) => DmsetupCommand.Parse(argv, out error);
@@ -56,6 +60,7 @@ public sealed class DmsetupArgs
         SetUuid = r.GetValue(o.SetUuid), Tear = r.GetValue(o.Tear), Node = r.GetValue(o.Node),
         Options = r.GetValue(o.Options), Tree = r.GetValue(o.Tree), Target = r.GetValue(o.Target), Concise = r.GetValue(o.Concise),
         Separator = r.GetValue(o.Separator), Verbose = r.GetValue(o.Verbose),
+        Interval = r.GetValue(o.Interval), Histogram = r.GetValue(o.Histogram),
     };
 
     private DmsetupArgs() { }
@@ -100,6 +105,11 @@ public sealed class DmsetupOptions
     public readonly Option<bool> SetUuid = ToolOption.Flag("--setuuid", "Rename sets the uuid (to NEW) instead of the name.");
     public readonly Option<bool> Tear = ToolOption.Flag("--tear", "A random part of the unflushed writes lands first.");
     public readonly Option<string?> Node = ToolOption.Text("--node", "NODE", "In a cluster: the node the volume is placed on (default the node the command reaches).");
+
+    public readonly Option<TimeSpan?> Interval = ToolOption.Value<TimeSpan>("--interval", "SECONDS",
+        "dmstats report: the IO of the next SECONDS (default: since each device started).",
+        DmsetupArgs.ParseSeconds, t => $"--interval: '{t}' is not a number of seconds");
+    public readonly Option<bool> Histogram = ToolOption.Flag("--histogram", "dmstats report: the latency histogram (bounds: dmactors.stats.bounds).");
 
     /// <summary>Options dmsetup has that change nothing here (udev and filesystem freezing); taken and ignored.</summary>
     public readonly Option<bool>[] Ignored =

@@ -97,6 +97,36 @@ public static class DmsetupCommand
         return cluster;
     }
 
+    /// <summary>`dmactors dmstats report`: dmstats(8)'s report of the devices' IO counters, reaching the host as dmsetup does.</summary>
+    public static Command BuildDmstats() =>
+        new("dmstats", "IO statistics of the devices, like dmstats(8).") { Report(new DmsetupOptions(), run: true) };
+
+    /// <summary>`dmstats report ...` parsed (for running it in-process).</summary>
+    public static DmsetupArgs ParseDmstats(IReadOnlyList<string> argv)
+    {
+        var o = new DmsetupOptions();
+        var a = DmsetupArgs.From(CommandRunner.Parse(new Command("dmstats") { Report(o, run: false) }, argv), o);
+        a.Command = "dmstats-report";
+        return a;
+    }
+
+    private static Command Report(DmsetupOptions o, bool run)
+    {
+        var report = new Command("report", "Prints dmstats' default report per device (one whole-device region and area), " +
+            "over --interval SECONDS or since each device started.")
+        {
+            ToolOption.Words("[NAME...]"), o.Interval, o.Histogram, o.Config, o.Control, o.Timeout,
+        };
+        if (run)
+            report.SetAction(r =>
+            {
+                var a = DmsetupArgs.From(r, o);
+                a.Command = "dmstats-report";
+                return RunAsync(a, r.InvocationConfiguration.Output, r.InvocationConfiguration.Error);
+            });
+        return report;
+    }
+
     private static Command Runs(Command command, DmsetupOptions o)
     {
         command.SetAction(r => RunAsync(DmsetupArgs.From(r, o), r.InvocationConfiguration.Output, r.InvocationConfiguration.Error));

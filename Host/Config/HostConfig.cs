@@ -101,6 +101,14 @@ public static class HostConfig
             var maxPayload = MaxPayload(config.GetString("dmactors.nbd.max-payload", "64M"), Fail);
             var tls = Tls(config, Fail);
 
+            var metricsText = config.GetString("dmactors.metrics.listen", "");
+            IPEndPoint? metrics = null;
+            if (!string.IsNullOrWhiteSpace(metricsText) && metricsText != "off" && !IPEndPoint.TryParse(metricsText, out metrics))
+                Fail($"dmactors.metrics.listen: bad address '{metricsText}' (expected e.g. 127.0.0.1:9100)");
+            if (metrics is { Port: 0 } && !metricsText.EndsWith(":0")) Fail($"dmactors.metrics.listen: '{metricsText}' has no port");
+            if (!HistogramBounds.TryParse(config.GetString("dmactors.stats.bounds", ""), out _, out var boundsError))
+                Fail($"dmactors.stats.bounds: {boundsError}");
+
             var controlHost = config.GetString("dmactors.control.hostname", "127.0.0.1");
             var controlPort = Get(config, "dmactors.control.port", c => c.GetInt("dmactors.control.port", 10810), "a port number", "");
             if (controlPort is < 0 or > 65535) Fail($"dmactors.control.port: {controlPort} is not a port");
@@ -124,7 +132,7 @@ public static class HostConfig
             if (cluster != null && journal?.Postgres == null)
                 Fail("dmactors.cluster: a cluster needs one journal shared by its nodes: set dmactors.journal.postgres");
             return new HostSettings(source, dataDir, disks, devices, tcp, string.IsNullOrWhiteSpace(unix) ? null : unix,
-                controlHost, controlPort, askTimeout, config, journal, maxPayload, cluster, tls);
+                controlHost, controlPort, askTimeout, config, journal, maxPayload, cluster, tls, metrics);
         }
         catch (ConfigException) { throw; }
         catch (BadValue e) { throw new ConfigException($"{source}: {e.Message}"); }

@@ -59,7 +59,8 @@ public sealed record HostSettings(
     JournalSpec? Journal = null,
     int NbdMaxPayload = DmActors.Host.Nbd.NbdProtocol.DefaultMaxPayload,
     ClusterSpec? Cluster = null,
-    DmActors.Host.Nbd.NbdTls? NbdTls = null)
+    DmActors.Host.Nbd.NbdTls? NbdTls = null,
+    IPEndPoint? MetricsListen = null)
 {
     /// <summary>Where dmsetup finds the host's control actor (in front of the device manager).</summary>
     public string ControlPath => ControlPathAt(ControlHost, ControlPort);

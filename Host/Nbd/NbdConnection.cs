@@ -46,7 +46,7 @@ internal sealed class NbdConnection
     public NbdConnection(NbdServer server, Socket socket, string peer, NbdTls? tls = null)
     {
         _server = server; Peer = peer; _tls = tls; _raw = socket;
-        _socket = new NbdSocket(socket);
+        _socket = new NbdSocket(socket, Traffic);
         _in = new NbdInput(_socket, 256 << 10);
         _out = new NbdOutput(_socket);
         _budget = new InFlightBudget(server.Options.MaxInFlightBytesPerConnection);
@@ -56,6 +56,8 @@ internal sealed class NbdConnection
     }
 
     public string Peer { get; }
+    /// <summary>Bytes in and out (after TLS: the plaintext, as the protocol sees it).</summary>
+    public NbdTraffic Traffic { get; } = new();
     public Task Completion { get; private set; } = Task.CompletedTask;
 
     public void Start()
@@ -120,7 +122,7 @@ internal sealed class NbdConnection
         // The client may send nothing after STARTTLS until it has the reply: anything buffered is not TLS.
         if (_in.Buffered.Length > 0) throw new NbdProtocolException("data after STARTTLS before its reply");
         var plain = _tls!.Accept(_raw, Peer);
-        _socket = new NbdSocket(plain);
+        _socket = new NbdSocket(plain, Traffic);
         _in = new NbdInput(_socket, 256 << 10);
         _out = new NbdOutput(_socket);
         return (_in, _out);

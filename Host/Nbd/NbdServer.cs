@@ -62,6 +62,34 @@ public sealed class NbdServer : IAsyncDisposable
     /// <summary>Connections being served right now.</summary>
     public int ConnectionCount => _connections.Count;
 
+    private readonly object _trafficLock = new();
+    private long _closedIn, _closedOut;
+
+    /// <summary>Bytes received and sent over every connection so far (for metrics; never decreasing).</summary>
+    public (long In, long Out) Traffic
+    {
+        get
+        {
+            lock (_trafficLock)
+            {
+                var (i, o) = (_closedIn, _closedOut);
+                foreach (var c in _connections.Keys) { i += c.Traffic.BytesIn; o += c.Traffic.BytesOut; }
+                return (i, o);
+            }
+        }
+    }
+
+    /// <summary>A connection ended: its bytes move to the totals, under the lock a reading takes, so no total ever drops.</summary>
+    private void Ended(NbdConnection connection)
+    {
+        lock (_trafficLock)
+        {
+            if (!_connections.TryRemove(connection, out _)) return;
+            _closedIn += connection.Traffic.BytesIn;
+            _closedOut += connection.Traffic.BytesOut;
+        }
+    }
+
     internal ILoggingAdapter Log { get; }
     /// <summary>Closes connections whose device actor stopped (see <see cref="DeviceWatch"/>).</summary>
     internal IActorRef Watch { get; }
@@ -163,7 +191,7 @@ public sealed class NbdServer : IAsyncDisposable
                 _connections.TryAdd(connection, 0);
                 if (Stopping) { _connections.TryRemove(connection, out _); socket.Dispose(); return; }
                 connection.Start();
-                _ = connection.Completion.ContinueWith(_ => _connections.TryRemove(connection, out byte _), TaskScheduler.Default);
+                _ = connection.Completion.ContinueWith(_ => Ended(connection), TaskScheduler.Default);
             }
             catch (Exception e)
             {

@@ -20,9 +20,12 @@ internal sealed unsafe class NbdSocket : IDisposable
     private readonly Socket _socket;
     private readonly SafeHandle _handle;
 
-    public NbdSocket(Socket socket)
+    private readonly NbdTraffic? _traffic;
+
+    public NbdSocket(Socket socket, NbdTraffic? traffic = null)
     {
         _socket = socket;
+        _traffic = traffic;
         _handle = socket.SafeHandle;
     }
 
@@ -56,7 +59,7 @@ internal sealed unsafe class NbdSocket : IDisposable
             while (true)
             {
                 var n = Native.recv(use.Fd, p, (nuint)into.Length, MsgDontWait);
-                if (n >= 0) return (int)n;
+                if (n >= 0) { _traffic?.Received(n); return (int)n; }
                 var errno = Marshal.GetLastPInvokeError();
                 if (errno == EIntr) continue;
                 if (errno == EAgain) return -1;
@@ -116,7 +119,9 @@ internal sealed unsafe class NbdSocket : IDisposable
     public long TrySend(SocketSend.IoVec* iov, int count)
     {
         using var use = new Use(_handle);
-        return SocketSend.TrySend(use.Fd, iov, count);
+        var n = SocketSend.TrySend(use.Fd, iov, count);
+        if (n > 0) _traffic?.Sent(n);
+        return n;
     }
 
     /// <summary>Ends both directions: a thread waiting in <see cref="WaitReadable"/> wakes and reads end of stream.</summary>

@@ -162,6 +162,10 @@ public class HostConfigTests
     [InlineData("dmactors.disks { a = 1 }", "f.hocon: dmactors.disks must be a list [ { ... }, ... ]")]
     [InlineData("dmactors.nbd.listen = nowhere", "f.hocon: dmactors.nbd.listen: bad address 'nowhere' (expected e.g. 127.0.0.1:10809)")]
     [InlineData("dmactors.control.port = abc", "f.hocon: dmactors.control.port: 'abc' is not a port number")]
+    [InlineData("dmactors.metrics.listen = \"nowhere:9100\"", "f.hocon: dmactors.metrics.listen: bad address 'nowhere:9100' (expected e.g. 127.0.0.1:9100)")]
+    [InlineData("dmactors.metrics.listen = \"127.0.0.1\"", "f.hocon: dmactors.metrics.listen: '127.0.0.1' has no port")]
+    [InlineData("dmactors.stats.bounds = \"5ms,1ms\"", "f.hocon: dmactors.stats.bounds: Histogram bounds must be in increasing order: \"5ms,1ms\"")]
+    [InlineData("dmactors.stats.bounds = \"1ms,fast\"", "f.hocon: dmactors.stats.bounds: Invalid histogram bound: \"fast\"")]
     public void Bad_config_gives_one_line_naming_file_and_problem(string text, string message)
     {
         var e = Assert.Throws<ConfigException>(() => HostConfig.Parse(text, "f.hocon"));
@@ -174,7 +178,7 @@ public class HostConfigTests
         "f.hocon:4:7: unknown key 'write-back-cahce' in dmactors.disks[0] (known: name, path, size, create, write-back-cache, size-mismatch)")]
     [InlineData("dmactors.nbd.lisen = off", "f.hocon:1:14: unknown key 'lisen' in dmactors.nbd (known: listen, unix-socket, max-payload, tls, tls-certificates, tls-verify-peer, tls-unix-socket)")]
     [InlineData("dmactors { nbd { listen = off }, contrl { port = 1 } }",
-        "f.hocon:1:34: unknown key 'contrl' in dmactors (known: data-dir, disks, devices, journal, nbd, cluster, control)")]
+        "f.hocon:1:34: unknown key 'contrl' in dmactors (known: data-dir, disks, devices, journal, nbd, cluster, stats, metrics, control)")]
     [InlineData("dmactors.devices = [ { name = a }\n  { name = b, tabel = \"0 8 zero\" } ]",
         "f.hocon:2:15: unknown key 'tabel' in dmactors.devices[1] (known: name, table, read-only, barrier-mode)")]
     [InlineData("dmactor { data-dir = /x }", "f.hocon:1:1: unknown top-level key 'dmactor' (known: dmactors, akka)")]

@@ -1,0 +1,139 @@
+using System.Diagnostics;
+
+namespace DmActors;
+
+/// <summary>
+/// One device's IO counters, as /proc/diskstats keeps them (Documentation/admin-guide/iostats.rst), plus barriers,
+/// errors and a latency histogram (dmstats --bounds). The device counts a bio when it starts it and when it answers
+/// it to its submitter; anyone may read the counters at any time from any thread (a scrape, a report), so every
+/// field is updated with Interlocked: no lock and no allocation per bio.
+/// Times are kept in Stopwatch ticks and shown in milliseconds, as diskstats does.
+/// </summary>
+public sealed class IoStats
+{
+    /// <summary>The diskstats groups (op_stat_group): a write-zeroes is a write, an empty flush a flush.</summary>
+    public enum Group { Read, Write, Discard, Flush }
+
+    private readonly long[] _ios = new long[4], _sectors = new long[4], _ticks = new long[4];
+    private readonly long[] _buckets;
+    private readonly long[] _boundTicks;
+    private readonly long _since;
+    private long _inFlight, _ioTicks, _stamp, _barriers, _errors;
+
+    /// <param name="bounds">Upper bounds of the histogram bins, ascending; one more bin holds everything above the last.</param>
+    public IoStats(IReadOnlyList<TimeSpan>? bounds = null)
+    {
+        Bounds = bounds?.ToArray() ?? [];
+        _boundTicks = Bounds.Select(b => (long)(b.Ticks * (double)Stopwatch.Frequency / TimeSpan.TicksPerSecond)).ToArray();
+        _buckets = new long[Bounds.Count + 1];
+        _stamp = _since = Stopwatch.GetTimestamp();
+    }
+
+    public IReadOnlyList<TimeSpan> Bounds { get; }
+
+    /// <summary>
+    /// Which group a bio counts in, or null for one that diskstats does not count: a block-status query moves
+    /// no data.
+    /// </summary>
+    public static Group? GroupOf(Bio bio) => bio.Op switch
+    {
+        BioOp.Read => Group.Read,
+        BioOp.Write or BioOp.WriteZeroes => Group.Write,
+        BioOp.Discard => Group.Discard,
+        BioOp.Flush => Group.Flush,
+        _ => null,
+    };
+
+    /// <summary>A bio starts (bio_start_io_acct): returns its start time, to give back to <see cref="Done"/>.</summary>
+    public long Start()
+    {
+        var now = Stopwatch.GetTimestamp();
+        UpdateIoTicks(now, end: false);
+        Interlocked.Increment(ref _inFlight);
+        return now;
+    }
+
+    /// <summary>A started bio is answered to its submitter (bio_end_io_acct), errors included.</summary>
+    /// <param name="barrier">It ran as a barrier (ordered mode), whatever its flags.</param>
+    public void Done(Bio bio, BioStatus status, long started, bool barrier = false)
+    {
+        var now = Stopwatch.GetTimestamp();
+        var took = Math.Max(0, now - started);
+        UpdateIoTicks(now, end: true);
+        Interlocked.Decrement(ref _inFlight);
+        if (status != BioStatus.Ok) Interlocked.Increment(ref _errors);
+        if (barrier || bio.IsBarrier) Interlocked.Increment(ref _barriers);
+        if (GroupOf(bio) is not { } g) return;
+        var i = (int)g;
+        Interlocked.Increment(ref _ios[i]);
+        if (g != Group.Flush) Interlocked.Add(ref _sectors[i], bio.Sectors);
+        Interlocked.Add(ref _ticks[i], took);
+        var bin = 0;
+        while (bin < _boundTicks.Length && took >= _boundTicks[bin]) bin++;
+        Interlocked.Increment(ref _buckets[bin]);
+    }
+
+    /// <summary>A started bio goes back to wait (pushed back by a noflush suspend): it is started again later.</summary>
+    public void Abandon()
+    {
+        UpdateIoTicks(Stopwatch.GetTimestamp(), end: true);
+        Interlocked.Decrement(ref _inFlight);
+    }
+
+    /// <summary>update_io_ticks: the time since the last change counts as busy when IO was in flight during it.</summary>
+    private void UpdateIoTicks(long now, bool end)
+    {
+        var stamp = Volatile.Read(ref _stamp);
+        if (now > stamp && Interlocked.CompareExchange(ref _stamp, now, stamp) == stamp && (end || Volatile.Read(ref _inFlight) > 0))
+            Interlocked.Add(ref _ioTicks, now - stamp);
+    }
+
+    /// <summary>The counters now, in diskstats' units (sectors, milliseconds).</summary>
+    public IoCounters Read()
+    {
+        var now = Stopwatch.GetTimestamp();
+        var inFlight = Volatile.Read(ref _inFlight);
+        // io_ticks as the kernel shows it: the busy time up to now, if IO is in flight.
+        var stamp = Volatile.Read(ref _stamp);
+        var busy = Volatile.Read(ref _ioTicks) + (inFlight > 0 && now > stamp ? now - stamp : 0);
+        long Get(long[] a, Group g) => Interlocked.Read(ref a[(int)g]);
+        var ticks = new[] { Get(_ticks, Group.Read), Get(_ticks, Group.Write), Get(_ticks, Group.Discard), Get(_ticks, Group.Flush) };
+        var buckets = new long[_buckets.Length];
+        for (var i = 0; i < buckets.Length; i++) buckets[i] = Interlocked.Read(ref _buckets[i]);
+        return new IoCounters(
+            Get(_ios, Group.Read), 0, Get(_sectors, Group.Read), Ms(ticks[0]),
+            Get(_ios, Group.Write), 0, Get(_sectors, Group.Write), Ms(ticks[1]),
+            inFlight, Ms(busy), Ms(ticks.Sum()),
+            Get(_ios, Group.Discard), 0, Get(_sectors, Group.Discard), Ms(ticks[2]),
+            Get(_ios, Group.Flush), Ms(ticks[3]),
+            Volatile.Read(ref _barriers), Volatile.Read(ref _errors),
+            Bounds.ToArray(), buckets, TicksToTimeSpan(now - _since));
+    }
+
+    private static long Ms(long ticks) => ticks * 1000 / Stopwatch.Frequency;
+    private static TimeSpan TicksToTimeSpan(long ticks) => TimeSpan.FromSeconds(ticks / (double)Stopwatch.Frequency);
+}
+
+/// <summary>
+/// A device's counters at one moment, in /proc/diskstats' order and units (sectors; milliseconds), then barriers,
+/// errors (bios answered with any error; they count in their group too), the histogram and the time counted over.
+/// </summary>
+/// <param name="Bounds">The histogram's bin upper bounds; <paramref name="Histogram"/> has one more bin, for the rest.</param>
+/// <param name="Elapsed">Time since the device began counting (its start).</param>
+public sealed record IoCounters(
+    long Reads, long ReadsMerged, long ReadSectors, long ReadMs,
+    long Writes, long WritesMerged, long WriteSectors, long WriteMs,
+    long InFlight, long IoMs, long WeightedMs,
+    long Discards, long DiscardsMerged, long DiscardSectors, long DiscardMs,
+    long Flushes, long FlushMs,
+    long Barriers, long Errors,
+    TimeSpan[] Bounds, long[] Histogram, TimeSpan Elapsed) : IControlMessage
+{
+    /// <summary>The /proc/diskstats line's 17 fields after major, minor and name.</summary>
+    public string DiskstatsFields => string.Join(' ', new[] { Reads, ReadsMerged, ReadSectors, ReadMs, Writes, WritesMerged,
+        WriteSectors, WriteMs, InFlight, IoMs, WeightedMs, Discards, DiscardsMerged, DiscardSectors, DiscardMs, Flushes, FlushMs });
+}
+
+/// <summary>`dmstats report`: a device's IO counters, answered with <see cref="DeviceIoStats"/>.</summary>
+public sealed record GetIoStats(string Name) : IControlMessage;
+public sealed record DeviceIoStats(string Name, int Major, int Minor, long Sectors, IoCounters Counters) : IControlMessage;
