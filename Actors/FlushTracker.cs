@@ -19,6 +19,8 @@ public sealed class FlushTracker
     /// kept open until flushed (a file a table named by path is closed once unused, and a closed file cannot sync).
     /// </summary>
     private readonly List<IBlockDevice> _stale = new();
+    /// <summary>Per stale device, the swapped-out targets that used it: whether its loss loses their writes.</summary>
+    private readonly Dictionary<IBlockDevice, Target[]> _staleUsers = new();
 
     public bool HasStale => _stale.Count > 0;
 
@@ -40,6 +42,7 @@ public sealed class FlushTracker
                 {
                     dev.Open();
                     _stale.Add(dev);
+                    _staleUsers[dev] = old.Targets.Where(t => t.Devices.Contains(dev)).ToArray();
                 }
         _writesCompleted++;
     }
@@ -56,6 +59,9 @@ public sealed class FlushTracker
     /// <summary>A flush goes out as <paramref name="io"/>: remember what it covers; returns the stale devices it must also reach.</summary>
     public IBlockDevice[]? Begin(DmIo io)
     {
+        // A device that is gone, whose targets have every write of theirs elsewhere too (a mirror's leg), is let
+        // go unflushed: flushing it could only fail, and lose nothing.
+        foreach (var d in _stale.Where(d => d.IsGone && _staleUsers[d].All(t => t.SurvivesLossOf(d))).ToList()) Release(d);
         io.FlushUpTo = _writesCompleted;
         return _stale.Count == 0 ? null : io.FlushedStale = _stale.ToArray();
     }
@@ -92,15 +98,32 @@ public sealed class FlushTracker
         dev.Submit(new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, replyTo, BioFlags.NoDrain, io) { Device = dev });
     }
 
-    /// <summary>A flush completed: what had completed before it went out is durable; stale disks it reached are closed.</summary>
+    /// <summary>
+    /// A flush completed: what had completed before it went out is durable; stale disks it reached are closed. A
+    /// failed flush keeps them (the next one tries again), except those gone for good: what they held is lost, this
+    /// flush reported it, and no later flush can do better (else every flush of the device would fail from now on).
+    /// </summary>
     public void Flushed(DmIo io, BioStatus status)
     {
-        if (io.FlushUpTo < 0 || status != BioStatus.Ok) return;
+        if (io.FlushUpTo < 0) return;
+        if (status != BioStatus.Ok)
+        {
+            if (status != BioStatus.Shutdown && io.FlushedStale != null) // ESHUTDOWN: not run, to be sent again
+                foreach (var d in io.FlushedStale)
+                    if (d.IsGone) Release(d);
+            return;
+        }
         _writesFlushed = Math.Max(_writesFlushed, io.FlushUpTo);
         if (io.FlushedStale != null)
-            foreach (var d in io.FlushedStale)
-                if (_stale.Remove(d)) d.Close();
+            foreach (var d in io.FlushedStale) Release(d);
         io.FlushUpTo = -1;
+    }
+
+    private void Release(IBlockDevice d)
+    {
+        if (!_stale.Remove(d)) return;
+        _staleUsers.Remove(d);
+        d.Close();
     }
 
     /// <summary>The device is gone: release the stale disks still held open.</summary>
@@ -108,5 +131,6 @@ public sealed class FlushTracker
     {
         foreach (var d in _stale) d.Close();
         _stale.Clear();
+        _staleUsers.Clear();
     }
 }

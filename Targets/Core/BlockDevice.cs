@@ -18,6 +18,8 @@ public interface IBlockDevice
     void Submit(Bio bio);
     /// <summary>True when its data lives on another node (a mirror reads a local leg first).</summary>
     bool IsRemote => false;
+    /// <summary>Stopped for good: no bio will succeed on it again (an NBD client to a node that was removed).</summary>
+    bool IsGone => false;
     /// <summary>An open by a table, a stacked device or an NBD connection; Close undoes it.</summary>
     void Open() { }
     void Close() { }

@@ -87,6 +87,11 @@ public abstract class Target
     public virtual bool FlushBypassesMap => false;
     /// <summary>The devices this target uses (iterate_devices).</summary>
     public virtual IReadOnlyList<IBlockDevice> Devices => [];
+    /// <summary>
+    /// The writes this target completed are safe without <paramref name="dev"/> (one of its devices that is gone):
+    /// they are on another of its devices as well, so a swapped-out table's lost cache there is no loss of the device's.
+    /// </summary>
+    public virtual bool SurvivesLossOf(IBlockDevice dev) => false;
 
     /// <summary>
     /// map: <paramref name="clone"/>.Sector is the device sector; a Remapped result must have set it to the

@@ -20,6 +20,7 @@ public abstract class Disk : IBlockDevice
     public long Sectors { get; protected set; }
     public abstract bool HasVolatileCache { get; }
     public virtual bool IsRemote => false;
+    public virtual bool IsGone => false;
     public int OpenCount => Volatile.Read(ref _openCount);
 
     /// <summary>An open by a table; the first one runs <see cref="FirstOpen"/>, which may throw (then nothing is opened).</summary>

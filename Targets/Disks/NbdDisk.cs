@@ -95,6 +95,7 @@ public sealed partial class NbdDisk : Disk
     public bool IsReadOnly => (Flags & Nbd.FlagReadOnly) != 0;
     public override bool HasVolatileCache => (Flags & Nbd.FlagSendFlush) != 0;
     public override bool IsRemote => true;
+    public override bool IsGone { get { lock (_gate) return _aborted != null; } }
     public string ExportName => _target.ExportName;
     /// <summary>NBD requests written to the wire (resent ones included).</summary>
     public long RequestsSent => Interlocked.Read(ref _requestsSent);

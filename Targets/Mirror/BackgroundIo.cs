@@ -18,6 +18,27 @@ internal static class BackgroundIo
     /// <summary>The device as the mirror's own IO uses it: each bio counted from submission to completion.</summary>
     public static IBlockDevice Track(IBlockDevice dev, (object, long) key) => new Counted(dev, key);
 
+    /// <summary>Per area, the device the latest table over it used (kept after that table while it is gone).</summary>
+    private static readonly Dictionary<(object, long), IBlockDevice> LastUser = new();
+
+    /// <summary>A table takes over an area with <paramref name="dev"/>: true when the previous table's device there is gone.</summary>
+    public static bool TakeOver((object, long) key, IBlockDevice dev)
+    {
+        lock (Busy)
+        {
+            var gone = LastUser.TryGetValue(key, out var last) && !ReferenceEquals(last, dev) && last.IsGone;
+            LastUser[key] = dev;
+            return gone;
+        }
+    }
+
+    /// <summary>A table is destroyed: its device is forgotten unless it is gone (the next table must know).</summary>
+    public static void Forget((object, long) key, IBlockDevice dev)
+    {
+        lock (Busy)
+            if (LastUser.TryGetValue(key, out var last) && ReferenceEquals(last, dev) && !dev.IsGone) LastUser.Remove(key);
+    }
+
     public static bool Free(IEnumerable<(object, long)> keys)
     {
         lock (Busy) return keys.All(k => !Busy.ContainsKey(k));
@@ -64,6 +85,7 @@ internal static class BackgroundIo
         public long Sectors => inner.Sectors;
         public bool HasVolatileCache => inner.HasVolatileCache;
         public bool IsRemote => inner.IsRemote;
+        public bool IsGone => inner.IsGone;
 
         public void Submit(Bio bio)
         {

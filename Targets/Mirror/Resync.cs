@@ -51,30 +51,53 @@ public sealed partial class Mirror
             if (!BackgroundIo.Free(keys) && ++tries < 6000) { ctx.Schedule(TimeSpan.FromMilliseconds(5), TryLoad); return; }
             BackgroundIo.Lease(keys, 1);
             _leased = true;
-            _log.Load(ctx, () => MirrorState.Fresh(_legs.Length, _regions, _log.Sync == LogSync.NoSync), s => Loaded(s, ctx));
+            // A leg whose device in the table before this one is gone (its node was removed) may have lost what its
+            // cache held: the regions that were dirty then.
+            var lost = _legs.Select(l => BackgroundIo.TakeOver(BackgroundIo.Key(l.Dev, l.Offset), l.Dev)).ToArray();
+            _log.Load(ctx, () => MirrorState.Fresh(_legs.Length, _regions, _log.Sync == LogSync.NoSync), s => Loaded(s, lost, ctx));
         }
         TryLoad();
+    }
+
+    /// <summary>
+    /// A leg that is gone (its node was removed) loses none of the mirror's writes while every region is held by
+    /// another leg that is neither failed nor gone: each write completed there too, and what the gone leg may lack
+    /// is dirty or stale for it, which the next table over the same legs copies to it.
+    /// </summary>
+    public override bool SurvivesLossOf(IBlockDevice dev)
+    {
+        var gone = Array.FindIndex(_legs, l => ReferenceEquals(l.Dev, dev));
+        if (gone < 0) return false;
+        var holders = Enumerable.Range(0, _legs.Length).Where(i => i != gone && !_legs[i].Failed && !_legs[i].Dev.IsGone).ToList();
+        if (holders.Count == 0) return false;
+        var s = _mem;
+        if (s == null) return true; // never loaded: no write completed
+        for (long r = 0; r < _regions; r++)
+            if (holders.All(i => s.Stale[i][r])) return false;
+        return true;
     }
 
     public override void Destroy()
     {
         var keys = BackgroundKeys;
         if (_leased) BackgroundIo.Lease(keys, -1);
+        foreach (var l in _legs) BackgroundIo.Forget(BackgroundIo.Key(l.Dev, l.Offset), l.Dev);
         // Copies and log writes still in flight finish before the devices are let go.
         BackgroundIo.OnQuiet(keys, base.Destroy);
     }
 
     /// <summary>The log is read: failed legs come back with this table, and regions that may differ get resynced.</summary>
-    private void Loaded(MirrorState s, ITargetContext ctx)
+    private void Loaded(MirrorState s, bool[] lost, ITargetContext ctx)
     {
         for (var i = 0; i < _legs.Length; i++) s.Failed[i] = false;
         long inSync = 0;
         for (long r = 0; r < _regions; r++)
         {
-            // A write was in flight when the last table stopped: the legs may differ; the first in sync wins.
+            // A write was in flight when the last table stopped: the legs may differ; the first in sync wins, unless
+            // it may have lost its cache (then another, if any).
             if (s.Dirty[r])
             {
-                var source = Array.FindIndex(s.Stale, st => !st[r]);
+                var source = Enumerable.Range(0, _legs.Length).Where(i => !s.Stale[i][r]).OrderBy(i => lost[i]).DefaultIfEmpty(-1).First();
                 for (var i = 0; i < _legs.Length; i++) if (i != source) s.Stale[i].Set(r);
                 s.Dirty.Clear(r);
             }
@@ -233,6 +256,16 @@ public sealed partial class Mirror
     }
 
     private void ReturnLeg(int i, ITargetContext ctx)
+    {
+        // A failed leg comes back as it is now. What it lost while away (a cache that died with its node) lies in
+        // regions stale for it, which are copied next; a device below that reports such a loss does so once, at
+        // the next flush, so that flush goes first and its answer is not held against the leg (else the copies'
+        // flush would fail and the leg with them). A leg that is not failed gets no such pass.
+        if (!_legs[i].Failed) { Returned(i, ctx); return; }
+        ctx.Submit(_legs[i].Dev, Bio.Flush(Akka.Actor.ActorRefs.Nobody), _ => { if (_legs[i].Failed) Returned(i, ctx); });
+    }
+
+    private void Returned(int i, ITargetContext ctx)
     {
         var leg = _legs[i];
         leg.Failed = false;

@@ -25,13 +25,38 @@ public sealed class ClusterTestCommandTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Fails on today's main (found by this tool): after kill -9 of the node holding the first leg (a `delay` volume
-    /// over that node's disk) the mirror marks the leg failed; once the node is back and `return_leg` is sent, the
-    /// resync fails (leg health S) and the mirror stays partly out of sync, so the recovery never completes. With
-    /// kill-two, a leg whose node died with no IO failing on it loses its write-back cache unnoticed: status says every
-    /// region is in sync while the legs' files differ. Unskip once the mirror failover work has landed.
+    /// Found by this tool: after kill -9 of the node holding the first leg (a `delay` volume over that node's disk),
+    /// the leg's volume is rebuilt over a new connection while the old one, with the mirror's unflushed writes, is
+    /// gone; every flush through it failed, so the resync after `return_leg` failed (S) for ever.
     /// </summary>
-    [Fact(Skip = "known failure on main: a killed leg node's return is not resynced (see summary); reproduce: dmactors clustertest --seed 3 --trials 1 --faults-per-trial 1 --faults kill-leg")]
+    [Fact]
+    public async Task A_short_clustertest_of_a_stacked_legs_node_kill_finds_every_durable_write_and_equal_legs()
+    {
+        var (code, text) = await RunAsync("--seed", "3", "--trials", "1", "--faults-per-trial", "1", "--faults", "kill-leg");
+        Assert.Matches(@"clustertest: 1 trials, 1 faults \(1 node kills\), [1-9]\d* writes checked, 0 violations \(seed 3\)", text);
+        Assert.Equal(0, code);
+    }
+
+    /// <summary>
+    /// Found by this tool: a mirror with a leg directly on another node's disk, rebuilt over a new connection after
+    /// that node was killed twice, said every region was in sync but failed every flush (the old connection, gone,
+    /// was flushed with each one).
+    /// </summary>
+    [Fact]
+    public async Task A_short_clustertest_of_a_direct_legs_node_kills_finds_every_durable_write_and_equal_legs()
+    {
+        var (code, text) = await RunAsync("--seed", "3", "--trials", "3", "--faults-per-trial", "2", "--faults", "kill-two,kill-leg",
+            "--leg-delay-ms", "0", "--trial", "1", "--steps", "1,2");
+        Assert.Matches(@"clustertest: 1 trials, 2 faults \(2 node kills\), [1-9]\d* writes checked, 0 violations \(seed 3\)", text);
+        Assert.Equal(0, code);
+    }
+
+    /// <summary>
+    /// Fails on this build in most runs (found by this tool): with the first leg behind a stacked `delay`, kill -9 of
+    /// the owner, restart, then kill -9 of the stacked leg's node while the owner's own leg is resynced from it:
+    /// durable writes are missing on the stacked leg's disk, and a read returns zeros.
+    /// </summary>
+    [Fact(Skip = "known failure: durable writes lost in kill-two with a stacked leg; reproduce: dmactors clustertest --seed 3 --trials 1 --faults-per-trial 2 --faults kill-leg,kill-two --trial 1 --steps 1")]
     public async Task A_short_clustertest_of_leg_node_kills_finds_every_durable_write_and_equal_legs()
     {
         var (code, text) = await RunAsync("--seed", "3", "--trials", "1", "--faults-per-trial", "2", "--faults", "kill-leg,kill-two");

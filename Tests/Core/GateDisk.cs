@@ -30,6 +30,9 @@ public sealed class GateDisk : Disk
     /// <summary>Stands for a disk of another node.</summary>
     public bool Remote { get; set; }
     public override bool IsRemote => Remote;
+    /// <summary>Stands for an NBD client aborted because its node was removed (set <see cref="Fail"/> too).</summary>
+    public bool Gone { get; set; }
+    public override bool IsGone => Gone;
     /// <summary>When it returns true for a bio, the bio waits until <see cref="Release"/>.</summary>
     public Func<Bio, bool> Hold { get; set; } = _ => false;
     /// <summary>When it returns true for a bio, the bio runs at once but its completion waits for <see cref="ReleaseCompleted"/>.</summary>
