@@ -85,6 +85,12 @@ public abstract class Target
     public virtual bool FlushBypassesMap => false;
     /// <summary>The devices this target uses (iterate_devices).</summary>
     public virtual IReadOnlyList<IBlockDevice> Devices => [];
+    /// <summary>
+    /// True when map and end_io keep no state between bios (or only thread-safe counters) and use nothing of the
+    /// context but <see cref="ITargetContext.Complete"/> and <see cref="ITargetContext.RaiseEvent"/>, and the
+    /// suspend hooks do nothing: then a device's lanes may map its bios on many threads at once (docs/threading.md).
+    /// </summary>
+    public virtual bool Stateless => false;
 
     /// <summary>
     /// map: <paramref name="clone"/>.Sector is the device sector; a Remapped result must have set it to the
