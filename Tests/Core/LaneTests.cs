@@ -5,12 +5,29 @@ using Xunit;
 
 namespace DmActors.Tests.Core;
 
+/// <summary>A stateless test target (lanes map it) whose map throws at sector 13 and end_io at sector 14; else linear at 0.</summary>
+[TargetType("crashy-stateless", 1, 0, 0)]
+public sealed class CrashyStateless : Target
+{
+    private readonly IBlockDevice _dev;
+    public CrashyStateless(TargetArgs a) : base(a) => _dev = a.GetDevice(a.Args[0], 0, a.Length);
+    public override IReadOnlyList<IBlockDevice> Devices => [_dev];
+    public override bool Stateless => true;
+    public override MapResult Map(Bio clone, int index, ITargetContext ctx) =>
+        clone.Sector == 13 ? throw new InvalidOperationException("injected crash") : MapResult.Remapped(_dev);
+    public override BioStatus EndIo(Bio clone, BioStatus status, ITargetContext ctx) =>
+        clone.Sector == 14 ? throw new InvalidOperationException("injected end_io crash") : status;
+    public override string TableParams() => _dev.DevNo;
+}
+
 /// <summary>
 /// One device fed by several opens (lanes, docs/threading.md): a lane maps bios of a stateless table itself, and
 /// barriers, suspends, table swaps and removes still see every lane's IO, observed at the disk.
 /// </summary>
 public sealed class LaneTests : DeviceHarness
 {
+    public LaneTests() => TargetTypes.Register<CrashyStateless>();
+
     private static bool IsWrite(Bio b) => b.Op == BioOp.Write;
 
     /// <summary>Who the clones that reached a disk answer (a lane maps itself; else the device's target actors did).</summary>
@@ -266,5 +283,22 @@ public sealed class LaneTests : DeviceHarness
         Assert.DoesNotContain(Mappers(), m => m.StartsWith("lane-")); // flakey's actor mapped it
         d0.Release();
         Assert.Equal(BioStatus.Ok, p.ExpectMsg<BioDone>(Wait).Status);
+    }
+
+    [Fact]
+    public void A_target_that_throws_on_a_lane_fails_that_bio_once_raises_an_event_and_the_lane_maps_on()
+    {
+        var d0 = Gate("d0");
+        var a = Create("c", "0 8192 crashy-stateless d0");
+        var b = Open("c");
+        var p = CreateTestProbe();
+        var events = Info("c").EventNr;
+        d0.Hold = Noting(_ => false);
+        Assert.Equal(BioStatus.IoError, RunOnce(a, Write(13, Pattern(1, 1), p)));  // map threw
+        Assert.Equal(BioStatus.IoError, RunOnce(b, Write(14, Pattern(1, 2), p)));  // end_io threw
+        Eventually(() => Info("c").EventNr >= events + 2, "an event per failure");
+        Assert.Equal(BioStatus.Ok, RunOnce(a, Write(40, Pattern(8, 3), p)));
+        Assert.Equal(Pattern(8, 3), ReadBack(b, 40, 8));
+        Assert.All(Mappers(), m => Assert.StartsWith("lane-", m));
     }
 }
