@@ -201,6 +201,9 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
 
     public void RaiseEvent() => _device.Tell(MappedDevice.TargetEvent.Instance);
 
+    public Action<Action> Inbox =>
+        throw new NotSupportedException("a stateless target runs nothing later inside its actor");
+
     // ---- Nothing hangs ------------------------------------------------------------------------------------------
 
     /// <summary>The device stops (or gave up waiting on a remove): every bio this lane still holds gets EIO.</summary>

@@ -27,16 +27,18 @@ internal sealed class DeviceLookup : IDeviceLookup
     private readonly string _self;
     private readonly HashSet<string> _used = new();
 
-    private DeviceLookup(IReadOnlyDictionary<string, ManagedDevice> devices, DiskRegistry disks, string self)
+    private DeviceLookup(IReadOnlyDictionary<string, ManagedDevice> devices, DiskRegistry disks, string self, ITargetRecords? records)
     {
-        _devices = devices; _disks = disks; _self = self;
+        _devices = devices; _disks = disks; _self = self; Records = records;
     }
+
+    public ITargetRecords? Records { get; }
 
     /// <summary>Builds <paramref name="text"/> as the table of device <paramref name="self"/>; throws <see cref="TableException"/>.</summary>
     public static BuiltTable Build(IReadOnlyDictionary<string, ManagedDevice> devices, DiskRegistry disks, IClock? clock,
-        string self, string text, bool readOnly)
+        string self, string text, bool readOnly, ITargetRecords? records = null)
     {
-        var lookup = new DeviceLookup(devices, disks, self);
+        var lookup = new DeviceLookup(devices, disks, self, records);
         var lines = Table.Parse(text);
         return new BuiltTable(Table.Build(lines, lookup, readOnly, clock), lookup._used);
     }

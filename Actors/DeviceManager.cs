@@ -16,7 +16,8 @@ namespace DmActors;
 public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
 {
     public sealed record Options(IClock? Clock = null, int MaxDeferred = 65536, TimeSpan? ShutdownTimeout = null,
-        TimeSpan? BarrierTimeout = null, string? PersistenceId = null, bool InlineIo = true, string? JournalName = null);
+        TimeSpan? BarrierTimeout = null, string? PersistenceId = null, bool InlineIo = true, string? JournalName = null,
+        ITargetRecords? TargetRecords = null);
 
     public static Props Props(DiskRegistry disks, Options? options = null) =>
         Akka.Actor.Props.Create(() => new DeviceManager(disks, options ?? new Options()));
@@ -281,7 +282,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
     }
 
     private BuiltTable Build(string self, string text, bool readOnly) =>
-        DeviceLookup.Build(_devices, _disks, _options.Clock, self, text, readOnly);
+        DeviceLookup.Build(_devices, _disks, _options.Clock, self, text, readOnly, _options.TargetRecords);
 
     private void Forward(string op, string name, object message) => WithDevice(op, name, e => e.Actor.Forward(message));
 

@@ -103,6 +103,10 @@ public sealed class JournalSerializer(ExtendedActorSystem system) : SerializerWi
         {
             w.WriteNumber("epoch", a.Epoch); w.WriteString("node", a.Node); WriteTime(w, "at", a.At);
         }, j => new(j.Long("epoch"), j.String("node"), j.Time("at"))),
+        new Codec<Cluster.VolumeEvents.TargetRecorded>("volume-target-recorded.v1", (w, t) =>
+        {
+            w.WriteString("key", t.Key); w.WriteString("value", t.Value); WriteTime(w, "at", t.At);
+        }, j => new(j.String("key"), j.String("value"), j.Time("at"))),
         new Codec<Cluster.DirectoryEvents.Reserved>("directory-reserved.v1", (w, r) =>
         {
             w.WriteString("name", r.Name); w.WriteString("entity-id", r.EntityId); w.WriteString("uuid", r.Uuid); w.WriteNumber("minor", r.Minor);

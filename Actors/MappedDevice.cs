@@ -27,7 +27,9 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
 
     /// <summary>Messages from the manager and the target actors; local only (tables hold open devices).</summary>
     public sealed record LoadTable(Table Table, bool Reply = true);
-    public sealed record Shutdown;
+    /// <param name="HandOff">The volume goes on on another node (a move): bios it still holds were never started and
+    /// are answered with ESHUTDOWN ("not performed, go elsewhere"), which the data channel resends to the new owner.</param>
+    public sealed record Shutdown(bool HandOff = false);
     /// <summary>remove --force: swap in <paramref name="ErrorTable"/> (`0 size error`) with a noflush resume.</summary>
     public sealed record Wipe(Table ErrorTable);
     private sealed record ShutdownTimedOut;
@@ -65,6 +67,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
     private readonly OrderedBarrier _ordered;
     private readonly FlushTracker _flushes = new();
     private IActorRef? _removeReplyTo;
+    private bool _handOff;
     // The old table's target actors until they have stopped (and closed the devices they used), and the resumes
     // waiting for that: dm destroys the old table before the resume returns.
     private readonly HashSet<IActorRef> _retiring = new();
@@ -103,7 +106,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
                 _inactive = w.ErrorTable;
                 Resume(Sender, noflush: true);
                 break;
-            case Shutdown: Remove(Sender); break;
+            case Shutdown sd: _handOff = sd.HandOff; Remove(Sender); break;
             case ShutdownTimedOut: if (_removeReplyTo != null) Context.Stop(Self); break;
             case BarrierTimedOut t: _ordered.TimedOut(t.Barrier); break;
             case Terminated t: Retired(t.ActorRef); break;
@@ -374,8 +377,9 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
         // A remove is answered once the device is gone (also when its suspend timed out and IO was failed).
         _removeReplyTo?.Tell(Dm.Done.Empty);
         // Nothing hangs: every bio this device still holds is answered.
+        // Deferred bios never started: at a handoff they are told to go elsewhere (ESHUTDOWN), not failed.
         foreach (var env in Stash.ClearStash())
-            if (env.Message is Bio b) b.Complete(BioStatus.IoError);
+            if (env.Message is Bio b) b.Complete(_handOff ? BioStatus.Shutdown : BioStatus.IoError);
         foreach (var io in _inflight)
             if (io.Kind != DmIo.Kinds.BarrierData) // a barrier's: answered below, or at its timeout
                 io.Original.Complete(BioStatus.IoError);

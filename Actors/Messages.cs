@@ -62,7 +62,12 @@ public static class Dm
     public sealed record ExportList(IReadOnlyList<string> Names) : IControlMessage;
 
     /// <summary>Opens a device for IO (an NBD connection, a stacked user): the reply carries the actor to send bios to.</summary>
-    public sealed record Open(string Name) : IControlMessage;
+    /// <param name="Acknowledge">The caller answers an <see cref="Opened"/> that asks for it with <see cref="OpenAcknowledged"/>:
+    /// a caller whose Ask timed out never does, and a manager that knows this (a cluster node's, whose remote open can be
+    /// late) closes an open not acknowledged in time instead of leaving it counted forever.</param>
+    public sealed record Open(string Name, bool Acknowledge = false) : IControlMessage;
+    /// <summary>The caller of an <see cref="Open"/> received <see cref="Opened"/> and uses <paramref name="Device"/>.</summary>
+    public sealed record OpenAcknowledged(string Name, IActorRef Device) : IControlMessage;
     /// <param name="Device">The device the open handed out: which of several opens of the name this closes.</param>
     public sealed record Close(string Name, IActorRef? Device = null) : IControlMessage;
 
@@ -95,6 +100,7 @@ public static class Dm
     /// <summary>The manager could not start (e.g. its journal is unreadable); every command gets this reason.</summary>
     public sealed record Unavailable(string Reason) : IControlMessage;
     public sealed record Infos(IReadOnlyList<DeviceInfo> Devices) : IControlMessage;
+    /// <param name="AwaitsAcknowledgement">The manager closes this open unless the caller sends <see cref="OpenAcknowledged"/> soon.</param>
     public sealed record Opened(string Name, IActorRef Device, long Sectors, bool ReadOnly, bool HasVolatileCache,
-        int PreferredBlock, bool SupportsDiscard, bool SupportsWriteZeroes) : IControlMessage;
+        int PreferredBlock, bool SupportsDiscard, bool SupportsWriteZeroes, bool AwaitsAcknowledgement = false) : IControlMessage;
 }

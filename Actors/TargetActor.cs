@@ -108,6 +108,15 @@ public sealed class TargetActor : UntypedActor, ITargetContext
 
     public void RaiseEvent() => _device.Tell(MappedDevice.TargetEvent.Instance);
 
+    public Action<Action> Inbox
+    {
+        get
+        {
+            var self = Self;
+            return action => self.Tell(new Msg.Run(action));
+        }
+    }
+
     protected override void PreRestart(Exception reason, object message)
     {
         // A crash must not strand bios: answer every clone this incarnation held.

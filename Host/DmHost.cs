@@ -312,6 +312,7 @@ public sealed class DmHost
         var nbd = new NbdServer(System, Manager, new NbdServerOptions
         {
             Tcp = Settings.NbdListen, UnixSocket = Settings.UnixSocket, MaxPayload = Settings.NbdMaxPayload, InternalExports = ClusterNode?.Exports,
+            Tls = Settings.NbdTls,
         });
         try { await nbd.StartAsync(); }
         catch (Exception e) when (e is global::System.Net.Sockets.SocketException or IOException)

@@ -21,6 +21,7 @@ public static class Program
             DmsetupCommand.BuildCluster(),
             ReplayLogCommand.Build(),
             CrashTestCommand.Build(),
+            ClusterTest.ClusterTestCommand.Build(),
             BenchCommand.Build(),
             ScaleBench.Build(),
         });

@@ -49,6 +49,7 @@ public sealed class Dust : Target
         if (clone.Op != BioOp.Flush) clone.Sector = RemapSector(_start, clone);
         if (!_failReadOnBadBlock || clone.Op == BioOp.Flush) return MapResult.Remapped(_dev);
         var block = clone.Sector >> _shift;
+        if (clone.Op == BioOp.BlockStatus) return MapResult.Remapped(_dev); // a bad block is still allocated
         if (!clone.IsWriteDirection) return _bad.ContainsKey(block) ? MapResult.Kill : MapResult.Remapped(_dev);
         if (_bad.TryGetValue(block, out var failWrites))
         {

@@ -24,7 +24,7 @@ public sealed partial class Mirror : Target
     {
         public IBlockDevice Dev { get; } = dev;
         /// <summary>The leg for resync copies, counted so a table replacing this one waits for them (<see cref="BackgroundIo"/>).</summary>
-        public IBlockDevice Copies { get; } = BackgroundIo.Track(dev, (dev, offset));
+        public IBlockDevice Copies { get; } = BackgroundIo.Track(dev, BackgroundIo.Key(dev, offset));
         public long Offset { get; } = offset;
         public string Arg { get; } = arg;
         /// <summary>Not written, read or copied from until it comes back.</summary>
@@ -134,8 +134,8 @@ public sealed partial class Mirror : Target
                 throw new TargetException($"Error creating mirror dirty log: log device {logDev.DevNo} too small: need {disk.SectorsNeeded * Bio.Sector512} bytes");
             _log = disk;
         }
-        else _log = new CoreLog(new CoreLog.Identity(_legs.Select(l => l.Dev).ToArray(), _legs.Select(l => l.Offset).ToArray(), a.Length, _regionSize))
-            { RegionSize = _regionSize, Sync = sync };
+        else _log = new CoreLog(new CoreLog.Identity(_legs.Select(l => l.Dev).ToArray(), _legs.Select(l => l.Offset).ToArray(), a.Length, _regionSize),
+            a.Lookup.Records, _legs.Select(l => $"{l.Arg} {l.Offset}").ToArray()) { RegionSize = _regionSize, Sync = sync };
         _inSync = sync == LogSync.NoSync ? _regions : 0; // until the log is loaded at the first resume
     }
 
@@ -156,6 +156,10 @@ public sealed partial class Mirror : Target
             case BioOp.Read: MapRead(clone, ctx); break;
             case BioOp.Flush: MapFlush(clone, ctx); break;
             case BioOp.Write or BioOp.Discard: MapWrite(clone, ctx); break;
+            case BioOp.BlockStatus: // legs may differ in allocation: data is true of every one
+                clone.Data.Span.Fill(BlockState.Data);
+                ctx.Complete(clone, BioStatus.Ok);
+                break;
             default: ctx.Complete(clone, BioStatus.NotSupported); break;
         }
         return MapResult.Submitted;
@@ -179,6 +183,8 @@ public sealed partial class Mirror : Target
         public long Sectors { get; } = sectors;
         public int Outstanding, Succeeded;
         public BioStatus Status = BioStatus.Ok;
+        /// <summary>Answered when its first leg had it (<see cref="AckAfterFirstLeg"/>, a broken mode for tests).</summary>
+        public bool AckedEarly;
     }
 
     private void MapWrite(Bio clone, ITargetContext ctx)
@@ -226,6 +232,7 @@ public sealed partial class Mirror : Target
         if (targets.Count < _minLegs) { EndPart(p, BioStatus.IoError, ctx); return; }
         p.Outstanding = targets.Count;
         var data = clone.Op == BioOp.Write ? clone.Data.Slice((int)((p.Sector - clone.Sector) << Bio.SectorShift), (int)(p.Sectors << Bio.SectorShift)) : Memory<byte>.Empty;
+        if (AckAfterFirstLeg) data = data.ToArray(); // answered early, the caller may reuse its buffer
         foreach (var i in targets)
         {
             var leg = _legs[i];
@@ -236,7 +243,7 @@ public sealed partial class Mirror : Target
 
     private void LegWritten(Part p, int leg, BioStatus st, ITargetContext ctx)
     {
-        if (st == BioStatus.Ok) p.Succeeded++;
+        if (st == BioStatus.Ok) { if (++p.Succeeded == 1 && AckAfterFirstLeg) AckEarly(p, ctx); }
         else if (p.Io.Clone.Op == BioOp.Discard) p.Status = st; // a discard a leg cannot do degrades nothing (write_callback)
         else FailLeg(leg, LegError.Write, ctx);
         if (--p.Outstanding > 0) return;
@@ -254,6 +261,7 @@ public sealed partial class Mirror : Target
             _dirtyIdle.Add(p.Region);
             RegionQuiet(p.Region, rio, ctx);
         }
+        if (p.AckedEarly) return;
         if (status != BioStatus.Ok && p.Io.Status == BioStatus.Ok) p.Io.Status = status;
         if (--p.Io.Parts == 0) ctx.Complete(p.Io.Clone, p.Io.Status);
     }
@@ -294,11 +302,10 @@ public sealed partial class Mirror : Target
         var r = RegionOf(clone.Sector);
         var rio = Io(r);
         if (rio.Recovering) { rio.Waiting.Enqueue(() => MapRead(clone, ctx)); return; }
-        // The first readable leg in sync for the region (dm's default mirror); never a failed or stale one.
-        for (var i = 0; i < _legs.Length; i++)
+        var i = ReadLeg(r);
+        if (i >= 0)
         {
             var l = _legs[i];
-            if (l.Failed || l.NoReads || _mem!.Stale[i][r]) continue;
             var child = new Bio(BioOp.Read, l.Offset + (clone.Sector - Begin), clone.Sectors, clone.Data, ActorRefs.Nobody, clone.Flags & BioFlags.ReadAhead);
             var at = i;
             ctx.Submit(l.Dev, child, st =>
@@ -310,6 +317,28 @@ public sealed partial class Mirror : Target
             return;
         }
         ctx.Complete(clone, BioStatus.IoError);
+    }
+
+    private int _readTurn;
+
+    /// <summary>
+    /// The leg a read of region <paramref name="r"/> goes to: never a failed or stale one, nor one that failed a
+    /// read; a leg on this node before one on another (a round trip saved), and the reads spread over the legs of
+    /// that kind in turn.
+    /// </summary>
+    private int ReadLeg(long r)
+    {
+        var remote = -1;
+        var from = _readTurn = (_readTurn + 1) % _legs.Length;
+        for (var k = 0; k < _legs.Length; k++)
+        {
+            var i = (from + k) % _legs.Length;
+            var l = _legs[i];
+            if (l.Failed || l.NoReads || _mem!.Stale[i][r]) continue;
+            if (!l.Dev.IsRemote) return i;
+            if (remote < 0) remote = i;
+        }
+        return remote;
     }
 
     private void MapFlush(Bio clone, ITargetContext ctx) => FlushLegs(ctx, st => ctx.Complete(clone, st));

@@ -2,7 +2,8 @@ namespace DmActors.Targets;
 
 /// <summary>
 /// zero: reads return zeroes, writes and discards succeed and vanish (drivers/md/dm-zero.c). No arguments
-/// ("No arguments required"). Readahead fails, as dm-zero does, so nobody caches its zeroes.
+/// ("No arguments required"). Readahead fails, as dm-zero does, so nobody caches its zeroes. Block status: a hole
+/// that reads as zeroes; a write-zeroes is always fast.
 /// </summary>
 [TargetType("zero", 1, 2, 0)]
 public sealed class Zero : Target
@@ -21,6 +22,9 @@ public sealed class Zero : Target
                 return MapResult.Kill;
             case BioOp.Read:
                 clone.Data.Span.Clear();
+                break;
+            case BioOp.BlockStatus:
+                clone.Data.Span.Fill(BlockState.HoleZero); // nothing stored, reads as zeroes
                 break;
         }
         ctx.Complete(clone, BioStatus.Ok);

@@ -15,7 +15,7 @@ usage() {
   cat <<'EOF'
 usage: bench/nbd-compare.sh [--quick] [--runs N] [--runtime S] [--size-mib N] [--dir DIR] [--keep]
                             [--servers "dmactors qemu nbdkit"] [--transports "tcp unix"] [--qemu-tcp]
-                            [--workloads "randread-4k-qd1 ..."] [--dmactors-cmd "CMD"] [--sparse]
+                            [--workloads "randread-4k-qd1 ..."] [--dmactors-cmd "CMD"] [--sparse] [--tls]
   --quick          3 runs of 2 s on a 256 MiB file (a few minutes in all)
   --runs N         runs per workload and server (default 3; the median is reported)
   --runtime S      seconds per fio run (default 5)
@@ -23,6 +23,8 @@ usage: bench/nbd-compare.sh [--quick] [--runs N] [--runtime S] [--size-mib N] [-
   --dir DIR        where the work directory goes (default $TMPDIR or /tmp); --keep leaves it behind
   --qemu-tcp       also run qemu-nbd over TCP (no TCP_NODELAY in 7.2: expect poor QD1 latency)
   --sparse         serve a sparse backing file (all holes) instead of a fully written one
+  --tls            TLS required on every transport (certificates made with openssl); dmactors and nbdkit
+                   only (qemu-nbd is left out), clients use nbds:// URIs
   workloads        randread/randwrite 4k at QD1 and QD32, seqread/seqwrite 1M at QD4, randwrite-4k-fsync (a
                    flush after each write, QD1), randwrite-4k-qd32-flush16 (a flush every 16 writes, QD32),
                    randread-4k-4x8 / randwrite-4k-4x8 (4 connections at QD8 each on the one export),
@@ -32,7 +34,7 @@ usage: bench/nbd-compare.sh [--quick] [--runs N] [--runtime S] [--size-mib N] [-
 EOF
 }
 
-RUNS=3 RUNTIME=5 SIZE_MIB=1024 DIR="${TMPDIR:-/tmp}" KEEP=0 QEMU_TCP=0 SPARSE=0
+RUNS=3 RUNTIME=5 SIZE_MIB=1024 DIR="${TMPDIR:-/tmp}" KEEP=0 QEMU_TCP=0 SPARSE=0 TLS=0
 SERVERS="dmactors qemu nbdkit" TRANSPORTS="tcp unix" DMACTORS_CMD=""
 ALL_WORKLOADS="randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd1 randwrite-4k-qd32 seqread-1m-qd4 seqwrite-1m-qd4 randwrite-4k-fsync randwrite-4k-qd32-flush16 randread-4k-4x8 randwrite-4k-4x8 nbdcopy-read nbdcopy-write"
 WORKLOADS="$ALL_WORKLOADS"
@@ -49,6 +51,7 @@ while [[ $# -gt 0 ]]; do
     --workloads) WORKLOADS="$2"; shift ;;
     --qemu-tcp) QEMU_TCP=1 ;;
     --sparse) SPARSE=1 ;;
+    --tls) TLS=1 ;;
     --dmactors-cmd) DMACTORS_CMD="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "nbd-compare: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -65,6 +68,11 @@ for tool in fio qemu-nbd nbdkit nbdcopy nbdinfo jq ss timeout; do
   command -v "$tool" >/dev/null || { echo "nbd-compare: $tool not found (Debian: fio qemu-utils nbdkit libnbd-bin jq iproute2)" >&2; exit 2; }
 done
 
+if [[ $TLS == 1 ]]; then
+  command -v openssl >/dev/null || { echo "nbd-compare: --tls needs openssl" >&2; exit 2; }
+  SERVERS="$(echo " $SERVERS " | sed 's/ qemu / /' | xargs)"
+fi
+
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="$(mktemp -d "$DIR/nbd-compare.XXXXXX")"
 DISK="$WORK/disk.img" SRC="$WORK/src.img" RESULTS="$WORK/results.tsv"
@@ -72,6 +80,30 @@ declare -A URI=() PID=()
 : >"$RESULTS"
 
 log() { echo "[$(date -u +%T)] $*" >&2; }
+
+# With --tls: a CA, a server certificate for 127.0.0.1 / localhost (nbdkit's directory layout) and a client
+# directory with the CA; URIs become nbds:// and nbds+unix:// naming the client directory.
+make_certs() {
+  local t="$WORK/tls"
+  mkdir -p "$t/server" "$t/client"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$t/ca-key.pem" -out "$t/server/ca-cert.pem" -days 2 -subj /CN=bench-ca \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout "$t/server/server-key.pem" -out "$t/server.csr" -subj /CN=localhost 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$t/ext.cnf"
+  openssl x509 -req -in "$t/server.csr" -CA "$t/server/ca-cert.pem" -CAkey "$t/ca-key.pem" -CAcreateserial \
+    -out "$t/server/server-cert.pem" -days 2 -extfile "$t/ext.cnf" 2>/dev/null
+  cp "$t/server/ca-cert.pem" "$t/client/"
+  mkdir -p "$t/home/.pki" && ln -s "$t/client" "$t/home/.pki/libnbd"
+  CLIENT=(env "HOME=$t/home")
+}
+# nbd://... -> nbds://... (and nbd+unix -> nbds+unix) when --tls is on. fio refuses a tls-certificates= in a URI,
+# so the clients find the CA where libnbd looks by default ($HOME/.pki/libnbd): CLIENT runs them with that HOME.
+tls_uri() {
+  local u=$1
+  [[ $TLS == 1 ]] && u="nbds${u#nbd}"
+  echo "$u"
+}
+CLIENT=()
 
 # Stop every server we started (TERM, then KILL after 10 s), and remove the work directory.
 cleanup() {
@@ -107,25 +139,27 @@ wait_ready() {
   local key=$1 uri=$2 pid=$3
   for _ in $(seq 1 120); do
     kill -0 "$pid" 2>/dev/null || { log "$key: server exited (see $WORK/$key.log)"; return 1; }
-    timeout 5 nbdinfo --size "$uri" >/dev/null 2>&1 && return 0
+    "${CLIENT[@]}" timeout 5 nbdinfo --size "$uri" >/dev/null 2>&1 && return 0
     sleep 0.5
   done
   log "$key: not answering after 60 s"; return 1
 }
 
 started() { # key uri pid
-  if wait_ready "$1" "$2" "$3"; then URI[$1]=$2; PID[$1]=$3; log "$1: $2"; else kill "$3" 2>/dev/null || true; fi
+  local uri; uri=$(tls_uri "$2")
+  if wait_ready "$1" "$uri" "$3"; then URI[$1]=$uri; PID[$1]=$3; log "$1: $uri"; else kill "$3" 2>/dev/null || true; fi
 }
 
 start_nbdkit() {
-  local sock="$WORK/nbdkit.sock" port
+  local sock="$WORK/nbdkit.sock" port tls=()
+  [[ $TLS == 1 ]] && tls=(--tls=require "--tls-certificates=$WORK/tls/server")
   if [[ " $TRANSPORTS " == *" unix "* ]]; then
-    nbdkit -f --exit-with-parent -U "$sock" file "$DISK" >"$WORK/nbdkit-unix.log" 2>&1 &
+    nbdkit -f --exit-with-parent "${tls[@]}" -U "$sock" file "$DISK" >"$WORK/nbdkit-unix.log" 2>&1 &
     started nbdkit/unix "nbd+unix:///?socket=$sock" $!
   fi
   if [[ " $TRANSPORTS " == *" tcp "* ]]; then
     port=$(free_port)
-    nbdkit -f --exit-with-parent -i 127.0.0.1 -p "$port" file "$DISK" >"$WORK/nbdkit-tcp.log" 2>&1 &
+    nbdkit -f --exit-with-parent "${tls[@]}" -i 127.0.0.1 -p "$port" file "$DISK" >"$WORK/nbdkit-tcp.log" 2>&1 &
     started nbdkit/tcp "nbd://127.0.0.1:$port/" $!
   fi
 }
@@ -172,7 +206,7 @@ dmactors {
   data-dir = "$WORK"
   disks = [ { name = bench0, path = "disk.img", create = off } ]
   devices = [ { name = bench, table = "0 $sectors linear bench0 0", barrier-mode = ordered } ]
-  nbd { listen = $listen, unix-socket = $unix }
+  nbd { listen = $listen, unix-socket = $unix$( [[ $TLS == 1 ]] && echo ", tls = require, tls-certificates = \"$WORK/tls/server\", tls-unix-socket = on" ) }
   control { hostname = "127.0.0.1", port = $cport }
 }
 EOF
@@ -192,8 +226,9 @@ EOF
     log "dmactors: serve exited: $(tail -n 5 "$WORK/dmactors.log" | tr '\n' ' '); skipping"; return 0
   fi
   PID[dmactors]=$pid
-  [[ " $TRANSPORTS " == *" tcp "* ]] && { wait_ready dmactors/tcp "nbd://127.0.0.1:$port/bench" "$pid" && URI[dmactors/tcp]="nbd://127.0.0.1:$port/bench" && log "dmactors/tcp: ${URI[dmactors/tcp]}"; }
-  [[ " $TRANSPORTS " == *" unix "* ]] && { wait_ready dmactors/unix "nbd+unix:///bench?socket=$WORK/dmactors.sock" "$pid" && URI[dmactors/unix]="nbd+unix:///bench?socket=$WORK/dmactors.sock" && log "dmactors/unix: ${URI[dmactors/unix]}"; }
+  local u
+  [[ " $TRANSPORTS " == *" tcp "* ]] && { u=$(tls_uri "nbd://127.0.0.1:$port/bench"); wait_ready dmactors/tcp "$u" "$pid" && URI[dmactors/tcp]="$u" && log "dmactors/tcp: $u"; }
+  [[ " $TRANSPORTS " == *" unix "* ]] && { u=$(tls_uri "nbd+unix:///bench?socket=$WORK/dmactors.sock"); wait_ready dmactors/unix "$u" "$pid" && URI[dmactors/unix]="$u" && log "dmactors/unix: $u"; }
   return 0
 }
 
@@ -222,14 +257,14 @@ run_one() {
   elif [[ $w == nbdcopy-* ]]; then
     local t0 t1
     t0=$(date +%s.%N)
-    if [[ $w == nbdcopy-read ]]; then timeout -k 5 300 nbdcopy "$uri" null: 2>>"$WORK/nbdcopy.log" || value=ERR
-    else timeout -k 5 300 nbdcopy "$SRC" "$uri" 2>>"$WORK/nbdcopy.log" || value=ERR; fi
+    if [[ $w == nbdcopy-read ]]; then "${CLIENT[@]}" timeout -k 5 300 nbdcopy "$uri" null: 2>>"$WORK/nbdcopy.log" || value=ERR
+    else "${CLIENT[@]}" timeout -k 5 300 nbdcopy "$SRC" "$uri" 2>>"$WORK/nbdcopy.log" || value=ERR; fi
     t1=$(date +%s.%N)
     [[ ${value:-} == ERR ]] || value=$(awk -v b=$(( SIZE_MIB << 20 )) -v a="$t0" -v z="$t1" 'BEGIN { printf "%.1f", b / (z - a) / 1e6 }')
   else
     rm -f "$out"
     # shellcheck disable=SC2046
-    if timeout -k 5 $(( RUNTIME + 60 )) fio --name="$w" --ioengine=nbd --uri="$uri" --size="${SIZE_MIB}M" \
+    if "${CLIENT[@]}" timeout -k 5 $(( RUNTIME + 60 )) fio --name="$w" --ioengine=nbd --uri="$uri" --size="${SIZE_MIB}M" \
          --runtime="$RUNTIME" --time_based --norandommap --randrepeat=0 $(fio_args "$w") \
          --output-format=json --output="$out" >>"$WORK/fio.log" 2>&1 \
        && [[ "$(jq '.jobs[0].error' "$out")" == 0 ]]; then
@@ -252,6 +287,7 @@ else
   dd if="$SRC" of="$DISK" bs=1M conv=fsync status=none
 fi
 sync "$SRC" "$DISK"
+[[ $TLS == 1 ]] && make_certs
 BACKING="$( [[ $SPARSE == 1 ]] && echo sparse || echo "fully written" ) backing file ($(( $(stat -c %b "$DISK") * $(stat -c %B "$DISK") >> 20 )) MiB allocated)"
 log "$BACKING"
 
@@ -315,7 +351,7 @@ awk -F'\t' -v servers="$RAN" -v transports="$TRANSPORTS" -v workloads="$WORKLOAD
     }
     if (ns > 1) printf "ratios marked < are below 1.0 (the subject is slower than that peer): %d\n", below + 0
   }' "$RESULTS"
-echo "medians of $RUNS runs x ${RUNTIME}s, ${SIZE_MIB} MiB $BACKING, $(nproc) cores; fio ioengine=nbd, 1 job (4x8: 4 jobs, one connection each); nbdcopy whole export to null: / from a file"
+echo "medians of $RUNS runs x ${RUNTIME}s, ${SIZE_MIB} MiB $BACKING$( [[ $TLS == 1 ]] && echo ", TLS required (nbds://)" ), $(nproc) cores; fio ioengine=nbd, 1 job (4x8: 4 jobs, one connection each); nbdcopy whole export to null: / from a file"
 [[ " $SERVERS " == *" qemu "* && $QEMU_TCP == 0 ]] && echo "qemu-nbd over Unix socket only (7.2 lacks TCP_NODELAY; --qemu-tcp to include it)"
 if [[ -z "${URI[dmactors/tcp]:-}${URI[dmactors/unix]:-}" && " $SERVERS " == *" dmactors "* ]]; then
   echo "dmactors did not serve (no NBD server in this build yet?): its column is empty"

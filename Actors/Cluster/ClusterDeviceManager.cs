@@ -17,16 +17,28 @@ public sealed class ClusterDeviceManager : UntypedActor
         Akka.Actor.Props.Create(() => new ClusterDeviceManager(node, region, directory));
 
     /// <summary>A remote volume was opened (off the actor): map it with a proxy and answer the open.</summary>
-    private sealed record RemoteOpened(string Name, int Minor, IBlockDevice Device, IActorRef ReplyTo);
+    private sealed record RemoteOpened(string Name, int Minor, IBlockDevice Device, IActorRef ReplyTo, bool Acknowledge);
 
     /// <summary>A remote open came to nothing, or found the volume here after all: the caller is answered on the actor.</summary>
     private sealed record OpenFailed(object Reply, IActorRef ReplyTo);
     private sealed record OpenAgain(Dm.Open Open, IActorRef ReplyTo);
 
     /// <summary>What one Open handed out, undone by a Close of the same name (last opened, first closed).</summary>
-    private sealed record Opening(DeviceShared Shared, IActorRef? Proxy, IBlockDevice? Remote);
+    private sealed class Opening(DeviceShared Shared, IActorRef Device, IActorRef? Proxy, bool awaitsAck)
+    {
+        public DeviceShared Shared { get; } = Shared;
+        /// <summary>What the caller sends bios to: the volume's device, or the proxy.</summary>
+        public IActorRef Device { get; } = Device;
+        public IActorRef? Proxy { get; } = Proxy;
+        /// <summary>Handed out with Opened.AwaitsAcknowledgement and not acknowledged yet.</summary>
+        public bool AwaitsAck { get; set; } = awaitsAck;
+    }
+
+    /// <summary>An open asked to be acknowledged and this is its time: unacknowledged, nobody will close it.</summary>
+    private sealed record AckDue(string Name, Opening Opening);
 
     private static readonly TimeSpan MovePoll = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan MovePollAsk = TimeSpan.FromSeconds(2);
 
     private readonly ClusterNode _node;
     private readonly IActorRef _region;
@@ -71,6 +83,8 @@ public sealed class ClusterDeviceManager : UntypedActor
             case OpenFailed f: StopWaiting(f.ReplyTo); f.ReplyTo.Tell(f.Reply); break;
             case OpenAgain a: StopWaiting(a.ReplyTo); Self.Tell(a.Open, a.ReplyTo); break;
             case Dm.Close c: Close(c); break;
+            case Dm.OpenAcknowledged a: Acknowledged(a); break;
+            case AckDue d: CloseUnacknowledged(d); break;
             case DeviceManager.Quiesce: Quiesce(); break;
             case ClusterCmd.Status: Reply(Status()); break;
             case ClusterCmd.Move m: Reply(Move(m)); break;
@@ -190,23 +204,29 @@ public sealed class ClusterDeviceManager : UntypedActor
         return new ClusterCmd.StatusReply(clusterName, _node.Self, leader == null ? null : ClusterDefaults.NodeOf(leader.Roles) ?? leader.Address.ToString(), members);
     }
 
-    /// <summary>Move: the directory places the group; done once every volume of it answers from the new node.</summary>
+    /// <summary>
+    /// Move: the directory places the group; done once every volume of it answers from the new node, within the
+    /// move's own bound (the CLI's timeout, which waits a little longer for this answer; else twice the ask
+    /// timeout). Each poll asks briefly: a question lost in the shard's handoff is asked again, not waited out.
+    /// </summary>
     private async Task<object> Move(ClusterCmd.Move m)
     {
+        var within = m.Within ?? Timeout + Timeout;
+        var deadline = DateTime.UtcNow + within;
         var reply = await Ask(_directory, new DirectoryCmd.Move(m.Name, m.Node));
         if (reply is not DirectoryCmd.Moving moving) return reply;
-        var deadline = DateTime.UtcNow + Timeout + Timeout;
         foreach (var v in moving.Group)
         {
             while (true)
             {
                 object info;
-                try { info = await AskVolume(v.EntityId, new Dm.GetInfo(v.Name)); }
+                try { info = await _region.Ask<object>(new VolumeEnvelope(v.EntityId, new Dm.GetInfo(v.Name)), MovePollAsk < Timeout ? MovePollAsk : Timeout); }
                 catch (AskTimeoutException) { info = "timeout"; }
                 if (info is Dm.DeviceInfo i && i.Node == m.Node) break;
                 if (info is Dm.Failed) return info;
                 if (DateTime.UtcNow > deadline)
-                    return new Dm.Failed("move", m.Name, "Connection timed out", $"{v.Name} does not serve on {m.Node} yet");
+                    return new Dm.Failed("move", m.Name, "Connection timed out",
+                        $"volume {v.Name} does not serve on node {m.Node} after {within.TotalSeconds:0.###} s; it is placed there and may still come up (see dmactors cluster status)");
                 await Task.Delay(MovePoll);
             }
         }
@@ -222,15 +242,15 @@ public sealed class ClusterDeviceManager : UntypedActor
             var shared = local.Device.Shared;
             if (shared.Sectors == 0) { Sender.Tell(new Dm.Failed("open", o.Name, Dm.Failed.NoDevice, "device has no live table")); return; }
             shared.Open();
-            Remember(o.Name, new Opening(shared, null, null));
-            Sender.Tell(new Dm.Opened(o.Name, local.Device.Actor, shared.Sectors, shared.ReadOnly, shared.HasVolatileCache, 4096, true, true));
+            Remember(o.Name, new Opening(shared, local.Device.Actor, null, o.Acknowledge));
+            Sender.Tell(new Dm.Opened(o.Name, local.Device.Actor, shared.Sectors, shared.ReadOnly, shared.HasVolatileCache, 4096, true, true, o.Acknowledge));
             return;
         }
         var replyTo = Sender;
         var self = Self;
         // The caller (an NBD open) may give up before the remote open is done: then nothing may be left open for it.
         if (_waiting.TryAdd(replyTo, false)) Context.Watch(replyTo);
-        OpenElsewhere(o.Name, replyTo).ContinueWith(t =>
+        OpenElsewhere(o, replyTo).ContinueWith(t =>
         {
             switch (t.IsCompletedSuccessfully ? t.Result : new Dm.Failed("open", o.Name, "Connection timed out", t.Exception?.GetBaseException().Message ?? ""))
             {
@@ -242,19 +262,20 @@ public sealed class ClusterDeviceManager : UntypedActor
     }
 
     /// <summary>Finds the owner; the volume runs here after all (just woken): open again; else open it remotely.</summary>
-    private async Task<object> OpenElsewhere(string name, IActorRef replyTo)
+    private async Task<object> OpenElsewhere(Dm.Open open, IActorRef replyTo)
     {
+        var name = open.Name;
         var resolved = await Ask(_directory, new DirectoryCmd.Resolve("open", name));
         if (resolved is not DirectoryCmd.Resolved v) return resolved;
         var info = await AskVolume(v.EntityId, new Dm.GetInfo(name)); // wakes it, and says where it runs
         if (info is not Dm.DeviceInfo i) return info;
         if (!i.LiveTable) return new Dm.Failed("open", name, Dm.Failed.NoDevice, "device has no live table");
-        if (i.Node == _node.Self) return _node.Volumes.Find(name) != null ? new Dm.Open(name) : new Dm.Failed("open", name, Dm.Failed.NoDevice, "device is moving");
+        if (i.Node == _node.Self) return _node.Volumes.Find(name) != null ? open : new Dm.Failed("open", name, Dm.Failed.NoDevice, "device is moving");
         var owner = i.Node!;
         // The data channel connects synchronously (bounded by its connect timeout): off the actor.
         return await Task.Run(() =>
         {
-            try { return (object)new RemoteOpened(name, v.Minor, _node.Remote.Open(name, owner), replyTo); }
+            try { return (object)new RemoteOpened(name, v.Minor, _node.Remote.Open(name, owner), replyTo, open.Acknowledge); }
             catch (TargetException e) { return new Dm.Failed("open", name, Dm.Failed.NoDevice, $"cannot reach {name} on {owner}: {e.Message}"); }
         });
     }
@@ -287,8 +308,8 @@ public sealed class ClusterDeviceManager : UntypedActor
         proxy.Tell(new Dm.Resume(r.Name), ActorRefs.Nobody);
         // The proxy's size is known before its resume runs: the table's.
         shared.Open();
-        Remember(r.Name, new Opening(shared, proxy, r.Device));
-        r.ReplyTo.Tell(new Dm.Opened(r.Name, proxy, table.Sectors, table.ReadOnly, table.HasVolatileCache, 4096, true, true));
+        Remember(r.Name, new Opening(shared, proxy, proxy, r.Acknowledge));
+        r.ReplyTo.Tell(new Dm.Opened(r.Name, proxy, table.Sectors, table.ReadOnly, table.HasVolatileCache, 4096, true, true, r.Acknowledge));
     }
 
     /// <summary>The caller of a remote open is answered now; true when it had stopped waiting.</summary>
@@ -305,6 +326,33 @@ public sealed class ClusterDeviceManager : UntypedActor
     {
         if (!_opens.TryGetValue(name, out var list)) _opens[name] = list = new();
         list.Add(o);
+        if (o.AwaitsAck) Context.System.Scheduler.ScheduleTellOnce(_node.AckTimeout, Self, new AckDue(name, o), Self);
+    }
+
+    /// <summary>The caller has the device: its open stays until its close.</summary>
+    private void Acknowledged(Dm.OpenAcknowledged a)
+    {
+        if (_opens.TryGetValue(a.Name, out var list) && list.FirstOrDefault(o => o.AwaitsAck && o.Device.Equals(a.Device)) is { } o)
+            o.AwaitsAck = false;
+    }
+
+    /// <summary>
+    /// The caller never acknowledged (its Ask timed out before the reply, which reached nobody): nobody will close
+    /// this open, so it is closed here, releasing the proxy and its connection to the owner.
+    /// </summary>
+    private void CloseUnacknowledged(AckDue d)
+    {
+        if (!d.Opening.AwaitsAck || !_opens.TryGetValue(d.Name, out var list) || !list.Remove(d.Opening)) return;
+        if (list.Count == 0) _opens.Remove(d.Name);
+        _log.Info("open of {0} was not acknowledged within {1}: its caller gave up; closing it", d.Name, _node.AckTimeout);
+        Release(d.Opening);
+    }
+
+    private static void Release(Opening o)
+    {
+        o.Shared.Close();
+        // A proxy serves one open: it goes (releasing the remote device) with its close.
+        o.Proxy?.Tell(new MappedDevice.Shutdown(), ActorRefs.Nobody);
     }
 
     private void Close(Dm.Close c)
@@ -318,9 +366,7 @@ public sealed class ClusterDeviceManager : UntypedActor
             var o = list[i];
             list.RemoveAt(i);
             if (list.Count == 0) _opens.Remove(c.Name);
-            o.Shared.Close();
-            // A proxy serves one open: it goes (releasing the remote device) with its close.
-            o.Proxy?.Tell(new MappedDevice.Shutdown(), ActorRefs.Nobody);
+            Release(o);
         }
         else if (_node.Volumes.Find(c.Name) is { } local) local.Device.Shared.Close();
         Sender.Tell(Dm.Done.Empty);

@@ -23,7 +23,9 @@ public static class ClusterCmd
     /// `dmactors cluster move VOL NODE`: hands the volume (with every volume of its stack group) over to NODE:
     /// suspend, stop, start there, resume. Answered with Dm.Done once it serves on NODE, or Dm.Failed.
     /// </summary>
-    public sealed record Move(string Name, string Node) : IControlMessage;
+    /// <param name="Within">How long the manager waits for the volume to serve on NODE before it answers that it
+    /// does not yet (the CLI's timeout; the CLI waits a little longer for the answer). Null: twice the ask timeout.</param>
+    public sealed record Move(string Name, string Node, TimeSpan? Within = null) : IControlMessage;
 
     /// <summary>
     /// What a node asks a seed before it joins, and a member asks another for its data channel: answered by the

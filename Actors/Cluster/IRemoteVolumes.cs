@@ -22,10 +22,13 @@ public interface IRemoteVolumes
 /// <param name="RehomeDelay">How long after a member's removal the directory re-places its groups (the shard
 /// coordinator lets go of the dead node's shards first).</param>
 /// <param name="DirectorySnapshotEvery">The directory saves its state as a snapshot every this many events (default 200).</param>
+/// <param name="OpenAckTimeout">An open that asked to be acknowledged (an NBD connection's) and is not within this
+/// long is closed: its caller gave up before the reply came (default: the ask timeout).</param>
 public sealed record ClusterNode(IClusterDisks Disks, IRemoteVolumes Remote, DeviceManager.Options? DeviceOptions = null,
     TimeSpan? AskTimeout = null, TimeSpan? WakeInterval = null, TimeSpan? RehomeAfterStart = null, TimeSpan? RehomeDelay = null,
-    int? DirectorySnapshotEvery = null)
+    int? DirectorySnapshotEvery = null, TimeSpan? OpenAckTimeout = null)
 {
+    public TimeSpan AckTimeout => OpenAckTimeout ?? Timeout;
     public int DirectorySnapshots => DirectorySnapshotEvery is { } n && n > 0 ? n : 200;
     public string Self => Disks.Self;
     public NodeVolumes Volumes { get; } = new();

@@ -54,16 +54,19 @@ internal sealed class VolumeLookup : IDeviceLookup
     private readonly Dictionary<string, string> _recorded = new(StringComparer.Ordinal);
     private readonly HashSet<string> _uses = new(StringComparer.Ordinal);
 
-    private VolumeLookup(NodeVolumes volumes, IClusterDisks disks, string entityId, long epoch, string placeNode)
+    private VolumeLookup(NodeVolumes volumes, IClusterDisks disks, string entityId, long epoch, string placeNode, ITargetRecords? records)
     {
-        _volumes = volumes; _disks = disks; _entityId = entityId; _epoch = epoch; _placeNode = placeNode;
+        _volumes = volumes; _disks = disks; _entityId = entityId; _epoch = epoch; _placeNode = placeNode; Records = records;
     }
+
+    /// <summary>The volume's journal, for its targets' notes.</summary>
+    public ITargetRecords? Records { get; }
 
     /// <summary>Builds <paramref name="text"/>; returns the table, the entity ids it uses, and its text as recorded.</summary>
     public static (BuiltTable Built, string Recorded) Build(NodeVolumes volumes, IClusterDisks disks, IClock? clock,
-        string entityId, long epoch, string placeNode, string text, bool readOnly)
+        string entityId, long epoch, string placeNode, string text, bool readOnly, ITargetRecords? records = null)
     {
-        var lookup = new VolumeLookup(volumes, disks, entityId, epoch, placeNode);
+        var lookup = new VolumeLookup(volumes, disks, entityId, epoch, placeNode, records);
         var lines = Table.Parse(text);
         var table = Table.Build(lines, lookup, readOnly, clock);
         var recorded = string.Join("\n", lines.Select(l =>

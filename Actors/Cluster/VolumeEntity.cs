@@ -36,6 +36,9 @@ public sealed class VolumeEntity : ReceivePersistentActor
     private static readonly TimeSpan[] TableRetries = [TimeSpan.Zero, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3),
         TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(20), TimeSpan.FromSeconds(30)];
 
+    /// <summary>A target's note to persist (<see cref="TargetRecords"/>); <see cref="Done"/> says whether it is.</summary>
+    private sealed record RecordTarget(string Key, string Value, Action<bool> Done);
+
     private const int RestoreAttempts = 40;
     private static readonly TimeSpan RestoreRetry = TimeSpan.FromMilliseconds(250);
 
@@ -49,6 +52,9 @@ public sealed class VolumeEntity : ReceivePersistentActor
     private bool _activating;
     private bool _stopping;
     private Action<string>? _onPersistFailure;
+    private readonly TargetRecords _records;
+    /// <summary>Notes being persisted: answered false if the entity stops first, so no write waits for ever.</summary>
+    private readonly List<RecordTarget> _recording = new();
 
     public VolumeEntity(string entityId, ClusterNode node)
     {
@@ -63,7 +69,10 @@ public sealed class VolumeEntity : ReceivePersistentActor
         Command<ClusterEvent.IMemberEvent>(_ => { });
         Command<RetryTables>(RetryTablesNow);
         Command<Terminated>(OnTerminated);
+        // Not stashed while activating: a table that goes live at activation may wait for its note.
+        Command<RecordTarget>(Record);
         CommandAny(Handle);
+        _records = new TargetRecords(this, Self);
     }
 
     public override string PersistenceId { get; }
@@ -283,7 +292,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
             removed: Unregister, renamed: _ => { });
 
     private (BuiltTable Built, string Recorded) Build(string text, bool readOnly, string placeNode, long? epoch = null) =>
-        VolumeLookup.Build(_node.Volumes, _node.Disks, _node.Options.Clock, EntityId, epoch ?? _state.Epoch, placeNode, text, readOnly);
+        VolumeLookup.Build(_node.Volumes, _node.Disks, _node.Options.Clock, EntityId, epoch ?? _state.Epoch, placeNode, text, readOnly, _records);
 
     private ManagedDevice Spawn(string name, int minor, BarrierMode mode, bool readOnly, string? uuid)
     {
@@ -303,16 +312,43 @@ public sealed class VolumeEntity : ReceivePersistentActor
         if (_active != null) _node.Volumes.Remove(EntityId, _active);
     }
 
+    // ---- Targets' notes ----------------------------------------------------------------------------------------
+
+    /// <summary>The volume's journal as its tables' targets see it: read on any thread, written through the entity.</summary>
+    private sealed class TargetRecords(VolumeEntity entity, IActorRef self) : ITargetRecords
+    {
+        public string? Get(string key) => Volatile.Read(ref entity._state).Records.GetValueOrDefault(key);
+        public void Put(string key, string value, Action<bool> done) => self.Tell(new RecordTarget(key, value, done));
+    }
+
+    private void Record(RecordTarget r)
+    {
+        _recording.Add(r);
+        Persist(new VolumeEvents.TargetRecorded(r.Key, r.Value, DateTime.UtcNow), e =>
+        {
+            _state = _state.Apply(e);
+            if (_recording.Remove(r)) r.Done(true);
+        });
+    }
+
+    private void FailRecording()
+    {
+        foreach (var r in _recording) r.Done(false);
+        _recording.Clear();
+    }
+
     // ---- Stopping -----------------------------------------------------------------------------------------------
 
-    /// <summary>Handoff: suspend with flush (in-flight bios complete), stop the device (deferred bios get EIO), stop.</summary>
+    /// <summary>Handoff: suspend with flush (in-flight bios complete), stop the device (deferred bios get ESHUTDOWN), stop.</summary>
     private void HandOver()
     {
         _stopping = true;
         if (_active == null) { Context.Stop(Self); return; }
         Unregister(); // no new open or stacked table finds it here any more
         _log.Info("volume {0} ({1}) hands over from {2}", _active.Device.Shared.Name, EntityId, Self_);
-        _active.Device.Actor.Tell(new MappedDevice.Shutdown(), ActorRefs.Nobody);
+        // What reaches the device from now on was never started: answered with ESHUTDOWN, resent to the new owner.
+        LostBioAnswerer.HandedOff(_active.Device.Actor);
+        _active.Device.Actor.Tell(new MappedDevice.Shutdown(HandOff: true), ActorRefs.Nobody);
     }
 
     private void OnTerminated(Terminated t)
@@ -329,6 +365,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
     {
         Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self);
         Unregister();
+        FailRecording();
         base.PostStop();
     }
 
@@ -340,6 +377,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
 
     protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
     {
+        if (@event is VolumeEvents.TargetRecorded) FailRecording(); // one at a time: Persist holds the next back
         _onPersistFailure?.Invoke($"journal rejected the change: {cause.Message}");
         _onPersistFailure = null;
         base.OnPersistRejected(cause, @event, sequenceNr);

@@ -11,6 +11,12 @@ public static class VolumeEvents
     /// owner (fencing).
     /// </summary>
     public sealed record Activated(long Epoch, string Node, DateTime At) : IPersistedEvent;
+
+    /// <summary>
+    /// A target of the volume's live table noted <paramref name="Value"/> under <paramref name="Key"/> (a core-log
+    /// mirror: the legs that may lack acknowledged writes), read by the next build of its table on any node.
+    /// </summary>
+    public sealed record TargetRecorded(string Key, string Value, DateTime At) : IPersistedEvent;
 }
 
 /// <summary>
@@ -20,6 +26,9 @@ public static class VolumeEvents
 public sealed record VolumeState(string EntityId, DeviceRecord? Device, long Epoch, string? Node, int Minor)
 {
     public static VolumeState Empty(string entityId) => new(entityId, null, 0, null, 0);
+
+    /// <summary>The targets' notes (<see cref="VolumeEvents.TargetRecorded"/>), the latest per key; a create starts without.</summary>
+    public ImmutableSortedDictionary<string, string> Records { get; init; } = ImmutableSortedDictionary.Create<string, string>(StringComparer.Ordinal);
 
     /// <summary>The shard (stack group) of an entity id <c>SHARD:SUFFIX</c>.</summary>
     public static string ShardOf(string entityId)
@@ -37,7 +46,8 @@ public sealed record VolumeState(string EntityId, DeviceRecord? Device, long Epo
     public VolumeState Apply(IPersistedEvent e) => e switch
     {
         VolumeEvents.Activated a => this with { Epoch = Math.Max(Epoch, a.Epoch), Node = a.Node },
-        DeviceEvents.Created c => this with { Device = AsHost(c.Minor).Apply(c).Devices.Values.Single(), Minor = c.Minor },
+        VolumeEvents.TargetRecorded t => this with { Records = Records.SetItem(t.Key, t.Value) },
+        DeviceEvents.Created c => this with { Device = AsHost(c.Minor).Apply(c).Devices.Values.Single(), Minor = c.Minor, Records = Records.Clear() },
         DeviceEvents.DeviceEvent d => this with { Device = AsHost().Apply(d).Devices.Values.SingleOrDefault() },
         _ => this,
     };

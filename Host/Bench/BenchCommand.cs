@@ -27,7 +27,7 @@ public static class BenchCommand
         void Progress(string line) => stderr.WriteLine($"[{clock.Elapsed.TotalSeconds,6:F1}s] {line}");
 
         var results = new BenchResults();
-        await using (var rig = await BenchRig.StartAsync(options.Dir, options.FileBytes, options.IoThreads, Progress))
+        await using (var rig = await BenchRig.StartAsync(options.Dir, options.FileBytes, options.IoThreads, Progress, options.Mirror))
         {
             Progress($"{workloads.Count} workloads x {options.Rounds} rounds x {options.Seconds:0.##} s slices, {rig.IoThreads} IO threads per path");
             await WarmUpAsync(rig, Math.Min(0.3, options.Seconds));

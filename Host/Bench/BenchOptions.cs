@@ -4,11 +4,12 @@ using DmActors.Host.CommandLine;
 namespace DmActors.Host.Bench;
 
 /// <summary>
-/// `dmactors bench [--quick] [--json] [--dir DIR] [--seconds N] [--rounds N] [--size-mib N] [--only SUBSTRING] [--io-threads N]`.
+/// `dmactors bench [--quick] [--json] [--dir DIR] [--seconds N] [--rounds N] [--size-mib N] [--only SUBSTRING] [--io-threads N] [--mirror]`.
 /// Seconds is the length of one timed slice (one workload on one path in one round). IoThreads sizes the
 /// engine's DiskIoPool and the direct baseline's thread set alike (default: the host's shared pool size).
 /// </summary>
-public sealed record BenchOptions(bool Quick, bool Json, string? Dir, double Seconds, int Rounds, long FileBytes, string? Only, int IoThreads)
+public sealed record BenchOptions(bool Quick, bool Json, string? Dir, double Seconds, int Rounds, long FileBytes, string? Only, int IoThreads,
+    bool Mirror = false)
 {
     /// <summary>The size of the host's shared DiskIoPool.</summary>
     public static readonly int DefaultIoThreads = DiskIoPool.DefaultThreads;
@@ -37,11 +38,14 @@ public sealed record BenchOptions(bool Quick, bool Json, string? Dir, double Sec
             $"DiskIoPool size and direct thread count (default the host's pool size, {DefaultIoThreads}).", 1, 256,
             t => $"--io-threads: expected a whole number in 1..256, got '{t}'");
 
+        private readonly Option<bool> _mirror = ToolOption.Flag("--mirror",
+            "Also a two-leg mirror (core log, two files) beside linear, for the workloads without barriers.");
+
         public Command Command() =>
             new("bench",
                 "Direct file IO vs the same IO through mapped devices (linear, striped, 3-deep stack; both barrier modes), " +
                 "interleaved in rounds. Progress goes to stderr; the table (or --json) to stdout.")
-            { _quick, _json, _dir, _seconds, _rounds, _sizeMib, _only, _ioThreads };
+            { _quick, _json, _dir, _seconds, _rounds, _sizeMib, _only, _ioThreads, _mirror };
 
         public BenchOptions From(ParseResult r)
         {
@@ -51,7 +55,8 @@ public sealed record BenchOptions(bool Quick, bool Json, string? Dir, double Sec
                 r.GetValue(_rounds) ?? (quick ? 2 : 3),
                 (long)(r.GetValue(_sizeMib) ?? (quick ? 256 : 1024)) << 20,
                 r.GetValue(_only),
-                r.GetValue(_ioThreads) ?? DefaultIoThreads);
+                r.GetValue(_ioThreads) ?? DefaultIoThreads,
+                r.GetValue(_mirror));
         }
     }
 }

@@ -11,7 +11,9 @@ namespace DmActors.Host.Bench;
 /// FileDisks, chunk 128), stack3 (linear over linear over linear over a FileDisk), and linear/striped again in
 /// BarrierMode.Flush for the barrier workloads; linear-mem (linear over a 64 MiB MemoryDisk, which completes
 /// inline: the actors' share of the cost, no IO threads) for the 4 KiB workloads; linear-lanes (linear over the
-/// same FileDisk, opened once per IO thread: several submitters on one device, as several NBD connections).
+/// same FileDisk, opened once per IO thread: several submitters on one device, as several NBD connections); with
+/// `--mirror`, mirror (two legs over two FileDisks, core log, nosync) for the workloads without barriers, to set
+/// beside linear.
 /// </summary>
 public sealed class BenchRig : IAsyncDisposable
 {
@@ -32,10 +34,14 @@ public sealed class BenchRig : IAsyncDisposable
 
     public List<BenchPath> Paths { get; } = new();
 
-    public static async Task<BenchRig> StartAsync(string? dir, long bytes, int ioThreads, Action<string> progress)
+    public static async Task<BenchRig> StartAsync(string? dir, long bytes, int ioThreads, Action<string> progress, bool mirror = false)
     {
         var rig = new BenchRig(dir ?? Directory.CreateTempSubdirectory("dmactors-bench-").FullName, dir == null, ioThreads);
-        try { await rig.SetUpAsync(bytes, progress); }
+        try
+        {
+            await rig.SetUpAsync(bytes, progress);
+            if (mirror) await rig.AddMirrorAsync(bytes);
+        }
         catch { await rig.DisposeAsync(); throw; }
         return rig;
     }
@@ -91,6 +97,18 @@ public sealed class BenchRig : IAsyncDisposable
         Paths.Add(new DevicePath("striped-flush", await Create("striped-flush", striped, BarrierMode.Flush), bytes, stripes));
     }
 
+    /// <summary>A two-leg mirror over two more files, legs equal from the start (nosync: they are pre-written alike).</summary>
+    private async Task AddMirrorAsync(long bytes)
+    {
+        var sectors = bytes >> Bio.SectorShift;
+        var legs = new[] { "mirror-a", "mirror-b" }.Select(n => (FileDisk)_disks!.AddFile("d-" + n, Prefill(n + ".img", bytes), sectors)).ToArray();
+        var manager = _system!.ActorSelection("/user/devices");
+        var table = $"0 {sectors} mirror core 2 1024 nosync 2 d-mirror-a 0 d-mirror-b 0";
+        Expect(await manager.Ask<object>(new Dm.Create("mirror", table), AskTimeout), "create", "mirror");
+        var opened = await manager.Ask<object>(new Dm.Open("mirror"), AskTimeout);
+        Paths.Add(new DevicePath("mirror", opened is Dm.Opened o ? o.Device : throw new InvalidOperationException($"open mirror: {opened}"), bytes, legs));
+    }
+
     /// <summary>
     /// Which paths a workload runs on: barrier workloads compare both barrier modes on linear and striped, against
 /// direct (write + fdatasync) and direct-ordered (the ordered barrier's steps without an engine); the
@@ -98,7 +116,7 @@ public sealed class BenchRig : IAsyncDisposable
     /// </summary>
     public IEnumerable<BenchPath> PathsFor(Workload w) => Paths.Where(p => w.IsBarrier
         ? p.Name is "direct" or "direct-ordered" or "linear" or "linear-flush" or "striped" or "striped-flush"
-        : p.Name is "direct" or "filedisk" or "linear" or "linear-lanes" or "striped" or "stack3" || (p.Name == "linear-mem" && w.BlockBytes <= 4096));
+        : p.Name is "direct" or "filedisk" or "linear" or "linear-lanes" or "striped" or "stack3" or "mirror" || (p.Name == "linear-mem" && w.BlockBytes <= 4096));
 
     private static void Expect(object reply, string op, string name)
     {

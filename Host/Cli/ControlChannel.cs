@@ -9,12 +9,16 @@ namespace DmActors.Host.Cli;
 public interface IControlChannel
 {
     Task<object> AskAsync(IControlMessage message);
+
+    /// <summary>A command that itself waits up to the channel's timeout (a move): its answer is waited for <paramref name="longer"/> more.</summary>
+    Task<object> AskAsync(IControlMessage message, TimeSpan longer) => AskAsync(message);
 }
 
 /// <summary>A device manager reachable as an actor (in process, or remote through an ActorSelection or resolved ref).</summary>
 public sealed class ActorControlChannel(ICanTell manager, TimeSpan timeout) : IControlChannel
 {
     public Task<object> AskAsync(IControlMessage message) => manager.Ask<object>(message, timeout);
+    public Task<object> AskAsync(IControlMessage message, TimeSpan longer) => manager.Ask<object>(message, timeout + longer);
 }
 
 /// <summary>A problem of the control channel (not of a device), worded for one line on stderr.</summary>
@@ -58,13 +62,16 @@ public sealed class RemoteControlChannel(ActorSystem system, ICanTell control, T
 {
     private readonly long _limit = ControlFrame.Limit(system);
 
-    public async Task<object> AskAsync(IControlMessage message)
+    public Task<object> AskAsync(IControlMessage message) => AskAsync(message, TimeSpan.Zero);
+
+    public async Task<object> AskAsync(IControlMessage message, TimeSpan longer)
     {
         var bytes = ControlFrame.SizeOf(system, message);
         if (bytes > _limit) throw new ControlMessageTooLargeException(ControlFrame.TooLarge("the request", bytes, _limit));
         object reply;
-        try { reply = await control.Ask<object>(message, timeout); }
-        catch (AskTimeoutException) { throw new ControlException(RemoteControl.NoAnswer(host, timeout)); }
+        var wait = timeout + longer;
+        try { reply = await control.Ask<object>(message, wait); }
+        catch (AskTimeoutException) { throw new ControlException(RemoteControl.NoAnswer(host, wait)); }
         if (reply is ControlReplyTooLarge big) throw new ControlMessageTooLargeException(ControlFrame.TooLarge("the host's reply", big.Bytes, big.Limit));
         return reply;
     }

@@ -37,7 +37,7 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
             "powercut" => await Print(new Crash.PowerCut(a.Args.ToArray(), a.Tear)),
             "version" => await Version(),
             "cluster-status" => await Print(DmActors.Cluster.ClusterCmd.Status.Instance),
-            "cluster-move" => a.Args.Count == 2 ? await Print(new DmActors.Cluster.ClusterCmd.Move(a.Args[0], a.Args[1]))
+            "cluster-move" => a.Args.Count == 2 ? await Move(a.Args[0], a.Args[1])
                 : Error("cluster move needs VOLUME NODE."),
             _ => Error($"Unrecognised command '{a.Command}'."),
         };
@@ -73,6 +73,15 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
     }
 
     private async Task<bool> Print(IControlMessage m) => Report(await channel.AskAsync(m));
+
+    /// <summary>How long a move waits for the volume to serve on its new node (the CLI's timeout); null: the host's default.</summary>
+    public TimeSpan? MoveWithin { get; init; }
+
+    /// <summary>The move's own bound goes to the manager, and its answer (done, or "does not serve yet") is waited for a little longer.</summary>
+    private static readonly TimeSpan MoveAnswerMargin = TimeSpan.FromSeconds(10);
+
+    private async Task<bool> Move(string volume, string node) =>
+        Report(await channel.AskAsync(new DmActors.Cluster.ClusterCmd.Move(volume, node, MoveWithin), MoveWithin == null ? TimeSpan.Zero : MoveAnswerMargin));
 
     private async Task<bool> ForEach(DmsetupArgs a, Func<string, IControlMessage> message)
     {

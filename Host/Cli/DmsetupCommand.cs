@@ -172,6 +172,7 @@ public static class DmsetupCommand
             {
                 // A wait asks again well within each answer's timeout.
                 WaitPatience = TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(30).Ticks, timeout.Ticks / 2)),
+                MoveWithin = timeout,
                 TerminalWidth = Console.IsOutputRedirected ? null : TerminalColumns(),
             }.RunAsync(a);
         }

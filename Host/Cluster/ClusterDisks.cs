@@ -108,6 +108,7 @@ public sealed class ClusterDisks : IClusterDisks
         public string DevNo => inner.DevNo;
         public long Sectors => inner.Sectors;
         public bool HasVolatileCache => inner.HasVolatileCache;
+        public bool IsRemote => inner.IsRemote;
         public void Submit(Bio bio) => inner.Submit(bio);
         public void Open() { Interlocked.Increment(ref _users); inner.Open(); }
         public void Close()

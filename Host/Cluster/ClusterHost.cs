@@ -38,7 +38,14 @@ public sealed class ClusterHost
             throw new ConfigException($"{s.Source}: fences {FencePath(s.DataDir)}: {e.Message}");
         }
         var exports = new Nbd.DiskExports(system, disks, fences, spec.Token);
-        var clusterDisks = new ClusterDisks(system, spec.Node, disks, fences, spec.Token);
+        // With NBD TLS on, the data channel to other nodes' disks uses it too (their servers may require it).
+        NbdDiskOptions? channel = s.NbdTls is { } tls
+            ? new NbdDiskOptions { ConnectTimeout = ClusterDisks.ConnectTimeout, Tls = () => tls.ClientOptions("dmactors-node") }
+            : null;
+        // No ca-cert.pem: a start error now, not at the first remote IO.
+        try { _ = s.NbdTls?.ClientOptions("check"); }
+        catch (InvalidOperationException e) { throw new ConfigException($"{s.Source}: {e.Message}"); }
+        var clusterDisks = new ClusterDisks(system, spec.Node, disks, fences, spec.Token, channel);
         IActorRef? manager = null;
         var node = new ClusterNode(clusterDisks, new RemoteVolumes(clusterDisks, () => manager!, s.AskTimeout),
             new DeviceManager.Options(), AskTimeout: s.AskTimeout);

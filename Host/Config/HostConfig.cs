@@ -99,6 +99,7 @@ public static class HostConfig
             if (tcp is { Port: 0 } && !listen.EndsWith(":0")) Fail($"dmactors.nbd.listen: '{listen}' has no port");
             var unix = config.GetString("dmactors.nbd.unix-socket", "");
             var maxPayload = MaxPayload(config.GetString("dmactors.nbd.max-payload", "64M"), Fail);
+            var tls = Tls(config, Fail);
 
             var controlHost = config.GetString("dmactors.control.hostname", "127.0.0.1");
             var controlPort = Get(config, "dmactors.control.port", c => c.GetInt("dmactors.control.port", 10810), "a port number", "");
@@ -123,7 +124,7 @@ public static class HostConfig
             if (cluster != null && journal?.Postgres == null)
                 Fail("dmactors.cluster: a cluster needs one journal shared by its nodes: set dmactors.journal.postgres");
             return new HostSettings(source, dataDir, disks, devices, tcp, string.IsNullOrWhiteSpace(unix) ? null : unix,
-                controlHost, controlPort, askTimeout, config, journal, maxPayload, cluster);
+                controlHost, controlPort, askTimeout, config, journal, maxPayload, cluster, tls);
         }
         catch (ConfigException) { throw; }
         catch (BadValue e) { throw new ConfigException($"{source}: {e.Message}"); }
@@ -145,6 +146,26 @@ public static class HostConfig
             return;
         }
         if (string.IsNullOrWhiteSpace(b.Host)) fail("dmactors.journal.postgres: the connection string names no Host");
+    }
+
+    /// <summary>nbd.tls (off | on | require), nbd.tls-certificates (a directory), nbd.tls-verify-peer, nbd.tls-unix-socket.</summary>
+    private static Nbd.NbdTls? Tls(AkkaConfig config, Func<string, string> fail)
+    {
+        var mode = config.GetString("dmactors.nbd.tls", "off")?.Trim().ToLowerInvariant() switch
+        {
+            "off" or "false" or "no" or "" or null => Nbd.NbdTlsMode.Off,
+            "on" or "true" or "yes" => Nbd.NbdTlsMode.On,
+            "require" => Nbd.NbdTlsMode.Require,
+            var other => throw new ConfigException(fail($"dmactors.nbd.tls: '{other}' is not off, on or require")),
+        };
+        if (mode == Nbd.NbdTlsMode.Off) return null;
+        var dir = config.GetString("dmactors.nbd.tls-certificates", "");
+        if (string.IsNullOrWhiteSpace(dir)) fail($"dmactors.nbd.tls = {mode.ToString().ToLowerInvariant()} needs dmactors.nbd.tls-certificates (a directory with server-cert.pem and server-key.pem)");
+        try
+        {
+            return new Nbd.NbdTls(mode, Path.GetFullPath(dir), Bool(config, "dmactors.nbd.tls-verify-peer", false), Bool(config, "dmactors.nbd.tls-unix-socket", false));
+        }
+        catch (ArgumentException e) { fail(e.Message); return null; }
     }
 
     /// <summary>nbd.max-payload: a size from 1 MiB (the spec's least maximum) up to the length taken as abuse.</summary>

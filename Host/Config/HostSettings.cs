@@ -58,7 +58,8 @@ public sealed record HostSettings(
     AkkaConfig Akka,
     JournalSpec? Journal = null,
     int NbdMaxPayload = DmActors.Host.Nbd.NbdProtocol.DefaultMaxPayload,
-    ClusterSpec? Cluster = null)
+    ClusterSpec? Cluster = null,
+    DmActors.Host.Nbd.NbdTls? NbdTls = null)
 {
     /// <summary>Where dmsetup finds the host's control actor (in front of the device manager).</summary>
     public string ControlPath => ControlPathAt(ControlHost, ControlPort);

@@ -24,9 +24,12 @@ internal sealed class NbdConnection
     private const int RequestOverhead = 512;
 
     private readonly NbdServer _server;
-    private readonly NbdSocket _socket;
-    private readonly NbdInput _in;
-    private readonly NbdOutput _out;
+    private readonly NbdTls? _tls;
+    private readonly Socket _raw;
+    // Replaced once by STARTTLS (with the plaintext end of the TLS relay) before the transmission phase.
+    private NbdSocket _socket;
+    private NbdInput _in;
+    private NbdOutput _out;
     private readonly InFlightBudget _budget;
     private readonly CallbackRef _completions;
     private readonly Action<NbdRequest> _release;
@@ -37,10 +40,12 @@ internal sealed class NbdConnection
     private bool _structured;
     private bool _metaAllocation;
     private int _aborted;
+    private int _gone;          // the device stopped: requests get ESHUTDOWN
+    private long _lastRequest;  // Environment.TickCount64 of the last request read
 
-    public NbdConnection(NbdServer server, Socket socket, string peer)
+    public NbdConnection(NbdServer server, Socket socket, string peer, NbdTls? tls = null)
     {
-        _server = server; Peer = peer;
+        _server = server; Peer = peer; _tls = tls; _raw = socket;
         _socket = new NbdSocket(socket);
         _in = new NbdInput(_socket, 256 << 10);
         _out = new NbdOutput(_socket);
@@ -69,7 +74,7 @@ internal sealed class NbdConnection
     {
         try
         {
-            var handshake = new NbdHandshake(_server, _in, _out, Peer);
+            var handshake = new NbdHandshake(_server, _in, _out, Peer, _tls?.Mode ?? NbdTlsMode.Off, _tls == null ? null : StartTls);
             _export = handshake.Run();
             if (_export == null) return;
             _structured = handshake.Structured;
@@ -106,6 +111,21 @@ internal sealed class NbdConnection
         }
     }
 
+    /// <summary>
+    /// STARTTLS was acknowledged: the TLS handshake on the client's socket, then this connection reads and sends on
+    /// the plaintext end of the relay as it did on the socket.
+    /// </summary>
+    private (Stream, Stream) StartTls()
+    {
+        // The client may send nothing after STARTTLS until it has the reply: anything buffered is not TLS.
+        if (_in.Buffered.Length > 0) throw new NbdProtocolException("data after STARTTLS before its reply");
+        var plain = _tls!.Accept(_raw, Peer);
+        _socket = new NbdSocket(plain);
+        _in = new NbdInput(_socket, 256 << 10);
+        _out = new NbdOutput(_socket);
+        return (_in, _out);
+    }
+
     /// <summary>A reply could not be sent: nobody would hear the others, so the connection ends.</summary>
     private void SendFailed(Exception e)
     {
@@ -122,12 +142,30 @@ internal sealed class NbdConnection
         await Completion;
     }
 
-    /// <summary>The device actor stopped: bios sent to it would never be answered, so the client is disconnected.</summary>
+    /// <summary>
+    /// The device actor stopped (removed, or handed over to another node): later requests are answered with
+    /// ESHUTDOWN (never performed: a client may send them elsewhere), and the connection closes once the client
+    /// disconnects, or nothing is in flight and it sent nothing for <see cref="GoneGrace"/>, or after the drain
+    /// timeout. A client with requests still on the wire gets their answers before the close, none is lost.
+    /// </summary>
     public void DeviceGone()
     {
-        _server.Log.Warning("NBD {0}: the device of export {1} stopped; closing the connection", Peer, _export?.Name);
-        ThreadPool.QueueUserWorkItem(static c => c.Abort(), this, preferLocal: false); // not on the watcher's thread
+        _server.Log.Info("NBD {0}: the device of export {1} stopped; answering ESHUTDOWN, then closing the connection", Peer, _export?.Name);
+        if (Interlocked.Exchange(ref _gone, 1) != 0) return;
+        _ = CloseWhenQuietAsync();
+    }
 
+    private static readonly TimeSpan GoneGrace = TimeSpan.FromMilliseconds(500);
+
+    private async Task CloseWhenQuietAsync()
+    {
+        var deadline = DateTime.UtcNow + _server.Options.DrainTimeout;
+        while (Volatile.Read(ref _aborted) == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(GoneGrace / 5).ConfigureAwait(false);
+            if (_budget.WhenIdle().IsCompleted && Environment.TickCount64 - Volatile.Read(ref _lastRequest) >= (long)GoneGrace.TotalMilliseconds) break;
+        }
+        Abort();
     }
 
     /// <summary>Shuts the socket down: the connection's thread wakes to end of stream (or from a budget wait) and closes it.</summary>
@@ -214,7 +252,8 @@ internal sealed class NbdConnection
                 throw new EndOfStreamException("the client closed the connection in the middle of a WRITE payload");
             }
         }
-        if (request.Error == 0 && _server.Stopping) request.Error = Errno.Shutdown;
+        if (request.Error == 0 && (_server.Stopping || Volatile.Read(ref _gone) != 0)) request.Error = Errno.Shutdown;
+        Volatile.Write(ref _lastRequest, Environment.TickCount64);
         if (request.Error != 0) _sender!.Enqueue(request);
         else Dispatch(request, export);
         return true;
@@ -253,8 +292,6 @@ internal sealed class NbdConnection
         if (r.Length == 0 || ((r.Offset | r.Length) & (MinBlock - 1)) != 0) return Errno.Inval;
         if (r.Offset > (ulong)export.Size || r.Length > (ulong)export.Size - r.Offset)
             return r.Type is Cmd.Write or Cmd.WriteZeroes ? Errno.NoSpc : Errno.Inval;
-        // Zeroing goes through the targets like a write: never cheaper than one, so a fast zero is refused.
-        if (r.Type == Cmd.WriteZeroes && (r.Flags & CmdFlags.FastZero) != 0) return Errno.NotSup;
         if (r.Type == Cmd.BlockStatus && !_metaAllocation) return Errno.Inval;
         return 0;
     }
@@ -283,10 +320,19 @@ internal sealed class NbdConnection
                 bio = new Bio(BioOp.Discard, sector, sectors, Memory<byte>.Empty, _completions, fua, r);
                 break;
             case Cmd.WriteZeroes:
-                bio = new Bio(BioOp.WriteZeroes, sector, sectors, Memory<byte>.Empty, _completions, fua, r);
+                // NO_HOLE keeps the range allocated; FAST_ZERO fails (ENOTSUP, nothing written) where the disks
+                // below would have to write the zeroes.
+                var zeroFlags = ((r.Flags & CmdFlags.NoHole) != 0 ? BioFlags.NoUnmap : 0) | ((r.Flags & CmdFlags.FastZero) != 0 ? BioFlags.NoFallback : 0);
+                bio = new Bio(BioOp.WriteZeroes, sector, sectors, Memory<byte>.Empty, _completions, fua | zeroFlags, r);
+                break;
+            case Cmd.BlockStatus:
+                // The disks' allocation, one byte per sector, for at most MaxBlockStatus bytes (a reply may cover less).
+                sectors = Math.Min(sectors, MaxBlockStatus >> Bio.SectorShift);
+                r.Buffer = ArrayPool<byte>.Shared.Rent((int)sectors);
+                bio = new Bio(BioOp.BlockStatus, sector, sectors, r.Buffer.AsMemory(0, (int)sectors), _completions, BioFlags.None, r);
                 break;
             default:
-                // CACHE (a prefetch hint: OK is a valid answer) and BLOCK_STATUS (everything is data) need no IO.
+                // CACHE: a prefetch hint, OK is a valid answer.
                 _sender!.Enqueue(r);
                 return;
         }
@@ -303,6 +349,7 @@ internal sealed class NbdConnection
             return;
         }
         r.Error = ErrnoFor(r.Type, done.Status);
+        if (r.Type == Cmd.BlockStatus) BlockStatusReply.Encode(r, done.Bio, done.Status);
         _sender!.Enqueue(r);
     }
 
@@ -312,6 +359,8 @@ internal sealed class NbdConnection
         BioStatus.OutOfRange when type is Cmd.Write or Cmd.WriteZeroes => Errno.NoSpc,
         // TRIM is advisory: a table whose targets cannot discard simply did nothing.
         BioStatus.NotSupported when type == Cmd.Trim => 0,
+        // A stack that cannot tell its allocation: everything is data, which is always true.
+        BioStatus.NotSupported when type == Cmd.BlockStatus => 0,
         _ => Errno.Sanitize(status.Errno()),
     };
 
@@ -321,6 +370,11 @@ internal sealed class NbdConnection
         {
             ArrayPool<byte>.Shared.Return(r.Buffer);
             r.Buffer = null;
+        }
+        if (r.Extents != null)
+        {
+            ArrayPool<byte>.Shared.Return(r.Extents);
+            r.Extents = null;
         }
         _budget.Release(r.Cost);
     }

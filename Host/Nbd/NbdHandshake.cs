@@ -18,8 +18,12 @@ internal sealed class NbdProtocolException(string message) : Exception(message);
 /// or null when the client aborted. Runs on the connection's own thread, blocking on the socket and on the
 /// manager's answers: no .NET async socket call is made, so the socket never joins the runtime's epoll loop.
 /// </summary>
-internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output, string peer)
+internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output, string peer, NbdTlsMode tls = NbdTlsMode.Off,
+    Func<(Stream Input, Stream Output)>? startTls = null)
 {
+    /// <summary>TLS is running: everything from here on is encrypted (STARTTLS succeeded).</summary>
+    public bool Secure { get; private set; }
+
     private readonly ArrayBufferWriter<byte> _data = new(256);
     private readonly byte[] _header = new byte[20];
     private bool _noZeroes;
@@ -62,6 +66,17 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
                 Error(option, Rep.ErrShutdown, "server is shutting down");
                 continue;
             }
+            if (tls == NbdTlsMode.Require && !Secure && option is not (Opt.StartTls or Opt.Abort))
+            {
+                // Nothing is told (no export listed, none opened) before TLS: EXPORT_NAME has no error reply.
+                if (option == Opt.ExportName)
+                {
+                    server.Log.Info("NBD {0}: EXPORT_NAME without TLS, which the server requires: closing", peer);
+                    return null;
+                }
+                Error(option, Rep.ErrTlsReqd, "TLS is required: send STARTTLS first");
+                continue;
+            }
             switch (option)
             {
                 case Opt.ExportName:
@@ -85,7 +100,7 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
                     MetaContext(option, data);
                     break;
                 case Opt.StartTls:
-                    Error(option, Rep.ErrUnsup, "TLS is not supported");
+                    StartTls(data);
                     break;
                 default:
                     Error(option, Rep.ErrUnsup, $"option {option} is not supported");
@@ -95,6 +110,19 @@ internal sealed class NbdHandshake(NbdServer server, Stream input, Stream output
     }
 
     // ---- options ----------------------------------------------------------------------------------------------
+
+    private void StartTls(byte[] data)
+    {
+        if (tls == NbdTlsMode.Off || startTls == null) { Error(Opt.StartTls, Rep.ErrUnsup, "TLS is not configured on this server"); return; }
+        if (Secure) { Error(Opt.StartTls, Rep.ErrInvalid, "TLS is already running"); return; }
+        if (data.Length != 0) { Error(Opt.StartTls, Rep.ErrInvalid, "STARTTLS takes no data"); return; }
+        Reply(Opt.StartTls, Rep.Ack);
+        (input, output) = startTls();
+        Secure = true;
+        // What was negotiated in the clear does not carry over (the spec: state before TLS is discarded).
+        Structured = false;
+        _metaExport = null;
+    }
 
     private NbdExport? ExportName(byte[] data)
     {

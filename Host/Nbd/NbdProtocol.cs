@@ -78,6 +78,9 @@ public static class NbdProtocol
     public const string BaseAllocation = "base:allocation";
     public const uint BaseAllocationId = 1;
 
+    /// <summary>The most a BLOCK_STATUS reply describes (the spec lets a reply cover less than asked): a 512 KiB map.</summary>
+    public const long MaxBlockStatus = 256L << 20;
+
     /// <summary>Block sizes advertised in NBD_INFO_BLOCK_SIZE: the sector (as dm) and the page.</summary>
     public const int MinBlock = 512, DefaultPreferredBlock = 4096;
     /// <summary>

@@ -15,7 +15,7 @@ namespace DmActors.Host.Nbd;
 internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<NbdRequest> release, Action<Exception> failed) : IPlugged
 {
     private const int MaxBatch = 256;
-    private const int Slot = 32; // the longest header: a block status chunk
+    private const int Slot = 32; // room for the longest header (a read's data chunk: 28)
 
     private readonly object _gate = new();
     private List<NbdRequest> _pending = new();
@@ -237,6 +237,7 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
         var h = _headers.AsSpan(at, Slot);
         int length;
         byte[]? data = null;
+        var dataLength = (int)r.Length;
         if (r.Type == Cmd.Read && structured)
         {
             // Once structured replies are negotiated, a READ is never answered with a simple reply.
@@ -257,12 +258,12 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
         }
         else if (r.Type == Cmd.BlockStatus && r.Error == 0)
         {
-            // One extent covering the request, status 0 (allocated data): legal with and without REQ_ONE.
-            ChunkHeader(h, Chunk.BlockStatus, r.Cookie, 12);
+            // The context id in the header slot, the extent descriptors after it.
+            ChunkHeader(h, Chunk.BlockStatus, r.Cookie, 4 + (uint)r.ExtentBytes);
             BinaryPrimitives.WriteUInt32BigEndian(h[20..], BaseAllocationId);
-            BinaryPrimitives.WriteUInt32BigEndian(h[24..], r.Length);
-            BinaryPrimitives.WriteUInt32BigEndian(h[28..], 0);
-            length = 32;
+            length = 24;
+            data = r.Extents;
+            dataLength = r.ExtentBytes;
         }
         else
         {
@@ -274,7 +275,7 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
             if (r.Type == Cmd.Read && r.Error == 0) data = r.Buffer;
         }
         _segments.Add(new ArraySegment<byte>(_headers, at, length));
-        if (data != null) _segments.Add(new ArraySegment<byte>(data, 0, (int)r.Length));
+        if (data != null) _segments.Add(new ArraySegment<byte>(data, 0, dataLength));
     }
 
     private static void ChunkHeader(Span<byte> h, ushort type, ulong cookie, uint length)

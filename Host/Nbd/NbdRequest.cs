@@ -14,6 +14,9 @@ internal sealed class NbdRequest
     public uint Length;
     /// <summary>Read destination or write payload; null for requests without data.</summary>
     public byte[]? Buffer;
+    /// <summary>A BLOCK_STATUS reply's extent descriptors (pooled, big-endian length/flags pairs) and their length.</summary>
+    public byte[]? Extents;
+    public int ExtentBytes;
     /// <summary>What this request holds of the connection's in-flight budget.</summary>
     public long Cost;
     /// <summary>NBD errno of the reply (0 = success).</summary>

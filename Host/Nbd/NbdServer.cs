@@ -23,6 +23,8 @@ public sealed record NbdServerOptions
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>SO_SNDBUF/SO_RCVBUF of every connection (the kernel caps it at rmem_max/wmem_max); 0 keeps the defaults.</summary>
     public int SocketBufferBytes { get; init; } = 4 << 20;
+    /// <summary>STARTTLS (nbd.tls); null: off.</summary>
+    public NbdTls? Tls { get; init; }
     /// <summary>Serves the names that <see cref="InternalExport.IsInternal"/> (a node's disks to the cluster); null: they are refused.</summary>
     public IInternalExports? InternalExports { get; init; }
 }
@@ -156,7 +158,8 @@ public sealed class NbdServer : IAsyncDisposable
                     socket.ReceiveBufferSize = Options.SocketBufferBytes;
                 }
                 var peer = socket.RemoteEndPoint is IPEndPoint ip ? ip.ToString() : "unix:" + Options.UnixSocket;
-                var connection = new NbdConnection(this, socket, peer);
+                var unix = socket.AddressFamily == AddressFamily.Unix;
+                var connection = new NbdConnection(this, socket, peer, Options.Tls?.AppliesTo(unix) == true ? Options.Tls : null);
                 _connections.TryAdd(connection, 0);
                 if (Stopping) { _connections.TryRemove(connection, out _); socket.Dispose(); return; }
                 connection.Start();
@@ -200,14 +203,23 @@ public sealed class NbdServer : IAsyncDisposable
                 : (null, "internal export: this node serves no internal exports");
         try
         {
-            return await Manager.Ask<object>(new Dm.Open(name), Options.AskTimeout) switch
+            return await Manager.Ask<object>(new Dm.Open(name, Acknowledge: true), Options.AskTimeout) switch
             {
+                // This connection has it: the manager keeps the open (one that is never acknowledged, because this
+                // Ask timed out before the reply came, is closed by the manager).
+                Dm.Opened o when o.AwaitsAcknowledgement => Acknowledged(o),
                 Dm.Opened o => (o, null),
                 Dm.Failed f => (null, f.Reason.Length > 0 ? f.Reason : f.Error),
                 var other => (null, $"unexpected reply {other.GetType().Name}"),
             };
         }
         catch (AskTimeoutException) { return (null, $"no answer from the device manager within {Options.AskTimeout}"); }
+    }
+
+    private (Dm.Opened, string?) Acknowledged(Dm.Opened o)
+    {
+        Manager.Tell(new Dm.OpenAcknowledged(o.Name, o.Device));
+        return (o, null);
     }
 
     internal async Task CloseExportAsync(string name, IActorRef? device = null)

@@ -2,8 +2,15 @@ using Akka.Actor;
 
 namespace DmActors;
 
-/// <summary>What a bio asks for. Sectors are 512 bytes, as in the kernel.</summary>
-public enum BioOp : byte { Read, Write, Discard, WriteZeroes, Flush }
+/// <summary>What a bio asks for. Sectors are 512 bytes, as in the kernel. <see cref="BlockStatus"/> reads no data: it
+/// asks where the range is allocated (NBD's base:allocation), one <see cref="BlockState"/> byte per sector into Data.</summary>
+public enum BioOp : byte { Read, Write, Discard, WriteZeroes, Flush, BlockStatus }
+
+/// <summary>A sector's allocation as a BlockStatus bio reports it: NBD_STATE_HOLE and NBD_STATE_ZERO bits (0 = data).</summary>
+public static class BlockState
+{
+    public const byte Data = 0, Hole = 1, Zero = 2, HoleZero = Hole | Zero;
+}
 
 /// <summary>Request flags (REQ_* in the kernel).</summary>
 [Flags]
@@ -25,6 +32,13 @@ public enum BioFlags : byte
     /// when it completes; IO still in flight is not waited for, so it is never an ordered-mode barrier.
     /// </summary>
     NoDrain = 32,
+    /// <summary>REQ_NOUNMAP on a write-zeroes: the range must stay allocated (NBD's NO_HOLE), so no hole is punched.</summary>
+    NoUnmap = 64,
+    /// <summary>
+    /// On a write-zeroes: fail with NotSupported, having changed nothing, unless the zeroes can be made without
+    /// writing them (NBD's FAST_ZERO): a caller that would rather write the data itself asks for this.
+    /// </summary>
+    NoFallback = 128,
 }
 
 /// <summary>
@@ -78,7 +92,7 @@ public sealed class Bio
     public long Sector;
     /// <summary>Length in sectors (0 for an empty flush or barrier).</summary>
     public long Sectors;
-    /// <summary>Read destination or write source; Sectors * 512 bytes for Read and Write, empty otherwise.</summary>
+    /// <summary>Read destination or write source, Sectors * 512 bytes; for BlockStatus one byte per sector; empty otherwise.</summary>
     public Memory<byte> Data;
     /// <summary>Who is told <see cref="BioDone"/>.</summary>
     public IActorRef ReplyTo = ActorRefs.Nobody;
@@ -114,15 +128,25 @@ public sealed class Bio
 
     public bool IsBarrier => (Flags & BioFlags.Barrier) != 0;
     public bool HasData => Op is BioOp.Read or BioOp.Write && Sectors > 0;
+    /// <summary>The length Data must have: a payload, a block-status map, or nothing.</summary>
+    public long ExpectedDataLength => Op switch
+    {
+        BioOp.Read or BioOp.Write => Sectors << SectorShift,
+        BioOp.BlockStatus => Sectors,
+        _ => Data.Length,
+    };
     public bool IsWriteDirection => Op is BioOp.Write or BioOp.Discard or BioOp.WriteZeroes or BioOp.Flush;
-    public bool IsEmptyBarrier => (IsBarrier || Op == BioOp.Flush) && !HasData && Op is not (BioOp.Discard or BioOp.WriteZeroes);
+    public bool IsEmptyBarrier => (IsBarrier || Op == BioOp.Flush) && !HasData && Op is not (BioOp.Discard or BioOp.WriteZeroes or BioOp.BlockStatus);
 
     /// <summary>A copy addressing <paramref name="sectors"/> sectors from <paramref name="offset"/> within this bio.</summary>
     public Bio Clone(long offset, long sectors, IActorRef replyTo, object? tag)
     {
-        var data = Op is BioOp.Read or BioOp.Write
-            ? Data.Slice((int)(offset << SectorShift), (int)(sectors << SectorShift))
-            : Memory<byte>.Empty;
+        var data = Op switch
+        {
+            BioOp.Read or BioOp.Write => Data.Slice((int)(offset << SectorShift), (int)(sectors << SectorShift)),
+            BioOp.BlockStatus => Data.Slice((int)offset, (int)sectors),
+            _ => Memory<byte>.Empty,
+        };
         return new Bio(Op, Sector + offset, sectors, data, replyTo, Flags, tag);
     }
 

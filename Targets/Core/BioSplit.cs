@@ -23,8 +23,8 @@ public static class BioSplit
     {
         // Compared without adding: sector + sectors may wrap negative and look in range.
         if (bio.Sector < 0 || bio.Sectors < 0 || bio.Sector > table.Sectors - bio.Sectors) return BioStatus.OutOfRange;
-        if ((readOnly || table.ReadOnly) && bio.Op != BioOp.Read) return BioStatus.ReadOnly;
-        if (bio.HasData && bio.Data.Length != bio.Sectors << Bio.SectorShift) return BioStatus.Invalid;
+        if ((readOnly || table.ReadOnly) && bio.Op is not (BioOp.Read or BioOp.BlockStatus)) return BioStatus.ReadOnly;
+        if (bio.Sectors > 0 && bio.Data.Length != bio.ExpectedDataLength) return BioStatus.Invalid;
         if (bio.Op is BioOp.Discard or BioOp.WriteZeroes)
             for (var s = bio.Sector; s < bio.Sector + bio.Sectors;)
             {

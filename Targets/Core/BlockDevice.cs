@@ -16,6 +16,8 @@ public interface IBlockDevice
     /// <summary>True when completed writes may sit in a volatile cache until a flush (file page cache, disk cache).</summary>
     bool HasVolatileCache { get; }
     void Submit(Bio bio);
+    /// <summary>True when its data lives on another node (a mirror reads a local leg first).</summary>
+    bool IsRemote => false;
     /// <summary>An open by a table, a stacked device or an NBD connection; Close undoes it.</summary>
     void Open() { }
     void Close() { }

@@ -29,6 +29,8 @@ public interface ITargetContext
     ICancelable Schedule(TimeSpan delay, Action action);
     /// <summary>dm_table_event: bumps the device's event number.</summary>
     void RaiseEvent();
+    /// <summary>Runs an action inside the target actor; the function returned may be called on any thread (a journal's answer).</summary>
+    Action<Action> Inbox { get; }
     IClock Clock { get; }
 }
 
@@ -234,6 +236,21 @@ public sealed class TargetArgs
 public interface IDeviceLookup
 {
     IBlockDevice? Find(string name);
+    /// <summary>Where the device being built keeps its targets' durable notes (its journal); null: nowhere.</summary>
+    ITargetRecords? Records => null;
+}
+
+/// <summary>
+/// A target's own durable notes, kept in its device's journal beside the tables (a core-log mirror's legs that may
+/// lack acknowledged writes): how a target that has no device of its own to write them to makes a fact survive a
+/// restart or a failover, without knowing about actors or journals.
+/// </summary>
+public interface ITargetRecords
+{
+    /// <summary>The value last recorded under <paramref name="key"/> when the table was built, or null.</summary>
+    string? Get(string key);
+    /// <summary>Records <paramref name="value"/> under <paramref name="key"/>; <paramref name="done"/> (on any thread) says whether it is durable.</summary>
+    void Put(string key, string value, Action<bool> done);
 }
 
 /// <summary>Every target type, found by [TargetType] in the loaded assemblies.</summary>

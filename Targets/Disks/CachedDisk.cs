@@ -51,13 +51,28 @@ public sealed class CachedDisk : Disk
             case BioOp.Flush:
                 RequestFlush(bio, done);
                 break;
+            case BioOp.BlockStatus:
+                // Taken before the map below, as for a read: a cached sector is data whatever the disk says.
+                var dirty = CachedIn(bio.Sector, bio.Sectors);
+                var map = new Bio(BioOp.BlockStatus, bio.Sector, bio.Sectors, bio.Data, Akka.Actor.ActorRefs.Nobody);
+                _inner.Start(map, (_, status) =>
+                {
+                    if (status == BioStatus.Ok)
+                        foreach (var (sector, _) in dirty) bio.Data.Span[(int)(sector - bio.Sector)] = BlockState.Data;
+                    done(bio, status);
+                });
+                break;
+            case BioOp.WriteZeroes when (bio.Flags & BioFlags.NoFallback) != 0:
+                // The cached sectors would be dropped before the disk below could refuse: never fast here.
+                done(bio, BioStatus.NotSupported);
+                break;
             default: // discard, write-zeroes: drop cached sectors of the range, then pass down in order with flushes
                 RunSerial(next =>
                 {
                     lock (_gate)
                         foreach (var s in _cache.Keys.Where(s => s >= bio.Sector && s < bio.Sector + bio.Sectors).ToList())
                             _cache.Remove(s);
-                    var down = new Bio(bio.Op, bio.Sector, bio.Sectors, Memory<byte>.Empty, Akka.Actor.ActorRefs.Nobody);
+                    var down = new Bio(bio.Op, bio.Sector, bio.Sectors, Memory<byte>.Empty, Akka.Actor.ActorRefs.Nobody, bio.Flags & BioFlags.NoUnmap);
                     _inner.Start(down, (_, status) => { done(bio, status); next(); });
                 });
                 break;

@@ -19,6 +19,7 @@ public abstract class Disk : IBlockDevice
     public string DevNo { get; }
     public long Sectors { get; protected set; }
     public abstract bool HasVolatileCache { get; }
+    public virtual bool IsRemote => false;
     public int OpenCount => Volatile.Read(ref _openCount);
 
     /// <summary>An open by a table; the first one runs <see cref="FirstOpen"/>, which may throw (then nothing is opened).</summary>
@@ -67,7 +68,7 @@ public abstract class Disk : IBlockDevice
     {
         if (bio.Op == BioOp.Flush) return BioStatus.Ok;
         if (bio.Sector < 0 || bio.Sectors < 0 || bio.Sector > Sectors - bio.Sectors) return BioStatus.OutOfRange; // no sum: it may wrap
-        if (bio.Op is BioOp.Read or BioOp.Write && bio.Data.Length != bio.Sectors << Bio.SectorShift) return BioStatus.Invalid;
+        if (bio.Data.Length != bio.ExpectedDataLength) return BioStatus.Invalid;
         return BioStatus.Ok;
     }
 

@@ -7,7 +7,9 @@ namespace DmActors;
 /// A disk backed by a file, like a loop device: positional reads and writes on one handle, flush = fdatasync.
 /// Completed writes sit in the kernel's page cache until flushed, so the disk reports a volatile cache and a
 /// barrier or FUA write makes it fdatasync. FUA writes and flushes that are in flight together share one
-/// fdatasync. Discard and write-zeroes punch holes (reads return zeroes), falling back to writing zeroes.
+/// fdatasync. Discard and write-zeroes punch holes (reads return zeroes), falling back to writing zeroes; a
+/// write-zeroes that must stay allocated (NoUnmap) zeroes the range in place; one that must be fast (NoFallback)
+/// fails with NotSupported rather than write zeroes. A block-status bio maps the file's holes.
 /// The file is locked as qemu locks images (<see cref="FileLock"/>), and a disk is dirty from its open until its
 /// first successful flush: the page cache may hold writes that an earlier process acknowledged.
 /// </summary>
@@ -176,7 +178,11 @@ public sealed class FileDisk : Disk
                     break;
                 case BioOp.Discard:
                 case BioOp.WriteZeroes:
-                    Zero(bio.Sector << Bio.SectorShift, bio.Sectors << Bio.SectorShift);
+                    if (!Zero(bio.Sector << Bio.SectorShift, bio.Sectors << Bio.SectorShift, bio.Op == BioOp.WriteZeroes ? bio.Flags : BioFlags.None))
+                    {
+                        status = BioStatus.NotSupported; // a fast zero that would have to write: nothing changed
+                        break;
+                    }
                     _flusher.WriteCompleted();
                     if ((bio.Flags & BioFlags.Fua) != 0) { RequestFlush(bio, done); return; }
                     status = BioStatus.Ok;
@@ -184,6 +190,10 @@ public sealed class FileDisk : Disk
                 case BioOp.Flush:
                     RequestFlush(bio, done);
                     return;
+                case BioOp.BlockStatus:
+                    FileHoles.Map(Handle, bio.Sector << Bio.SectorShift, bio.Data.Span);
+                    status = BioStatus.Ok;
+                    break;
                 default:
                     status = BioStatus.NotSupported;
                     break;
@@ -218,17 +228,20 @@ public sealed class FileDisk : Disk
 
     private static readonly byte[] Zeroes = new byte[1 << 20];
 
-    private void Zero(long offset, long length)
+    /// <summary>Zeroes the range: a hole unless it must stay allocated; written zeroes only when allowed to fall back.</summary>
+    private bool Zero(long offset, long length, BioFlags flags)
     {
-        const int PunchHole = 0x02, KeepSize = 0x01;
         var fd = Handle;
-        if (Native.fallocate(fd, PunchHole | KeepSize, offset, length) == 0) return;
+        var done = (flags & BioFlags.NoUnmap) != 0 ? FileHoles.ZeroAllocated(fd, offset, length) : FileHoles.Punch(fd, offset, length);
+        if (done) return true;
+        if ((flags & BioFlags.NoFallback) != 0) return false;
         while (length > 0)
         {
             var n = (int)Math.Min(length, Zeroes.Length);
             RandomAccess.Write(fd, Zeroes.AsSpan(0, n), offset);
             offset += n; length -= n;
         }
+        return true;
     }
 
 
@@ -245,7 +258,6 @@ public sealed class FileDisk : Disk
     {
         // SafeFileHandle, not the raw fd: a call racing a close fails instead of using a reused descriptor.
         [DllImport("libc", SetLastError = true)] public static extern int fdatasync(SafeFileHandle fd);
-        [DllImport("libc", SetLastError = true)] public static extern int fallocate(SafeFileHandle fd, int mode, long offset, long len);
         [DllImport("libc", SetLastError = true)] public static extern unsafe long preadv2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);
         [DllImport("libc", SetLastError = true)] public static extern unsafe long pwritev2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);
 

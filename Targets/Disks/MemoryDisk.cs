@@ -21,8 +21,10 @@ public sealed class MemoryDisk : Disk
         {
             case BioOp.Read: ReadAt(bio.Sector << Bio.SectorShift, bio.Data.Span); break;
             case BioOp.Write: WriteAt(bio.Sector << Bio.SectorShift, bio.Data.Span); break;
+            case BioOp.WriteZeroes when (bio.Flags & BioFlags.NoUnmap) != 0: WriteZeroesAllocated(bio.Sector, bio.Sectors); break;
             case BioOp.Discard:
             case BioOp.WriteZeroes: ZeroAt(bio.Sector << Bio.SectorShift, bio.Sectors << Bio.SectorShift); break;
+            case BioOp.BlockStatus: MapAllocation(bio.Sector, bio.Data.Span); break;
         }
         done(bio, BioStatus.Ok);
     }
@@ -67,6 +69,26 @@ public sealed class MemoryDisk : Disk
                 else if (_chunks.TryGetValue(chunk, out var c)) c.AsSpan(at, n).Clear();
                 done += n;
             }
+    }
+
+    /// <summary>Zeroes that stay allocated (NoUnmap): written like data.</summary>
+    private void WriteZeroesAllocated(long sector, long sectors)
+    {
+        var zeroes = new byte[ChunkSize];
+        for (long at = sector << Bio.SectorShift, end = (sector + sectors) << Bio.SectorShift; at < end;)
+        {
+            var n = (int)Math.Min(ChunkSize - (at & (ChunkSize - 1)), end - at);
+            WriteAt(at, zeroes.AsSpan(0, n));
+            at += n;
+        }
+    }
+
+    /// <summary>A block-status map: sectors of chunks never written are HoleZero.</summary>
+    private void MapAllocation(long sector, Span<byte> map)
+    {
+        lock (_gate)
+            for (var i = 0; i < map.Length; i++)
+                map[i] = _chunks.ContainsKey(((sector + i) << Bio.SectorShift) >> ChunkShift) ? BlockState.Data : BlockState.HoleZero;
     }
 
     /// <summary>True when no byte of the range was ever written (or all of it was discarded).</summary>

@@ -20,7 +20,7 @@ public sealed partial class NbdDisk
     /// <summary>One negotiated connection, with what it has in flight.</summary>
     private sealed class Connection : IDisposable, IPlugged
     {
-        private readonly Socket _socket;
+        private Socket _socket; // the plaintext end of the TLS relay once STARTTLS is done
         private int _disposed;
 
         private Connection(Socket socket) => _socket = socket;
@@ -36,6 +36,12 @@ public sealed partial class NbdDisk
         /// <summary>The reply whose payload the reader is receiving: only the reader answers it.</summary>
         public WireRequest? Reading;
         public bool Dead;
+        /// <summary>The server answered ESHUTDOWN: no new requests; closed once the rest is answered.</summary>
+        public bool Draining;
+        /// <summary>The server it reached (connections to one server drain together).</summary>
+        public string Where = "";
+        /// <summary>Its place in the order of adoption.</summary>
+        public long Seq;
         /// <summary>A thread is sending for it (the sending role: one at a time).</summary>
         public bool Sending;
         /// <summary>A plugged thread will send for it when it unplugs.</summary>
@@ -58,7 +64,7 @@ public sealed partial class NbdDisk
                 ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
                 : endpoint is IPEndPoint ip ? new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp)
                 : new Socket(SocketType.Stream, ProtocolType.Tcp);
-            var conn = new Connection(socket);
+            var conn = new Connection(socket) { Where = Describe(endpoint) };
             bool timedOut = false, negotiated = false;
             // One deadline for connect and handshake: closing the socket ends whatever call is blocked.
             using var timer = new Timer(_ =>
@@ -77,7 +83,7 @@ public sealed partial class NbdDisk
                     socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, 1);
                     socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, 5);
                 }
-                conn.Handshake(target.ExportName);
+                conn.Handshake(target.ExportName, options.Tls);
                 lock (conn)
                 {
                     if (timedOut) throw new ObjectDisposedException(nameof(Socket));
@@ -111,7 +117,7 @@ public sealed partial class NbdDisk
             _ => s.Message,
         };
 
-        private void Handshake(string export)
+        private void Handshake(string export, Func<System.Net.Security.SslClientAuthenticationOptions>? tls)
         {
             var hello = new byte[18];
             ReceiveAll(hello);
@@ -124,6 +130,7 @@ public sealed partial class NbdDisk
             if ((serverFlags & Nbd.FlagFixedNewstyle) == 0) throw new NbdConnectException("the server does not offer fixed newstyle negotiation");
             var noZeroes = (serverFlags & Nbd.FlagNoZeroes) != 0;
             SendAll(U32(Nbd.FlagFixedNewstyle | (noZeroes ? Nbd.FlagNoZeroes : 0u)));
+            if (tls != null) StartTls(tls());
 
             var name = Encoding.UTF8.GetBytes(export);
             var go = new byte[4 + name.Length + 4];
@@ -178,6 +185,28 @@ public sealed partial class NbdDisk
             }
             if (Size < 0 || Size % Bio.Sector512 != 0) throw new NbdConnectException($"export size {Size} is not a multiple of 512 bytes");
             if ((Flags & Nbd.FlagHasFlags) == 0) throw new NbdConnectException($"transmission flags 0x{Flags:x} lack NBD_FLAG_HAS_FLAGS");
+        }
+
+        /// <summary>NBD_OPT_STARTTLS, the TLS handshake, then the rest of the negotiation and all IO over the relay.</summary>
+        private void StartTls(System.Net.Security.SslClientAuthenticationOptions options)
+        {
+            SendOption(Nbd.OptStartTls, []);
+            var h = new byte[20];
+            ReceiveAll(h);
+            var type = BinaryPrimitives.ReadUInt32BigEndian(h.AsSpan(12));
+            var data = new byte[Math.Min(BinaryPrimitives.ReadUInt32BigEndian(h.AsSpan(16)), Nbd.MaxOptionReply)];
+            ReceiveAll(data);
+            if (type != Nbd.RepAck)
+                throw new NbdConnectException($"STARTTLS refused: {RepName(type)}{(data.Length > 0 ? ": " + Encoding.UTF8.GetString(data) : "")}", refused: true);
+            var network = _socket;
+            var ssl = new System.Net.Security.SslStream(new NetworkStream(network, ownsSocket: true));
+            try { ssl.AuthenticateAsClient(options); }
+            catch (Exception e) when (e is System.Security.Authentication.AuthenticationException or IOException)
+            {
+                ssl.Dispose();
+                throw new NbdConnectException($"TLS handshake failed: {e.Message}", refused: true);
+            }
+            _socket = TlsRelay.Start(ssl, network, $"nbd disk {options.TargetHost}", abortive: true);
         }
 
         /// <summary>A server without GO: NBD_OPT_EXPORT_NAME, which a refusing server answers by closing.</summary>
@@ -268,12 +297,13 @@ public sealed partial class NbdDisk
         public const uint RequestMagic = 0x25609513, SimpleReplyMagic = 0x67446698;
         public const int RequestHeaderLength = 28, SimpleReplyLength = 16;
         public const uint FlagFixedNewstyle = 1, FlagNoZeroes = 2;
-        public const uint OptExportName = 1, OptGo = 7;
+        public const uint OptExportName = 1, OptStartTls = 5, OptGo = 7;
         public const uint RepAck = 1, RepInfo = 3, RepErrUnsup = 0x80000001, RepErrShutdown = 0x80000007;
         public const ushort InfoExport = 0, InfoBlockSize = 3;
         public const ushort FlagHasFlags = 1, FlagReadOnly = 2, FlagSendFlush = 4, FlagSendFua = 8, FlagSendTrim = 32, FlagSendWriteZeroes = 64, FlagCanMultiConn = 256;
         public const ushort CmdRead = 0, CmdWrite = 1, CmdFlush = 3, CmdTrim = 4, CmdWriteZeroes = 6;
-        public const ushort CmdFlagFua = 1;
+        public const ushort CmdFlagFua = 1, CmdFlagNoHole = 2, CmdFlagFastZero = 16;
+        public const ushort FlagSendFastZero = 2048, FastZeroFlags = FlagSendWriteZeroes | FlagSendFastZero;
         public const uint ErrPerm = 1, ErrIo = 5, ErrNoMem = 12, ErrInval = 22, ErrNoSpc = 28, ErrNotSup = 95, ErrShutdown = 108;
         /// <summary>Without NBD_INFO_BLOCK_SIZE the spec promises 32 MiB payloads.</summary>
         public const int DefaultMaxPayload = 32 << 20;

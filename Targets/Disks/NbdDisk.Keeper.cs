@@ -19,7 +19,7 @@ public sealed partial class NbdDisk
             {
                 if (_aborted != null) return;
                 var now = Stopwatch.GetTimestamp();
-                foreach (var c in _conns)
+                foreach (var c in _conns.Concat(_draining))
                     if (OldestSince(c) is { } since && Stopwatch.GetElapsedTime(since, now) >= _options.RequestTimeout) (stale ??= new()).Add(c);
                 var missing = _conns.Count + _attempts < _wanted;
                 var down = _conns.Count == 0;

@@ -42,6 +42,7 @@ public sealed partial class NbdDisk
             _queue.RemoveFirst();
             r.Cookie = ++_nextCookie;
             r.Since = now;
+            if (r.First == 0) r.First = now;
             r.OnWire = false;
             best.InFlight.Add(r.Cookie, r); // before it is sent: the reply may beat Send's return
             best.ToSend.Add(r);
@@ -53,6 +54,7 @@ public sealed partial class NbdDisk
     private void Adopt(Connection conn)
     {
         _conns.Add(conn);
+        conn.Seq = ++_adopted;
         conn.Owner = this;
         MaxPayload = conn.MaxPayload;
         conn.Reader = new Thread(() => ReadLoop(conn)) { IsBackground = true, Name = $"nbd-recv-{Name}" };
@@ -119,13 +121,12 @@ public sealed partial class NbdDisk
                 current = null;
                 if (error == Nbd.ErrShutdown)
                 {
-                    // The server is stopping (a planned restart or a move) and did not run it: it waits for the next
-                    // connection (this one ends soon anyway, and resending here would only bounce again).
-                    Requeue(r);
-                    Kill(conn, "the server is shutting down");
-                    break;
+                    // The server is stopping, or the volume moved away, and did not run it (the spec's meaning): it
+                    // waits for a connection to wherever the export is now. Every connection to that server drains.
+                    ShutDown(conn, r);
                 }
-                r.Owner.PieceDone(StatusOf(error));
+                else r.Owner.PieceDone(StatusOf(error));
+                if (DrainedNow(conn)) break;
             }
             if (plugged) { plugged = false; IoPlug.End(); }
         }
@@ -139,6 +140,67 @@ public sealed partial class NbdDisk
             if (current.Cmd == Nbd.CmdRead && !TimedOut(current, Stopwatch.GetTimestamp())) Requeue(current);
             else current.Owner.PieceDone(BioStatus.IoError);
         }
+    }
+
+    /// <summary>
+    /// The server answered <paramref name="r"/> with ESHUTDOWN: it was not performed. Every connection to the same
+    /// server stops taking requests (what it had not sent yet goes back to the queue) and drains: the answers to
+    /// what is on its wire are still read, then it closes. <paramref name="r"/> is held for a new connection (the
+    /// keeper asks for the endpoint again, so a proxy finds the volume's new owner), within ReconnectFor of its
+    /// first dispatch: a server that keeps shutting down does not bounce it forever.
+    /// </summary>
+    private void ShutDown(Connection conn, WireRequest r)
+    {
+        var fail = false;
+        lock (_gate)
+        {
+            // Not the connections opened after this one: they may reach the export where it is now (the same server
+            // may serve it again through a proxy); one that reached the old one gets its own ESHUTDOWN.
+            if (!conn.Draining)
+                foreach (var c in _conns.Where(c => c.Where == conn.Where && c.Seq <= conn.Seq).ToList())
+                    Drain(c, "the server shut the export down (ESHUTDOWN)");
+            if (_aborted != null || Stopwatch.GetElapsedTime(r.First) >= _options.ReconnectFor) fail = true;
+            else _queue.AddFirst(r);
+            Dispatch();
+            Monitor.PulseAll(_gate);
+        }
+        SendPicked();
+        if (fail) r.Owner.PieceDone(BioStatus.IoError);
+    }
+
+    /// <summary>Under _gate: <paramref name="c"/> takes no more requests; what it has not sent goes back to the queue.</summary>
+    private void Drain(Connection c, string reason)
+    {
+        if (c.Draining || c.Dead) return;
+        Volatile.Write(ref c.Draining, true);
+        _lastFailure = reason;
+        _conns.Remove(c);
+        _draining.Add(c);
+        foreach (var r in c.ToSend.OrderByDescending(r => r.Cookie))
+        {
+            c.InFlight.Remove(r.Cookie);
+            _queue.AddFirst(r);
+        }
+        c.ToSend.Clear();
+        if (_conns.Count == 0) LostLast(Stopwatch.GetTimestamp());
+    }
+
+    /// <summary>A draining connection whose last answer arrived is closed (by its reader): true when it was.</summary>
+    private bool DrainedNow(Connection conn)
+    {
+        if (!Volatile.Read(ref conn.Draining)) return false; // the common case, without the lock
+        lock (_gate)
+            if (conn.Dead || conn.InFlight.Count > 0 || conn.Reading != null) return false;
+        Kill(conn, "drained after the server shut the export down");
+        return true;
+    }
+
+    /// <summary>Under _gate: the last live connection is gone; the keeper reconnects at once, with the first backoff.</summary>
+    private void LostLast(long now)
+    {
+        _downSince = now;
+        _nextAttempt = now;
+        _backoff = _options.MinBackoff;
     }
 
     private bool TimedOut(WireRequest r, long now) => Stopwatch.GetElapsedTime(r.Since, now) >= _options.RequestTimeout;
@@ -189,7 +251,8 @@ public sealed partial class NbdDisk
             if (conn.Dead) return;
             conn.Dead = true;
             _lastFailure = reason;
-            _conns.Remove(conn);
+            var wasLive = _conns.Remove(conn);
+            _draining.Remove(conn);
             var now = Stopwatch.GetTimestamp();
             foreach (var r in conn.InFlight.Values.OrderByDescending(r => r.Cookie))
             {
@@ -198,12 +261,7 @@ public sealed partial class NbdDisk
             }
             conn.InFlight.Clear();
             conn.ToSend.Clear();
-            if (_conns.Count == 0)
-            {
-                _downSince = now;
-                _nextAttempt = now;
-                _backoff = _options.MinBackoff;
-            }
+            if (wasLive && _conns.Count == 0) LostLast(now);
             Dispatch();
             Monitor.PulseAll(_gate); // the keeper replaces it
         }
@@ -232,7 +290,7 @@ public sealed partial class NbdDisk
             if (_aborted != null) return;
             _aborted = reason;
             _lastFailure = reason;
-            conns = new List<Connection>(_conns);
+            conns = new List<Connection>(_conns.Concat(_draining));
             Monitor.PulseAll(_gate);
         }
         foreach (var c in conns) Kill(c, reason);
@@ -249,7 +307,7 @@ public sealed partial class NbdDisk
     public override void Dispose()
     {
         List<Connection> conns;
-        lock (_gate) conns = new List<Connection>(_conns);
+        lock (_gate) conns = new List<Connection>(_conns.Concat(_draining));
         Abort("the disk was closed");
         // A reader may be receiving a payload into a bio: that bio is answered once it stopped.
         foreach (var c in conns)

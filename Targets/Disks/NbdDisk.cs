@@ -31,6 +31,8 @@ public sealed record NbdDiskOptions
     public TimeSpan RetryWhenFailing { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>TCP keepalive idle time: a peer that vanished without a reset is noticed and reconnected.</summary>
     public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>STARTTLS on every connection with these client settings (certificate, server check); null: plain.</summary>
+    public Func<System.Net.Security.SslClientAuthenticationOptions>? Tls { get; init; }
 }
 
 /// <summary>
@@ -52,6 +54,7 @@ public sealed partial class NbdDisk : Disk
     // Everything below is guarded by _gate.
     private readonly LinkedList<WireRequest> _queue = new(); // not on any connection yet
     private readonly List<Connection> _conns = new();        // live connections
+    private readonly List<Connection> _draining = new();     // answered ESHUTDOWN: no new requests, waiting for the rest
     private int _wanted = 1;          // connections to keep
     private int _attempts;            // connect attempts running
     private long _downSince;          // Stopwatch timestamp of the loss of the last connection (valid while none)
@@ -61,6 +64,7 @@ public sealed partial class NbdDisk : Disk
     private TimeSpan _backoff;
     private string? _aborted;         // why the disk stopped for good (Abort or Dispose)
     private ulong _nextCookie;
+    private long _adopted;            // connections adopted so far (each one's Seq)
     private readonly Thread _keeper;
     private long _requestsSent, _reconnects;
 
@@ -90,6 +94,7 @@ public sealed partial class NbdDisk : Disk
     public ushort Flags { get; private set; }
     public bool IsReadOnly => (Flags & Nbd.FlagReadOnly) != 0;
     public override bool HasVolatileCache => (Flags & Nbd.FlagSendFlush) != 0;
+    public override bool IsRemote => true;
     public string ExportName => _target.ExportName;
     /// <summary>NBD requests written to the wire (resent ones included).</summary>
     public long RequestsSent => Interlocked.Read(ref _requestsSent);
@@ -116,6 +121,8 @@ public sealed partial class NbdDisk : Disk
                 if ((flags & Nbd.FlagSendFlush) == 0) { done(bio, BioStatus.Ok); return; } // no cache to flush
                 break;
             case BioOp.Discard when (flags & Nbd.FlagSendTrim) == 0:
+            case BioOp.BlockStatus: // no meta context is negotiated: the caller reports data, which is always true
+            case BioOp.WriteZeroes when (bio.Flags & BioFlags.NoFallback) != 0 && (flags & Nbd.FastZeroFlags) != Nbd.FastZeroFlags:
                 done(bio, BioStatus.NotSupported);
                 return;
             default:
@@ -172,6 +179,10 @@ public sealed partial class NbdDisk : Disk
 
         private static bool UsesFua(ushort flags) => (flags & Nbd.FlagSendFua) != 0;
 
+        /// <summary>NO_HOLE and FAST_ZERO of a write-zeroes, from the bio's NoUnmap and NoFallback.</summary>
+        private static ushort ZeroFlags(BioFlags f) => (ushort)(((f & BioFlags.NoUnmap) != 0 ? Nbd.CmdFlagNoHole : 0)
+            | ((f & BioFlags.NoFallback) != 0 ? Nbd.CmdFlagFastZero : 0));
+
         private List<WireRequest> DataPieces(ushort flags)
         {
             var offset = bio.Sector << Bio.SectorShift;
@@ -182,7 +193,7 @@ public sealed partial class NbdDisk : Disk
                 BioOp.Read => (Nbd.CmdRead, disk.MaxPayload, (ushort)0),
                 BioOp.Write => (Nbd.CmdWrite, disk.MaxPayload, fua),
                 BioOp.Discard => (Nbd.CmdTrim, Nbd.MaxCommandLength, fua),
-                _ when (flags & Nbd.FlagSendWriteZeroes) != 0 => (Nbd.CmdWriteZeroes, Nbd.MaxCommandLength, fua),
+                _ when (flags & Nbd.FlagSendWriteZeroes) != 0 => (Nbd.CmdWriteZeroes, Nbd.MaxCommandLength, (ushort)(fua | ZeroFlags(bio.Flags))),
                 _ => (Nbd.CmdWrite, Math.Min(disk.MaxPayload, Nbd.ZeroBuffer.Length), fua), // zeroes written as data
             };
             var pieces = new List<WireRequest>((int)Math.Max(1, (length + max - 1) / max));
@@ -216,6 +227,7 @@ public sealed partial class NbdDisk : Disk
     private sealed class WireRequest(Pending owner, ushort cmd, ushort cmdFlags, long offset, int length)
     {
         public long Since;   // Stopwatch timestamp of its hand-over to a connection (guarded by _gate)
+        public long First;   // ... of its first hand-over (a request the server keeps refusing gives up in time)
         public bool OnWire;  // the sender took it: the server may have it (guarded by _gate)
         public readonly Pending Owner = owner;
         public readonly ushort Cmd = cmd, CmdFlags = cmdFlags;

@@ -21,6 +21,7 @@ internal sealed class RegionBits
     }
     public void Clear(long r) => _words[r >> 6] &= ~(1UL << (int)(r & 63));
     public void SetAll() { for (long r = 0; r < Regions; r++) Set(r); }
+    public bool Any() => _words.Any(w => w != 0);
     public RegionBits Clone() => new(Regions, (ulong[])_words.Clone());
     public int Words => _words.Length;
     public ulong Word(int i) => _words[i];
@@ -110,25 +111,34 @@ internal abstract class RegionLog
 }
 
 /// <summary>
-/// `core`: the state lives in memory, so a restart resyncs every region from the first leg (dm's core log). A
-/// reload with the same legs in the same process takes over the suspended table's state, so a leg that failed
-/// and came back gets only its stale regions. The state stays parked after the table is gone (a remove and create
-/// with the same legs is a reload too); it is one bitset per leg.
+/// `core`: the state lives in memory, so a restart resyncs every region (dm's core log). A reload with the same
+/// legs in the same process takes over the suspended table's state, so a leg that failed and came back gets only
+/// its stale regions. The state stays parked after the table is gone (a remove and create with the same legs is a
+/// reload too); it is one bitset per leg. Where the device has a journal (<see cref="ITargetRecords"/>), the legs
+/// that may lack an acknowledged write (failed, or stale anywhere) are recorded there before such a write is
+/// acknowledged, so a restart or a failover resyncs from a leg that has every write, never from one of those.
 /// </summary>
-internal sealed class CoreLog(CoreLog.Identity identity) : RegionLog
+internal sealed class CoreLog(CoreLog.Identity identity, ITargetRecords? records, string[] legIds) : RegionLog
 {
-    /// <summary>Which mirror a state belongs to: the same leg devices (the objects, not names) at the same offsets.</summary>
+    /// <summary>
+    /// Which mirror a state belongs to: the same leg devices (the objects, not names; a disk of another node by its
+    /// DISK@NODE name, as each build connects to it anew) at the same offsets.
+    /// </summary>
     public sealed class Identity(IBlockDevice[] legs, long[] offsets, long length, uint regionSize)
     {
-        private readonly IBlockDevice[] _legs = legs;
+        private readonly object[] _legs = legs.Select(l => l.IsRemote ? (object)("remote " + l.Name) : l).ToArray();
         private readonly string _geometry = $"{string.Join(' ', offsets)} {length} {regionSize}";
         public override bool Equals(object? o) => o is Identity i && i._geometry == _geometry && i._legs.Length == _legs.Length
-            && _legs.Zip(i._legs).All(p => ReferenceEquals(p.First, p.Second));
-        public override int GetHashCode() => _legs.Aggregate(_geometry.GetHashCode(), (h, d) => HashCode.Combine(h, System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(d)));
+            && _legs.Zip(i._legs).All(p => p.First is string s ? s.Equals(p.Second) : ReferenceEquals(p.First, p.Second));
+        public override int GetHashCode() => _legs.Aggregate(_geometry.GetHashCode(), (h, d) => HashCode.Combine(h, d is string s ? s.GetHashCode() : System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(d)));
     }
 
     private static readonly ConcurrentDictionary<Identity, MirrorState> Parked = new();
     private readonly Identity _identity = identity;
+    /// <summary>The journal's key: the legs as the table names them.</summary>
+    private readonly string _key = "mirror " + string.Join(',', legIds);
+    /// <summary>What the journal says now: the legs that may lack an acknowledged write.</summary>
+    private string _recorded = "";
 
     public override string Name => "core";
     public override string TableParams() => $"core {ArgCount} {RegionSize} {SyncText}";
@@ -137,10 +147,38 @@ internal sealed class CoreLog(CoreLog.Identity identity) : RegionLog
     public override void Load(ITargetContext ctx, Func<MirrorState> fresh, Action<MirrorState> loaded)
     {
         var f = fresh();
-        loaded(Sync == LogSync.Default && Parked.TryRemove(_identity, out var s) && s.Legs == f.Legs && s.Regions == f.Regions ? s : f);
+        _recorded = records?.Get(_key) ?? "";
+        if (Sync == LogSync.Default && Parked.TryRemove(_identity, out var s) && s.Legs == f.Legs && s.Regions == f.Regions) { loaded(s); return; }
+        var behind = legIds.Select(_recorded.Split(',').Contains).ToArray();
+        loaded(behind.Any(b => b) ? FromRecord(f, behind) : f);
     }
 
-    public override void Commit(ITargetContext ctx, MirrorState state, Action<bool> done) => done(true);
+    /// <summary>
+    /// A start that knows which legs may lack writes: the first other leg is the source of every region; with
+    /// `nosync` the other legs are taken as equal to it, else they are resynced from it too.
+    /// </summary>
+    private MirrorState FromRecord(MirrorState fresh, bool[] behind)
+    {
+        var s = new MirrorState(fresh.Legs, fresh.Regions);
+        var source = Math.Max(0, Array.IndexOf(behind, false));
+        for (var i = 0; i < s.Legs; i++)
+            if (i != source && (behind[i] || Sync != LogSync.NoSync)) s.Stale[i].SetAll();
+        return s;
+    }
+
+    public override void Commit(ITargetContext ctx, MirrorState state, Action<bool> done)
+    {
+        var value = string.Join(',', legIds.Where((_, i) => state.Failed[i] || state.Stale[i].Any()));
+        if (records == null || value == _recorded) { done(true); return; }
+        // Answered on the journal's thread: back into the target's actor before the mirror goes on.
+        var inbox = ctx.Inbox;
+        records.Put(_key, value, ok => inbox(() =>
+        {
+            if (ok) _recorded = value;
+            done(ok);
+        }));
+    }
+
     public override void Suspended(MirrorState state) => Parked[_identity] = state;
     public override void Resumed(MirrorState state) => Parked.TryRemove(new KeyValuePair<Identity, MirrorState>(_identity, state));
 }
@@ -155,7 +193,7 @@ internal sealed class DiskLog(IBlockDevice dev, ulong[] legIds, long regions) : 
 {
     private const uint Magic = 0x4D695272, Version = 2, ExtMagic = 0x4D416D44, ExtVersion = 1;
     private readonly IBlockDevice _dev = dev;
-    private readonly IBlockDevice _io = BackgroundIo.Track(dev, (dev, -1));
+    private readonly IBlockDevice _io = BackgroundIo.Track(dev, BackgroundIo.Key(dev, -1));
     private readonly ulong[] _legIds = legIds;
     private readonly int _bitsetSectors = (RegionBits.Bytes(regions) + Bio.Sector512 - 1) / Bio.Sector512;
     private volatile char _health = 'A';
@@ -293,80 +331,5 @@ public sealed partial class Mirror
             }
             if (_commitWanted) RequestCommit(ctx);
         });
-    }
-}
-
-/// <summary>
-/// Who may do background IO (resync copies, log writes) on a leg's area or a log device. The device drains only
-/// the bios it mapped, and a swapped-out table's actor stops with its copies and log writes still in flight; so
-/// a live mirror holds a lease on its areas until it is destroyed, its own bios are counted until they land, and a
-/// table that replaces it starts (reads the log, copies) only once both are gone. Otherwise a late copy of old data
-/// could overwrite what the new table already resynced, or a late log write what it logged.
-/// </summary>
-internal static class BackgroundIo
-{
-    private static readonly Dictionary<(IBlockDevice, long), (int Leases, int Bios)> Busy = new();
-    private static readonly List<((IBlockDevice, long)[] Keys, Action Then)> WhenQuiet = new();
-
-    /// <summary>The device as the mirror's own IO uses it: each bio counted from submission to completion.</summary>
-    public static IBlockDevice Track(IBlockDevice dev, (IBlockDevice, long) key) => new Counted(dev, key);
-
-    public static bool Free(IEnumerable<(IBlockDevice, long)> keys)
-    {
-        lock (Busy) return keys.All(k => !Busy.ContainsKey(k));
-    }
-
-    public static void Lease(IEnumerable<(IBlockDevice, long)> keys, int by)
-    {
-        List<Action> run = new();
-        lock (Busy)
-        {
-            foreach (var k in keys)
-            {
-                var (l, b) = Busy.GetValueOrDefault(k);
-                if (l + by == 0 && b == 0) Busy.Remove(k); else Busy[k] = (l + by, b);
-            }
-            foreach (var w in WhenQuiet.Where(w => w.Keys.All(k => Busy.GetValueOrDefault(k).Bios == 0)).ToList()) { WhenQuiet.Remove(w); run.Add(w.Then); }
-        }
-        foreach (var a in run) a();
-    }
-
-    /// <summary>Runs <paramref name="then"/> once no bio of the mirror's own is in flight on <paramref name="keys"/> (at once if none is).</summary>
-    public static void OnQuiet(IEnumerable<(IBlockDevice, long)> keys, Action then)
-    {
-        var all = keys.ToArray();
-        lock (Busy)
-            if (all.Any(k => Busy.GetValueOrDefault(k).Bios > 0)) { WhenQuiet.Add((all, then)); return; }
-        then();
-    }
-
-    private static void Count((IBlockDevice, long) key, int by)
-    {
-        lock (Busy)
-        {
-            var (l, b) = Busy.GetValueOrDefault(key);
-            if (l == 0 && b + by == 0) Busy.Remove(key); else Busy[key] = (l, b + by);
-        }
-        if (by < 0) Lease([], 0); // runs what waited for quiet
-    }
-
-    private sealed class Counted(IBlockDevice inner, (IBlockDevice, long) key) : IBlockDevice
-    {
-        public string Name => inner.Name;
-        public string DevNo => inner.DevNo;
-        public long Sectors => inner.Sectors;
-        public bool HasVolatileCache => inner.HasVolatileCache;
-
-        public void Submit(Bio bio)
-        {
-            Count(key, 1);
-            var reply = bio.ReplyTo;
-            bio.ReplyTo = CallbackRef.ForBios(d =>
-            {
-                reply.Tell(d, Akka.Actor.ActorRefs.NoSender);
-                Count(key, -1);
-            });
-            inner.Submit(bio);
-        }
     }
 }

@@ -32,7 +32,7 @@ public sealed partial class Mirror
     }
 
     /// <summary>The areas this mirror's background IO touches: each leg's, and the log device.</summary>
-    private (IBlockDevice, long)[] BackgroundKeys => _legs.Select(l => (l.Dev, l.Offset)).Concat(_log.Device is { } d ? [(d, -1L)] : []).ToArray();
+    private (object, long)[] BackgroundKeys => _legs.Select(l => BackgroundIo.Key(l.Dev, l.Offset)).Concat(_log.Device is { } d ? [BackgroundIo.Key(d, -1)] : []).ToArray();
     private bool _leased;
 
     public override void Resume(ITargetContext ctx)

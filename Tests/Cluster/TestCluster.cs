@@ -1,6 +1,9 @@
+using System.Net;
 using Akka.Actor;
 using Akka.Cluster;
 using DmActors.Cluster;
+using DmActors.Host.Cluster;
+using DmActors.Host.Nbd;
 using DmActors.Tests.Support;
 using Xunit;
 
@@ -10,18 +13,23 @@ namespace DmActors.Tests.Cluster;
 /// Three cluster nodes in the test process (like Akka's own sharding specs): actor systems of one name on loopback
 /// port 0, joined to the first, each with its own memory disks, sharing one SQLite journal file. Disks of other
 /// nodes are reached in process (<see cref="InProcessDisks"/>), and so are volumes running elsewhere
-/// (<see cref="InProcessVolumes"/>): the data channel is the lead's (NBD); what is tested here is the control plane.
+/// (<see cref="InProcessVolumes"/>): what is tested there is the control plane. With <c>nbd</c>, each node also
+/// serves NBD on a loopback port and reaches volumes elsewhere over the real data channel (<see cref="RemoteVolumes"/>
+/// over <see cref="NbdDisk"/>), as a host does.
 /// </summary>
 public sealed class TestCluster : IDisposable
 {
     public const long DiskSectors = 16384;
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+    /// <summary>How long an open that asked to be acknowledged (as the NBD server's do) stays unacknowledged before it is closed.</summary>
+    public static readonly TimeSpan OpenAckTimeout = TimeSpan.FromSeconds(5);
 
     private readonly TempDir _dir = new("dmactors-cluster");
     private readonly List<Node> _nodes = new();
     private readonly List<Node> _dead = new();
     private readonly TimeSpan _rebalance;
     private readonly int? _directorySnapshotEvery;
+    private readonly bool _nbd;
 
     /// <summary>The journal (and snapshot store) file all nodes share.</summary>
     public string JournalFile => _dir["journal.db"];
@@ -34,6 +42,8 @@ public sealed class TestCluster : IDisposable
         public required ClusterNode Cluster { get; init; }
         public required IActorRef Manager { get; init; }
         public required IActorRef Directory { get; init; }
+        /// <summary>Its NBD server (with <c>nbd</c> only).</summary>
+        public NbdServer? Nbd { get; set; }
         public volatile bool Alive = true;
         public Address Address => Akka.Cluster.Cluster.Get(System).SelfAddress;
 
@@ -60,8 +70,9 @@ public sealed class TestCluster : IDisposable
         public string[] List() => ((Dm.DeviceList)Command(Dm.List.Instance)).Devices.Select(d => d.Name).ToArray();
     }
 
-    public TestCluster(int nodes = 3, TimeSpan? rebalance = null, int? directorySnapshotEvery = null)
+    public TestCluster(int nodes = 3, TimeSpan? rebalance = null, int? directorySnapshotEvery = null, bool nbd = false)
     {
+        _nbd = nbd;
         var db = _dir["journal.db"];
         _rebalance = rebalance ?? TimeSpan.FromMilliseconds(500);
         _directorySnapshotEvery = directorySnapshotEvery;
@@ -108,12 +119,26 @@ public sealed class TestCluster : IDisposable
         var system = ActorSystem.Create("dmactors", Engine.AkkaConfig(config));
         var disks = new DiskRegistry();
         disks.AddMemory("disk0", DiskSectors);
-        var node = new ClusterNode(new InProcessDisks(name, this), new InProcessVolumes(this), WakeInterval: TimeSpan.FromMilliseconds(300),
+        IActorRef? manager = null;
+        IRemoteVolumes remote = _nbd
+            ? new RemoteVolumes((disk, target) => NbdDisk.Connect(disk, "254:0", target), NbdEndpoint, () => manager!, Timeout)
+            : new InProcessVolumes(this);
+        var node = new ClusterNode(new InProcessDisks(name, this), remote, WakeInterval: TimeSpan.FromMilliseconds(300),
             RehomeAfterStart: TimeSpan.FromSeconds(3), RehomeDelay: TimeSpan.FromSeconds(1), AskTimeout: Timeout,
-            DirectorySnapshotEvery: _directorySnapshotEvery);
+            DirectorySnapshotEvery: _directorySnapshotEvery, OpenAckTimeout: OpenAckTimeout);
         var started = ClusterVolumes.Start(system, node);
-        return new Node { Name = name, System = system, Disks = disks, Cluster = node, Manager = started.Manager, Directory = started.Directory };
+        manager = started.Manager;
+        var n = new Node { Name = name, System = system, Disks = disks, Cluster = node, Manager = started.Manager, Directory = started.Directory };
+        if (_nbd)
+        {
+            n.Nbd = new NbdServer(system, started.Manager, new NbdServerOptions { Tcp = new IPEndPoint(IPAddress.Loopback, 0) });
+            n.Nbd.StartAsync().GetAwaiter().GetResult();
+        }
+        return n;
     }
+
+    private EndPoint NbdEndpoint(string node) =>
+        _nodes.FirstOrDefault(n => n.Name == node && n.Alive)?.Nbd?.TcpEndpoint ?? throw new TargetException($"node {node} serves no NBD");
 
     /// <summary>The node dies: downed by a survivor, its actor system terminated (its disks gone with it).</summary>
     public void Kill(string name)
@@ -122,6 +147,7 @@ public sealed class TestCluster : IDisposable
         var survivor = _nodes.First(n => n.Alive && n != victim);
         var address = victim.Address;
         victim.Alive = false;
+        victim.Nbd?.StopAsync().Wait(Timeout);
         // Like kill -9: gone at once, no leaving, no handoff (coordinated shutdown does not run on terminate);
         // then a survivor downs it, as the split brain resolver would after stable-after.
         Assert.True(victim.System.Terminate().Wait(Timeout), $"{name} did not terminate");
@@ -175,6 +201,7 @@ public sealed class TestCluster : IDisposable
 
     public void Dispose()
     {
+        foreach (var n in _nodes.Where(n => n.Alive)) n.Nbd?.StopAsync().Wait(Timeout);
         foreach (var n in _nodes.Where(n => n.Alive)) Akka.Cluster.Cluster.Get(n.System).Leave(n.Address);
         Task.WaitAll(_nodes.Select(n => n.System.Terminate()).ToArray(), Timeout);
         foreach (var n in _nodes.Concat(_dead)) n.Disks.Dispose();

@@ -23,9 +23,9 @@ public abstract class DeviceHarness : Akka.TestKit.Xunit2.TestKit
     protected DiskRegistry Disks => Engine.Disks;
     protected IActorRef Manager => Engine.Manager;
 
-    protected DeviceHarness(ITestOutputHelper? output = null) : base(Engine.AkkaConfig(), output: output)
+    protected DeviceHarness(ITestOutputHelper? output = null, ITargetRecords? records = null) : base(Engine.AkkaConfig(), output: output)
     {
-        Engine = Engine.On(Sys, new DeviceManager.Options(Clock));
+        Engine = Engine.On(Sys, new DeviceManager.Options(Clock, TargetRecords: records));
     }
 
     protected GateDisk Gate(string name, long sectors = 8192, bool volatileCache = true) =>

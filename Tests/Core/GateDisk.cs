@@ -27,6 +27,9 @@ public sealed class GateDisk : Disk
 
     public bool VolatileCache { get; set; }
     public override bool HasVolatileCache => VolatileCache;
+    /// <summary>Stands for a disk of another node.</summary>
+    public bool Remote { get; set; }
+    public override bool IsRemote => Remote;
     /// <summary>When it returns true for a bio, the bio waits until <see cref="Release"/>.</summary>
     public Func<Bio, bool> Hold { get; set; } = _ => false;
     /// <summary>When it returns true for a bio, the bio runs at once but its completion waits for <see cref="ReleaseCompleted"/>.</summary>

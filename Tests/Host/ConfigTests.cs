@@ -125,6 +125,23 @@ public class HostConfigTests
             Assert.Throws<ConfigException>(() => HostConfig.Parse("dmactors.nbd.max-payload = lots", "f.hocon")).Message);
     }
 
+    [Fact]
+    public void Nbd_tls_is_off_by_default_and_on_or_require_needs_a_certificate_directory()
+    {
+        Assert.Null(HostConfig.Parse("", "f.hocon").NbdTls);
+        Assert.Null(HostConfig.Parse("dmactors.nbd.tls = off", "f.hocon").NbdTls);
+        Assert.Equal("f.hocon: dmactors.nbd.tls: 'maybe' is not off, on or require",
+            Assert.Throws<ConfigException>(() => HostConfig.Parse("dmactors.nbd.tls = maybe", "f.hocon")).Message);
+        Assert.StartsWith("f.hocon: dmactors.nbd.tls = require needs dmactors.nbd.tls-certificates",
+            Assert.Throws<ConfigException>(() => HostConfig.Parse("dmactors.nbd.tls = require", "f.hocon")).Message);
+        using var empty = new Support.TempDir();
+        Assert.Equal($"f.hocon: nbd.tls-certificates: {Path.Combine(empty.Path, "server-cert.pem")} does not exist",
+            Assert.Throws<ConfigException>(() => HostConfig.Parse($"dmactors.nbd {{ tls = on, tls-certificates = \"{empty.Path}\" }}", "f.hocon")).Message);
+        using var certs = new Nbd.TestCertificates();
+        var tls = HostConfig.Parse($"dmactors.nbd {{ tls = require, tls-certificates = \"{certs.ServerDir}\", tls-verify-peer = on }}", "f.hocon").NbdTls!;
+        Assert.Equal((DmActors.Host.Nbd.NbdTlsMode.Require, true, false), (tls.Mode, tls.VerifyPeer, tls.OnUnixSocket));
+    }
+
     [Theory]
     [InlineData("dmactors {\n  disks = [ { name = a", "f.hocon:2:13: syntax error: '{' is never closed")]
     [InlineData("dmactors { x = = 1 }", "f.hocon:1:16: syntax error: missing value after '='")]
@@ -155,7 +172,7 @@ public class HostConfigTests
     [Theory]
     [InlineData("dmactors {\n  disks = [\n    { name = a, size = 1G, create = on,\n      write-back-cahce = on }\n  ]\n}",
         "f.hocon:4:7: unknown key 'write-back-cahce' in dmactors.disks[0] (known: name, path, size, create, write-back-cache, size-mismatch)")]
-    [InlineData("dmactors.nbd.lisen = off", "f.hocon:1:14: unknown key 'lisen' in dmactors.nbd (known: listen, unix-socket, max-payload)")]
+    [InlineData("dmactors.nbd.lisen = off", "f.hocon:1:14: unknown key 'lisen' in dmactors.nbd (known: listen, unix-socket, max-payload, tls, tls-certificates, tls-verify-peer, tls-unix-socket)")]
     [InlineData("dmactors { nbd { listen = off }, contrl { port = 1 } }",
         "f.hocon:1:34: unknown key 'contrl' in dmactors (known: data-dir, disks, devices, journal, nbd, cluster, control)")]
     [InlineData("dmactors.devices = [ { name = a }\n  { name = b, tabel = \"0 8 zero\" } ]",

@@ -192,7 +192,7 @@ public sealed class HostLifecycleProcessTests
     [InlineData("devices = [ { name = d, table = \"0 10 frob\" } ]", ": device d: frob: unknown target type")]
     [InlineData("disks = [ { name = d, size = 1Q, create = on } ]", ": disk d: bad size '1Q' (expected a positive number with an optional K, M, G or T suffix, e.g. 1G)")]
     [InlineData("devices = [ { name = d, table = \"0 10 linear nope 0\" } ]", ": device d: linear: Device lookup failed: nope")]
-    [InlineData("nbd.lisen = off", ":4:7: unknown key 'lisen' in dmactors.nbd (known: listen, unix-socket, max-payload)")]
+    [InlineData("nbd.lisen = off", ":4:7: unknown key 'lisen' in dmactors.nbd (known: listen, unix-socket, max-payload, tls, tls-certificates, tls-verify-peer, tls-unix-socket)")]
     public async Task A_bad_config_exits_1_with_one_line_naming_file_and_problem(string body, string problem)
     {
         using var dir = new TempDir("dmactors-badcfg-");

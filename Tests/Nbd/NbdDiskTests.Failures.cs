@@ -126,3 +126,43 @@ public sealed partial class NbdDiskTests
         Assert.Equal(1, one.Connections);
     }
 }
+
+/// <summary>NbdDisk and ESHUTDOWN: a request the server did not perform is held and sent again, never failed or run twice.</summary>
+public sealed partial class NbdDiskTests
+{
+    [Fact]
+    public async Task Writes_and_flushes_answered_ESHUTDOWN_are_sent_again_on_a_new_connection_and_succeed_once()
+    {
+        using var server = new ScriptedNbdServer();
+        var disk = Connect(server.Endpoint, "x", new NbdDiskOptions { Connections = 1 });
+        // The first connection takes a write, another write and a flush, then answers each one ESHUTDOWN; later ones serve.
+        server.Script = r => r.Connection == 1 ? ScriptedAction.Hold : ScriptedAction.Answer;
+        var (a, b) = (RawNbdClient.Pattern(4096, 5), RawNbdClient.Pattern(4096, 6));
+        var first = _io.Start(disk, WriteBio(0, a));
+        var second = _io.Start(disk, WriteBio(8, b));
+        var flush = _io.Start(disk, OpBio(BioOp.Flush));
+        await Poll.UntilAsync(() => Task.FromResult(server.HeldCount == 3), "the server to hold two writes and a flush");
+        Assert.True(server.ReplyHeld(error: 108));
+        // Not performed, so not failed: the three go again on the next connection, after the first one drained.
+        Assert.Equal(BioStatus.Ok, await first.WaitAsync(Wait));
+        Assert.Equal(BioStatus.Ok, await second.WaitAsync(Wait));
+        Assert.Equal(BioStatus.Ok, await flush.WaitAsync(Wait));
+        Assert.Equal(a, server.Memory(0, 4096));
+        Assert.Equal(b, server.Memory(8 * 512, 4096));
+        Assert.Equal(2, server.Connections);
+        Assert.Equal(2, server.Requests.Count(r => r.Type == ScriptedNbdServer.Write && r.Connection == 2)); // each sent again once
+        Assert.All(_io.Completions.Values, n => Assert.Equal(1, n));
+    }
+
+    [Fact]
+    public async Task A_server_that_keeps_answering_ESHUTDOWN_fails_the_request_after_the_reconnect_bound()
+    {
+        using var server = new ScriptedNbdServer();
+        server.Script = _ => ScriptedAction.Shutdown;
+        var disk = Connect(server.Endpoint, "x", new NbdDiskOptions { Connections = 1, ReconnectFor = TimeSpan.FromMilliseconds(500) });
+        // Bounced from connection to connection, it gives up with EIO once it has waited ReconnectFor, not never.
+        Assert.Equal(BioStatus.IoError, await _io.Start(disk, WriteBio(0, new byte[4096])).WaitAsync(Wait));
+        Assert.True(server.Connections > 1, "the request was never sent again");
+        Assert.All(_io.Completions.Values, n => Assert.Equal(1, n));
+    }
+}

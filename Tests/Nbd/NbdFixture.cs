@@ -55,10 +55,20 @@ public sealed class NbdFixture : IAsyncLifetime
         return (await CreateExportAsync(disk, readOnly: false), disk);
     }
 
-    private async Task<string> CreateExportAsync(Disk disk, bool readOnly)
+    /// <summary>An export `linear` over <paramref name="disk"/>, which the caller added to <see cref="Disks"/>.</summary>
+    public async Task<string> CreateExportAsync(Disk disk, bool readOnly = false)
     {
         var name = $"export-{disk.Name}";
         var reply = await AskAsync(new Dm.Create(name, $"0 {disk.Sectors} linear {disk.Name} 0", ReadOnly: readOnly));
+        Assert.True(reply is Dm.Done, $"create {name}: {reply}");
+        return name;
+    }
+
+    /// <summary>An export with the table <paramref name="table"/> (over disks the caller added).</summary>
+    public async Task<string> CreateTableExportAsync(string table)
+    {
+        var name = $"table{Interlocked.Increment(ref _next)}";
+        var reply = await AskAsync(new Dm.Create(name, table));
         Assert.True(reply is Dm.Done, $"create {name}: {reply}");
         return name;
     }

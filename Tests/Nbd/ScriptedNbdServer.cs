@@ -18,6 +18,8 @@ public enum ScriptedAction
     WrongCookie,
     /// <summary>Close the connection without a reply.</summary>
     Close,
+    /// <summary>Reply ESHUTDOWN (108): not performed, the server is going away.</summary>
+    Shutdown,
 }
 
 /// <summary>One request as the server read it.</summary>
@@ -58,13 +60,13 @@ public sealed class ScriptedNbdServer : IDisposable
     public readonly ConcurrentQueue<ScriptedRequest> Requests = new();
     public int HeldCount => _held.Count;
 
-    /// <summary>Answers every held request now, with success and no data (a late reply); false if a socket refused it.</summary>
-    public bool ReplyHeld()
+    /// <summary>Answers every held request now, with success and no data (a late reply), or with <paramref name="error"/>; false if a socket refused it.</summary>
+    public bool ReplyHeld(uint error = 0)
     {
         var all = true;
         while (_held.TryDequeue(out var h))
         {
-            try { lock (h.Socket) h.Socket.Send(SimpleReply(0, h.Cookie)); }
+            try { lock (h.Socket) h.Socket.Send(SimpleReply(error, h.Cookie)); }
             catch (Exception e) when (e is SocketException or ObjectDisposedException) { all = false; }
         }
         return all;
@@ -128,6 +130,9 @@ public sealed class ScriptedNbdServer : IDisposable
                         break;
                     case ScriptedAction.WrongCookie:
                         lock (s) s.Send(SimpleReply(0, r.Cookie + 1_000_000));
+                        break;
+                    case ScriptedAction.Shutdown:
+                        lock (s) s.Send(SimpleReply(108, r.Cookie));
                         break;
                     case ScriptedAction.Close:
                         s.Dispose();

@@ -36,21 +36,11 @@ public static class Postgres
 
     internal static string CreateDatabase(string server)
     {
-        var name = "t_" + Guid.NewGuid().ToString("N")[..16];
-        var admin = new NpgsqlConnectionStringBuilder(server) { Database = "postgres", Pooling = false };
-        try
-        {
-            using var db = new NpgsqlConnection(admin.ConnectionString);
-            db.Open();
-            using var create = db.CreateCommand();
-            create.CommandText = $"CREATE DATABASE {name}";
-            create.ExecuteNonQuery();
-        }
+        try { return DmActors.Host.Configuration.JournalDatabase.Create(server, "t_"); }
         catch (Exception e) when (e is NpgsqlException or SocketException)
         {
             throw new InvalidOperationException($"PostgreSQL test server ({Describe(server)}): cannot create a database: {e.Message}", e);
         }
-        return new NpgsqlConnectionStringBuilder(server) { Database = name }.ConnectionString;
     }
 
     private static string Describe(string connectionString)

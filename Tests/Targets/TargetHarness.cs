@@ -8,7 +8,7 @@ namespace DmActors.Tests.Targets;
 
 /// <summary>The core <see cref="DeviceHarness"/> plus what target tests keep asking: memory disks, status and table
 /// text, messages, whole-bio helpers and disk contents.</summary>
-public abstract class TargetHarness : DeviceHarness
+public abstract class TargetHarness(ITargetRecords? records = null) : DeviceHarness(records: records)
 {
     protected MemoryDisk Mem(string name, long sectors = 2048) => Disks.AddMemory(name, sectors);
 
