@@ -31,6 +31,15 @@ public sealed partial class MappedDevice
     private bool _released;
     /// <summary>Lanes quiesced that have not reported drained yet.</summary>
     private int _lanesBusy;
+    /// <summary>Replays of deferred bios whose <see cref="ReplayDone"/> marker the device has not reached yet.</summary>
+    private int _replays;
+
+    /// <summary>
+    /// Follows the deferred bios when they replay (ReleaseDeferred): the device has run every one of them. Until then
+    /// no lane maps: a bio a lane would map now was sent after them, so a deferred barrier among them must first take
+    /// the lanes back (else the barrier would drain bios sent after it, and they would finish before it).
+    /// </summary>
+    private sealed record ReplayDone { public static readonly ReplayDone Instance = new(); }
 
     /// <summary>What a barrier drains and a suspend waits for: the device's pending IO and every lane not yet drained.</summary>
     private int Outstanding => _pending + _lanesBusy;
@@ -78,6 +87,10 @@ public sealed partial class MappedDevice
                     if (_released && !restarted.Retiring) Release(restarted);
                 }
                 return true;
+            case ReplayDone:
+                _replays--;
+                ReleaseLanes();
+                return true;
             case DeviceLane.Msg.PushedBack p:
                 PushedBack(p.Original, p.Seq);
                 return true;
@@ -119,10 +132,13 @@ public sealed partial class MappedDevice
         }
     }
 
-    /// <summary>Lets the lanes map again once nothing needs them held: a stateless live table, no barrier, no suspend.</summary>
+    /// <summary>
+    /// Lets the lanes map again once nothing needs them held: a stateless live table, no barrier, no suspend, and no
+    /// deferred bio still to replay (a barrier among them must take the lanes before they map what came after it).
+    /// </summary>
     private void ReleaseLanes()
     {
-        if (_released || _lanesBusy != 0 || Deferring || _live is not { Stateless: true } || _lanes.Count == 0) return;
+        if (_released || _lanesBusy != 0 || Deferring || _replays != 0 || _live is not { Stateless: true } || _lanes.Count == 0) return;
         _released = true;
         foreach (var lane in _lanes.Values) Release(lane);
     }

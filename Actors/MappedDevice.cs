@@ -261,6 +261,8 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
     {
         if (_blockIo || _ordered.InFlight || _stashed == 0) return;
         _stashed = 0;
+        _replays++; // the lanes stay held until the device has run these (ReplayDone in MappedDevice.Lanes.cs)
+        Stash.Prepend(Stash.ClearStash().Append(new Envelope(ReplayDone.Instance, Self)).ToList());
         Stash.UnstashAll();
     }
 

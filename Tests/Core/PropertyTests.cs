@@ -13,7 +13,9 @@ namespace DmActors.Tests.Core;
 /// With several lanes (opens of the device, each bio to a random one), "before" and "after" are what one submitter
 /// sees: the bios of the barrier's own lane, the bios another lane had taken before the barrier was sent (the test
 /// settles a lane now and then: it has then taken what was sent to it), and every bio sent once the barrier's lane
-/// was settled after it (the device has taken the barrier up).
+/// was settled after it (the device has taken the barrier up). Suspends and resumes go to the device itself, as
+/// dmsetup's do: sent through two different lanes they would be two openers' messages, in no order between them
+/// (a resume could overtake the suspend it follows and leave the device suspended).
 /// </summary>
 public sealed class PropertyTests : DeviceHarness
 {
@@ -41,6 +43,7 @@ public sealed class PropertyTests : DeviceHarness
         var dev = Create(name, IdentityTable(rnd), mode);
         var lanes = new List<IActorRef> { dev };
         while (lanes.Count < laneCount) lanes.Add(Open(name));
+        var device = Sys.ActorSelection(dev.Path.Parent).ResolveOne(Wait).GetAwaiter().GetResult(); // the lanes' parent
         // One lane draws nothing, so the one-lane seeds run the sequences they always ran.
         int Pick() => lanes.Count == 1 ? 0 : rnd.Next(lanes.Count);
 
@@ -80,13 +83,13 @@ public sealed class PropertyTests : DeviceHarness
             for (var i = 0; i < ops; i++)
             {
                 var kind = rnd.Next(100);
-                if (kind < 8 && !suspended) { lanes[Pick()].Tell(new Dm.Suspend(name, NoFlush: rnd.Next(2) == 0), probe.Ref); suspended = true; continue; }
-                if (kind < 12 && suspended) { lanes[Pick()].Tell(new Dm.Resume(name), probe.Ref); suspended = false; continue; }
+                if (kind < 8 && !suspended) { device.Tell(new Dm.Suspend(name, NoFlush: rnd.Next(2) == 0), probe.Ref); suspended = true; continue; }
+                if (kind < 12 && suspended) { device.Tell(new Dm.Resume(name), probe.Ref); suspended = false; continue; }
                 if (kind < 16)
                 {
                     // reload: a different, equivalent identity table, swapped in by resume
                     Ok(new Dm.Load(name, IdentityTable(rnd)));
-                    lanes[Pick()].Tell(new Dm.Resume(name), probe.Ref);
+                    device.Tell(new Dm.Resume(name), probe.Ref);
                     suspended = false;
                     continue;
                 }
@@ -103,7 +106,7 @@ public sealed class PropertyTests : DeviceHarness
                 }
                 else Send(Pick(), new Bio(BioOp.Read, sector, len, new byte[len * 512], probe.Ref), 0);
             }
-            if (suspended) lanes[Pick()].Tell(new Dm.Resume(name), probe.Ref);
+            if (suspended) device.Tell(new Dm.Resume(name), probe.Ref);
 
             // Collect: exactly one BioDone per bio, in an order that respects barriers (ordered mode).
             var order = new List<BioDone>();
