@@ -7,6 +7,11 @@ namespace DmActors;
 /// suspend is active the lanes are released and map bios on their openers' threads; a barrier or a suspend first
 /// takes every lane back (quiesce) and counts each lane that has not reported drained as pending IO, so the
 /// barrier's drain and the suspend's wait include the lanes' IO. See docs/threading.md.
+///
+/// The invariant: while any lane is released, no barrier is in flight or deferred, IO is not blocked, and the device
+/// has run every bio it deferred (no replay is pending) and every bio a lane forwarded before its latest hold. So
+/// when the device takes up a barrier, all IO issued before it is the device's pending IO or a released lane's
+/// in-flight IO, both counted in <see cref="Outstanding"/>, and until it completes no lane maps.
 /// </summary>
 public sealed partial class MappedDevice
 {
