@@ -42,6 +42,25 @@ public sealed class LaneTests : DeviceHarness
     private List<string> Mappers() { lock (_mappers) return _mappers.ToList(); }
 
     [Fact]
+    public void A_lane_counts_the_io_it_maps_in_the_devices_statistics()
+    {
+        var d0 = Gate("d0");
+        Create("ln", "0 8192 linear d0 0");
+        var b = Open("ln");
+        var p = CreateTestProbe();
+        d0.Hold = Noting(_ => false);
+        b.Tell(Write(0, Pattern(8, 1), p));
+        b.Tell(Write(8, Pattern(16, 2), p));
+        b.Tell(Read(0, 24, p));
+        var done = p.ReceiveN(3, Wait).Cast<BioDone>().ToList();
+        Assert.All(done, d => Assert.Equal(BioStatus.Ok, d.Status));
+        Assert.Equal(3, Mappers().Count);
+        Assert.All(Mappers(), m => Assert.StartsWith("lane-", m)); // the lane mapped them, not the device
+        var c = Assert.IsType<DeviceIoStats>(Control(new GetIoStats("ln"))).Counters;
+        Assert.Equal((2L, 24L, 1L, 24L, 0L), (c.Writes, c.WriteSectors, c.Reads, c.ReadSectors, c.InFlight));
+    }
+
+    [Fact]
     public void A_barrier_on_one_lane_waits_for_io_another_lane_accepted_and_that_lanes_later_io_waits_for_it()
     {
         var d0 = Gate("d0");
