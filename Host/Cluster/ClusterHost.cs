@@ -85,8 +85,9 @@ public sealed class ClusterHost
         {
             Receive<Akka.Remote.ThisActorSystemQuarantinedEvent>(e =>
             {
-                var reason = $"this node was quarantined by {e.RemoteAddress} (removed from the cluster)";
-                Task.Run(() => host.StopWriting(reason)); // dropping connections waits for their threads
+                Context.System.Log.Warning("{0} quarantined this node: it was removed from the cluster", e.RemoteAddress);
+                // The same words as a downing: it is one, heard from a peer. Dropping connections waits for threads.
+                Task.Run(() => host.StopWriting("this node was removed from the cluster"));
             });
         }
 
