@@ -29,7 +29,7 @@ public sealed class LostBioAnswerer : UntypedActor
     private static readonly ConcurrentDictionary<IActorRef, DateTime> HandedOffDevices = new();
     private static readonly TimeSpan RememberHandOff = TimeSpan.FromMinutes(10);
 
-    /// <summary>Called before a device is stopped for a handoff: bios that reach it afterwards get ESHUTDOWN.</summary>
+    /// <summary>Called before a device (and each of its opens' lanes) is stopped for a handoff: bios that reach it afterwards get ESHUTDOWN.</summary>
     public static void HandedOff(IActorRef device)
     {
         var now = DateTime.UtcNow;

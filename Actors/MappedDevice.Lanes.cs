@@ -59,6 +59,7 @@ public sealed partial class MappedDevice
             case OpenLane o:
                 var actor = Context.ActorOf(DeviceLane.Props(_options.Mode, _flushes.Completed, _stats, Clock, _options.Dispatcher), $"lane-{++_nextLane}");
                 var lane = _lanes[actor] = new Lane(actor);
+                if (_handOff) LostBioAnswerer.HandedOff(actor);
                 Sender.Tell(o.Reply with { Device = actor });
                 if (_released) Release(lane);
                 else ReleaseLanes();

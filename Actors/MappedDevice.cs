@@ -110,7 +110,12 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
                 _inactive = w.ErrorTable;
                 Resume(Sender, noflush: true);
                 break;
-            case Shutdown sd: _handOff = sd.HandOff; Remove(Sender); break;
+            case Shutdown sd:
+                _handOff = sd.HandOff;
+                // An open's lane stops with the device: a bio its connection sends after that was never started either.
+                if (_handOff) foreach (var lane in _lanes.Keys) LostBioAnswerer.HandedOff(lane);
+                Remove(Sender);
+                break;
             case ShutdownTimedOut: if (_removeReplyTo != null) Context.Stop(Self); break;
             case BarrierTimedOut t: _ordered.TimedOut(t.Barrier); break;
             case Terminated t: Retired(t.ActorRef); break;
