@@ -59,7 +59,9 @@ public sealed class ClusterHost
         IActorRef? manager = null;
         var node = new ClusterNode(clusterDisks, new RemoteVolumes(clusterDisks, () => manager!, s.AskTimeout),
             new DeviceManager.Options(), AskTimeout: s.AskTimeout);
-        manager = ClusterVolumes.Start(system, node, HostConfig.ManagerName).Manager;
+        var volumes = ClusterVolumes.Start(system, node, HostConfig.ManagerName);
+        manager = volumes.Manager;
+        _ = PruneFencesAsync(system, volumes.Directory, fences, s.AskTimeout);
         system.ActorOf(RemovedMembers.Props(clusterDisks), "removed-members");
         var host = new ClusterHost(system, spec, manager, fences, exports, clusterDisks);
         // A node downed by the cluster (it was paused or cut off, and the others took its volumes over) runs the
@@ -76,6 +78,33 @@ public sealed class ClusterHost
         // Being quarantined by a peer is final until this process restarts, so it stops as a downed node does.
         system.ActorOf(Props.Create(() => new QuarantineWatch(host)), "quarantine-watch");
         return host;
+    }
+
+    /// <summary>
+    /// Once the directory answers (after the join), the fences of volumes the cluster no longer has are dropped from
+    /// the fence file (<see cref="FenceTable.Prune"/>): once per start, so the file does not grow for ever.
+    /// </summary>
+    private static async Task PruneFencesAsync(ActorSystem system, IActorRef directory, FenceTable fences, TimeSpan timeout)
+    {
+        for (var attempt = 0; attempt < 20 && !system.WhenTerminated.IsCompleted; attempt++)
+        {
+            object reply;
+            try { reply = await directory.Ask<object>(DirectoryCmd.List.Instance, timeout); }
+            catch (AskTimeoutException) { continue; } // not a member yet, or the directory is moving: ask again
+            if (reply is not DirectoryCmd.Listing listing) return;
+            try
+            {
+                // The file write blocks: off the caller's thread.
+                var gone = await Task.Run(() => fences.Prune(listing.Volumes.Select(v => v.EntityId).ToHashSet()));
+                if (gone.Count > 0)
+                    system.Log.Info("fences of {0} removed volume(s) dropped: {1}", gone.Count, string.Join(", ", gone));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                system.Log.Warning("fences of removed volumes not dropped: {0}", e.Message);
+            }
+            return;
+        }
     }
 
     /// <summary>Stops the node's writing when a peer quarantined it (no association with that peer comes back).</summary>

@@ -48,6 +48,8 @@ public sealed class FenceTable
     private readonly object _gate = new();
     private readonly string? _path;
     private string? _revoked;
+    /// <summary>Cells read from the file and not claimed since this start: only these may be pruned.</summary>
+    private readonly HashSet<(string Disk, string Volume)> _unclaimed = new();
 
     /// <param name="path">The fence file (e.g. <c>&lt;data-dir&gt;/fences.json</c>); null keeps the fences in memory.</param>
     /// <param name="drainTimeout">How long a claim waits for older epochs' bios in flight before it fails.</param>
@@ -95,6 +97,7 @@ public sealed class FenceTable
             // Durable first: if the write fails nothing changed, and a restart never forgets a claim it granted.
             if (raised && _path != null) Save(_path, disk, volumeId, epoch);
             cell = existing ?? (_cells[(disk, volumeId)] = new FenceCell(disk, volumeId, epoch));
+            _unclaimed.Remove((disk, volumeId));
             if (raised) cell.Raise(epoch);
             lock (cell.Holders) older = cell.Holders.Where(h => h.Epoch < epoch).ToList();
         }
@@ -125,6 +128,36 @@ public sealed class FenceTable
         }
     }
 
+    /// <summary>
+    /// Forgets the fences of volumes that no longer exist (<paramref name="volumes"/>: every volume id the cluster
+    /// has, listed after this start), so the file does not grow for ever with removed volumes. Only a cell read
+    /// from the file and not claimed or held since is dropped: a volume created after the listing claims a new cell,
+    /// and the newest epoch of a volume that exists is always kept (it refuses that volume's old owners). The
+    /// smaller file is on stable storage before this returns. Returns the cells dropped.
+    /// </summary>
+    public IReadOnlyList<FenceCell> Prune(IReadOnlySet<string> volumes)
+    {
+        lock (_gate)
+        {
+            if (_revoked != null) return [];
+            var gone = _cells.Values.Where(c => _unclaimed.Contains((c.Disk, c.VolumeId)) && !volumes.Contains(c.VolumeId) && Unheld(c)).ToList();
+            if (gone.Count == 0) return [];
+            // Durable first, as a raise: a failed write leaves the table as it was.
+            if (_path != null) Write(_path, _cells.Values.Except(gone).Select(c => new FenceRecord(c.Disk, c.VolumeId, c.Epoch)));
+            foreach (var c in gone)
+            {
+                _cells.Remove((c.Disk, c.VolumeId));
+                _unclaimed.Remove((c.Disk, c.VolumeId));
+            }
+            return gone;
+        }
+    }
+
+    private static bool Unheld(FenceCell c)
+    {
+        lock (c.Holders) return c.Holders.Count == 0;
+    }
+
     // ---- the file ------------------------------------------------------------------------------------------------
 
     private sealed record FenceRecord(
@@ -145,16 +178,19 @@ public sealed class FenceTable
             if (r.Disk is null || r.Volume is null || r.Epoch <= 0)
                 throw new InvalidDataException($"fence file {path} has an invalid entry ({r}); refusing to start without the fences it records");
             _cells[(r.Disk, r.Volume)] = new FenceCell(r.Disk, r.Volume, r.Epoch);
+            _unclaimed.Add((r.Disk, r.Volume));
         }
     }
 
     /// <summary>Writes every fence, with (disk, volume) at <paramref name="epoch"/>: temp file, fsync, rename, fsync the directory.</summary>
-    private void Save(string path, string disk, string volumeId, long epoch)
-    {
-        var records = _cells.Values.Where(c => (c.Disk, c.VolumeId) != (disk, volumeId))
+    private void Save(string path, string disk, string volumeId, long epoch) =>
+        Write(path, _cells.Values.Where(c => (c.Disk, c.VolumeId) != (disk, volumeId))
             .Select(c => new FenceRecord(c.Disk, c.VolumeId, c.Epoch))
-            .Append(new FenceRecord(disk, volumeId, epoch))
-            .OrderBy(r => r.Disk, StringComparer.Ordinal).ThenBy(r => r.Volume, StringComparer.Ordinal).ToList();
+            .Append(new FenceRecord(disk, volumeId, epoch)));
+
+    private static void Write(string path, IEnumerable<FenceRecord> fences)
+    {
+        var records = fences.OrderBy(r => r.Disk, StringComparer.Ordinal).ThenBy(r => r.Volume, StringComparer.Ordinal).ToList();
         var bytes = JsonSerializer.SerializeToUtf8Bytes(new FenceFile(records), new JsonSerializerOptions { WriteIndented = true });
         var temp = path + ".tmp";
         using (var f = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
