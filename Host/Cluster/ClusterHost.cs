@@ -91,6 +91,7 @@ public sealed class ClusterHost
             object reply;
             try { reply = await directory.Ask<object>(DirectoryCmd.List.Instance, timeout); }
             catch (AskTimeoutException) { continue; } // not a member yet, or the directory is moving: ask again
+            catch (Exception) { return; } // the node is stopping: the next start prunes
             if (reply is not DirectoryCmd.Listing listing) return;
             try
             {
