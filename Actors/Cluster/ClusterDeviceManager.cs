@@ -70,7 +70,7 @@ public sealed class ClusterDeviceManager : UntypedActor
             case Dm.Load l: Reply(ToVolume(l.Name, l, TableArgs(l.Table))); break;
             case Dm.Remove r: Reply(Remove(r)); break;
             case Dm.Rename r: Reply(Rename(r)); break;
-            case Dm.Suspend or Dm.Resume or Dm.Clear or Dm.GetTable or Dm.GetStatus or Dm.GetInfo or Dm.Message or Dm.History or GetIoStats:
+            case Dm.Suspend or Dm.Resume or Dm.Clear or Dm.GetTable or Dm.GetStatus or Dm.GetInfo or Dm.Message or Dm.History or IStatsCommand:
                 Reply(ToVolume(VolumeEntity.NameOf(message), message));
                 break;
             case Dm.List: Reply(List()); break;

@@ -42,6 +42,14 @@ public sealed class DmsetupArgs
     public TimeSpan? Interval { get; private set; }
     /// <summary>dmstats report --histogram: the latency histogram instead of the default fields.</summary>
     public bool Histogram { get; private set; }
+    /// <summary>dmstats create/delete: the region's range (sizes as dmstats takes them), --segments, --bounds, --programid; --regionid, --allregions.</summary>
+    public string? Start { get; private set; }
+    public string? Length { get; private set; }
+    public bool Segments { get; private set; }
+    public string? Bounds { get; private set; }
+    public string? ProgramId { get; private set; }
+    public string? RegionId { get; private set; }
+    public bool AllRegions { get; private set; }
 
     /// <summary>Parses <paramref name="argv"/> (what follows `dmsetup`); on a bad option returns null and the error line in <paramref name="error"/>.</summary>
     public static DmsetupArgs? Parse(IReadOnlyList<string> argv, out string? error) => DmsetupCommand.Parse(argv, out error);
@@ -61,6 +69,8 @@ public sealed class DmsetupArgs
         Options = r.GetValue(o.Options), Tree = r.GetValue(o.Tree), Target = r.GetValue(o.Target), Concise = r.GetValue(o.Concise),
         Separator = r.GetValue(o.Separator), Verbose = r.GetValue(o.Verbose),
         Interval = r.GetValue(o.Interval), Histogram = r.GetValue(o.Histogram),
+        Start = r.GetValue(o.Start), Length = r.GetValue(o.Length), Segments = r.GetValue(o.Segments), Bounds = r.GetValue(o.Bounds),
+        ProgramId = r.GetValue(o.ProgramId), RegionId = r.GetValue(o.RegionId), AllRegions = r.GetValue(o.AllRegions),
     };
 
     private DmsetupArgs() { }
@@ -110,6 +120,13 @@ public sealed class DmsetupOptions
         "dmstats report: the IO of the next SECONDS (default: since each device started).",
         DmsetupArgs.ParseSeconds, t => $"--interval: '{t}' is not a number of seconds");
     public readonly Option<bool> Histogram = ToolOption.Flag("--histogram", "dmstats report: the latency histogram (bounds: dmactors.stats.bounds).");
+    public readonly Option<string?> Start = ToolOption.Text("--start", "START", "dmstats create: the region's first sector (suffix b, s, k, m, g, t for other units).");
+    public readonly Option<string?> Length = ToolOption.Text("--length", "LENGTH", "dmstats create: the region's length (default: to the device's end).");
+    public readonly Option<bool> Segments = ToolOption.Flag("--segments", "dmstats create: one region per table line.");
+    public readonly Option<string?> Bounds = ToolOption.Text("--bounds", "LIST", "dmstats create: histogram bounds, e.g. 1ms,5ms,10ms (plain numbers are ns).");
+    public readonly Option<string?> ProgramId = ToolOption.Text("--programid", "ID", "dmstats create: the regions' program id (default dmstats).");
+    public readonly Option<string?> RegionId = ToolOption.Text("--regionid", "ID", "dmstats delete: the region to delete.");
+    public readonly Option<bool> AllRegions = ToolOption.Flag("--allregions", "dmstats delete: every region but the device's region 0.");
 
     /// <summary>Options dmsetup has that change nothing here (udev and filesystem freezing); taken and ignored.</summary>
     public readonly Option<bool>[] Ignored =
