@@ -107,7 +107,9 @@ public sealed class ClusterDeviceManager : UntypedActor
 
     private Task<object> Ask(IActorRef to, object message) => to.Ask<object>(message, Timeout);
 
-    private Task<object> AskVolume(string entityId, object command) => Ask(_region, new VolumeEnvelope(entityId, command));
+    /// <summary>A wait's ask allows for its patience (it is answered at an event or when that runs out).</summary>
+    private Task<object> AskVolume(string entityId, object command) =>
+        _region.Ask<object>(new VolumeEnvelope(entityId, command), Timeout + (command is Dm.GetInfo { Patience: { } p } ? p : TimeSpan.Zero));
 
     private async Task<object> ToVolume(string name, object command, IReadOnlyList<string>? uses = null)
     {

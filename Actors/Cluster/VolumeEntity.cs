@@ -226,9 +226,11 @@ public sealed class VolumeEntity : ReceivePersistentActor
             case Dm.GetTable or Dm.GetStatus or Dm.Message or IStatsCommand: device.Actor.Forward(message); break;
             case Dm.GetInfo i:
                 var node = Self_;
-                device.Actor.Ask<Dm.DeviceInfo>(i, _node.Timeout)
-                    .ContinueWith(t => t.IsCompletedSuccessfully ? t.Result with { Node = node }
-                        : (object)new Dm.Failed("info", name, "Connection timed out", "the device did not answer"))
+                // A wait (dmsetup wait) may take its patience before the device answers; a device removed while it waits
+                // answers it with a failure (as on a single host), which passes on as it is.
+                device.Actor.Ask<object>(i, _node.Timeout + (i.Patience ?? TimeSpan.Zero))
+                    .ContinueWith(t => !t.IsCompletedSuccessfully ? new Dm.Failed("info", name, "Connection timed out", "the device did not answer")
+                        : t.Result is Dm.DeviceInfo info ? info with { Node = node } : t.Result)
                     .PipeTo(Sender);
                 break;
             case Dm.History: Sender.Tell(new Dm.HistoryList(name, _state.Device!.History.ToArray())); break;
