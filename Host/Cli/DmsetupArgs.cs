@@ -28,6 +28,8 @@ public sealed class DmsetupArgs
     public bool SetUuid { get; private set; }
     /// <summary>-o: the fields of `info -c`, the name style of `deps` and `ls`, the options of `ls --tree`.</summary>
     public string? Options { get; private set; }
+    /// <summary>-O/--sort: `info -c`'s sort keys (a `-` prefix sorts descending).</summary>
+    public string? Sort { get; private set; }
     public bool Tree { get; private set; }
     /// <summary>--target TYPE: `ls`, `table` and `status` keep only devices (lines) of that target type.</summary>
     public string? Target { get; private set; }
@@ -66,7 +68,7 @@ public sealed class DmsetupArgs
         Mode = r.GetValue(o.Mode) ?? BarrierMode.Ordered, Force = r.GetValue(o.Force), NoFlush = r.GetValue(o.NoFlush),
         Inactive = r.GetValue(o.Inactive), Columns = r.GetValue(o.Columns), NoHeadings = r.GetValue(o.NoHeadings),
         SetUuid = r.GetValue(o.SetUuid), Tear = r.GetValue(o.Tear), Node = r.GetValue(o.Node),
-        Options = r.GetValue(o.Options), Tree = r.GetValue(o.Tree), Target = r.GetValue(o.Target), Concise = r.GetValue(o.Concise),
+        Options = r.GetValue(o.Options), Sort = r.GetValue(o.Sort), Tree = r.GetValue(o.Tree), Target = r.GetValue(o.Target), Concise = r.GetValue(o.Concise),
         Separator = r.GetValue(o.Separator), Verbose = r.GetValue(o.Verbose),
         Interval = r.GetValue(o.Interval), Histogram = r.GetValue(o.Histogram),
         Start = r.GetValue(o.Start), Length = r.GetValue(o.Length), Segments = r.GetValue(o.Segments), Bounds = r.GetValue(o.Bounds),
@@ -107,6 +109,7 @@ public sealed class DmsetupOptions
     public readonly Option<bool> Columns = ToolOption.Flag("--columns", "One line per device, in columns.", "-c", "-C");
     public readonly Option<bool> NoHeadings = ToolOption.Flag("--noheadings", "Columns without the heading line.");
     public readonly Option<string?> Options = ToolOption.Text("--options", "FIELDS", "info -c: the fields; deps, ls: devno, devname or blkdevname; ls --tree: the tree's options.", "-o");
+    public readonly Option<string?> Sort = ToolOption.Text("--sort", "KEYS", "info -c: the fields to sort by (-FIELD: descending).", "-O");
     public readonly Option<bool> Tree = ToolOption.Flag("--tree", "ls: the devices as a tree of what uses what.");
     public readonly Option<string?> Target = ToolOption.Text("--target", "TYPE", "Only devices (or table lines) of target type TYPE.");
     public readonly Option<bool> Concise = ToolOption.Flag("--concise", "table, create: dmsetup's one-line format (name,uuid,minor,flags,table[,table];...).");
@@ -138,7 +141,7 @@ public sealed class DmsetupOptions
     public IEnumerable<Option> Global => [Config, Control, Timeout];
 
     /// <summary>Those a command uses (listed in its --help); all are taken anywhere on the line.</summary>
-    public IEnumerable<Option> Specific => [Table, NoTable, ReadOnly, Uuid, Mode, Force, NoFlush, Inactive, Columns, NoHeadings, SetUuid, Options, Tree, Target, Concise, Separator, Verbose, Tear, Node, .. Ignored];
+    public IEnumerable<Option> Specific => [Table, NoTable, ReadOnly, Uuid, Mode, Force, NoFlush, Inactive, Columns, NoHeadings, SetUuid, Options, Sort, Tree, Target, Concise, Separator, Verbose, Tear, Node, .. Ignored];
 
     /// <summary>The arguments of the command the line names.</summary>
     public IEnumerable<string> Words(ParseResult r) =>
