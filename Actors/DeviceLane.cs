@@ -110,7 +110,8 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
     /// <summary>dm's __split_and_process_bio and map, on this thread, against the released table.</summary>
     private void Map(Bio bio, Table table)
     {
-        var io = new DmIo(bio, DmIo.Kinds.Normal, ++_seq) { Started = _stats.Start() };
+        var io = new DmIo(bio, DmIo.Kinds.Normal, ++_seq);
+        io.Started = _stats.Start(bio, out io.Regions);
         _inflight.Add(io);
         var status = BioSplit.Check(bio, table, _readOnly);
         if (status != BioStatus.Ok) io.SetError(status, false);
@@ -175,13 +176,13 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
         _inflight.Remove(io);
         if (io.Status == BioStatus.Requeue)
         {
-            _stats.Abandon(); // the device starts (and counts) it again
+            _stats.Abandon(io.Original, io.Regions); // the device starts (and counts) it again
             _device.Tell(new Msg.PushedBack(io.Original, io.Seq), Self);
         }
         else
         {
             _writes.Record(io.Original); // before the answer: a flush sent after the answer covers it
-            _stats.Done(io.Original, io.Status, io.Started);
+            _stats.Done(io.Original, io.Status, io.Started, regions: io.Regions);
             io.Original.Complete(io.Status);
         }
         CheckDrained();

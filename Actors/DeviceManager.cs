@@ -165,7 +165,7 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
             case Dm.GetTable t: Forward("table", t.Name, t); break;
             case Dm.GetStatus s: Forward("status", s.Name, s); break;
             case Dm.GetInfo i: Forward("info", i.Name, i); break;
-            case GetIoStats st: Forward("stats", st.Name, st); break;
+            case IStatsCommand st: Forward("stats", st.Name, st); break;
             case Dm.Message m: Forward("message", m.Name, m); break;
             case Dm.History h:
                 WithDevice("history", h.Name, _ => Sender.Tell(new Dm.HistoryList(h.Name,

@@ -28,6 +28,8 @@ public sealed class DmIo
     public int Refs = 1;
     /// <summary>When the device started it (<see cref="IoStats.Start"/>), for its latency.</summary>
     public long Started;
+    /// <summary>The device's other statistics regions when it started (<see cref="IoStats.Start(Bio, out StatsRegion[])"/>).</summary>
+    public StatsRegion[] Regions = [];
     public BioStatus Status;
     /// <summary>Flush mode: the preflush part is running; the data goes out when it completes.</summary>
     public bool Preflushing;

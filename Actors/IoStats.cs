@@ -44,29 +44,66 @@ public sealed class IoStats
         _ => null,
     };
 
+    private StatsRegion[] _regions = [];
+
+    /// <summary>
+    /// The device's other statistics regions (dmstats create), not this whole-device one: an immutable array that
+    /// only the device actor replaces, whole, so a bio reads it once without a lock.
+    /// </summary>
+    public StatsRegion[] Regions { get => Volatile.Read(ref _regions); set => Volatile.Write(ref _regions, value); }
+
     /// <summary>A bio starts (bio_start_io_acct): returns its start time, to give back to <see cref="Done"/>.</summary>
     public long Start()
     {
         var now = Stopwatch.GetTimestamp();
+        StartAt(now);
+        return now;
+    }
+
+    /// <summary>
+    /// A bio starts, in this region and in each other region it overlaps; <paramref name="regions"/> is the set it
+    /// started in, to give back to <see cref="Done"/> (its end counts where its start did, whatever changed since).
+    /// </summary>
+    public long Start(Bio bio, out StatsRegion[] regions)
+    {
+        var now = Start();
+        regions = Regions;
+        for (var k = 0; k < regions.Length; k++)
+            if (regions[k].Overlap(bio) > 0) regions[k].Stats.StartAt(now);
+        return now;
+    }
+
+    private void StartAt(long now)
+    {
         UpdateIoTicks(now, end: false);
         Interlocked.Increment(ref _inFlight);
-        return now;
     }
 
     /// <summary>A started bio is answered to its submitter (bio_end_io_acct), errors included.</summary>
     /// <param name="barrier">It ran as a barrier (ordered mode), whatever its flags.</param>
-    public void Done(Bio bio, BioStatus status, long started, bool barrier = false)
+    /// <param name="regions">The other regions it started in: each counts the part of it inside the region.</param>
+    public void Done(Bio bio, BioStatus status, long started, bool barrier = false, StatsRegion[]? regions = null)
     {
         var now = Stopwatch.GetTimestamp();
+        barrier |= bio.IsBarrier;
+        var group = GroupOf(bio);
+        Count(now, started, status, barrier, group, bio.Sectors);
+        if (regions == null) return;
+        for (var k = 0; k < regions.Length; k++)
+            if (regions[k].Overlap(bio) is var part and > 0) regions[k].Stats.Count(now, started, status, barrier, group, part);
+    }
+
+    private void Count(long now, long started, BioStatus status, bool barrier, Group? group, long sectors)
+    {
         var took = Math.Max(0, now - started);
         UpdateIoTicks(now, end: true);
         Interlocked.Decrement(ref _inFlight);
         if (status != BioStatus.Ok) Interlocked.Increment(ref _errors);
-        if (barrier || bio.IsBarrier) Interlocked.Increment(ref _barriers);
-        if (GroupOf(bio) is not { } g) return;
+        if (barrier) Interlocked.Increment(ref _barriers);
+        if (group is not { } g) return;
         var i = (int)g;
         Interlocked.Increment(ref _ios[i]);
-        if (g != Group.Flush) Interlocked.Add(ref _sectors[i], bio.Sectors);
+        if (g != Group.Flush) Interlocked.Add(ref _sectors[i], sectors);
         Interlocked.Add(ref _ticks[i], took);
         var bin = 0;
         while (bin < _boundTicks.Length && took >= _boundTicks[bin]) bin++;
@@ -74,9 +111,18 @@ public sealed class IoStats
     }
 
     /// <summary>A started bio goes back to wait (pushed back by a noflush suspend): it is started again later.</summary>
-    public void Abandon()
+    public void Abandon(Bio? bio = null, StatsRegion[]? regions = null)
     {
-        UpdateIoTicks(Stopwatch.GetTimestamp(), end: true);
+        var now = Stopwatch.GetTimestamp();
+        AbandonAt(now);
+        if (bio == null || regions == null) return;
+        for (var k = 0; k < regions.Length; k++)
+            if (regions[k].Overlap(bio) > 0) regions[k].Stats.AbandonAt(now);
+    }
+
+    private void AbandonAt(long now)
+    {
+        UpdateIoTicks(now, end: true);
         Interlocked.Decrement(ref _inFlight);
     }
 
@@ -135,5 +181,8 @@ public sealed record IoCounters(
 }
 
 /// <summary>`dmstats report`: a device's IO counters, answered with <see cref="DeviceIoStats"/>.</summary>
-public sealed record GetIoStats(string Name) : IControlMessage;
-public sealed record DeviceIoStats(string Name, int Major, int Minor, long Sectors, IoCounters Counters) : IControlMessage;
+public sealed record GetIoStats(string Name) : IStatsCommand;
+/// <param name="Counters">The whole-device region 0.</param>
+/// <param name="Regions">The other regions (dmstats create), by id.</param>
+public sealed record DeviceIoStats(string Name, int Major, int Minor, long Sectors, IoCounters Counters,
+    RegionIoStats[]? Regions = null) : IControlMessage;

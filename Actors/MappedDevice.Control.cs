@@ -23,7 +23,11 @@ public sealed partial class MappedDevice
             case Dm.GetStatus:
                 Sender.Tell(new Dm.Done(_live?.StatusText().ToArray() ?? []));
                 return true;
-            case GetIoStats: Sender.Tell(new DeviceIoStats(Name, Major, _shared.Minor, _shared.Sectors, _stats.Read())); return true;
+            case GetIoStats:
+                Sender.Tell(new DeviceIoStats(Name, Major, _shared.Minor, _shared.Sectors, _stats.Read(), StatsRegionCommands.Read(_stats)));
+                return true;
+            case CreateStatsRegion c: Sender.Tell(StatsRegionCommands.Create(c, _stats, _live)); return true;
+            case DeleteStatsRegion d: Sender.Tell(StatsRegionCommands.Delete(d, _stats)); return true;
             case Dm.GetInfo { WaitAfter: { } after } w: Wait(after, w.Patience); return true;
             case Dm.GetInfo: Sender.Tell(Info()); return true;
             case WaitExpired e: AnswerWaiters(w => w.Id == e.Id); return true;

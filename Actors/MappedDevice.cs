@@ -140,7 +140,8 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
             return;
         }
 
-        var io = Track(new DmIo(bio, DmIo.Kinds.Normal, ++_seq) { Started = _stats.Start() });
+        var io = Track(new DmIo(bio, DmIo.Kinds.Normal, ++_seq));
+        io.Started = _stats.Start(bio, out io.Regions);
         // An empty flush that is no barrier (flush mode, or NoDrain), and in flush mode a barrier or PREFLUSH bio,
         // first flushes every cache below; nothing in flight is waited for.
         if (bio.Op == BioOp.Flush || (!ordered && (bio.Flags & (BioFlags.Preflush | BioFlags.Barrier)) != 0))
@@ -232,7 +233,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
             if (_noflushSuspending)
             {
                 Untrack(io);
-                _stats.Abandon();
+                _stats.Abandon(io.Original, io.Regions);
                 _requeued.Add(io);
                 AfterPendingChange();
                 return;
@@ -251,7 +252,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
         }
         _flushes.WriteCompleted(io.Original);
         Untrack(io);
-        _stats.Done(io.Original, status, io.Started);
+        _stats.Done(io.Original, status, io.Started, regions: io.Regions);
         io.Original.Complete(status);
         AfterPendingChange();
     }

@@ -41,6 +41,7 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
     private BioStatus _error;
     private bool _awaitingFlush;
     private long _started;
+    private StatsRegion[] _regions = [];
 
     public Phase Current { get; private set; }
     /// <summary>While true the device defers every bio (and does not complete a suspend).</summary>
@@ -60,7 +61,7 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
         _barrier = barrier;
         _seq = seq;
         _error = BioStatus.Ok;
-        _started = stats?.Start() ?? 0;
+        _started = stats?.Start(barrier, out _regions) ?? 0;
         Current = Phase.Drain;
         if (timeout is { } after) device.StartTimeout(barrier, after);
         if (device.Pending == 0) AfterDrain();
@@ -102,7 +103,7 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
     {
         if (_barrier is not { } barrier) return;
         Clear();
-        stats?.Done(barrier, BioStatus.IoError, _started, barrier: true);
+        stats?.Done(barrier, BioStatus.IoError, _started, barrier: true, _regions);
         barrier.Complete(BioStatus.IoError);
     }
 
@@ -146,7 +147,7 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
     {
         var barrier = _barrier!;
         Clear();
-        stats?.Abandon(); // started again when it replays
+        stats?.Abandon(barrier, _regions); // started again when it replays
         device.Requeue(barrier, _seq);
     }
 
@@ -155,7 +156,7 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
         if (status == BioStatus.Requeue) status = BioStatus.IoError; // a push-back never reaches the submitter
         var barrier = _barrier!;
         Clear();
-        stats?.Done(barrier, status, _started, barrier: true);
+        stats?.Done(barrier, status, _started, barrier: true, _regions);
         barrier.Complete(status);
         device.Completed();
     }

@@ -70,7 +70,7 @@ public sealed class ClusterDeviceManager : UntypedActor
             case Dm.Load l: Reply(ToVolume(l.Name, l, TableArgs(l.Table))); break;
             case Dm.Remove r: Reply(Remove(r)); break;
             case Dm.Rename r: Reply(Rename(r)); break;
-            case Dm.Suspend or Dm.Resume or Dm.Clear or Dm.GetTable or Dm.GetStatus or Dm.GetInfo or Dm.Message or Dm.History or GetIoStats:
+            case Dm.Suspend or Dm.Resume or Dm.Clear or Dm.GetTable or Dm.GetStatus or Dm.GetInfo or Dm.Message or Dm.History or IStatsCommand:
                 Reply(ToVolume(VolumeEntity.NameOf(message), message));
                 break;
             case Dm.List: Reply(List()); break;
@@ -107,7 +107,9 @@ public sealed class ClusterDeviceManager : UntypedActor
 
     private Task<object> Ask(IActorRef to, object message) => to.Ask<object>(message, Timeout);
 
-    private Task<object> AskVolume(string entityId, object command) => Ask(_region, new VolumeEnvelope(entityId, command));
+    /// <summary>A wait's ask allows for its patience (it is answered at an event or when that runs out).</summary>
+    private Task<object> AskVolume(string entityId, object command) =>
+        _region.Ask<object>(new VolumeEnvelope(entityId, command), Timeout + (command is Dm.GetInfo { Patience: { } p } ? p : TimeSpan.Zero));
 
     private async Task<object> ToVolume(string name, object command, IReadOnlyList<string>? uses = null)
     {

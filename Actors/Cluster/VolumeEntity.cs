@@ -223,12 +223,14 @@ public sealed class VolumeEntity : ReceivePersistentActor
         var device = _active.Device;
         switch (message)
         {
-            case Dm.GetTable or Dm.GetStatus or Dm.Message or GetIoStats: device.Actor.Forward(message); break;
+            case Dm.GetTable or Dm.GetStatus or Dm.Message or IStatsCommand: device.Actor.Forward(message); break;
             case Dm.GetInfo i:
                 var node = Self_;
-                device.Actor.Ask<Dm.DeviceInfo>(i, _node.Timeout)
-                    .ContinueWith(t => t.IsCompletedSuccessfully ? t.Result with { Node = node }
-                        : (object)new Dm.Failed("info", name, "Connection timed out", "the device did not answer"))
+                // A wait (dmsetup wait) may take its patience before the device answers; a device removed while it waits
+                // answers it with a failure (as on a single host), which passes on as it is.
+                device.Actor.Ask<object>(i, _node.Timeout + (i.Patience ?? TimeSpan.Zero))
+                    .ContinueWith(t => !t.IsCompletedSuccessfully ? new Dm.Failed("info", name, "Connection timed out", "the device did not answer")
+                        : t.Result is Dm.DeviceInfo info ? info with { Node = node } : t.Result)
                     .PipeTo(Sender);
                 break;
             case Dm.History: Sender.Tell(new Dm.HistoryList(name, _state.Device!.History.ToArray())); break;
@@ -389,7 +391,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
     {
         Dm.Create or CreateVolume => "create", Dm.Load => "reload", Dm.Remove => "remove", Dm.Rename => "rename",
         Dm.Suspend => "suspend", Dm.Resume => "resume", Dm.Clear => "clear", Dm.GetTable => "table", Dm.GetStatus => "status",
-        Dm.GetInfo => "info", Dm.Message => "message", Dm.History => "history", Dm.Open => "open", Dm.Close => "close", GetIoStats => "stats",
+        Dm.GetInfo => "info", Dm.Message => "message", Dm.History => "history", Dm.Open => "open", Dm.Close => "close", IStatsCommand => "stats",
         ClusterCmd.Move => "move", Dm.List => "list", Dm.ListExports => "list", ClusterCmd.Status => "status",
         _ => command.GetType().Name.ToLowerInvariant(),
     };
@@ -399,7 +401,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
         Dm.Create c => c.Name, CreateVolume c => c.Create.Name, Dm.Load l => l.Name, Dm.Remove r => r.Name, Dm.Rename r => r.Name,
         Dm.Suspend s => s.Name, Dm.Resume r => r.Name, Dm.Clear c => c.Name, Dm.GetTable t => t.Name, Dm.GetStatus s => s.Name,
         Dm.GetInfo i => i.Name, Dm.Message m => m.Name, Dm.History h => h.Name, Dm.Open o => o.Name, Dm.Close c => c.Name,
-        ClusterCmd.Move m => m.Name, GetIoStats g => g.Name,
+        ClusterCmd.Move m => m.Name, IStatsCommand g => g.Name,
         _ => "",
     };
 }

@@ -37,6 +37,9 @@ public sealed partial class Dmsetup(IControlChannel channel, TextReader stdin, T
             "powercut" => await Print(new Crash.PowerCut(a.Args.ToArray(), a.Tear)),
             "version" => await Version(),
             "dmstats-report" => await DmstatsReport(a),
+            "dmstats-create" => await DmstatsCreate(a),
+            "dmstats-list" => await DmstatsList(a),
+            "dmstats-delete" => await DmstatsDelete(a),
             "cluster-status" => await Print(DmActors.Cluster.ClusterCmd.Status.Instance),
             "cluster-move" => a.Args.Count == 2 ? await Move(a.Args[0], a.Args[1])
                 : Error("cluster move needs VOLUME NODE."),

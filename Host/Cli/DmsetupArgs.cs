@@ -28,6 +28,8 @@ public sealed class DmsetupArgs
     public bool SetUuid { get; private set; }
     /// <summary>-o: the fields of `info -c`, the name style of `deps` and `ls`, the options of `ls --tree`.</summary>
     public string? Options { get; private set; }
+    /// <summary>-O/--sort: `info -c`'s sort keys (a `-` prefix sorts descending).</summary>
+    public string? Sort { get; private set; }
     public bool Tree { get; private set; }
     /// <summary>--target TYPE: `ls`, `table` and `status` keep only devices (lines) of that target type.</summary>
     public string? Target { get; private set; }
@@ -42,6 +44,14 @@ public sealed class DmsetupArgs
     public TimeSpan? Interval { get; private set; }
     /// <summary>dmstats report --histogram: the latency histogram instead of the default fields.</summary>
     public bool Histogram { get; private set; }
+    /// <summary>dmstats create/delete: the region's range (sizes as dmstats takes them), --segments, --bounds, --programid; --regionid, --allregions.</summary>
+    public string? Start { get; private set; }
+    public string? Length { get; private set; }
+    public bool Segments { get; private set; }
+    public string? Bounds { get; private set; }
+    public string? ProgramId { get; private set; }
+    public string? RegionId { get; private set; }
+    public bool AllRegions { get; private set; }
 
     /// <summary>Parses <paramref name="argv"/> (what follows `dmsetup`); on a bad option returns null and the error line in <paramref name="error"/>.</summary>
     public static DmsetupArgs? Parse(IReadOnlyList<string> argv, out string? error) => DmsetupCommand.Parse(argv, out error);
@@ -58,9 +68,11 @@ public sealed class DmsetupArgs
         Mode = r.GetValue(o.Mode) ?? BarrierMode.Ordered, Force = r.GetValue(o.Force), NoFlush = r.GetValue(o.NoFlush),
         Inactive = r.GetValue(o.Inactive), Columns = r.GetValue(o.Columns), NoHeadings = r.GetValue(o.NoHeadings),
         SetUuid = r.GetValue(o.SetUuid), Tear = r.GetValue(o.Tear), Node = r.GetValue(o.Node),
-        Options = r.GetValue(o.Options), Tree = r.GetValue(o.Tree), Target = r.GetValue(o.Target), Concise = r.GetValue(o.Concise),
+        Options = r.GetValue(o.Options), Sort = r.GetValue(o.Sort), Tree = r.GetValue(o.Tree), Target = r.GetValue(o.Target), Concise = r.GetValue(o.Concise),
         Separator = r.GetValue(o.Separator), Verbose = r.GetValue(o.Verbose),
         Interval = r.GetValue(o.Interval), Histogram = r.GetValue(o.Histogram),
+        Start = r.GetValue(o.Start), Length = r.GetValue(o.Length), Segments = r.GetValue(o.Segments), Bounds = r.GetValue(o.Bounds),
+        ProgramId = r.GetValue(o.ProgramId), RegionId = r.GetValue(o.RegionId), AllRegions = r.GetValue(o.AllRegions),
     };
 
     private DmsetupArgs() { }
@@ -97,6 +109,7 @@ public sealed class DmsetupOptions
     public readonly Option<bool> Columns = ToolOption.Flag("--columns", "One line per device, in columns.", "-c", "-C");
     public readonly Option<bool> NoHeadings = ToolOption.Flag("--noheadings", "Columns without the heading line.");
     public readonly Option<string?> Options = ToolOption.Text("--options", "FIELDS", "info -c: the fields; deps, ls: devno, devname or blkdevname; ls --tree: the tree's options.", "-o");
+    public readonly Option<string?> Sort = ToolOption.Text("--sort", "KEYS", "info -c: the fields to sort by (-FIELD: descending).", "-O");
     public readonly Option<bool> Tree = ToolOption.Flag("--tree", "ls: the devices as a tree of what uses what.");
     public readonly Option<string?> Target = ToolOption.Text("--target", "TYPE", "Only devices (or table lines) of target type TYPE.");
     public readonly Option<bool> Concise = ToolOption.Flag("--concise", "table, create: dmsetup's one-line format (name,uuid,minor,flags,table[,table];...).");
@@ -110,6 +123,13 @@ public sealed class DmsetupOptions
         "dmstats report: the IO of the next SECONDS (default: since each device started).",
         DmsetupArgs.ParseSeconds, t => $"--interval: '{t}' is not a number of seconds");
     public readonly Option<bool> Histogram = ToolOption.Flag("--histogram", "dmstats report: the latency histogram (bounds: dmactors.stats.bounds).");
+    public readonly Option<string?> Start = ToolOption.Text("--start", "START", "dmstats create: the region's first sector (suffix b, s, k, m, g, t for other units).");
+    public readonly Option<string?> Length = ToolOption.Text("--length", "LENGTH", "dmstats create: the region's length (default: to the device's end).");
+    public readonly Option<bool> Segments = ToolOption.Flag("--segments", "dmstats create: one region per table line.");
+    public readonly Option<string?> Bounds = ToolOption.Text("--bounds", "LIST", "dmstats create: histogram bounds, e.g. 1ms,5ms,10ms (plain numbers are ns).");
+    public readonly Option<string?> ProgramId = ToolOption.Text("--programid", "ID", "dmstats create: the regions' program id (default dmstats).");
+    public readonly Option<string?> RegionId = ToolOption.Text("--regionid", "ID", "dmstats delete: the region to delete.");
+    public readonly Option<bool> AllRegions = ToolOption.Flag("--allregions", "dmstats delete: every region but the device's region 0.");
 
     /// <summary>Options dmsetup has that change nothing here (udev and filesystem freezing); taken and ignored.</summary>
     public readonly Option<bool>[] Ignored =
@@ -121,7 +141,7 @@ public sealed class DmsetupOptions
     public IEnumerable<Option> Global => [Config, Control, Timeout];
 
     /// <summary>Those a command uses (listed in its --help); all are taken anywhere on the line.</summary>
-    public IEnumerable<Option> Specific => [Table, NoTable, ReadOnly, Uuid, Mode, Force, NoFlush, Inactive, Columns, NoHeadings, SetUuid, Options, Tree, Target, Concise, Separator, Verbose, Tear, Node, .. Ignored];
+    public IEnumerable<Option> Specific => [Table, NoTable, ReadOnly, Uuid, Mode, Force, NoFlush, Inactive, Columns, NoHeadings, SetUuid, Options, Sort, Tree, Target, Concise, Separator, Verbose, Tear, Node, .. Ignored];
 
     /// <summary>The arguments of the command the line names.</summary>
     public IEnumerable<string> Words(ParseResult r) =>

@@ -28,8 +28,8 @@ public static class DmsetupCommand
         ("clear", "NAME...", "Drops the inactive table.", []),
         ("table", "[NAME...]", "Prints the tables (of every device without NAME).", [o.Inactive, o.Concise, o.Target]),
         ("status", "[NAME...]", "Prints the targets' status lines (of every device without NAME).", [o.Target]),
-        ("info", "[NAME...]", "Prints the devices' state (of every device without NAME); -c: in columns, -o FIELDS.",
-            [o.Columns, o.NoHeadings, o.Options, o.Separator]),
+        ("info", "[NAME...]", "Prints the devices' state (of every device without NAME); -c: in columns, -o FIELDS, -O KEYS.",
+            [o.Columns, o.NoHeadings, o.Options, o.Sort, o.Separator]),
         ("deps", "[NAME...]", "Lists the devices each device's live table uses (-o devno, devname or blkdevname).", [o.Options, o.Verbose]),
         ("ls", "", "Lists the devices with their device numbers (--target TYPE: those with a TYPE target; --tree: as a tree).",
             [o.Target, o.Tree, o.Options]),
@@ -97,34 +97,56 @@ public static class DmsetupCommand
         return cluster;
     }
 
-    /// <summary>`dmactors dmstats report`: dmstats(8)'s report of the devices' IO counters, reaching the host as dmsetup does.</summary>
-    public static Command BuildDmstats() =>
-        new("dmstats", "IO statistics of the devices, like dmstats(8).") { Report(new DmsetupOptions(), run: true) };
+    /// <summary>`dmactors dmstats report|create|list|delete`: dmstats(8)'s statistics regions, reaching the host as dmsetup does.</summary>
+    public static Command BuildDmstats() => Dmstats(new DmsetupOptions(), run: true);
 
-    /// <summary>`dmstats report ...` parsed (for running it in-process).</summary>
+    /// <summary>`dmstats COMMAND ...` parsed (for running it in-process).</summary>
     public static DmsetupArgs ParseDmstats(IReadOnlyList<string> argv)
     {
         var o = new DmsetupOptions();
-        var a = DmsetupArgs.From(CommandRunner.Parse(new Command("dmstats") { Report(o, run: false) }, argv), o);
-        a.Command = "dmstats-report";
+        var a = DmsetupArgs.From(CommandRunner.Parse(Dmstats(o, run: false), argv), o);
+        a.Command = "dmstats-" + a.Command;
         return a;
     }
 
-    private static Command Report(DmsetupOptions o, bool run)
+    private static Command Dmstats(DmsetupOptions o, bool run)
     {
-        var report = new Command("report", "Prints dmstats' default report per device (one whole-device region and area), " +
-            "over --interval SECONDS or since each device started.")
-        {
-            ToolOption.Words("[NAME...]"), o.Interval, o.Histogram, o.Config, o.Control, o.Timeout,
-        };
-        if (run)
-            report.SetAction(r =>
+        Command[] commands =
+        [
+            new("report", "Prints dmstats' default report per region (each device's whole-device region 0, then those " +
+                "dmstats create made), over --interval SECONDS or since each region began.")
             {
-                var a = DmsetupArgs.From(r, o);
-                a.Command = "dmstats-report";
-                return RunAsync(a, r.InvocationConfiguration.Output, r.InvocationConfiguration.Error);
-            });
-        return report;
+                ToolOption.Words("[NAME...]"), o.Interval, o.Histogram,
+            },
+            new("create", "Creates a statistics region of the device: --start/--length (default the whole device), " +
+                "or --segments (one per table line). Regions are not kept across a restart of the host or the device.")
+            {
+                ToolOption.Words("NAME"), o.Start, o.Length, o.Segments, o.Bounds, o.ProgramId,
+            },
+            new("list", "Lists the statistics regions (of every device without NAME).") { ToolOption.Words("[NAME...]") },
+            new("delete", "Deletes a statistics region (--regionid ID), or all but region 0 (--allregions).")
+            {
+                ToolOption.Words("NAME"), o.RegionId, o.AllRegions,
+            },
+        ];
+        var dmstats = new Command("dmstats", "IO statistics of the devices, like dmstats(8).");
+        foreach (var option in o.Global)
+        {
+            option.Recursive = true;
+            dmstats.Options.Add(option);
+        }
+        foreach (var c in commands)
+        {
+            if (run)
+                c.SetAction(r =>
+                {
+                    var a = DmsetupArgs.From(r, o);
+                    a.Command = "dmstats-" + a.Command;
+                    return RunAsync(a, r.InvocationConfiguration.Output, r.InvocationConfiguration.Error);
+                });
+            dmstats.Subcommands.Add(c);
+        }
+        return dmstats;
     }
 
     private static Command Runs(Command command, DmsetupOptions o)

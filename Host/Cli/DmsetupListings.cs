@@ -125,9 +125,11 @@ public sealed partial class Dmsetup
     {
         var fields = DmsetupReport.Parse(a.Options, out var error);
         if (fields == null) return UsageError(error!);
+        var keys = DmsetupReport.ParseSort(a.Sort ?? "", out error);
+        if (keys == null) return UsageError(error!);
         var infos = await Infos(a, "info");
         if (infos == null || infos.Count == 0) return true;
-        foreach (var l in DmsetupReport.Lines(fields, infos, a.NoHeadings, a.Separator)) stdout.WriteLine(l);
+        foreach (var l in DmsetupReport.Lines(fields, DmsetupReport.Sort(infos, keys), a.NoHeadings, a.Separator)) stdout.WriteLine(l);
         return true;
     }
 

@@ -62,6 +62,45 @@ public static class DmsetupReport
     }
 
     /// <summary>
+    /// `-O/--sort KEYS`: the fields to sort by, in order, each ascending or with a `-` prefix descending (`+` is
+    /// ascending too); any field may be a key, shown or not. Null and the error line for a field not known.
+    /// </summary>
+    public static IReadOnlyList<(Field Field, bool Descending)>? ParseSort(string keys, out string? error)
+    {
+        error = null;
+        var chosen = new List<(Field, bool)>();
+        foreach (var key in keys.Split(',').Where(s => s.Length > 0))
+        {
+            var descending = key[0] == '-';
+            var id = key[0] is '-' or '+' ? key[1..] : key;
+            if (Fields.FirstOrDefault(f => string.Equals(f.Id, id, StringComparison.OrdinalIgnoreCase)) is not { } f)
+            {
+                error = $"Unrecognised field: {id}";
+                return null;
+            }
+            chosen.Add((f, descending));
+        }
+        return chosen;
+    }
+
+    /// <summary>The devices in the order of <paramref name="keys"/>, as libdm sorts: numbers by value, text bytewise.</summary>
+    public static IReadOnlyList<Dm.DeviceInfo> Sort(IReadOnlyList<Dm.DeviceInfo> devices, IReadOnlyList<(Field Field, bool Descending)> keys)
+    {
+        if (keys.Count == 0) return devices;
+        IOrderedEnumerable<Dm.DeviceInfo>? sorted = null;
+        foreach (var (field, descending) in keys)
+        {
+            var comparer = Comparer<string>.Create(field.Numeric
+                ? (x, y) => (long.TryParse(x, out var a) ? a : 0).CompareTo(long.TryParse(y, out var b) ? b : 0)
+                : string.CompareOrdinal);
+            sorted = sorted == null
+                ? descending ? devices.OrderByDescending(field.Value, comparer) : devices.OrderBy(field.Value, comparer)
+                : descending ? sorted.ThenByDescending(field.Value, comparer) : sorted.ThenBy(field.Value, comparer);
+        }
+        return sorted!.ToList();
+    }
+
+    /// <summary>
     /// The report's lines. Aligned (the default): each column as wide as its widest value or its initial width,
     /// every value padded (text left, numbers right, the last column too), headings cut to the width, one space
     /// between. `--noheadings` is dmsetup's old format: no headings, no alignment, ':' between; `--separator`

@@ -1,6 +1,6 @@
 namespace DmActors.Host.Cli;
 
-/// <summary>`dmstats report`: each device's counters, read once (since it started) or twice, --interval apart.</summary>
+/// <summary>`dmstats report`: each device's regions' counters, read once (since each began) or twice, --interval apart.</summary>
 public sealed partial class Dmsetup
 {
     /// <summary>How the report waits out --interval (a test's clock may differ).</summary>
@@ -23,10 +23,10 @@ public sealed partial class Dmsetup
             foreach (var before in first)
             {
                 var reply = await channel.AskAsync(new GetIoStats(before.Name));
-                if (reply is DeviceIoStats now) intervals.Add(DmstatsFormat.Interval.Since(before, now, wait)); else Report(reply);
+                if (reply is DeviceIoStats now) intervals.AddRange(DmstatsFormat.Interval.Regions(before, now, wait)); else Report(reply);
             }
         }
-        else intervals.AddRange(first.Select(DmstatsFormat.Interval.FromStart));
+        else intervals.AddRange(first.SelectMany(s => DmstatsFormat.Interval.Regions(null, s, null)));
         if (intervals.Count > 0)
             foreach (var line in DmstatsFormat.Report(intervals, a.Histogram)) stdout.WriteLine(line);
         return true;

@@ -128,4 +128,42 @@ public sealed class IoStatsTests : DeviceHarness
         Eventually(() => board.Devices.All(d => d.Device.Name != "b1"), "the removed device leaves the board");
         Assert.IsType<Dm.Failed>(Control(new GetIoStats("b1")));
     }
+
+    [Theory]
+    [InlineData(BarrierMode.Ordered)]
+    [InlineData(BarrierMode.Flush)]
+    public void A_region_counts_barriers_errors_and_discards_inside_it_in_both_barrier_modes(BarrierMode mode)
+    {
+        Gate("d0");
+        var p = CreateTestProbe();
+        var dev = Create("rb", "0 1000 linear d0 0\n1000 100 error", mode);
+        var made = Assert.IsType<StatsRegionsCreated>(Control(new CreateStatsRegion("rb", 96, 1004, false, [], "t")));
+        Assert.Equal(1L, made.Regions.Single().Id);
+        Assert.Equal(BioStatus.Ok, Run(dev, Write(100, Pattern(2, 3), p, BioFlags.Barrier))); // a barrier with data
+        Assert.Equal(BioStatus.Ok, Run(dev, Discard(90, 16)));                               // 10 sectors inside
+        Assert.Equal(BioStatus.IoError, Run(dev, Read(1000, 8, p)));                         // the error line
+        Assert.Equal(BioStatus.Ok, Run(dev, Read(0, 8, p)));                                 // outside the region
+        var r = Assert.IsType<DeviceIoStats>(Control(new GetIoStats("rb"))).Regions!.Single().Counters;
+        Assert.Equal((1L, 2L, 1L, 10L, 1L, 8L), (r.Writes, r.WriteSectors, r.Discards, r.DiscardSectors, r.Reads, r.ReadSectors));
+        Assert.Equal((1L, 1L, 0L), (r.Barriers, r.Errors, r.InFlight));
+    }
+
+    [Fact]
+    public void A_bio_ends_in_the_regions_it_started_in_whatever_changed_meanwhile()
+    {
+        var device = new IoStats();
+        var region = new StatsRegion(1, 0, 8, "t", new IoStats());
+        var before = Bio.Write(0, new byte[4096], ActorRefs.Nobody);
+        var started = device.Start(before, out var none);
+        device.Regions = [region];                                  // made while the write is in flight
+        device.Done(before, BioStatus.Ok, started, regions: none);
+        Assert.Equal((0L, 0L), (region.Stats.Read().Writes, region.Stats.Read().InFlight));
+        var during = Bio.Write(4, new byte[4096], ActorRefs.Nobody); // 4 of its 8 sectors inside
+        started = device.Start(during, out var regions);
+        Assert.Equal(1L, region.Stats.Read().InFlight);
+        device.Regions = [];                                        // deleted while it is in flight
+        device.Done(during, BioStatus.Ok, started, regions: regions);
+        Assert.Equal((1L, 4L, 0L), (region.Stats.Read().Writes, region.Stats.Read().WriteSectors, region.Stats.Read().InFlight));
+        Assert.Equal((2L, 16L), (device.Read().Writes, device.Read().WriteSectors));
+    }
 }

@@ -121,6 +121,17 @@ public sealed class DmsetupScriptCommandsTests : IDisposable
     }
 
     [Fact]
+    public async Task Info_columns_sort_by_keys_in_order_and_descending_with_a_minus()
+    {
+        await Stack(); // open: a 1, b 1, top 0
+        await Ok("info -c --noheadings --separator , -o name,open -O -minor", "top,0\nb,1\na,1\n");
+        await Ok("info -c --noheadings --separator , -o name -O open,-name", "top\nb\na\n");
+        await Ok("info -c --noheadings --separator , -o name --sort -open,+name", "a\nb\ntop\n");
+        await Ok("info -c -o name --sort=-devno", "Name            \ntop             \nb               \na               \n");
+        await Fails("info -c -O name,colour", "Unrecognised field: colour\n");
+    }
+
+    [Fact]
     public async Task Table_concise_round_trips_through_create_concise()
     {
         await Stack();
