@@ -351,13 +351,14 @@ public sealed partial class Mirror : Target
         // What this flush will make durable on every leg: the dirty regions whose writes have all completed.
         var covered = _dirtyIdle.Select(r => (r, Io(r).Gen)).ToList();
         int outstanding = targets.Count, succeeded = 0;
+        var flushed = new bool[_legs.Length];
         foreach (var i in targets)
             ctx.Submit(_legs[i].Dev, new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, ActorRefs.Nobody), st =>
             {
-                if (st == BioStatus.Ok) succeeded++;
+                if (st == BioStatus.Ok) { succeeded++; flushed[i] = true; }
                 else FailLeg(i, LegError.Flush, ctx);
                 if (--outstanding > 0) return;
-                var status = succeeded >= _minLegs ? BioStatus.Ok : BioStatus.IoError;
+                var status = succeeded >= _minLegs && (succeeded == targets.Count || EveryRegionHeld(flushed)) ? BioStatus.Ok : BioStatus.IoError;
                 if (status == BioStatus.Ok) ClearCovered(covered, ctx);
                 WhenDurable(_failSeq, ok => done(ok ? status : BioStatus.IoError), ctx);
             });
