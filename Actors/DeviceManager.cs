@@ -189,10 +189,19 @@ public sealed class DeviceManager : UntypedActor, IWithUnboundedStash
                 {
                     if (e.Shared.Sectors == 0) { Sender.Tell(new Dm.Failed("open", o.Name, Dm.Failed.NoDevice, "device has no live table")); return; }
                     e.Shared.Open();
-                    Sender.Tell(new Dm.Opened(o.Name, e.Actor, e.Shared.Sectors, e.Shared.ReadOnly, e.Shared.HasVolatileCache, 4096, true, true));
+                    // Each open gets a lane of the device (docs/threading.md); the device answers with it.
+                    e.Actor.Tell(new MappedDevice.OpenLane(new Dm.Opened(o.Name, e.Actor, e.Shared.Sectors, e.Shared.ReadOnly,
+                        e.Shared.HasVolatileCache, 4096, true, true)), Sender);
                 });
                 break;
-            case Dm.Close c: WithDevice("close", c.Name, e => { e.Shared.Close(); Sender.Tell(Dm.Done.Empty); }); break;
+            case Dm.Close c:
+                WithDevice("close", c.Name, e =>
+                {
+                    e.Shared.Close();
+                    if (c.Device != null) e.Actor.Tell(new MappedDevice.CloseLane(c.Device));
+                    Sender.Tell(Dm.Done.Empty);
+                });
+                break;
             default: Unhandled(message); break;
         }
     }

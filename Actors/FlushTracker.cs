@@ -7,12 +7,17 @@ namespace DmActors;
 /// no write has completed since the last successful flush there is nothing to make durable (the common
 /// barrier-after-barrier case). A table that goes live counts as one unflushed write: its devices may hold writes
 /// acknowledged before it, by an earlier process or through another device, so the first flush after it goes
-/// through to them. Used only on the device actor's thread.
+/// through to them. Used only on the device actor's thread, except <see cref="Completed"/>, which the device's
+/// lanes count into from their own threads.
 /// </summary>
 public sealed class FlushTracker
 {
-    private long _writesCompleted;
+    private readonly CompletedWrites _completed = new();
     private long _writesFlushed;
+
+    /// <summary>The device's count of completed writes, shared with its lanes: a flush covers writes answered on any of them.</summary>
+    public CompletedWrites Completed => _completed;
+    private long WritesCompleted => _completed.Value;
 
     /// <summary>
     /// Cached devices of swapped-out tables that may still hold this device's unflushed writes. Disks among them are
@@ -27,7 +32,7 @@ public sealed class FlushTracker
     /// <summary>A write (or discard / write-zeroes) completed: it is unflushed until the next flush covers it.</summary>
     public void WriteCompleted(Bio bio)
     {
-        if (bio.Op is BioOp.Write or BioOp.Discard or BioOp.WriteZeroes) _writesCompleted++;
+        _completed.Record(bio);
     }
 
     /// <summary>
@@ -36,7 +41,7 @@ public sealed class FlushTracker
     /// </summary>
     public void Swap(Table? old, Table next)
     {
-        if (old != null && _writesCompleted != _writesFlushed)
+        if (old != null && WritesCompleted != _writesFlushed)
             foreach (var dev in old.Devices)
                 if (dev.HasVolatileCache && !next.Devices.Contains(dev) && !_stale.Contains(dev))
                 {
@@ -44,11 +49,11 @@ public sealed class FlushTracker
                     _stale.Add(dev);
                     _staleUsers[dev] = old.Targets.Where(t => t.Devices.Contains(dev)).ToArray();
                 }
-        _writesCompleted++;
+        _completed.Add();
     }
 
     /// <summary>An empty flush can complete at once: it would go straight to disks that hold nothing unflushed of ours.</summary>
-    public bool CanSkip(Table live) => live.FlushBypassesMap && _writesCompleted == _writesFlushed && _stale.Count == 0;
+    public bool CanSkip(Table live) => live.FlushBypassesMap && WritesCompleted == _writesFlushed && _stale.Count == 0;
 
     /// <summary>
     /// A barrier's flush can be skipped only when it would go straight to disks that have no cache; targets that
@@ -62,7 +67,7 @@ public sealed class FlushTracker
         // A device that is gone, whose targets have every write of theirs elsewhere too (a mirror's leg), is let
         // go unflushed: flushing it could only fail, and lose nothing.
         foreach (var d in _stale.Where(d => d.IsGone && _staleUsers[d].All(t => t.SurvivesLossOf(d))).ToList()) Release(d);
-        io.FlushUpTo = _writesCompleted;
+        io.FlushUpTo = WritesCompleted;
         return _stale.Count == 0 ? null : io.FlushedStale = _stale.ToArray();
     }
 
@@ -132,5 +137,23 @@ public sealed class FlushTracker
         foreach (var d in _stale) d.Close();
         _stale.Clear();
         _staleUsers.Clear();
+    }
+}
+
+/// <summary>
+/// Completed writes of one device, counted from every thread that completes them (the device and its lanes). A
+/// write is counted before it is answered, so a flush issued after the answer sees it.
+/// </summary>
+public sealed class CompletedWrites
+{
+    private long _count;
+
+    public long Value => Volatile.Read(ref _count);
+    public void Add() => Interlocked.Increment(ref _count);
+
+    /// <summary>Counts <paramref name="bio"/> if it writes (a write, discard or write-zeroes).</summary>
+    public void Record(Bio bio)
+    {
+        if (bio.Op is BioOp.Write or BioOp.Discard or BioOp.WriteZeroes) Add();
     }
 }

@@ -9,7 +9,7 @@ public sealed partial class MappedDevice : IBarrierDevice
 
     private ICancelable? _barrierTimer;
 
-    int IBarrierDevice.Pending => _pending;
+    int IBarrierDevice.Pending => Outstanding;
     bool IBarrierDevice.HasRequeued => _requeued.Count > 0;
     bool IBarrierDevice.NoflushSuspending => _noflushSuspending;
     bool IBarrierDevice.HasLiveTable => _live != null;
@@ -39,6 +39,7 @@ public sealed partial class MappedDevice : IBarrierDevice
     {
         ReleaseDeferred();
         CheckSuspended();
+        ReleaseLanes();
     }
 
     void IBarrierDevice.StartTimeout(Bio barrier, TimeSpan after) =>

@@ -11,6 +11,8 @@ namespace DmActors;
 /// Barriers (BarrierMode.Ordered, the founding patch) run in <see cref="OrderedBarrier"/>; this actor defers the
 /// bios behind one. BarrierMode.Flush is the modern REQ_PREFLUSH/FUA contract: flush first, then write with FUA,
 /// with no draining of unrelated IO. Splitting is <see cref="BioSplit"/>, flush skipping <see cref="FlushTracker"/>.
+/// Each open is a child <see cref="DeviceLane"/> that maps bios of a stateless table on its opener's thread
+/// (MappedDevice.Lanes.cs takes the lanes back for barriers and suspends).
 /// </summary>
 public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
 {
@@ -112,7 +114,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
             case ShutdownTimedOut: if (_removeReplyTo != null) Context.Stop(Self); break;
             case BarrierTimedOut t: _ordered.TimedOut(t.Barrier); break;
             case Terminated t: Retired(t.ActorRef); break;
-            default: if (!OnControl(message)) Unhandled(message); break;
+            default: if (!OnControl(message) && !OnLane(message)) Unhandled(message); break;
         }
     }
 
@@ -126,7 +128,12 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
             Defer(bio);
             return;
         }
-        if (ordered && OrderedBarrier.IsBarrier(bio)) { _ordered.Start(bio, ++_seq); return; }
+        if (ordered && OrderedBarrier.IsBarrier(bio))
+        {
+            QuiesceLanes(); // the barrier drains what every lane issued too
+            _ordered.Start(bio, ++_seq);
+            return;
+        }
 
         var io = Track(new DmIo(bio, DmIo.Kinds.Normal, ++_seq) { Started = _stats.Start() });
         // An empty flush that is no barrier (flush mode, or NoDrain), and in flush mode a barrier or PREFLUSH bio,
@@ -251,7 +258,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
 
     private void AfterPendingChange()
     {
-        if (_pending != 0) return;
+        if (Outstanding != 0) return;
         if (_ordered.PendingIsZero()) return;
         CheckSuspended();
     }
@@ -260,6 +267,8 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
     {
         if (_blockIo || _ordered.InFlight || _stashed == 0) return;
         _stashed = 0;
+        _replays++; // the lanes stay held until the device has run these (ReplayDone in MappedDevice.Lanes.cs)
+        Stash.Prepend(Stash.ClearStash().Append(new Envelope(ReplayDone.Instance, Self)).ToList());
         Stash.UnstashAll();
     }
 
@@ -273,6 +282,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
         {
             _blockIo = true;
             _noflushSuspending = noflush;
+            QuiesceLanes();
             foreach (var t in _targets) t.Tell(new TargetActor.Msg.PreSuspend());
         }
         CheckSuspended();
@@ -289,7 +299,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
     /// <summary>Suspend completes once nothing is pending and no barrier is in flight.</summary>
     private void CheckSuspended()
     {
-        if (!_blockIo || _suspended || _pending != 0 || _ordered.InFlight) return;
+        if (!_blockIo || _suspended || Outstanding != 0 || _ordered.InFlight) return;
         _suspended = true;
         _noflushSuspending = false;
         foreach (var t in _targets) t.Tell(new TargetActor.Msg.PostSuspend());
@@ -326,6 +336,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
             _blockIo = false;
             foreach (var t in _targets) t.Tell(new TargetActor.Msg.Resume());
             ReleaseDeferred();
+            ReleaseLanes(); // with the new table's snapshot, if it is stateless
         }
         if (_retiring.Count == 0) replyTo.Tell(Dm.Done.Empty);
         else _resumeWaiters.Add(replyTo);

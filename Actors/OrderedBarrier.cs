@@ -3,7 +3,7 @@ namespace DmActors;
 /// <summary>What the ordered barrier asks of its device (<see cref="MappedDevice"/>; a fake in unit tests).</summary>
 public interface IBarrierDevice
 {
-    /// <summary>IO issued and not yet completed (dm's pending count).</summary>
+    /// <summary>IO issued and not yet completed (dm's pending count), a device's lanes not yet drained included.</summary>
     int Pending { get; }
     /// <summary>IO issued before the barrier was pushed back by a noflush suspend and has not completed.</summary>
     bool HasRequeued { get; }

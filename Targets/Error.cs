@@ -12,6 +12,7 @@ public sealed class Error : Target
 
     public override int NumDiscardBios => 1;
     public override int NumWriteZeroesBios => 1;
+    public override bool Stateless => true;
 
     public override MapResult Map(Bio clone, int index, ITargetContext ctx)
     {

@@ -21,6 +21,7 @@ public sealed class Linear : Target
     public override int NumDiscardBios => 1;
     public override int NumWriteZeroesBios => 1;
     public override bool FlushBypassesMap => true;
+    public override bool Stateless => true;
 
     public override MapResult Map(Bio clone, int index, ITargetContext ctx)
     {

@@ -37,6 +37,7 @@ public sealed class Striped : Target
     public override int NumDiscardBios => _stripes.Length;
     public override int NumWriteZeroesBios => _stripes.Length;
     public override bool FlushBypassesMap => true;
+    public override bool Stateless => true;
 
     /// <summary>stripe_map_sector: (stripe, sector on that stripe's device) for a target-relative offset.</summary>
     public (int Stripe, long Sector) MapSector(long offset)

@@ -10,8 +10,10 @@ namespace DmActors.Host.Bench;
 /// (a FileDisk without actors: the DiskIoPool's share of the cost), linear (over one FileDisk), striped (two
 /// FileDisks, chunk 128), stack3 (linear over linear over linear over a FileDisk), and linear/striped again in
 /// BarrierMode.Flush for the barrier workloads; linear-mem (linear over a 64 MiB MemoryDisk, which completes
-/// inline: the actors' share of the cost, no IO threads) for the 4 KiB workloads; with `--mirror`, mirror (two
-/// legs over two FileDisks, core log, nosync) for the workloads without barriers, to set beside linear.
+/// inline: the actors' share of the cost, no IO threads) for the 4 KiB workloads; linear-lanes (linear over the
+/// same FileDisk, opened once per IO thread: several submitters on one device, as several NBD connections); with
+/// `--mirror`, mirror (two legs over two FileDisks, core log, nosync) for the workloads without barriers, to set
+/// beside linear.
 /// </summary>
 public sealed class BenchRig : IAsyncDisposable
 {
@@ -75,6 +77,10 @@ public sealed class BenchRig : IAsyncDisposable
         async Task<IActorRef> Create(string name, string table, BarrierMode mode = BarrierMode.Ordered)
         {
             Expect(await manager.Ask<object>(new Dm.Create(name, table, Mode: mode), AskTimeout), "create", name);
+            return await Open(name);
+        }
+        async Task<IActorRef> Open(string name)
+        {
             var opened = await manager.Ask<object>(new Dm.Open(name), AskTimeout);
             return opened is Dm.Opened o ? o.Device : throw new InvalidOperationException($"open {name}: {opened}");
         }
@@ -83,6 +89,9 @@ public sealed class BenchRig : IAsyncDisposable
         await Create("stack1", $"0 {sectors} linear d-stack 0");
         await Create("stack2", $"0 {sectors} linear stack1 0");
         Paths.Add(new DevicePath("stack3", await Create("stack3", $"0 {sectors} linear stack2 0"), bytes, stackDisk));
+        var lanes = new List<IActorRef> { await Create("linear-lanes", $"0 {sectors} linear d-linear 0") };
+        while (lanes.Count < Math.Max(2, IoThreads)) lanes.Add(await Open("linear-lanes"));
+        Paths.Add(new DevicePath("linear-lanes", lanes, bytes, linearDisk));
         Paths.Add(new DevicePath("linear-mem", await Create("linear-mem", $"0 {memBytes >> Bio.SectorShift} linear d-mem 0"), memBytes));
         Paths.Add(new DevicePath("linear-flush", await Create("linear-flush", $"0 {sectors} linear d-linear 0", BarrierMode.Flush), bytes, linearDisk));
         Paths.Add(new DevicePath("striped-flush", await Create("striped-flush", striped, BarrierMode.Flush), bytes, stripes));
@@ -107,7 +116,7 @@ public sealed class BenchRig : IAsyncDisposable
     /// </summary>
     public IEnumerable<BenchPath> PathsFor(Workload w) => Paths.Where(p => w.IsBarrier
         ? p.Name is "direct" or "direct-ordered" or "linear" or "linear-flush" or "striped" or "striped-flush"
-        : p.Name is "direct" or "filedisk" or "linear" or "striped" or "stack3" or "mirror" || (p.Name == "linear-mem" && w.BlockBytes <= 4096));
+        : p.Name is "direct" or "filedisk" or "linear" or "linear-lanes" or "striped" or "stack3" or "mirror" || (p.Name == "linear-mem" && w.BlockBytes <= 4096));
 
     private static void Expect(object reply, string op, string name)
     {

@@ -9,11 +9,17 @@ namespace DmActors.Host.Bench;
 /// Each slot reuses its own Bio and buffer (the submitter owns both again once BioDone arrives), so whatever
 /// a run allocates per IO is the engine's. The same loop over a bare disk (no actors) shows what the
 /// DiskIoPool alone costs. <paramref name="disks"/> are the file disks below, whose fdatasyncs are counted.
+/// With several submitters (opens of one device: its lanes), slot i always submits through submitter i mod n, as
+/// n NBD connections would, each with its share of the queue depth.
 /// </summary>
-public sealed class DevicePath(string name, Action<Bio> submit, long bytes, params FileDisk[] disks) : BenchPath(name, bytes)
+public sealed class DevicePath(string name, Action<Bio>[] submitters, long bytes, params FileDisk[] disks) : BenchPath(name, bytes)
 {
-    public DevicePath(string name, IActorRef device, long bytes, params FileDisk[] disks)
-        : this(name, bio => device.Tell(bio, ActorRefs.NoSender), bytes, disks) { }
+    public DevicePath(string name, Action<Bio> submit, long bytes, params FileDisk[] disks) : this(name, [submit], bytes, disks) { }
+
+    public DevicePath(string name, IActorRef device, long bytes, params FileDisk[] disks) : this(name, [device], bytes, disks) { }
+
+    public DevicePath(string name, IReadOnlyList<IActorRef> opens, long bytes, params FileDisk[] disks)
+        : this(name, opens.Select(o => (Action<Bio>)(bio => o.Tell(bio, ActorRefs.NoSender))).ToArray(), bytes, disks) { }
 
     private long Syncs => disks.Sum(d => d.FlushesIssued);
 
@@ -91,7 +97,7 @@ public sealed class DevicePath(string name, Action<Bio> submit, long bytes, para
             bio.Device = null;
             bio.Index = 0;
             s.Submitted = Stopwatch.GetTimestamp();
-            _path._submit(bio);
+            _path._submitters[s.Index % _path._submitters.Length](bio);
         }
 
         /// <summary>Runs on the device actor's thread (or the disk's IO thread): record, then keep the slot busy until the deadline.</summary>
@@ -122,5 +128,5 @@ public sealed class DevicePath(string name, Action<Bio> submit, long bytes, para
         }
     }
 
-    private readonly Action<Bio> _submit = submit;
+    private readonly Action<Bio>[] _submitters = submitters;
 }

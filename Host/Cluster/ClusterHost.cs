@@ -71,7 +71,28 @@ public sealed class ClusterHost
             if (shutdown.ShutdownReason is CoordinatedShutdown.ClusterDowningReason) host.StopWriting("this node was removed from the cluster");
             return Done.Instance;
         }));
+        // A node that wakes after the others removed it may never hear that it was downed: they quarantined it and
+        // drop its gossip, and its own resolver, seeing them unreachable, may down *them* and keep serving alone.
+        // Being quarantined by a peer is final until this process restarts, so it stops as a downed node does.
+        system.ActorOf(Props.Create(() => new QuarantineWatch(host)), "quarantine-watch");
         return host;
+    }
+
+    /// <summary>Stops the node's writing when a peer quarantined it (no association with that peer comes back).</summary>
+    private sealed class QuarantineWatch : ReceiveActor
+    {
+        public QuarantineWatch(ClusterHost host)
+        {
+            Receive<Akka.Remote.ThisActorSystemQuarantinedEvent>(e =>
+            {
+                Context.System.Log.Warning("{0} quarantined this node: it was removed from the cluster", e.RemoteAddress);
+                // The same words as a downing: it is one, heard from a peer. Dropping connections waits for threads.
+                Task.Run(() => host.StopWriting("this node was removed from the cluster"));
+            });
+        }
+
+        protected override void PreStart() =>
+            Context.System.EventStream.Subscribe(Self, typeof(Akka.Remote.ThisActorSystemQuarantinedEvent));
     }
 
     /// <summary>

@@ -30,6 +30,7 @@ public sealed class Table
         Sectors = _ends.Length == 0 ? 0 : _ends[^1];
         Devices = targets.SelectMany(t => t.Devices).Distinct().ToArray();
         FlushBypassesMap = targets.Count > 0 && targets.All(t => t.FlushBypassesMap);
+        Stateless = targets.Count > 0 && targets.All(t => t.Stateless);
     }
 
     public IReadOnlyList<Target> Targets { get; }
@@ -40,6 +41,8 @@ public sealed class Table
     /// <summary>Every distinct device the table uses, opened once (dm's table device list).</summary>
     public IReadOnlyList<IBlockDevice> Devices { get; }
     public bool FlushBypassesMap { get; }
+    /// <summary>Every target is <see cref="Target.Stateless"/>: the device's lanes may map its bios themselves.</summary>
+    public bool Stateless { get; }
     public bool HasVolatileCache => Devices.Any(d => d.HasVolatileCache);
 
     /// <summary>dm_table_find_target: the index of the target covering <paramref name="sector"/>, or -1.</summary>

@@ -92,6 +92,12 @@ public abstract class Target
     /// they are on another of its devices as well, so a swapped-out table's lost cache there is no loss of the device's.
     /// </summary>
     public virtual bool SurvivesLossOf(IBlockDevice dev) => false;
+    /// <summary>
+    /// True when map and end_io keep no state between bios (or only thread-safe counters) and use nothing of the
+    /// context but <see cref="ITargetContext.Complete"/> and <see cref="ITargetContext.RaiseEvent"/>, and the
+    /// suspend hooks do nothing: then a device's lanes may map its bios on many threads at once (docs/threading.md).
+    /// </summary>
+    public virtual bool Stateless => false;
 
     /// <summary>
     /// map: <paramref name="clone"/>.Sector is the device sector; a Remapped result must have set it to the

@@ -10,6 +10,12 @@ namespace DmActors.Tests.Core;
 /// reloads and failing-disk windows against a device over a jittery disk. Checked against a model of the device:
 /// every bio is answered exactly once; in ordered mode a barrier completes after everything sent before it and
 /// before everything sent after it; and every sector reads back what the model says (or is unknown after a failure).
+/// With several lanes (opens of the device, each bio to a random one), "before" and "after" are what one submitter
+/// sees: the bios of the barrier's own lane, the bios another lane had taken before the barrier was sent (the test
+/// settles a lane now and then: it has then taken what was sent to it), and every bio sent once the barrier's lane
+/// was settled after it (the device has taken the barrier up). Suspends and resumes go to the device itself, as
+/// dmsetup's do: sent through two different lanes they would be two openers' messages, in no order between them
+/// (a resume could overtake the suspend it follows and leave the device suspended).
 /// </summary>
 public sealed class PropertyTests : DeviceHarness
 {
@@ -17,22 +23,29 @@ public sealed class PropertyTests : DeviceHarness
     private const int BatchesPerSeed = 50;
 
     [Theory]
-    [InlineData(BarrierMode.Ordered, 1, 30)]
-    [InlineData(BarrierMode.Flush, 1000, 30)]
-    public void Random_sequences_answer_every_bio_once_keep_barrier_order_and_data(BarrierMode mode, int firstSeed, int seeds)
+    [InlineData(BarrierMode.Ordered, 1, 30, 1)]
+    [InlineData(BarrierMode.Flush, 1000, 30, 1)]
+    [InlineData(BarrierMode.Ordered, 2000, 20, 3)]
+    [InlineData(BarrierMode.Flush, 3000, 20, 3)]
+    public void Random_sequences_answer_every_bio_once_keep_barrier_order_and_data(BarrierMode mode, int firstSeed, int seeds, int lanes)
     {
         var disk = Gate("d0", Size);
         for (var seed = firstSeed; seed < firstSeed + seeds; seed++)
-            RunSeed(disk, mode, seed);
+            RunSeed(disk, mode, seed, lanes);
     }
 
-    private void RunSeed(GateDisk disk, BarrierMode mode, int seed)
+    private void RunSeed(GateDisk disk, BarrierMode mode, int seed, int laneCount)
     {
         var rnd = new Random(seed);
         disk.Jitter = new Random(seed);
         disk.Fail = _ => null;
         var name = $"p{seed}";
         var dev = Create(name, IdentityTable(rnd), mode);
+        var lanes = new List<IActorRef> { dev };
+        while (lanes.Count < laneCount) lanes.Add(Open(name));
+        var device = Sys.ActorSelection(dev.Path.Parent).ResolveOne(Wait).GetAwaiter().GetResult(); // the lanes' parent
+        // One lane draws nothing, so the one-lane seeds run the sequences they always ran.
+        int Pick() => lanes.Count == 1 ? 0 : rnd.Next(lanes.Count);
 
         // The model: which write last landed on each sector (0 = never written by this seed, -1 = unknown).
         var model = new long[Size];
@@ -44,6 +57,19 @@ public sealed class PropertyTests : DeviceHarness
         for (var batch = 0; batch < BatchesPerSeed; batch++)
         {
             var sent = new List<(Bio Bio, long Id)>();
+            var laneOf = new List<int>();
+            var settles = new List<(int Lane, int At)>(); // lane settled when sent.Count was At
+            void Send(int lane, Bio bio, long id)
+            {
+                lanes[lane].Tell(bio);
+                sent.Add((bio, id));
+                laneOf.Add(lane);
+                if (lanes.Count > 1 && rnd.Next(bio.IsBarrier || bio.Op == BioOp.Flush ? 2 : 6) == 0)
+                {
+                    Settle(lanes[lane]);
+                    settles.Add((lane, sent.Count));
+                }
+            }
             var busy = new bool[Size];
             var failFrom = -1L; var failTo = -1L;
             if (rnd.Next(6) == 0)
@@ -57,17 +83,17 @@ public sealed class PropertyTests : DeviceHarness
             for (var i = 0; i < ops; i++)
             {
                 var kind = rnd.Next(100);
-                if (kind < 8 && !suspended) { dev.Tell(new Dm.Suspend(name, NoFlush: rnd.Next(2) == 0), probe.Ref); suspended = true; continue; }
-                if (kind < 12 && suspended) { dev.Tell(new Dm.Resume(name), probe.Ref); suspended = false; continue; }
+                if (kind < 8 && !suspended) { device.Tell(new Dm.Suspend(name, NoFlush: rnd.Next(2) == 0), probe.Ref); suspended = true; continue; }
+                if (kind < 12 && suspended) { device.Tell(new Dm.Resume(name), probe.Ref); suspended = false; continue; }
                 if (kind < 16)
                 {
                     // reload: a different, equivalent identity table, swapped in by resume
                     Ok(new Dm.Load(name, IdentityTable(rnd)));
-                    dev.Tell(new Dm.Resume(name), probe.Ref);
+                    device.Tell(new Dm.Resume(name), probe.Ref);
                     suspended = false;
                     continue;
                 }
-                if (kind < 22) { var f = Bio.Flush(probe.Ref); dev.Tell(f); sent.Add((f, 0)); continue; }
+                if (kind < 22) { Send(Pick(), Bio.Flush(probe.Ref), 0); continue; }
                 var len = rnd.Next(1, 48);
                 var sector = (long)rnd.Next(Size - len);
                 if (Enumerable.Range((int)sector, len).Any(s => busy[s])) continue; // no overlaps within a batch
@@ -76,18 +102,11 @@ public sealed class PropertyTests : DeviceHarness
                 {
                     var id = ++writeId + seed * 1_000_000L;
                     var flags = rnd.Next(10) switch { 0 => BioFlags.Barrier, 1 => BioFlags.Fua, _ => BioFlags.None };
-                    var w = Bio.Write(sector, Stamp(id, sector, len), probe.Ref, flags);
-                    dev.Tell(w);
-                    sent.Add((w, id));
+                    Send(Pick(), Bio.Write(sector, Stamp(id, sector, len), probe.Ref, flags), id);
                 }
-                else
-                {
-                    var r = new Bio(BioOp.Read, sector, len, new byte[len * 512], probe.Ref);
-                    dev.Tell(r);
-                    sent.Add((r, 0));
-                }
+                else Send(Pick(), new Bio(BioOp.Read, sector, len, new byte[len * 512], probe.Ref), 0);
             }
-            if (suspended) dev.Tell(new Dm.Resume(name), probe.Ref);
+            if (suspended) device.Tell(new Dm.Resume(name), probe.Ref);
 
             // Collect: exactly one BioDone per bio, in an order that respects barriers (ordered mode).
             var order = new List<BioDone>();
@@ -101,7 +120,7 @@ public sealed class PropertyTests : DeviceHarness
             }
             Assert.Equal(sent.Count, order.Select(d => d.Bio).Distinct().Count());
             Assert.All(sent, s => Assert.Contains(order, d => ReferenceEquals(d.Bio, s.Bio)));
-            if (mode == BarrierMode.Ordered) CheckBarrierOrder(sent.Select(s => s.Bio).ToList(), order, seed, batch);
+            if (mode == BarrierMode.Ordered) CheckBarrierOrder(sent.Select(s => s.Bio).ToList(), laneOf, settles, order, seed, batch);
 
             // Apply to the model, then check every read of this batch and, now and then, the whole device.
             foreach (var (bio, id) in sent.Where(s => s.Bio.Op == BioOp.Write))
@@ -119,20 +138,28 @@ public sealed class PropertyTests : DeviceHarness
         disk.Fail = _ => null;
         var all = ReadBack(dev, 0, Size);
         Check(all, 0, model, initial, seed, -1);
-        Ok(new Dm.Close(name));
+        foreach (var lane in lanes) Ok(new Dm.Close(name, lane));
         Ok(new Dm.Remove(name));
     }
 
-    private static void CheckBarrierOrder(List<Bio> sent, List<BioDone> order, int seed, int batch)
+    private static void CheckBarrierOrder(List<Bio> sent, List<int> laneOf, List<(int Lane, int At)> settles, List<BioDone> order,
+        int seed, int batch)
     {
         int Pos(Bio b) => order.FindIndex(d => ReferenceEquals(d.Bio, b));
+        // Bio j had been taken by its lane before bio i was sent: that lane was settled in between.
+        bool TakenBefore(int j, int i) => settles.Any(s => s.Lane == laneOf[j] && s.At > j && s.At <= i);
         for (var i = 0; i < sent.Count; i++)
         {
             if (!(sent[i].IsBarrier || sent[i].Op == BioOp.Flush)) continue;
+            // From here on, every bio sent (to any lane) comes after the barrier: the device has taken it up.
+            var takenUp = settles.Where(s => s.Lane == laneOf[i] && s.At > i).Select(s => s.At).DefaultIfEmpty(int.MaxValue).Min();
             for (var j = 0; j < sent.Count; j++)
             {
-                if (j < i) Assert.True(Pos(sent[j]) < Pos(sent[i]), $"seed {seed} batch {batch}: bio {j} finished after barrier {i}");
-                if (j > i) Assert.True(Pos(sent[j]) > Pos(sent[i]), $"seed {seed} batch {batch}: bio {j} finished before barrier {i}");
+                var sameLane = laneOf[j] == laneOf[i];
+                if (j < i && (sameLane || TakenBefore(j, i)))
+                    Assert.True(Pos(sent[j]) < Pos(sent[i]), $"seed {seed} batch {batch}: bio {j} finished after barrier {i}");
+                if (j > i && (sameLane || j >= takenUp))
+                    Assert.True(Pos(sent[j]) > Pos(sent[i]), $"seed {seed} batch {batch}: bio {j} finished before barrier {i}");
             }
         }
     }

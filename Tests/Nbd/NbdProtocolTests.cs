@@ -690,10 +690,12 @@ public sealed class NbdProtocolTests(NbdFixture fx)
     {
         var name = await fx.CreateExportAsync();
         var opened = Assert.IsType<Dm.Opened>(await fx.AskAsync(new Dm.Open(name)));
-        await fx.AskAsync(new Dm.Close(name));
+        // An open is a lane of the device (a child): its parent is the device actor.
+        var device = await fx.System.ActorSelection(opened.Device.Path.Parent).ResolveOne(NbdFixture.Timeout);
+        await fx.AskAsync(new Dm.Close(name, opened.Device));
         using var c = RawNbdClient.Open(fx.Port, name);
         Assert.Equal(new byte[512], c.Read(0, 512));
-        opened.Device.Tell(Akka.Actor.PoisonPill.Instance);
+        device.Tell(Akka.Actor.PoisonPill.Instance);
         Assert.True(c.IsClosedByServer());
         // The manager forgets the device on its own Terminated, which may come a little later.
         var deadline = DateTime.UtcNow + NbdFixture.Timeout;
