@@ -55,4 +55,31 @@ public sealed class MirrorFlushHolderTests : TargetHarness
         Assert.Single(Events(e => e.Disk == a.Name && e.Start && e.Op == BioOp.Write && e.Sector == 0 && e.Sectors == Region));
         Assert.Equal(Hash(a.Memory), Hash(b.Memory));
     }
+
+    [Fact]
+    public void A_leg_that_fails_while_it_is_the_only_one_in_sync_in_a_region_keeps_it_and_is_its_resync_source()
+    {
+        // Found by clustertest (kill-leg during the first sync): the failed leg was made stale in the dirty regions
+        // the first sync had not reached yet, so they were stale on every leg: never in sync again, and their
+        // flushed writes unreadable.
+        var (a, b) = (Gate("a", 1024), Gate("b", 1024));
+        b.Hold = bio => bio.Op == BioOp.Write;                                  // the first sync waits at b
+        var dev = Create("m", $"0 1024 mirror core 1 256 2 {a.Name} 0 {b.Name} 0 1 handle_errors");
+        Eventually(() => b.HeldCount == 1, "the first region's copy at b");
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 2 * Region, Pattern(8, 1)));    // b is stale there: a alone
+        Assert.Equal(BioStatus.Ok, Flush(dev));                                 // promised
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 2 * Region + 8, Pattern(8, 2))); // the region is dirty again
+        Assert.Empty(Message("m", "fail_leg", a.Name));
+        Assert.Equal(BioStatus.IoError, ReadInto(dev, 2 * Region, new byte[8 * 512])); // no live leg holds it
+        Assert.Equal(BioStatus.IoError, WriteAt(dev, 2 * Region, Pattern(8, 3)));
+
+        Assert.Empty(Message("m", "return_leg", a.Name));
+        b.Hold = _ => false;
+        b.Release();
+        Eventually(() => Status("m").Contains(" 4/4 1 AA "), $"in sync again (status: {Status("m")})");
+        var back = new byte[16 * 512];
+        Assert.Equal(BioStatus.Ok, ReadInto(dev, 2 * Region, back));
+        AssertBytes([.. Pattern(8, 1), .. Pattern(8, 2)], back, "region 2 through the mirror");
+        Assert.Equal(Hash(a.Memory), Hash(b.Memory));
+    }
 }
