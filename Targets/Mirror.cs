@@ -207,10 +207,11 @@ public sealed partial class Mirror : Target
         rio.Pending++;
         rio.Gen = ++_writes;
         _dirtyIdle.Remove(p.Region);
-        // Dirty before the write goes out; stale for each failed leg, which will not get it.
+        // Dirty before the write goes out; stale for each failed leg, which will not get it (unless no live leg
+        // holds the region: then the write fails, and the failed leg keeps what it holds, see FailLeg).
         var changed = _mem!.Dirty.Set(p.Region);
         for (var i = 0; i < _legs.Length; i++)
-            if (_legs[i].Failed) changed |= MarkStale(i, p.Region);
+            if (_legs[i].Failed && HeldByOther(i, p.Region)) changed |= MarkStale(i, p.Region);
         if (changed) _memSeq++;
         if (IsDurable(p.Region)) IssuePart(p, ctx);
         else WhenDurable(_memSeq, ok => { if (ok) IssuePart(p, ctx); else EndPart(p, BioStatus.IoError, ctx); }, ctx);
@@ -276,6 +277,9 @@ public sealed partial class Mirror : Target
     /// <summary>
     /// fail_mirror: the leg gets no more IO; every region that may differ on it (dirty) becomes stale for it, and
     /// the failure goes to the log. No write or flush is answered before it is durable (<see cref="_failSeq"/>).
+    /// A region no other live leg holds in sync stays the failed leg's: it is the only copy of every flushed write
+    /// there (a first sync had not reached the others), so reads and writes to it fail until the leg returns, and
+    /// the resync then copies it from that leg, not from a stale one.
     /// </summary>
     private void FailLeg(int i, LegError why, ITargetContext ctx)
     {
@@ -288,11 +292,19 @@ public sealed partial class Mirror : Target
             leg.Failed = true;
             _mem!.Failed[i] = true;
             for (long r = 0; r < _regions; r++)
-                if (_mem.Dirty[r]) MarkStale(i, r);
+                if (_mem.Dirty[r] && HeldByOther(i, r)) MarkStale(i, r);
             _failSeq = ++_memSeq;
             RequestCommit(ctx);
         }
         if (first) ctx.RaiseEvent();
+    }
+
+    /// <summary>Some leg other than <paramref name="leg"/> is live and in sync in region <paramref name="r"/>.</summary>
+    private bool HeldByOther(int leg, long r)
+    {
+        for (var j = 0; j < _legs.Length; j++)
+            if (j != leg && !_legs[j].Failed && !_mem!.Stale[j][r]) return true;
+        return false;
     }
 
     // ---- reads and flushes ------------------------------------------------------------------------------------
@@ -351,13 +363,14 @@ public sealed partial class Mirror : Target
         // What this flush will make durable on every leg: the dirty regions whose writes have all completed.
         var covered = _dirtyIdle.Select(r => (r, Io(r).Gen)).ToList();
         int outstanding = targets.Count, succeeded = 0;
+        var flushed = new bool[_legs.Length];
         foreach (var i in targets)
             ctx.Submit(_legs[i].Dev, new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, ActorRefs.Nobody), st =>
             {
-                if (st == BioStatus.Ok) succeeded++;
+                if (st == BioStatus.Ok) { succeeded++; flushed[i] = true; }
                 else FailLeg(i, LegError.Flush, ctx);
                 if (--outstanding > 0) return;
-                var status = succeeded >= _minLegs ? BioStatus.Ok : BioStatus.IoError;
+                var status = succeeded >= _minLegs && (succeeded == targets.Count || EveryRegionHeld(flushed)) ? BioStatus.Ok : BioStatus.IoError;
                 if (status == BioStatus.Ok) ClearCovered(covered, ctx);
                 WhenDurable(_failSeq, ok => done(ok ? status : BioStatus.IoError), ctx);
             });

@@ -77,6 +77,22 @@ public sealed partial class Mirror
         return true;
     }
 
+    /// <summary>
+    /// After a leg failed a flush: every region still has a leg that flushed and is in sync for it. A region whose
+    /// only in-sync legs failed the flush (a leg stale there while the resync copies it, or failed before) holds
+    /// writes that may be lost with their cache: the flush cannot promise them.
+    /// </summary>
+    private bool EveryRegionHeld(bool[] flushed)
+    {
+        for (long r = 0; r < _regions; r++)
+        {
+            var held = false;
+            for (var i = 0; i < _legs.Length && !held; i++) held = flushed[i] && !_mem!.Stale[i][r];
+            if (!held) return false;
+        }
+        return true;
+    }
+
     public override void Destroy()
     {
         var keys = BackgroundKeys;
@@ -168,7 +184,7 @@ public sealed partial class Mirror
     /// <summary>Copies [<paramref name="at"/>, <paramref name="end"/>) of the region piece by piece, one buffer reused.</summary>
     private void CopyPiece(long r, int src, List<int> dests, long at, long end, byte[] buffer, ITargetContext ctx)
     {
-        if (at >= end || dests.Count == 0) { FlushCopies(r, dests, (int)((end - r * _regionSize) << Bio.SectorShift), ctx); return; }
+        if (at >= end || dests.Count == 0) { FlushCopies(r, src, dests, (int)((end - r * _regionSize) << Bio.SectorShift), ctx); return; }
         var data = buffer.AsMemory(0, (int)(Math.Min(CopyChunk, end - at) << Bio.SectorShift));
         var source = _legs[src];
         ctx.Submit(source.Copies, Bio.Read(source.Offset + at, data, Akka.Actor.ActorRefs.Nobody), st =>
@@ -192,25 +208,43 @@ public sealed partial class Mirror
         });
     }
 
-    /// <summary>The copies are flushed before the region counts as in sync on them.</summary>
-    private void FlushCopies(long r, List<int> written, int bytes, ITargetContext ctx)
+    /// <summary>
+    /// The copies are flushed before the region counts as in sync on them, and so is the source: what it was copied
+    /// from may sit in its cache still (writes an earlier table had acknowledged), and the region is no longer dirty
+    /// to say so. A source that fails that flush may have lost the region: it becomes stale there, the copies hold it.
+    /// </summary>
+    private void FlushCopies(long r, int src, List<int> written, int bytes, ITargetContext ctx)
     {
-        var outstanding = written.Count;
-        if (outstanding == 0) { EndCopy(r, bytes, ctx); return; }
-        foreach (var d in written)
-            ctx.Submit(_legs[d].Copies, Bio.Flush(Akka.Actor.ActorRefs.Nobody), fs =>
-            {
-                if (fs != BioStatus.Ok) FailLeg(d, LegError.Sync, ctx);
-                else if (!_legs[d].Failed)
+        if (written.Count == 0) { EndCopy(r, bytes, ctx); return; }
+        var outstanding = written.Count + 1;
+        var sourceLost = false;
+        var durable = new List<int>();
+        void Flushed()
+        {
+            if (--outstanding > 0) return;
+            foreach (var d in durable)
+                if (!_legs[d].Failed)
                 {
                     _mem!.Stale[d].Clear(r);
                     if (_mem.InSync(r)) lock (_statusGate) _inSync++;
                 }
-                if (--outstanding > 0) return;
-                _memSeq++;
-                RequestCommit(ctx); // the progress; nobody waits for it (a region copied twice is harmless)
-                EndCopy(r, bytes, ctx);
+            if (sourceLost && durable.Any(d => !_legs[d].Failed)) MarkStale(src, r);
+            _memSeq++;
+            RequestCommit(ctx); // the progress; nobody waits for it (a region copied twice is harmless)
+            EndCopy(r, bytes, ctx);
+        }
+        foreach (var d in written)
+            ctx.Submit(_legs[d].Copies, Bio.Flush(Akka.Actor.ActorRefs.Nobody), fs =>
+            {
+                if (fs != BioStatus.Ok) FailLeg(d, LegError.Sync, ctx);
+                else durable.Add(d);
+                Flushed();
             });
+        ctx.Submit(_legs[src].Copies, Bio.Flush(Akka.Actor.ActorRefs.Nobody), fs =>
+        {
+            if (fs != BioStatus.Ok) { sourceLost = true; FailLeg(src, LegError.Flush, ctx); }
+            Flushed();
+        });
     }
 
     /// <summary>The region is done (or given up for now): its waiting IO goes on, and the next region follows at the set rate.</summary>
