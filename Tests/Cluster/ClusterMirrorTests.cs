@@ -51,6 +51,35 @@ public sealed class ClusterMirrorTests(Xunit.Abstractions.ITestOutputHelper outp
         Assert.Equal(Data(Block, 7), ReadDisk(n1, 0));
     }
 
+    [Fact]
+    public void A_stacked_mirror_that_fails_over_is_built_once_the_volume_below_it_has_its_table()
+    {
+        using var c = new TestCluster();
+        var (n1, n2) = (c["n1"], c["n2"]);
+        n2.Ok(new Dm.Create("low", "0 1024 linear disk0@n1 0"));
+        n2.Ok(new Dm.Create("m", "0 1024 mirror core 1 512 2 low 0 disk0@n3 0"));
+        TestCluster.Eventually(() => Status(n2, "m"), s => s.Contains(" 2/2 1 AA "), "m in sync");
+        var opened = n2.Open("m");
+        Assert.Equal(BioStatus.Ok, Io(opened.Device, Bio.Write(0, Data(Block, 9), ActorRefs.Nobody)));
+        Assert.Equal(BioStatus.Ok, Io(opened.Device, Bio.Flush(ActorRefs.Nobody)));
+        n2.Ok(new Dm.Close("m"));
+
+        // On the new owner the lower volume's build is slow (its disk's node may wait for the old owner's bios before
+        // it grants the claim): the mirror stacked on it must wait for it, not build over a device of size 0.
+        var lowId = n1.EntityId("low");
+        c.DiskOpening = (volume, by) => { if (volume == lowId && by != "n2") Thread.Sleep(TimeSpan.FromSeconds(3)); };
+        c.Kill("n2");
+        Step("owner killed");
+        var info = TestCluster.Eventually(() => n1.Info("m"), i => i.Node is "n1" or "n3" && (i.LiveTable || i.ErrorState != null), "m back on a survivor");
+        Assert.Null(info.ErrorState);
+        var owner = c[info.Node!];
+        var reopened = owner.Open("m");
+        var back = new byte[Block * Bio.Sector512];
+        Assert.Equal(BioStatus.Ok, Io(reopened.Device, Bio.Read(0, back, ActorRefs.Nobody)));
+        owner.Ok(new Dm.Close("m"));
+        Assert.Equal(Data(Block, 9), back);
+    }
+
     private static string Status(TestCluster.Node node, string name) => string.Join("\n", node.Ok(new Dm.GetStatus(name)).Lines);
 
     private static byte[] ReadDisk(TestCluster.Node node, long sector)
