@@ -104,7 +104,8 @@ public sealed partial class Mirror : Target
         for (var i = 0; i < n; i++, used += 2)
         {
             var offset = a.ReadSector(used + 1, "Invalid offset");
-            _legs[i] = new Leg(OpenLeg(a, args[used], offset), offset, args[used], a.Lookup.Identity(args[used]));
+            var dev = a.GetDevice(args[used], offset, a.Length, "Device lookup failure");
+            _legs[i] = new Leg(dev, offset, args[used], a.Lookup.Identity(args[used]));
         }
 
         _minLegs = 1;
@@ -128,8 +129,6 @@ public sealed partial class Mirror : Target
             if (!_handleErrors && _keepLog) throw new TargetException("keep_log feature requires the handle_errors feature");
         }
         if (used < args.Length) throw new TargetException("Too many mirror arguments");
-        // Legs that cannot be reached now: the mirror starts degraded only while enough others remain.
-        if (_legs.Count(l => l.Dev is not AbsentLeg) < _minLegs) throw new TargetException(_legs.Select(l => l.Dev).OfType<AbsentLeg>().First().Reason);
 
         if (logDev != null)
         {
@@ -139,7 +138,7 @@ public sealed partial class Mirror : Target
             _log = disk;
         }
         else _log = new CoreLog(new CoreLog.Identity(_legs.Select(l => l.Dev).ToArray(), _legs.Select(l => l.Offset).ToArray(), a.Length, _regionSize),
-            a.Lookup.Records, _legs.Select(l => $"{l.Identity} {l.Offset}").ToArray(), _legs.Select(l => l.Dev is AbsentLeg).ToArray()) { RegionSize = _regionSize, Sync = sync };
+            a.Lookup.Records, _legs.Select(l => $"{l.Identity} {l.Offset}").ToArray()) { RegionSize = _regionSize, Sync = sync };
         _inSync = sync == LogSync.NoSync ? _regions : 0; // until the log is loaded at the first resume
     }
 

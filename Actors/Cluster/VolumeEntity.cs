@@ -52,8 +52,6 @@ public sealed class VolumeEntity : ReceivePersistentActor
     private ActiveVolume? _active;
     private bool _activating;
     private bool _stopping;
-    /// <summary>The live table goes without these devices (mirror legs whose node was not a member when it was built).</summary>
-    private string? _degraded;
     private Action<string>? _onPersistFailure;
     private readonly TargetRecords _records;
     /// <summary>Notes being persisted: answered false if the entity stops first, so no write waits for ever.</summary>
@@ -67,7 +65,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
         Recover<IPersistedEvent>(e => _state = _state.Apply(e));
         Recover<RecoveryCompleted>(_ => { if (_state.Device != null) Activate(); });
         Command<RetryRestore>(r => Restore(r.Attempt));
-        Command<ClusterEvent.MemberUp>(_ => { if (InError || _degraded != null) Self.Tell(new RetryTables(0)); });
+        Command<ClusterEvent.MemberUp>(_ => { if (InError) Self.Tell(new RetryTables(0)); });
         Command<ClusterEvent.MemberRemoved>(OnMemberRemoved);
         Command<ClusterEvent.IMemberEvent>(_ => { });
         Command<RetryTables>(RetryTablesNow);
@@ -116,24 +114,12 @@ public sealed class VolumeEntity : ReceivePersistentActor
             return;
         }
         DeviceRecovery.Restore(_state.AsHost(), r => Spawn(r.Name, r.Minor, r.Mode, r.ReadOnly, r.Uuid),
-            (_, text, readOnly) => Rebuild(text, readOnly, live: text == d.Live), _log);
+            (_, text, readOnly) => Build(text, readOnly, Self_).Built, _log);
         // Only now may a stacked table find it: before, its size is 0 and a table over it fails ("too small").
         if (_active != null) _node.Volumes.Add(_active);
         _activating = false;
-        if (InError || _degraded != null) WatchMembersComingUp();
+        if (InError) WatchMembersComingUp();
         Stash.UnstashAll();
-    }
-
-    /// <summary>A recorded table, built again; one whose live table goes without a leg (degraded) is rebuilt when a member comes up.</summary>
-    private BuiltTable Rebuild(string text, bool readOnly, bool live)
-    {
-        var built = Build(text, readOnly, Self_, rebuild: true).Built;
-        if (live && built.Unreachable is { Count: > 0 } away)
-        {
-            _degraded = string.Join(", ", away);
-            _log.Warning("volume {0} starts degraded, without {1} (its node is not a member); rebuilt when a member comes up", _state.Device?.Name, _degraded);
-        }
-        return built;
     }
 
     /// <summary>A table that needs a node that is gone comes back when that node does: watch for members coming up.</summary>
@@ -166,20 +152,11 @@ public sealed class VolumeEntity : ReceivePersistentActor
     /// <summary>Rebuilds the device as recorded (live, inactive, suspended) once its tables build again; not recorded.</summary>
     private void RetryTablesNow(RetryTables r)
     {
-        if (!(InError || _degraded != null) || _activating || _stopping) return;
+        if (!InError || _activating) return;
         var d = _state.Device!;
         var device = _active!.Device;
         BuiltTable live;
-        try
-        {
-            live = Build(d.Live!, d.LiveReadOnly, Self_, rebuild: true).Built;
-            // Still degraded: keep the table that serves, try again later.
-            if (_degraded != null && live.Unreachable is { Count: > 0 } away)
-            {
-                live.Table.Destroy();
-                throw new TableException($"still without {string.Join(", ", away)}");
-            }
-        }
+        try { live = Build(d.Live!, d.LiveReadOnly, Self_).Built; }
         catch (TableException e)
         {
             _log.Debug("volume {0}: live table still cannot be rebuilt: {1}", d.Name, e.Message);
@@ -187,7 +164,6 @@ public sealed class VolumeEntity : ReceivePersistentActor
                 Context.System.Scheduler.ScheduleTellOnce(TableRetries[r.Attempt + 1], Self, new RetryTables(r.Attempt + 1), Self);
             return;
         }
-        _degraded = live.Unreachable is { Count: > 0 } without ? string.Join(", ", without) : null;
         _log.Info("volume {0}: live table rebuilt on {1}", d.Name, Self_);
         device.Uses.UnionWith(live.Uses);
         device.Shared.Sectors = live.Table.Sectors; // before the error is cleared: a table stacked on it checks the size
@@ -198,14 +174,14 @@ public sealed class VolumeEntity : ReceivePersistentActor
         {
             try
             {
-                var inactive = Build(d.Inactive, d.InactiveReadOnly, Self_, rebuild: true).Built;
+                var inactive = Build(d.Inactive, d.InactiveReadOnly, Self_).Built;
                 device.Uses.UnionWith(inactive.Uses);
                 device.Actor.Tell(new MappedDevice.LoadTable(inactive.Table, Reply: false));
             }
             catch (TableException e) { device.Actor.Tell(new MappedDevice.MarkError($"inactive table could not be rebuilt: {e.Message}")); }
         }
         if (d.Suspended) device.Actor.Tell(new Dm.Suspend(d.Name), ActorRefs.Nobody);
-        if (_degraded == null) Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self, typeof(ClusterEvent.MemberUp));
+        Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self, typeof(ClusterEvent.MemberUp));
     }
 
     private string? MissingLower(DeviceRecord d)
@@ -311,7 +287,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
             if (--left > 0) return;
             JournalTiming.Get(Context.System).Recorded(started);
             _onPersistFailure = null;
-            if (replacesLive && _active != null) { _active.Device.Error = null; _degraded = null; }
+            if (replacesLive && _active != null) _active.Device.Error = null;
             Apply(command, d, built, sender);
         });
     }
@@ -321,8 +297,8 @@ public sealed class VolumeEntity : ReceivePersistentActor
         DeviceChange.Apply(command, d, _active?.Device, built, sender, c => Spawn(c.Name, c.Minor, c.Mode, c.ReadOnly, c.Uuid),
             removed: Unregister, renamed: _ => { });
 
-    private (BuiltTable Built, string Recorded) Build(string text, bool readOnly, string placeNode, long? epoch = null, bool rebuild = false) =>
-        VolumeLookup.Build(_node.Volumes, _node.Disks, _node.Options.Clock, EntityId, epoch ?? _state.Epoch, placeNode, text, readOnly, _records, rebuild);
+    private (BuiltTable Built, string Recorded) Build(string text, bool readOnly, string placeNode, long? epoch = null) =>
+        VolumeLookup.Build(_node.Volumes, _node.Disks, _node.Options.Clock, EntityId, epoch ?? _state.Epoch, placeNode, text, readOnly, _records);
 
     private ManagedDevice Spawn(string name, int minor, BarrierMode mode, bool readOnly, string? uuid)
     {

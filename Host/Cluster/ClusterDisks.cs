@@ -49,9 +49,6 @@ public sealed class ClusterDisks : IClusterDisks
                 throw new TargetException($"{disk}@{node}: {e.Message}");
             }
         }
-        // Not a member (down, removed): a mirror rebuilt over it may start without that leg.
-        if (NodeCard.Members(_system).All(m => m.Node != node))
-            throw new DeviceUnreachableException($"{disk}@{node}: node {node} is not a member of the cluster");
         var export = new InternalExport(_token, disk, volumeId, epoch).Format();
         var connection = (ClosesWithLastUser)Connect($"{disk}@{node}", new NbdDiskTarget(() => Endpoint(node, fresh: true), export));
         connection.Disposed = () => _toDisks.TryRemove(connection, out _);
