@@ -20,13 +20,15 @@ public sealed partial class Mirror : Target
 
     [Flags] private enum LegError { None = 0, Write = 1, Flush = 2, Sync = 4, Read = 8 }
 
-    private sealed class Leg(IBlockDevice dev, long offset, string arg)
+    private sealed class Leg(IBlockDevice dev, long offset, string arg, string identity)
     {
         public IBlockDevice Dev { get; } = dev;
         /// <summary>The leg for resync copies, counted so a table replacing this one waits for them (<see cref="BackgroundIo"/>).</summary>
         public IBlockDevice Copies { get; } = BackgroundIo.Track(dev, BackgroundIo.Key(dev, offset));
         public long Offset { get; } = offset;
         public string Arg { get; } = arg;
+        /// <summary>How the log and the journal know the leg (<see cref="IDeviceLookup.Identity"/>): the same in every build.</summary>
+        public string Identity { get; } = identity;
         /// <summary>Not written, read or copied from until it comes back.</summary>
         public bool Failed;
         /// <summary>A read failed: still written (its data is intact), never read from or copied from.</summary>
@@ -102,7 +104,8 @@ public sealed partial class Mirror : Target
         for (var i = 0; i < n; i++, used += 2)
         {
             var offset = a.ReadSector(used + 1, "Invalid offset");
-            _legs[i] = new Leg(a.GetDevice(args[used], offset, a.Length, "Device lookup failure"), offset, args[used]);
+            var dev = a.GetDevice(args[used], offset, a.Length, "Device lookup failure");
+            _legs[i] = new Leg(dev, offset, args[used], a.Lookup.Identity(args[used]));
         }
 
         _minLegs = 1;
@@ -129,13 +132,13 @@ public sealed partial class Mirror : Target
 
         if (logDev != null)
         {
-            var disk = new DiskLog(logDev, _legs.Select(l => DiskLog.LegId(l.Arg, l.Offset)).ToArray(), _regions) { RegionSize = _regionSize, Sync = sync };
+            var disk = new DiskLog(logDev, _legs.Select(l => DiskLog.LegId(l.Identity, l.Offset)).ToArray(), _regions) { RegionSize = _regionSize, Sync = sync };
             if (logDev.Sectors < disk.SectorsNeeded)
                 throw new TargetException($"Error creating mirror dirty log: log device {logDev.DevNo} too small: need {disk.SectorsNeeded * Bio.Sector512} bytes");
             _log = disk;
         }
         else _log = new CoreLog(new CoreLog.Identity(_legs.Select(l => l.Dev).ToArray(), _legs.Select(l => l.Offset).ToArray(), a.Length, _regionSize),
-            a.Lookup.Records, _legs.Select(l => $"{l.Arg} {l.Offset}").ToArray()) { RegionSize = _regionSize, Sync = sync };
+            a.Lookup.Records, _legs.Select(l => $"{l.Identity} {l.Offset}").ToArray()) { RegionSize = _regionSize, Sync = sync };
         _inSync = sync == LogSync.NoSync ? _regions : 0; // until the log is loaded at the first resume
     }
 

@@ -52,6 +52,7 @@ internal sealed class VolumeLookup : IDeviceLookup
     private readonly long _epoch;
     private readonly string _placeNode;
     private readonly Dictionary<string, string> _recorded = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _identity = new(StringComparer.Ordinal);
     private readonly HashSet<string> _uses = new(StringComparer.Ordinal);
 
     private VolumeLookup(NodeVolumes volumes, IClusterDisks disks, string entityId, long epoch, string placeNode, ITargetRecords? records)
@@ -74,6 +75,9 @@ internal sealed class VolumeLookup : IDeviceLookup
         return (new BuiltTable(table, lookup._uses), recorded);
     }
 
+    /// <summary>A disk as DISK@NODE; a volume by its entity id, which neither a rename nor a failover changes.</summary>
+    public string Identity(string name) => _identity.GetValueOrDefault(name) ?? _recorded.GetValueOrDefault(name, name);
+
     public IBlockDevice? Find(string name)
     {
         var at = name.LastIndexOf('@');
@@ -91,6 +95,7 @@ internal sealed class VolumeLookup : IDeviceLookup
                 throw new TargetException($"lower device '{v.Device.Shared.Name}' has no live table ({error})");
             _uses.Add(v.EntityId);
             _recorded[name] = v.Device.Shared.DevNo;
+            _identity[name] = "volume " + v.EntityId;
             return v.Device.Handle;
         }
         if (name.StartsWith($"{MappedDevice.Major}:", StringComparison.Ordinal))

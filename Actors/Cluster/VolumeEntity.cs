@@ -39,7 +39,8 @@ public sealed class VolumeEntity : ReceivePersistentActor
     /// <summary>A target's note to persist (<see cref="TargetRecords"/>); <see cref="Done"/> says whether it is.</summary>
     private sealed record RecordTarget(string Key, string Value, Action<bool> Done);
 
-    private const int RestoreAttempts = 40;
+    // A lower volume's build may wait for its disks' fence claims (up to 30 s for an old owner's bios) and connects.
+    private const int RestoreAttempts = 240;
     private static readonly TimeSpan RestoreRetry = TimeSpan.FromMilliseconds(250);
 
     public static Props Props(string entityId, ClusterNode node) =>
@@ -104,7 +105,8 @@ public sealed class VolumeEntity : ReceivePersistentActor
     private void Restore(int attempt)
     {
         var d = _state.Device!;
-        // Lower volumes of the group wake in any order: wait a little for them before a table is given up.
+        // Lower volumes of the group wake in any order: wait for them (each is found here once its tables are
+        // built, or have failed) before a table is given up.
         if (attempt < RestoreAttempts && MissingLower(d) is { } missing)
         {
             _log.Debug("volume {0}: waiting for lower volume {1}", d.Name, missing);
@@ -113,6 +115,8 @@ public sealed class VolumeEntity : ReceivePersistentActor
         }
         DeviceRecovery.Restore(_state.AsHost(), r => Spawn(r.Name, r.Minor, r.Mode, r.ReadOnly, r.Uuid),
             (_, text, readOnly) => Build(text, readOnly, Self_).Built, _log);
+        // Only now may a stacked table find it: before, its size is 0 and a table over it fails ("too small").
+        if (_active != null) _node.Volumes.Add(_active);
         _activating = false;
         if (InError) WatchMembersComingUp();
         Stash.UnstashAll();
@@ -161,9 +165,9 @@ public sealed class VolumeEntity : ReceivePersistentActor
             return;
         }
         _log.Info("volume {0}: live table rebuilt on {1}", d.Name, Self_);
-        device.Error = null;
         device.Uses.UnionWith(live.Uses);
-        device.Shared.Sectors = live.Table.Sectors;
+        device.Shared.Sectors = live.Table.Sectors; // before the error is cleared: a table stacked on it checks the size
+        device.Error = null;
         device.Actor.Tell(new MappedDevice.LoadTable(live.Table, Reply: false));
         device.Actor.Tell(new Dm.Resume(d.Name), ActorRefs.Nobody);
         if (d.Inactive != null)
@@ -307,7 +311,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
         Context.Watch(actor);
         var device = new ManagedDevice(actor, shared, new MappedDeviceHandle(actor, shared));
         _active = new ActiveVolume(EntityId, device);
-        _node.Volumes.Add(_active);
+        if (!_activating) _node.Volumes.Add(_active); // an activation adds it once its recorded tables are built
         return device;
     }
 

@@ -243,6 +243,12 @@ public interface IDeviceLookup
     IBlockDevice? Find(string name);
     /// <summary>Where the device being built keeps its targets' durable notes (its journal); null: nowhere.</summary>
     ITargetRecords? Records => null;
+    /// <summary>
+    /// The lasting identity of a device argument <see cref="Find"/> resolved, for what a target records about it (a
+    /// mirror's log and journal): the same device has the same identity in every build of the table, whatever the
+    /// table text calls it (a name, a device number, a disk with or without its node).
+    /// </summary>
+    string Identity(string name) => name;
 }
 
 /// <summary>

@@ -90,6 +90,9 @@ public sealed class TestCluster : IDisposable
         lock (Epochs) return Epochs.Where(e => e.Volume == entityId).Select(e => e.Epoch).DefaultIfEmpty(0).Max();
     }
 
+    /// <summary>Sees (and may hold up) every disk open: the volume's entity id and the node that opens it.</summary>
+    public Action<string, string>? DiskOpening { get; set; }
+
     /// <summary>Sees (and may hold up or wrap) every device a node gets for a volume on another node.</summary>
     public Func<string, IBlockDevice, IBlockDevice>? RemoteOpening { get; set; }
 
@@ -217,6 +220,7 @@ public sealed class TestCluster : IDisposable
         public IBlockDevice Open(string disk, string node, string volumeId, long epoch)
         {
             lock (cluster.Epochs) cluster.Epochs.Add((volumeId, self, epoch));
+            cluster.DiskOpening?.Invoke(volumeId, self);
             var owner = cluster._nodes.FirstOrDefault(n => n.Name == node) ?? throw new TargetException($"no cluster member named {node}");
             if (!owner.Alive) throw new TargetException($"node {node} is not reachable");
             return owner.Disks.Find(disk) ?? throw new TargetException($"no disk {disk} on {node}");
