@@ -192,10 +192,11 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
         _targets[target].Tell(clone, ActorRefs.NoSender);
     }
 
-    /// <summary>An empty flush to every cache below (<see cref="FlushTracker.Issue"/>); none without a live table.</summary>
+    /// <summary>An empty flush to every cache below (<see cref="FlushTracker.Issue"/>); EIO without a live table, as dm answers any IO then.</summary>
     private void IssueFlush(DmIo io)
     {
         if (_live != null) _flushes.Issue(io, _live, _targets, Self);
+        else io.SetError(BioStatus.IoError, false);
     }
 
     private void OnCloneDone(BioDone done)

@@ -137,8 +137,9 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
     {
         if (Current == Phase.PostFlush) { Finish(_error != BioStatus.Ok ? _error : status); return; }
         if (status != BioStatus.Ok) { Finish(status); return; }
+        // No table: EIO, an empty barrier too (the patch let that one succeed; dm since answers any IO so).
+        if (!device.HasLiveTable) { Finish(BioStatus.IoError); return; }
         if (_barrier!.IsEmptyBarrier) { Finish(BioStatus.Ok); return; }
-        if (!device.HasLiveTable) { Finish(BioStatus.IoError); return; } // the patch: no table => barrier_error = -EIO
         Current = Phase.Data;
         device.IssueData(_barrier);
     }

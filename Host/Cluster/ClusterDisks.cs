@@ -114,20 +114,13 @@ public sealed class ClusterDisks : IClusterDisks
     /// A device that is disposed when its last user closes it: tables open what they use and close it when they
     /// are destroyed, so a connection to another node lives exactly as long as the tables over it.
     /// </summary>
-    private sealed class ClosesWithLastUser(Disk inner) : IBlockDevice, IDisposable
+    private sealed class ClosesWithLastUser(Disk inner) : DelegatingBlockDevice(inner), IDisposable
     {
         private int _users;
         private int _disposed;
         public Action? Disposed { get; set; }
-        public string Name => inner.Name;
-        public string DevNo => inner.DevNo;
-        public long Sectors => inner.Sectors;
-        public bool HasVolatileCache => inner.HasVolatileCache;
-        public bool IsRemote => inner.IsRemote;
-        public bool IsGone => inner.IsGone;
-        public void Submit(Bio bio) => inner.Submit(bio);
-        public void Open() { Interlocked.Increment(ref _users); inner.Open(); }
-        public void Close()
+        public override void Open() { Interlocked.Increment(ref _users); inner.Open(); }
+        public override void Close()
         {
             inner.Close();
             if (Interlocked.Decrement(ref _users) == 0) Dispose();

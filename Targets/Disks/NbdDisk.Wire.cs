@@ -44,6 +44,7 @@ public sealed partial class NbdDisk
             r.Since = now;
             if (r.First == 0) r.First = now;
             r.OnWire = false;
+            if (r.Cmd == Nbd.CmdFlush) Covering(r);
             best.InFlight.Add(r.Cookie, r); // before it is sent: the reply may beat Send's return
             best.ToSend.Add(r);
             NeedsSend(best);
@@ -102,6 +103,7 @@ public sealed partial class NbdDisk
                     if (!conn.InFlight.TryGetValue(cookie, out var found) || !found.OnWire)
                         throw new InvalidDataException($"reply for unknown cookie {cookie}");
                     conn.InFlight.Remove(cookie);
+                    Answered(found, error);
                     current = found;
                     if (current.Cmd == Nbd.CmdRead && error == 0) conn.Reading = current;
                     Dispatch(); // a slot is free
@@ -125,7 +127,7 @@ public sealed partial class NbdDisk
                     // waits for a connection to wherever the export is now. Every connection to that server drains.
                     ShutDown(conn, r);
                 }
-                else r.Owner.PieceDone(StatusOf(error));
+                else r.Owner.PieceDone(r.Cmd == Nbd.CmdFlush ? FlushStatus(r, error) : StatusOf(error));
                 if (DrainedNow(conn)) break;
             }
             if (plugged) { plugged = false; IoPlug.End(); }
@@ -157,8 +159,11 @@ public sealed partial class NbdDisk
             // Not the connections opened after this one: they may reach the export where it is now (the same server
             // may serve it again through a proxy); one that reached the old one gets its own ESHUTDOWN.
             if (!conn.Draining)
+            {
+                LostWrites(); // that server is going away, maybe with its cache, whatever newer connections reach
                 foreach (var c in _conns.Where(c => c.Where == conn.Where && c.Seq <= conn.Seq).ToList())
                     Drain(c, "the server shut the export down (ESHUTDOWN)");
+            }
             if (_aborted != null || Stopwatch.GetElapsedTime(r.First) >= _options.ReconnectFor) fail = true;
             else _queue.AddFirst(r);
             Dispatch();
@@ -198,6 +203,7 @@ public sealed partial class NbdDisk
     /// <summary>Under _gate: the last live connection is gone; the keeper reconnects at once, with the first backoff.</summary>
     private void LostLast(long now)
     {
+        LostWrites();
         _downSince = now;
         _nextAttempt = now;
         _backoff = _options.MinBackoff;

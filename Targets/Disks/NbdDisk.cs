@@ -237,6 +237,8 @@ public sealed partial class NbdDisk : Disk
         public Memory<byte> Data;
         public bool Zeroes;
         public ulong Cookie;
+        public long Covers;       // a flush: the answered writes it covers (guarded by _gate)
+        public bool ReportsLoss;  // a flush that fails for writes lost with a server (guarded by _gate)
     }
 
     private int MaxPayload { get; set; } = Nbd.DefaultMaxPayload;

@@ -78,16 +78,9 @@ internal static class BackgroundIo
         if (by < 0) Lease([], 0); // runs what waited for quiet
     }
 
-    private sealed class Counted(IBlockDevice inner, (object, long) key) : IBlockDevice
+    private sealed class Counted(IBlockDevice inner, (object, long) key) : DelegatingBlockDevice(inner)
     {
-        public string Name => inner.Name;
-        public string DevNo => inner.DevNo;
-        public long Sectors => inner.Sectors;
-        public bool HasVolatileCache => inner.HasVolatileCache;
-        public bool IsRemote => inner.IsRemote;
-        public bool IsGone => inner.IsGone;
-
-        public void Submit(Bio bio)
+        public override void Submit(Bio bio)
         {
             Count(key, 1);
             var reply = bio.ReplyTo;
@@ -96,7 +89,7 @@ internal static class BackgroundIo
                 reply.Tell(d, Akka.Actor.ActorRefs.NoSender);
                 Count(key, -1);
             });
-            inner.Submit(bio);
+            Inner.Submit(bio);
         }
     }
 }

@@ -207,4 +207,28 @@ public sealed class FlushTests : DeviceHarness
         m0.ReadAt(16 * 512, got); Assert.Equal(Pattern(8, 3), got);       // FUA: durable on its own
         m1.ReadAt(52 * 512, got); Assert.Equal(new byte[8 * 512], got);    // never flushed: lost
     }
+
+    [Theory]
+    [InlineData(BarrierMode.Ordered)]
+    [InlineData(BarrierMode.Flush)]
+    public void Without_a_live_table_every_flush_fails_with_eio_as_reads_and_writes_do(BarrierMode mode)
+    {
+        // Created without a table, and one with a table loaded but never resumed: dm answers any IO with EIO.
+        Gate("d0");
+        Ok(new Dm.Create("bare", Mode: mode));
+        Ok(new Dm.Create("loaded", Mode: mode));
+        Ok(new Dm.Load("loaded", "0 100 linear d0 0"));
+        var p = CreateTestProbe();
+        foreach (var name in new[] { "bare", "loaded" })
+        {
+            // The manager refuses to open a device without a table: go to the actor.
+            var dev = Sys.ActorSelection($"/user/devices/dm-{Info(name).Minor}").ResolveOne(Wait).Result;
+            Assert.Equal(BioStatus.IoError, Run(dev, Read(0, 1, p)));
+            Assert.Equal(BioStatus.IoError, Run(dev, Write(0, Pattern(1, 1), p)));
+            Assert.Equal(BioStatus.IoError, RunOnce(dev, Bio.Flush(p.Ref)));
+            Assert.Equal(BioStatus.IoError, RunOnce(dev, Bio.FlushCompleted(p.Ref)));
+            Assert.Equal(BioStatus.IoError, RunOnce(dev, Write(0, Pattern(1, 1), p, BioFlags.Preflush | BioFlags.Fua)));
+        }
+        Assert.Empty(Events(e => e.Start && e.Disk == "d0"));
+    }
 }

@@ -139,6 +139,16 @@ public sealed class OrderedBarrierTests
     }
 
     [Fact]
+    public void Without_a_live_table_an_empty_barrier_reports_EIO_after_its_drain()
+    {
+        _device.HasLiveTable = false;
+        _device.NeedsFlush = false; // no table: nothing to flush
+        var bio = EmptyBarrier();
+        _barrier.Start(bio, 1);
+        Assert.Equal([BioStatus.IoError], _answers);
+    }
+
+    [Fact]
     public void A_barrier_that_times_out_fails_and_its_late_completions_are_ignored()
     {
         var barrier = new OrderedBarrier(_device, TimeSpan.FromSeconds(5));
