@@ -30,6 +30,17 @@ public sealed class LaneTests : DeviceHarness
 
     private static bool IsWrite(Bio b) => b.Op == BioOp.Write;
 
+    /// <summary>Sends one write through each of lanes <paramref name="a"/> and <paramref name="b"/> and holds both at the disk.</summary>
+    private (Bio A, Bio B) OneWriteOfEachLaneHeld(GateDisk disk, IActorRef a, IActorRef b, Akka.TestKit.TestProbe replyTo)
+    {
+        disk.Hold = IsWrite;
+        var wa = Write(0, Pattern(8, 1), replyTo);
+        var wb = Write(8, Pattern(8, 2), replyTo);
+        a.Tell(wa); b.Tell(wb);
+        Eventually(() => disk.HeldCount == 2, "one write of each lane at the disk");
+        return (wa, wb);
+    }
+
     /// <summary>Who the clones that reached a disk answer (a lane maps itself; else the device's target actors did).</summary>
     private readonly List<string> _mappers = new();
 
@@ -123,11 +134,7 @@ public sealed class LaneTests : DeviceHarness
         var a = Create("s", "0 8192 linear d0 0");
         var b = Open("s");
         var p = CreateTestProbe();
-        d0.Hold = IsWrite;
-        var ia = Write(0, Pattern(8, 1), p);
-        var ib = Write(8, Pattern(8, 2), p);
-        a.Tell(ia); b.Tell(ib);
-        Eventually(() => d0.HeldCount == 2, "one write of each lane at the disk");
+        var (ia, ib) = OneWriteOfEachLaneHeld(d0, a, b, p);
 
         var suspender = CreateTestProbe();
         Manager.Tell(new Dm.Suspend("s"), suspender.Ref);
@@ -225,11 +232,7 @@ public sealed class LaneTests : DeviceHarness
         var a = Create("gone", "0 8192 linear d0 0");
         var b = Open("gone");
         var p = CreateTestProbe();
-        d0.Hold = IsWrite;
-        var wa = Write(0, Pattern(8, 1), p);
-        var wb = Write(8, Pattern(8, 2), p);
-        a.Tell(wa); b.Tell(wb);
-        Eventually(() => d0.HeldCount == 2, "one write of each lane at the disk");
+        var (wa, wb) = OneWriteOfEachLaneHeld(d0, a, b, p);
         Ok(new Dm.Close("gone", a));
         Ok(new Dm.Close("gone", b));
         Watch(a); Watch(b);
@@ -255,11 +258,7 @@ public sealed class LaneTests : DeviceHarness
         var a = manager.Open("stuck");
         var b = manager.Open("stuck");
         var p = CreateTestProbe();
-        d0.Hold = IsWrite;
-        var wa = Write(0, Pattern(8, 1), p);
-        var wb = Write(8, Pattern(8, 2), p);
-        a.Tell(wa); b.Tell(wb);
-        Eventually(() => d0.HeldCount == 2, "one write of each lane at the disk");
+        var (wa, wb) = OneWriteOfEachLaneHeld(d0, a, b, p);
         manager.Ok(new Dm.Close("stuck", a));
         manager.Ok(new Dm.Close("stuck", b));
         manager.Ok(new Dm.Remove("stuck"));                     // answered after the shutdown timeout
