@@ -28,6 +28,31 @@ public sealed class DeviceShared
         while (Interlocked.CompareExchange(ref _openCount, seen - 1, seen) != seen);
     }
     public string DevNo => $"{MappedDevice.Major}:{Minor}";
+
+    /// <summary>The live table's devices, and what the devices of tables swapped out had lost: one reference, so a reader sees either whole.</summary>
+    private sealed record Losses(long Before, IBlockDevice[] Devices);
+    private volatile Losses _losses = new(0, []);
+
+    /// <summary><see cref="IBlockDevice.WritesLost"/> of the device: every loss below it, in any table it had; it never goes down.</summary>
+    public long WritesLost
+    {
+        get
+        {
+            var l = _losses;
+            var sum = l.Before;
+            foreach (var d in l.Devices) sum += d.WritesLost;
+            return sum;
+        }
+    }
+
+    /// <summary>A table went live with <paramref name="devices"/>: the losses of the devices it no longer uses are kept.</summary>
+    public void LiveDevices(IReadOnlyList<IBlockDevice> devices)
+    {
+        var old = _losses;
+        var before = old.Before;
+        foreach (var d in old.Devices) if (!devices.Contains(d)) before += d.WritesLost;
+        _losses = new Losses(before, devices.ToArray());
+    }
 }
 
 /// <summary>A mapped device as a table argument of another (stacking): bios go to its actor.</summary>
@@ -39,6 +64,7 @@ public sealed class MappedDeviceHandle(IActorRef device, DeviceShared shared) : 
     public string DevNo => Shared.DevNo;
     public long Sectors => Shared.Sectors;
     public bool HasVolatileCache => Shared.HasVolatileCache;
+    public long WritesLost => Shared.WritesLost;
     public void Submit(Bio bio) => Actor.Tell(bio, ActorRefs.NoSender);
     public void Open() => Shared.Open();
     public void Close() => Shared.Close();

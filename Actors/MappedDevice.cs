@@ -373,6 +373,7 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
             Context.ActorOf(TargetActor.Props(t, Self, Clock, _options.Dispatcher), $"g{_generation}-{i}-{t.TypeName}")).ToArray();
         _shared.Sectors = _live.Sectors;
         _shared.HasVolatileCache = _live.HasVolatileCache;
+        _shared.LiveDevices(_live.Devices);
         _shared.ReadOnly = _readOnly || _live.ReadOnly;
     }
 

@@ -29,6 +29,10 @@ public sealed partial class Mirror : Target
         public string Arg { get; } = arg;
         /// <summary>How the log and the journal know the leg (<see cref="IDeviceLookup.Identity"/>): the same in every build.</summary>
         public string Identity { get; } = identity;
+        /// <summary>Its area's key for <see cref="BackgroundIo"/>.</summary>
+        public (object, long) Key { get; } = BackgroundIo.Key(dev, offset);
+        /// <summary>The device's <see cref="IBlockDevice.WritesLost"/> this mirror has taken into account (<see cref="NoticeLosses"/>).</summary>
+        public long SeenLost = dev.WritesLost;
         /// <summary>Not written, read or copied from until it comes back.</summary>
         public bool Failed;
         /// <summary>A read failed: still written (its data is intact), never read from or copied from.</summary>
@@ -154,6 +158,7 @@ public sealed partial class Mirror : Target
     public override MapResult Map(Bio clone, int index, ITargetContext ctx)
     {
         if (_mem == null) { _beforeLoad.Add(() => Map(clone, index, ctx)); return MapResult.Submitted; }
+        NoticeLosses(ctx);
         switch (clone.Op)
         {
             case BioOp.Read: MapRead(clone, ctx); break;
@@ -241,7 +246,8 @@ public sealed partial class Mirror : Target
         {
             var leg = _legs[i];
             var child = new Bio(clone.Op, leg.Offset + (p.Sector - Begin), p.Sectors, data, ActorRefs.Nobody, clone.Flags & BioFlags.Fua);
-            ctx.Submit(leg.Dev, child, st => LegWritten(p, i, st, ctx));
+            var seen = leg.SeenLost;
+            ctx.Submit(leg.Dev, child, st => LegWritten(p, i, LostSince(i, seen, st, ctx), ctx));
         }
     }
 
@@ -323,8 +329,11 @@ public sealed partial class Mirror : Target
             var l = _legs[i];
             var child = new Bio(BioOp.Read, l.Offset + (clone.Sector - Begin), clone.Sectors, clone.Data, ActorRefs.Nobody, clone.Flags & BioFlags.ReadAhead);
             var at = i;
+            var seen = l.SeenLost;
             ctx.Submit(l.Dev, child, st =>
             {
+                // Read from a leg that lost writes meanwhile, the data may be older than an answered write: read again.
+                if (st == BioStatus.Ok && LostSince(at, seen, st, ctx) != BioStatus.Ok) { MapRead(clone, ctx); return; }
                 if (st == BioStatus.Ok || st == BioStatus.NotSupported || (clone.Flags & BioFlags.ReadAhead) != 0) { ctx.Complete(clone, st); return; }
                 FailLeg(at, LegError.Read, ctx); // then try another leg
                 MapRead(clone, ctx);
@@ -368,8 +377,11 @@ public sealed partial class Mirror : Target
         int outstanding = targets.Count, succeeded = 0;
         var flushed = new bool[_legs.Length];
         foreach (var i in targets)
-            ctx.Submit(_legs[i].Dev, new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, ActorRefs.Nobody), st =>
+        {
+            var seen = _legs[i].SeenLost;
+            ctx.Submit(_legs[i].Dev, new Bio(BioOp.Flush, 0, 0, Memory<byte>.Empty, ActorRefs.Nobody), answer =>
             {
+                var st = LostSince(i, seen, answer, ctx);
                 if (st == BioStatus.Ok) { succeeded++; flushed[i] = true; }
                 else FailLeg(i, LegError.Flush, ctx);
                 if (--outstanding > 0) return;
@@ -377,6 +389,7 @@ public sealed partial class Mirror : Target
                 if (status == BioStatus.Ok) ClearCovered(covered, ctx);
                 WhenDurable(_failSeq, ok => done(ok ? status : BioStatus.IoError), ctx);
             });
+        }
     }
 
     /// <summary>Regions a flush covered and nobody wrote since become clean, on the log at its next write (lazily).</summary>

@@ -111,7 +111,14 @@ public sealed class TrialRun(ClusterRig rig, ClusterTestOptions o, ClusterTrial 
             await InSyncAsync();
             using var reader = await VolumeClient.OpenAsync(volume, () => rig.Endpoint(() => null), IoWait);
             // Through the mirror to every leg: the write-back caches write out, so the legs' files can be compared.
+            // That flush may be what tells the mirror that a leg lost writes (it fails the leg, the resync brings it
+            // back): the files are compared only after a flush that left every leg in sync.
             var flushed = await reader.FlushAsync(IoWait);
+            for (var again = 0; flushed == BioStatus.Ok && !await InSyncNowAsync() && again < 3; again++)
+            {
+                await InSyncAsync();
+                flushed = await reader.FlushAsync(IoWait);
+            }
             if (flushed != BioStatus.Ok) violations.Add($"a flush after the recovery failed: {flushed}");
             var image = await reader.ReadAllAsync(V, IoWait);
             var verdict = DurabilityOracle.Check(trial.Ops, _ledger, BarrierMode.Flush, image);
@@ -234,7 +241,7 @@ public sealed class TrialRun(ClusterRig rig, ClusterTestOptions o, ClusterTrial 
             if (await rig.ServesAsync(volume) && await rig.MirrorStatusAsync(volume) is { } s)
             {
                 last = $"{s.InSync}/{s.Regions} in sync, legs {s.Health}";
-                if (s.InSync == s.Regions && s.Health.All(c => c == 'A')) return;
+                if (AllInSync(s)) return;
                 // The first leg is a volume over another node's disk: the mirror does not see that node come
                 // back (only volumes over its disks are rebuilt), so, as an operator would, say the leg is back.
                 if (Stacked && s.Health[0] != 'A' && rig.Nodes.All(n => n.Serving) && await rig.ServesAsync(SlowLeg))
@@ -244,6 +251,10 @@ public sealed class TrialRun(ClusterRig rig, ClusterTestOptions o, ClusterTrial 
         }
         throw new ClusterTestException($"{volume} did not serve with every region in sync within {o.Recover.TotalSeconds:0}s (last: {last})");
     }
+
+    private async Task<bool> InSyncNowAsync() => await rig.MirrorStatusAsync(volume) is { } s && AllInSync(s);
+
+    private static bool AllInSync((long InSync, long Regions, string Health) s) => s.InSync == s.Regions && s.Health.All(c => c == 'A');
 
     /// <summary>The legs' backing files, sector by sector over the mirrored range (read beside the hosts, which keep them open).</summary>
     private IEnumerable<string> CompareLegs()

@@ -20,6 +20,12 @@ public interface IBlockDevice
     bool IsRemote => false;
     /// <summary>Stopped for good: no bio will succeed on it again (an NBD client to a node that was removed).</summary>
     bool IsGone => false;
+    /// <summary>
+    /// How many times it (or a device below it) may have lost writes it had answered Ok before a flush covered them:
+    /// a server or a cache that died with them. It never goes down; a mirror fails a leg whose count moved, so it
+    /// reads nothing old from it (the flush that would report the loss may come much later).
+    /// </summary>
+    long WritesLost => 0;
     /// <summary>An open by a table, a stacked device or an NBD connection; Close undoes it.</summary>
     void Open() { }
     void Close() { }

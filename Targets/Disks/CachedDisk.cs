@@ -210,6 +210,7 @@ public sealed class CachedDisk : Disk
             lost = _cache.Select(e => (e.Key, e.Value.Data, e.Value.Version)).ToList();
             _cache.Clear();
         }
+        if (lost.Count > 0) Interlocked.Increment(ref _losses);
         if (tear == null) return;
         var survivors = lost.Where(_ => tear.Next(2) == 0).ToList();
         using var all = new CountdownEvent(1);
@@ -221,6 +222,10 @@ public sealed class CachedDisk : Disk
         all.Signal();
         all.Wait(TimeSpan.FromSeconds(30));
     }
+
+    private long _losses;
+    /// <summary>Power cuts that found something in the cache.</summary>
+    public override long WritesLost => Interlocked.Read(ref _losses) + _inner.WritesLost;
 
     public override void Dispose() => _inner.Dispose();
 }

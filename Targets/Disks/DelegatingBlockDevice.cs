@@ -14,6 +14,7 @@ public abstract class DelegatingBlockDevice(IBlockDevice inner) : IBlockDevice
     public virtual bool HasVolatileCache => Inner.HasVolatileCache;
     public virtual bool IsRemote => Inner.IsRemote;
     public virtual bool IsGone => Inner.IsGone;
+    public virtual long WritesLost => Inner.WritesLost;
     public virtual void Submit(Bio bio) => Inner.Submit(bio);
     public virtual void Open() => Inner.Open();
     public virtual void Close() => Inner.Close();

@@ -21,6 +21,7 @@ public abstract class Disk : IBlockDevice
     public abstract bool HasVolatileCache { get; }
     public virtual bool IsRemote => false;
     public virtual bool IsGone => false;
+    public virtual long WritesLost => 0;
     public int OpenCount => Volatile.Read(ref _openCount);
 
     /// <summary>An open by a table; the first one runs <see cref="FirstOpen"/>, which may throw (then nothing is opened).</summary>

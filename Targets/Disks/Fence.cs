@@ -255,6 +255,7 @@ public sealed class FencedDisk : IBlockDevice
     public string DevNo => _inner.DevNo;
     public long Sectors => _inner.Sectors;
     public bool HasVolatileCache => _inner.HasVolatileCache;
+    public long WritesLost => _inner.WritesLost;
 
     public void Open()
     {

@@ -17,6 +17,9 @@ public sealed partial class NbdDisk
     private long _writesCovered;    // the most of them a flush answered Ok covered
     private long _lostUpTo;         // _writesAnswered when the last connection was lost with some not covered
     private bool _lostUnflushed;    // ... and no flush has reported that yet
+    private long _losses;           // times that happened (WritesLost)
+
+    public override long WritesLost => Interlocked.Read(ref _losses);
 
     /// <summary>Under _gate: the server answered <paramref name="r"/> with <paramref name="error"/>.</summary>
     private void Answered(WireRequest r, uint error)
@@ -46,7 +49,8 @@ public sealed partial class NbdDisk
     /// <summary>Under _gate: no connection is left; answered writes no flush covered may be gone with the server.</summary>
     private void LostWrites()
     {
-        if (_writesAnswered <= _writesCovered) return;
+        if (_writesAnswered <= _writesCovered || (_lostUnflushed && _lostUpTo == _writesAnswered)) return;
+        Interlocked.Increment(ref _losses);
         _lostUnflushed = true;
         _lostUpTo = _writesAnswered;
     }

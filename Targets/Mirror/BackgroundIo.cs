@@ -18,25 +18,43 @@ internal static class BackgroundIo
     /// <summary>The device as the mirror's own IO uses it: each bio counted from submission to completion.</summary>
     public static IBlockDevice Track(IBlockDevice dev, (object, long) key) => new Counted(dev, key);
 
-    /// <summary>Per area, the device the latest table over it used (kept after that table while it is gone).</summary>
-    private static readonly Dictionary<(object, long), IBlockDevice> LastUser = new();
+    /// <summary>
+    /// Per area, the device the latest table over it used and the <see cref="IBlockDevice.WritesLost"/> that table
+    /// had seen (kept after that table while the device is gone or has lost writes the table did not see).
+    /// </summary>
+    private static readonly Dictionary<(object, long), (IBlockDevice Dev, long SeenLost)> LastUser = new();
 
-    /// <summary>A table takes over an area with <paramref name="dev"/>: true when the previous table's device there is gone.</summary>
-    public static bool TakeOver((object, long) key, IBlockDevice dev)
+    /// <summary>
+    /// A table takes over an area with <paramref name="dev"/>, having seen <paramref name="seen"/> of its losses when
+    /// it was built. Lost: the previous table's device there is gone, or writes were lost there that neither table
+    /// saw (so the area may lack writes it answered). Seen: the losses counted now, which the table sees from here.
+    /// </summary>
+    public static (bool Lost, long Seen) TakeOver((object, long) key, IBlockDevice dev, long seen)
     {
         lock (Busy)
         {
-            var gone = LastUser.TryGetValue(key, out var last) && !ReferenceEquals(last, dev) && last.IsGone;
-            LastUser[key] = dev;
-            return gone;
+            var now = dev.WritesLost;
+            var lost = seen != now;
+            if (LastUser.TryGetValue(key, out var last))
+                lost |= ReferenceEquals(last.Dev, dev) ? last.SeenLost != now : last.Dev.IsGone;
+            LastUser[key] = (dev, now);
+            return (lost, now);
         }
     }
 
-    /// <summary>A table is destroyed: its device is forgotten unless it is gone (the next table must know).</summary>
+    /// <summary>The table over the area has seen <paramref name="seen"/> losses of <paramref name="dev"/>.</summary>
+    public static void Noticed((object, long) key, IBlockDevice dev, long seen)
+    {
+        lock (Busy)
+            if (LastUser.TryGetValue(key, out var last) && ReferenceEquals(last.Dev, dev)) LastUser[key] = (dev, seen);
+    }
+
+    /// <summary>A table is destroyed: its device is forgotten unless it is gone or lost what the table did not see (the next table must know).</summary>
     public static void Forget((object, long) key, IBlockDevice dev)
     {
         lock (Busy)
-            if (LastUser.TryGetValue(key, out var last) && ReferenceEquals(last, dev) && !dev.IsGone) LastUser.Remove(key);
+            if (LastUser.TryGetValue(key, out var last) && ReferenceEquals(last.Dev, dev) && !dev.IsGone && last.SeenLost == dev.WritesLost)
+                LastUser.Remove(key);
     }
 
     public static bool Free(IEnumerable<(object, long)> keys)

@@ -38,6 +38,7 @@ public sealed partial class Mirror
     public override void Resume(ITargetContext ctx)
     {
         _suspended = false;
+        CheckLossesEverySecond(ctx);
         if (_mem != null) { _log.Resumed(_mem); KickResync(ctx); return; }
         if (_loading) return;
         _loading = true;
@@ -51,9 +52,11 @@ public sealed partial class Mirror
             if (!BackgroundIo.Free(keys) && ++tries < 6000) { ctx.Schedule(TimeSpan.FromMilliseconds(5), TryLoad); return; }
             BackgroundIo.Lease(keys, 1);
             _leased = true;
-            // A leg whose device in the table before this one is gone (its node was removed) may have lost what its
-            // cache held: the regions that were dirty then.
-            var lost = _legs.Select(l => BackgroundIo.TakeOver(BackgroundIo.Key(l.Dev, l.Offset), l.Dev)).ToArray();
+            // A leg whose device in the table before this one is gone (its node was removed), or that lost writes
+            // no table saw, may lack what its cache held: the regions that were dirty then.
+            var lost = new bool[_legs.Length];
+            for (var i = 0; i < _legs.Length; i++)
+                (lost[i], _legs[i].SeenLost) = BackgroundIo.TakeOver(_legs[i].Key, _legs[i].Dev, _legs[i].SeenLost);
             _log.Load(ctx, () => MirrorState.Fresh(_legs.Length, _regions, _log.Sync == LogSync.NoSync), s => Loaded(s, lost, ctx));
         }
         TryLoad();
@@ -97,7 +100,8 @@ public sealed partial class Mirror
     {
         var keys = BackgroundKeys;
         if (_leased) BackgroundIo.Lease(keys, -1);
-        foreach (var l in _legs) BackgroundIo.Forget(BackgroundIo.Key(l.Dev, l.Offset), l.Dev);
+        _lossCheck?.Cancel();
+        foreach (var l in _legs) BackgroundIo.Forget(l.Key, l.Dev);
         // Copies and log writes still in flight finish before the devices are let go.
         BackgroundIo.OnQuiet(keys, base.Destroy);
     }
@@ -149,6 +153,7 @@ public sealed partial class Mirror
     private void KickResync(ITargetContext ctx)
     {
         if (_resyncing || _suspended || _mem == null) return;
+        NoticeLosses(ctx);
         for (; _cursor < _regions; _cursor++)
         {
             if (DestinationsFor(_cursor).Count == 0 || SourceFor(_cursor) < 0) continue;
@@ -187,9 +192,10 @@ public sealed partial class Mirror
         if (at >= end || dests.Count == 0) { FlushCopies(r, src, dests, (int)((end - r * _regionSize) << Bio.SectorShift), ctx); return; }
         var data = buffer.AsMemory(0, (int)(Math.Min(CopyChunk, end - at) << Bio.SectorShift));
         var source = _legs[src];
-        ctx.Submit(source.Copies, Bio.Read(source.Offset + at, data, Akka.Actor.ActorRefs.Nobody), st =>
+        var seen = source.SeenLost;
+        ctx.Submit(source.Copies, Bio.Read(source.Offset + at, data, Akka.Actor.ActorRefs.Nobody), answer =>
         {
-            if (st != BioStatus.Ok)
+            if (LostSince(src, seen, answer, ctx) is var st && st != BioStatus.Ok)
             {
                 // A sync failure of the source: it is not read from again; another source gets the region.
                 FailLeg(src, LegError.Read, ctx);

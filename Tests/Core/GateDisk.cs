@@ -33,6 +33,9 @@ public sealed class GateDisk : Disk
     /// <summary>Stands for an NBD client aborted because its node was removed (set <see cref="Fail"/> too).</summary>
     public bool Gone { get; set; }
     public override bool IsGone => Gone;
+    /// <summary>Stands for <see cref="IBlockDevice.WritesLost"/> (an NBD server that died with answered writes in its cache).</summary>
+    public long Lost { get; set; }
+    public override long WritesLost => Lost;
     /// <summary>When it returns true for a bio, the bio waits until <see cref="Release"/>.</summary>
     public Func<Bio, bool> Hold { get; set; } = _ => false;
     /// <summary>When it returns true for a bio, the bio runs at once but its completion waits for <see cref="ReleaseCompleted"/>.</summary>

@@ -24,8 +24,10 @@ public sealed partial class NbdDiskTests
         var data = RawNbdClient.Pattern(8192, 21);
         await Write(disk, 16, data); // answered, not flushed: only nbdkit's cache has it
 
+        Assert.Equal(0, disk.WritesLost);
         kit.Dispose(); // SIGKILL: the cache is lost
         await Poll.UntilAsync(() => Task.FromResult(!disk.IsConnected), "the disk to see the server die");
+        Assert.Equal(1, disk.WritesLost); // said at once, before any flush (a mirror fails the leg on it)
         var again = StartCachingNbdkit(file);
         endpoint = again.Endpoint; // the same export, a new server process
         Assert.NotEqual(data, await Read(disk, 16, data.Length)); // the write is really gone
@@ -73,6 +75,7 @@ public sealed partial class NbdDiskTests
         var again = StartCachingNbdkit(file);
         endpoint = again.Endpoint;
         Assert.Equal(BioStatus.Ok, await _io.Run(disk, OpBio(BioOp.Flush)));
+        Assert.Equal(0, disk.WritesLost);
         Assert.Equal(flushed, await Read(disk, 0, 4096));
         Assert.Equal(fua, await Read(disk, 8, 4096));
     }
@@ -92,5 +95,6 @@ public sealed partial class NbdDiskTests
             return disk.LastFailure != null;
         }, "the first connection to close");
         Assert.Equal(BioStatus.Ok, await _io.Run(disk, OpBio(BioOp.Flush)));
+        Assert.Equal(0, disk.WritesLost);
     }
 }
