@@ -21,7 +21,14 @@ public static class JournalConfig
           persistence {
             journal {
               plugin = "akka.persistence.journal.sql"
-              sql { connection-string = "{{Quoted(connectionString)}}", provider-name = "{{provider}}", auto-initialize = on }
+              sql {
+                connection-string = "{{Quoted(connectionString)}}", provider-name = "{{provider}}", auto-initialize = on
+                # Replay every stored event. The plugin writes one writer id per process, so the default filter
+                # takes a volume that ran on A, then B, then A again for two writers at once and drops A's later
+                # events (an epoch, a table, a leg's record); the unique (persistence id, sequence number) already
+                # keeps one history per volume.
+                replay-filter.mode = off
+              }
             }
             snapshot-store {
               plugin = "akka.persistence.snapshot-store.sql"
