@@ -1,6 +1,5 @@
 using Akka.Actor;
 using Akka.Cluster;
-using Akka.Cluster.Sharding.External;
 using Akka.DistributedData;
 using Akka.Event;
 using Akka.Persistence;

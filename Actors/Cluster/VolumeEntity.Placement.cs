@@ -63,7 +63,7 @@ public sealed partial class VolumeEntity
         if (_heldSince == null)
         {
             _heldSince = DateTime.UtcNow;
-            _log.Info("volume {0} ({1}) does not start on {2}: {3}", _state.Device?.Name, EntityId, Self_, where);
+            _log.Info("volume {0} ({1}) does not start on {2}: {3}", _state.Device?.Name ?? "being created", EntityId, Self_, where);
         }
         else if (DateTime.UtcNow - _heldSince > _node.Timeout / 2)
         {
