@@ -22,6 +22,8 @@ public sealed partial class VolumeEntity
     private sealed record CheckPlacement { public static readonly CheckPlacement Instance = new(); }
 
     private static readonly TimeSpan PlacementRecheck = TimeSpan.FromMilliseconds(500);
+    // A question lost while the directory singleton moves (its proxy's buffer is bounded) is asked again soon.
+    private static readonly TimeSpan PlacementAsk = TimeSpan.FromSeconds(5);
 
     /// <summary>Waiting for the directory, or idle on a node that is not the group's: commands are held.</summary>
     private bool _placing;
@@ -41,7 +43,7 @@ public sealed partial class VolumeEntity
     {
         if (!_placing) return;
         var shard = VolumeState.ShardOf(EntityId);
-        _directory.Ask<object>(new DirectoryCmd.PlacementOf(shard), _node.Timeout).ContinueWith(t =>
+        _directory.Ask<object>(new DirectoryCmd.PlacementOf(shard), _node.Timeout < PlacementAsk ? _node.Timeout : PlacementAsk).ContinueWith(t =>
                 t.IsCompletedSuccessfully && t.Result is DirectoryCmd.Placement p ? new PlacementChecked(p.Node, p.Node == null ? "it is placed nowhere" : null)
                 : new PlacementChecked(null, "the volume directory did not answer"),
             TaskContinuationOptions.ExecuteSynchronously).PipeTo(Self);

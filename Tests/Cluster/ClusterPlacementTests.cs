@@ -45,15 +45,17 @@ public sealed class ClusterPlacementTests(Xunit.Abstractions.ITestOutputHelper o
     {
         using var dir = new TempDir("dmactors-placement");
         var journal = dir["journal.db"];
+        TestCluster before;
         string id;
-        using (var before = new TestCluster(journal: journal))
+        using (before = new TestCluster(journal: journal))
         {
             before["n1"].Ok(new Dm.Create("v", "0 1024 linear disk0 0", Node: "n3"));
             id = before["n1"].EntityId("v");
             Assert.Equal("n3", before["n1"].Info("v").Node);
-            Assert.Equal(1, before.LatestEpoch(id));
         }
-        Step("first cluster stopped");
+        // Its last epoch (the directory may have woken it once more while the nodes left).
+        var epoch = before.LatestEpoch(id);
+        Step($"first cluster stopped at epoch {epoch}");
 
         // The whole cluster starts again; n3's region registers last. The directory (on n1, the oldest member)
         // wakes the volume through n1's region, which the coordinator gives the group to.
@@ -67,7 +69,7 @@ public sealed class ClusterPlacementTests(Xunit.Abstractions.ITestOutputHelper o
         Step("v serves on n3");
         Assert.Equal(1024, info.Sectors);
         // One activation since the restart, on n3: no epoch was recorded on n1, and no disk opened there.
-        AssertActivatedOnlyOn(c, id, "n3", epoch: 2);
+        AssertActivatedOnlyOn(c, id, "n3", epoch + 1);
         Assert.Empty(n1.Cluster.Volumes.Names);
     }
 
