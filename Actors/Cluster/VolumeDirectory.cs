@@ -35,9 +35,9 @@ public static class DirectoryCmd
 /// The cluster's volume directory (dm's hash cells, cluster-wide), a persistent singleton (persistence id
 /// <c>volume-directory</c>): names to volume entities, uuids and minors, unique in the cluster, and stack groups
 /// (shards) to nodes. It places groups (in the external allocation's distributed data, written to a majority, before
-/// the first message to a new group; a volume entity asks it too before it starts), and it makes sure every volume runs: at its start and whenever a member is
-/// removed, groups of nodes that are gone are placed on a survivor (fewest volumes, then lowest address) and every
-/// volume is woken until it answers from the node it is placed on.
+/// the first message to a new group; a volume entity asks it too before it starts), and it makes sure every volume
+/// runs: at its start and whenever a member is removed, groups of nodes that are gone are placed on a survivor
+/// (fewest volumes, then lowest address) and every volume is woken until it answers from the node it is placed on.
 /// </summary>
 public sealed class VolumeDirectory : ReceivePersistentActor
 {
