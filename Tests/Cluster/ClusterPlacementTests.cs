@@ -41,7 +41,7 @@ public sealed class ClusterPlacementTests(Xunit.Abstractions.ITestOutputHelper o
     }
 
     [Fact]
-    public void After_a_whole_cluster_restart_a_volume_comes_back_only_on_its_node_though_that_node_registers_last()
+    public async Task After_a_whole_cluster_restart_a_volume_comes_back_only_on_its_node_though_that_node_registers_last()
     {
         using var dir = new TempDir("dmactors-placement");
         var journal = dir["journal.db"];
@@ -61,7 +61,7 @@ public sealed class ClusterPlacementTests(Xunit.Abstractions.ITestOutputHelper o
         // wakes the volume through n1's region, which the coordinator gives the group to.
         using var c = new TestCluster(journal: journal, lateVolumes: ["n3"]);
         var n1 = c["n1"];
-        Assert.Equal("n3", ((DirectoryCmd.Resolved)n1.Directory.Ask<object>(new DirectoryCmd.Resolve("info", "v"), TestCluster.Timeout).GetAwaiter().GetResult()).Node);
+        Assert.Equal("n3", ((DirectoryCmd.Resolved)await n1.Directory.Ask<object>(new DirectoryCmd.Resolve("info", "v"), TestCluster.Timeout)).Node);
         AwaitEntityOn(n1, VolumeState.ShardOf(id));
         Step("group allocated to n1");
         c.StartVolumes("n3");
