@@ -35,13 +35,14 @@ public static class ClusterVolumes
     public static Started Start(ActorSystem system, ClusterNode node, string managerName = "devices")
     {
         var sharding = ClusterSharding.Get(system);
-        var region = sharding.Start(ClusterDefaults.VolumeType, id => VolumeEntity.Props(id, node),
+        // The entities ask the directory where their group is placed before they start (VolumeEntity.Placement).
+        var directory = system.ActorOf(ClusterSingletonProxy.Props("/user/volume-directory",
+            ClusterSingletonProxySettings.Create(system)), "volume-directory-proxy");
+        var region = sharding.Start(ClusterDefaults.VolumeType, id => VolumeEntity.Props(id, node, directory),
             ClusterShardingSettings.Create(system), new VolumeMessageExtractor(),
             new ExternalShardAllocationStrategy(system, ClusterDefaults.VolumeType), VolumeEntity.HandOff.Instance);
         system.ActorOf(ClusterSingletonManager.Props(VolumeDirectory.Props(region, node),
             PoisonPill.Instance, ClusterSingletonManagerSettings.Create(system)), "volume-directory");
-        var directory = system.ActorOf(ClusterSingletonProxy.Props("/user/volume-directory",
-            ClusterSingletonProxySettings.Create(system)), "volume-directory-proxy");
         var manager = system.ActorOf(ClusterDeviceManager.Props(node, region, directory), managerName);
         return new Started(manager, region, directory);
     }

@@ -1,6 +1,5 @@
 using Akka.Actor;
 using Akka.Cluster;
-using Akka.Cluster.Sharding.External;
 using Akka.DistributedData;
 using Akka.Event;
 using Akka.Persistence;
@@ -27,15 +26,18 @@ public static class DirectoryCmd
     /// <summary>Place the volume's whole stack group on <paramref name="Node"/>: answered with the group once the placement is in effect.</summary>
     public sealed record Move(string Name, string Node) : IControlMessage;
     public sealed record Moving(IReadOnlyList<Resolved> Group, string Node) : IControlMessage;
+    /// <summary>A volume entity asks where its stack group is placed before it starts (null: nowhere).</summary>
+    public sealed record PlacementOf(string Shard) : IControlMessage;
+    public sealed record Placement(string Shard, string? Node) : IControlMessage;
 }
 
 /// <summary>
 /// The cluster's volume directory (dm's hash cells, cluster-wide), a persistent singleton (persistence id
 /// <c>volume-directory</c>): names to volume entities, uuids and minors, unique in the cluster, and stack groups
-/// (shards) to nodes. It places groups (<see cref="IExternalShardAllocationClient.UpdateShardLocation"/>, before the
-/// first message to a new group), and it makes sure every volume runs: at its start and whenever a member is
-/// removed, groups of nodes that are gone are placed on a survivor (fewest volumes, then lowest address) and every
-/// volume is woken until it answers from the node it is placed on.
+/// (shards) to nodes. It places groups (in the external allocation's distributed data, written to a majority, before
+/// the first message to a new group; a volume entity asks it too before it starts), and it makes sure every volume
+/// runs: at its start and whenever a member is removed, groups of nodes that are gone are placed on a survivor
+/// (fewest volumes, then lowest address) and every volume is woken until it answers from the node it is placed on.
 /// </summary>
 public sealed class VolumeDirectory : ReceivePersistentActor
 {
@@ -50,11 +52,12 @@ public sealed class VolumeDirectory : ReceivePersistentActor
 
     private static readonly LWWDictionaryKey<string, string> LocationsKey = new($"external-sharding-{ClusterDefaults.VolumeType}");
     private static readonly TimeSpan VisibleWithin = TimeSpan.FromSeconds(3);
+    private static readonly TimeSpan PublishWithin = TimeSpan.FromSeconds(3);
 
     private readonly IActorRef _region;
     private readonly ClusterNode _node;
     private readonly Akka.Cluster.Cluster _cluster;
-    private readonly IExternalShardAllocationClient _allocation;
+    private readonly IActorRef _replicator;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private DirectoryState _state = DirectoryState.Empty;
     /// <summary>Entities to wake until they answer from their group's node.</summary>
@@ -68,7 +71,7 @@ public sealed class VolumeDirectory : ReceivePersistentActor
     {
         _region = region; _node = node;
         _cluster = Akka.Cluster.Cluster.Get(Context.System);
-        _allocation = ExternalShardAllocation.Get(Context.System).ClientFor(ClusterDefaults.VolumeType);
+        _replicator = DistributedData.Get(Context.System).Replicator;
         PersistenceId = Id;
         Recover<SnapshotOffer>(o => { if (o.Snapshot is DirectoryState snapshot) _state = snapshot; });
         Recover<DirectoryEvents.DirectoryEvent>(e => _state = _state.Apply(e));
@@ -84,6 +87,7 @@ public sealed class VolumeDirectory : ReceivePersistentActor
         Command<DirectoryCmd.Rename>(Rename);
         Command<DirectoryCmd.Release>(Release);
         Command<DirectoryCmd.Move>(Move);
+        Command<DirectoryCmd.PlacementOf>(p => Sender.Tell(new DirectoryCmd.Placement(p.Shard, _state.NodeOf(p.Shard))));
         Command<VolumeEntity.Woken>(w =>
         {
             if (_state.Volumes.Values.FirstOrDefault(v => v.EntityId == w.EntityId) is not { } v || _state.NodeOf(v.Shard) == w.Node)
@@ -279,11 +283,23 @@ public sealed class VolumeDirectory : ReceivePersistentActor
         RunVisible(false);
     }
 
-    private void Publish(string shard, Address address) =>
-        _allocation.UpdateShardLocation(shard, address).ContinueWith(t =>
+    /// <summary>
+    /// Writes the placement as Akka's allocation client does, but to a majority (the client writes locally only):
+    /// a placement written just before this node dies is then still known to the next coordinator. A write that
+    /// reaches no majority in time is still written here and gossiped.
+    /// </summary>
+    private void Publish(string shard, Address address)
+    {
+        var self = _cluster.SelfUniqueAddress;
+        var update = Dsl.Update(LocationsKey, LWWDictionary<string, string>.Empty, new WriteMajority(PublishWithin),
+            existing => existing.SetItem(self, shard, address.ToString()));
+        _replicator.Ask<IUpdateResponse>(update, PublishWithin + PublishWithin).ContinueWith(t =>
         {
-            if (!t.IsCompletedSuccessfully) _log.Warning("placing stack group {0} on {1} failed: {2}", shard, address, t.Exception?.GetBaseException().Message);
+            if (!t.IsCompletedSuccessfully || t.Result is not UpdateSuccess)
+                _log.Warning("placing stack group {0} on {1}: not confirmed by a majority yet ({2})", shard, address,
+                    t.IsCompletedSuccessfully ? t.Result.GetType().Name : t.Exception?.GetBaseException().Message);
         });
+    }
 
     /// <summary>Runs the placements' continuations the strategy now sees (or, with <paramref name="late"/>, that waited too long).</summary>
     private void RunVisible(bool late)

@@ -13,9 +13,10 @@ namespace DmActors.Cluster;
 /// persisted, then applied to the device, which answers — as <see cref="DeviceManager"/> does on one host. Each
 /// start with a created volume records a higher epoch (<see cref="VolumeEvents.Activated"/>) before it opens a
 /// disk, then brings the device back as recorded (<see cref="DeviceRecovery"/>). A handoff (move) suspends the
-/// device with flush, stops it, and stops the entity; the directory wakes it on its new node.
+/// device with flush, stops it, and stops the entity; the directory wakes it on its new node. It starts only on
+/// the node the directory places its group on (<c>VolumeEntity.Placement.cs</c>).
 /// </summary>
-public sealed class VolumeEntity : ReceivePersistentActor
+public sealed partial class VolumeEntity : ReceivePersistentActor
 {
     /// <summary>A create, as the facade sends it: the minor the directory reserved and the node it placed the volume on.</summary>
     public sealed record CreateVolume(Dm.Create Create, int Minor, string Node) : IControlMessage;
@@ -43,10 +44,11 @@ public sealed class VolumeEntity : ReceivePersistentActor
     private const int RestoreAttempts = 240;
     private static readonly TimeSpan RestoreRetry = TimeSpan.FromMilliseconds(250);
 
-    public static Props Props(string entityId, ClusterNode node) =>
-        Akka.Actor.Props.Create(() => new VolumeEntity(entityId, node)).WithDispatcher(ClusterDefaults.VolumeDispatcher);
+    public static Props Props(string entityId, ClusterNode node, IActorRef directory) =>
+        Akka.Actor.Props.Create(() => new VolumeEntity(entityId, node, directory)).WithDispatcher(ClusterDefaults.VolumeDispatcher);
 
     private readonly ClusterNode _node;
+    private readonly IActorRef _directory;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private VolumeState _state;
     private ActiveVolume? _active;
@@ -57,13 +59,16 @@ public sealed class VolumeEntity : ReceivePersistentActor
     /// <summary>Notes being persisted: answered false if the entity stops first, so no write waits for ever.</summary>
     private readonly List<RecordTarget> _recording = new();
 
-    public VolumeEntity(string entityId, ClusterNode node)
+    public VolumeEntity(string entityId, ClusterNode node, IActorRef directory)
     {
         _node = node;
+        _directory = directory;
         _state = VolumeState.Empty(entityId);
         PersistenceId = "volume-" + entityId;
         Recover<IPersistedEvent>(e => _state = _state.Apply(e));
-        Recover<RecoveryCompleted>(_ => { if (_state.Device != null) Activate(); });
+        Recover<RecoveryCompleted>(_ => { if (_state.Device != null) ConfirmPlacement(); });
+        Command<PlacementChecked>(OnPlacementChecked);
+        Command<CheckPlacement>(_ => AskPlacement());
         Command<RetryRestore>(r => Restore(r.Attempt));
         Command<ClusterEvent.MemberUp>(_ => { if (InError) Self.Tell(new RetryTables(0)); });
         Command<ClusterEvent.MemberRemoved>(OnMemberRemoved);
@@ -202,6 +207,7 @@ public sealed class VolumeEntity : ReceivePersistentActor
 
     private void Handle(object message)
     {
+        if (_placing) { WhilePlacing(message); return; }
         if (_activating) { Stash.Stash(); return; }
         if (_stopping)
         {
@@ -249,6 +255,8 @@ public sealed class VolumeEntity : ReceivePersistentActor
             Sender.Tell(new Dm.Failed("create", c.Create.Name, Dm.Failed.Busy, $"device {c.Create.Name} already exists"));
             return;
         }
+        // The coordinator may give a new group to the region that asked for it: created only where it is placed.
+        if (c.Node != Self_ && !_placementConfirmed) { ConfirmPlacement(); Stash.Stash(); return; }
         // A volume's first activation is its create: epoch 1 (or one above a removed incarnation's).
         var epoch = _state.Epoch + 1;
         var events = new List<IPersistedEvent> { new VolumeEvents.Activated(epoch, Self_, DateTime.UtcNow) };

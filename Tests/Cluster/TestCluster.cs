@@ -1,6 +1,7 @@
 using System.Net;
 using Akka.Actor;
 using Akka.Cluster;
+using Akka.Cluster.Sharding;
 using DmActors.Cluster;
 using DmActors.Host.Cluster;
 using DmActors.Host.Nbd;
@@ -30,9 +31,10 @@ public sealed class TestCluster : IDisposable
     private readonly TimeSpan _rebalance;
     private readonly int? _directorySnapshotEvery;
     private readonly bool _nbd;
+    private readonly string? _journal;
 
     /// <summary>The journal (and snapshot store) file all nodes share.</summary>
-    public string JournalFile => _dir["journal.db"];
+    public string JournalFile => _journal ?? _dir["journal.db"];
 
     public sealed class Node
     {
@@ -40,8 +42,9 @@ public sealed class TestCluster : IDisposable
         public required ActorSystem System { get; init; }
         public required DiskRegistry Disks { get; init; }
         public required ClusterNode Cluster { get; init; }
-        public required IActorRef Manager { get; init; }
-        public required IActorRef Directory { get; init; }
+        /// <summary>Null on a node whose volume machinery is not started yet (<see cref="StartVolumes"/>).</summary>
+        public IActorRef Manager { get; set; } = null!;
+        public IActorRef Directory { get; set; } = null!;
         /// <summary>Its NBD server (with <c>nbd</c> only).</summary>
         public NbdServer? Nbd { get; set; }
         public volatile bool Alive = true;
@@ -70,14 +73,24 @@ public sealed class TestCluster : IDisposable
         public string[] List() => ((Dm.DeviceList)Command(Dm.List.Instance)).Devices.Select(d => d.Name).ToArray();
     }
 
-    public TestCluster(int nodes = 3, TimeSpan? rebalance = null, int? directorySnapshotEvery = null, bool nbd = false)
+    /// <param name="journal">A journal file of an earlier cluster (a whole-cluster restart); else one of its own.</param>
+    /// <param name="lateVolumes">Nodes that join as members but start their volume machinery (shard region,
+    /// directory singleton manager, facade) only at <see cref="StartVolumes"/>: a region that registers late.</param>
+    public TestCluster(int nodes = 3, TimeSpan? rebalance = null, int? directorySnapshotEvery = null, bool nbd = false,
+        string? journal = null, IReadOnlyCollection<string>? lateVolumes = null)
     {
         _nbd = nbd;
-        var db = _dir["journal.db"];
+        _journal = journal;
+        _late = lateVolumes?.ToHashSet() ?? new HashSet<string>();
+        var db = JournalFile;
         _rebalance = rebalance ?? TimeSpan.FromMilliseconds(500);
         _directorySnapshotEvery = directorySnapshotEvery;
         for (var i = 1; i <= nodes; i++) _nodes.Add(StartNode($"n{i}", db, _rebalance));
-        foreach (var n in _nodes) Akka.Cluster.Cluster.Get(n.System).Join(_nodes[0].Address);
+        // A node with its volumes late joins last: the youngest member, it never runs the directory singleton.
+        foreach (var n in _nodes.Where(n => !_late.Contains(n.Name))) Akka.Cluster.Cluster.Get(n.System).Join(_nodes[0].Address);
+        Await(() => _nodes[0].System is var first && Akka.Cluster.Cluster.Get(first).State.Members.Count(m => m.Status == MemberStatus.Up) == nodes - _late.Count,
+            "the members without late volumes up");
+        foreach (var n in _nodes.Where(n => _late.Contains(n.Name))) Akka.Cluster.Cluster.Get(n.System).Join(_nodes[0].Address);
         Await(() => _nodes.All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.Count(m => m.Status == MemberStatus.Up) == nodes),
             "all members up");
     }
@@ -119,6 +132,10 @@ public sealed class TestCluster : IDisposable
             }
             akka.cluster.distributed-data.gossip-interval = 300ms
             """;
+        // The coordinator writes its state to every node by default (a majority plus 3, at least 5): a node whose
+        // region has not started has no sharding replicator yet, so a majority of the others must do.
+        if (_late.Count > 0)
+            config += "\nakka.cluster.sharding { distributed-data.majority-min-cap = 0, coordinator-state { write-majority-plus = 0, read-majority-plus = 0 } }";
         var system = ActorSystem.Create("dmactors", Engine.AkkaConfig(config));
         var disks = new DiskRegistry();
         disks.AddMemory("disk0", DiskSectors);
@@ -129,15 +146,40 @@ public sealed class TestCluster : IDisposable
         var node = new ClusterNode(new InProcessDisks(name, this), remote, WakeInterval: TimeSpan.FromMilliseconds(300),
             RehomeAfterStart: TimeSpan.FromSeconds(3), RehomeDelay: TimeSpan.FromSeconds(1), AskTimeout: Timeout,
             DirectorySnapshotEvery: _directorySnapshotEvery, OpenAckTimeout: OpenAckTimeout);
-        var started = ClusterVolumes.Start(system, node);
-        manager = started.Manager;
-        var n = new Node { Name = name, System = system, Disks = disks, Cluster = node, Manager = started.Manager, Directory = started.Directory };
-        if (_nbd)
+        var n = new Node { Name = name, System = system, Disks = disks, Cluster = node };
+        if (!_late.Contains(name)) StartVolumes(n, m => manager = m);
+        else
         {
-            n.Nbd = new NbdServer(system, started.Manager, new NbdServerOptions { Tcp = new IPEndPoint(IPAddress.Loopback, 0) });
-            n.Nbd.StartAsync().GetAwaiter().GetResult();
+            // Running, with sharding's distributed data (the coordinator writes its state to every node), but no
+            // shard region registered yet: only a proxy, which the coordinator never gives a shard to.
+            ClusterSharding.Get(system).StartProxy(ClusterDefaults.VolumeType, null, new VolumeMessageExtractor());
+            Akka.DistributedData.DistributedData.Get(system);
+            _starters[name] = () => StartVolumes(n, m => manager = m);
         }
         return n;
+    }
+
+    private readonly HashSet<string> _late;
+    private readonly Dictionary<string, Action> _starters = new();
+
+    /// <summary>Starts the volume machinery of a node named in <c>lateVolumes</c>: its shard region registers now.</summary>
+    public void StartVolumes(string name)
+    {
+        Assert.True(_starters.Remove(name, out var start), $"{name} was not started without its volumes");
+        start!();
+    }
+
+    private void StartVolumes(Node n, Action<IActorRef> manager)
+    {
+        var started = ClusterVolumes.Start(n.System, n.Cluster);
+        manager(started.Manager);
+        n.Manager = started.Manager;
+        n.Directory = started.Directory;
+        if (_nbd)
+        {
+            n.Nbd = new NbdServer(n.System, started.Manager, new NbdServerOptions { Tcp = new IPEndPoint(IPAddress.Loopback, 0) });
+            n.Nbd.StartAsync().GetAwaiter().GetResult();
+        }
     }
 
     private EndPoint NbdEndpoint(string node) =>
@@ -164,7 +206,7 @@ public sealed class TestCluster : IDisposable
     {
         var old = this[name];
         Assert.False(old.Alive);
-        var node = StartNode(name, _dir["journal.db"], _rebalance);
+        var node = StartNode(name, JournalFile, _rebalance);
         _dead.Add(old);
         _nodes[_nodes.IndexOf(old)] = node;
         Akka.Cluster.Cluster.Get(node.System).Join(_nodes.First(n => n.Alive && n != node).Address);
