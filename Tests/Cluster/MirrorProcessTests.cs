@@ -78,8 +78,9 @@ public sealed partial class MirrorProcessTests(ITestOutputHelper output)
         await Poll.UntilAsync(async () => (await c[y].Dmsetup("info vol")).Out.Contains("node n2 was removed from the cluster"),
             "n2 removed from the cluster", Failover);
 
-        // The owner dies before the first leg is back: the survivor waits for that leg's node, and then copies the
-        // second leg to the first, not the first (the default source, which missed the writes) to the second.
+        // The owner dies before the first leg is back: the survivor starts without that leg (degraded), and when its
+        // node is back copies the second leg to the first, not the first (the default source, which missed the
+        // writes) to the second.
         await c[y].KillAsync();
         await Poll.UntilAsync(async () => (await c[x].Dmsetup("info vol")).Out.Contains($"Node:              n{x}"),
             "vol on the survivor", Failover);

@@ -30,6 +30,7 @@ public sealed class TestCluster : IDisposable
     private readonly TimeSpan _rebalance;
     private readonly int? _directorySnapshotEvery;
     private readonly bool _nbd;
+    private readonly TimeSpan[]? _tableRetries;
 
     /// <summary>The journal (and snapshot store) file all nodes share.</summary>
     public string JournalFile => _dir["journal.db"];
@@ -70,9 +71,10 @@ public sealed class TestCluster : IDisposable
         public string[] List() => ((Dm.DeviceList)Command(Dm.List.Instance)).Devices.Select(d => d.Name).ToArray();
     }
 
-    public TestCluster(int nodes = 3, TimeSpan? rebalance = null, int? directorySnapshotEvery = null, bool nbd = false)
+    public TestCluster(int nodes = 3, TimeSpan? rebalance = null, int? directorySnapshotEvery = null, bool nbd = false, TimeSpan[]? tableRetries = null)
     {
         _nbd = nbd;
+        _tableRetries = tableRetries;
         var db = _dir["journal.db"];
         _rebalance = rebalance ?? TimeSpan.FromMilliseconds(500);
         _directorySnapshotEvery = directorySnapshotEvery;
@@ -90,8 +92,8 @@ public sealed class TestCluster : IDisposable
         lock (Epochs) return Epochs.Where(e => e.Volume == entityId).Select(e => e.Epoch).DefaultIfEmpty(0).Max();
     }
 
-    /// <summary>Sees (and may hold up) every disk open: the volume's entity id and the node that opens it.</summary>
-    public Action<string, string>? DiskOpening { get; set; }
+    /// <summary>Sees (and may hold up or refuse) every disk open: the volume's entity id, the node that opens it, the disk's node.</summary>
+    public Action<string, string, string>? DiskOpening { get; set; }
 
     /// <summary>Sees (and may hold up or wrap) every device a node gets for a volume on another node.</summary>
     public Func<string, IBlockDevice, IBlockDevice>? RemoteOpening { get; set; }
@@ -99,7 +101,7 @@ public sealed class TestCluster : IDisposable
     public Node this[string name] => _nodes.Single(n => n.Name == name);
     public IReadOnlyList<Node> Nodes => _nodes;
 
-    private Node StartNode(string name, string db, TimeSpan rebalance)
+    private Node StartNode(string name, string db, TimeSpan rebalance, DiskRegistry? keptDisks = null)
     {
         var config = ClusterDefaults.Hocon(name, stableAfter: TimeSpan.FromSeconds(2), rebalanceInterval: rebalance) + "\n" +
             JournalConfig.Sqlite(db) + """
@@ -120,15 +122,15 @@ public sealed class TestCluster : IDisposable
             akka.cluster.distributed-data.gossip-interval = 300ms
             """;
         var system = ActorSystem.Create("dmactors", Engine.AkkaConfig(config));
-        var disks = new DiskRegistry();
-        disks.AddMemory("disk0", DiskSectors);
+        var disks = keptDisks ?? new DiskRegistry();
+        if (keptDisks == null) disks.AddMemory("disk0", DiskSectors);
         IActorRef? manager = null;
         IRemoteVolumes remote = _nbd
             ? new RemoteVolumes((disk, target) => NbdDisk.Connect(disk, "254:0", target), NbdEndpoint, () => manager!, Timeout)
             : new InProcessVolumes(this);
         var node = new ClusterNode(new InProcessDisks(name, this), remote, WakeInterval: TimeSpan.FromMilliseconds(300),
             RehomeAfterStart: TimeSpan.FromSeconds(3), RehomeDelay: TimeSpan.FromSeconds(1), AskTimeout: Timeout,
-            DirectorySnapshotEvery: _directorySnapshotEvery, OpenAckTimeout: OpenAckTimeout);
+            DirectorySnapshotEvery: _directorySnapshotEvery, OpenAckTimeout: OpenAckTimeout, TableRetries: _tableRetries);
         var started = ClusterVolumes.Start(system, node);
         manager = started.Manager;
         var n = new Node { Name = name, System = system, Disks = disks, Cluster = node, Manager = started.Manager, Directory = started.Directory };
@@ -159,16 +161,19 @@ public sealed class TestCluster : IDisposable
             $"{name} removed");
     }
 
-    /// <summary>A dead node comes back under its name: a new actor system (new address, empty disks) joins.</summary>
-    public Node Restart(string name)
+    /// <summary>
+    /// A dead node comes back under its name: a new actor system (new address) joins, with empty disks or, with
+    /// <paramref name="keepDisks"/>, the disks it had (a host restarted over its disk files).
+    /// </summary>
+    public Node Restart(string name, bool keepDisks = false)
     {
         var old = this[name];
         Assert.False(old.Alive);
-        var node = StartNode(name, _dir["journal.db"], _rebalance);
-        _dead.Add(old);
+        var node = StartNode(name, _dir["journal.db"], _rebalance, keepDisks ? old.Disks : null);
+        if (!keepDisks) _dead.Add(old);
         _nodes[_nodes.IndexOf(old)] = node;
         Akka.Cluster.Cluster.Get(node.System).Join(_nodes.First(n => n.Alive && n != node).Address);
-        Await(() => _nodes.Where(n => n.Alive).All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.Count(m => m.Status == MemberStatus.Up) == _nodes.Count),
+        Await(() => _nodes.Where(n => n.Alive).All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.Count(m => m.Status == MemberStatus.Up) == _nodes.Count(x => x.Alive)),
             $"{name} up again");
         return node;
     }
@@ -220,9 +225,13 @@ public sealed class TestCluster : IDisposable
         public IBlockDevice Open(string disk, string node, string volumeId, long epoch)
         {
             lock (cluster.Epochs) cluster.Epochs.Add((volumeId, self, epoch));
-            cluster.DiskOpening?.Invoke(volumeId, self);
+            cluster.DiskOpening?.Invoke(volumeId, self, node);
             var owner = cluster._nodes.FirstOrDefault(n => n.Name == node) ?? throw new TargetException($"no cluster member named {node}");
-            if (!owner.Alive) throw new TargetException($"node {node} is not reachable");
+            if (!owner.Alive) throw new DeviceUnreachableException($"{disk}@{node}: node {node} is not reachable");
+            // As ClusterDisks: a node that this one does not see up (a returning node still joining) is not a member yet.
+            if (node != self && cluster._nodes.FirstOrDefault(n => n.Name == self && n.Alive) is { } opener
+                && !Akka.Cluster.Cluster.Get(opener.System).State.Members.Any(m => m.Status == MemberStatus.Up && m.HasRole(ClusterDefaults.RolePrefix + node)))
+                throw new DeviceUnreachableException($"{disk}@{node}: node {node} is not a member of the cluster");
             return owner.Disks.Find(disk) ?? throw new TargetException($"no disk {disk} on {node}");
         }
     }
