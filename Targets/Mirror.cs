@@ -373,7 +373,8 @@ public sealed partial class Mirror : Target
                 if (st == BioStatus.Ok) { succeeded++; flushed[i] = true; }
                 else FailLeg(i, LegError.Flush, ctx);
                 if (--outstanding > 0) return;
-                var status = succeeded >= _minLegs && (succeeded == targets.Count || EveryRegionHeld(flushed)) ? BioStatus.Ok : BioStatus.IoError;
+                // With a leg failed, a region only it holds in sync (its writes maybe still in its cache) fails the flush.
+                var status = succeeded >= _minLegs && (succeeded == _legs.Length || EveryRegionHeld(flushed)) ? BioStatus.Ok : BioStatus.IoError;
                 if (status == BioStatus.Ok) ClearCovered(covered, ctx);
                 WhenDurable(_failSeq, ok => done(ok ? status : BioStatus.IoError), ctx);
             });

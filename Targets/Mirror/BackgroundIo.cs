@@ -21,14 +21,17 @@ internal static class BackgroundIo
     /// <summary>Per area, the device the latest table over it used (kept after that table while it is gone).</summary>
     private static readonly Dictionary<(object, long), IBlockDevice> LastUser = new();
 
-    /// <summary>A table takes over an area with <paramref name="dev"/>: true when the previous table's device there is gone.</summary>
+    /// <summary>
+    /// A table takes over an area with <paramref name="dev"/>: true when the previous table's device there is gone, or
+    /// this one is (a leg that could not be reached, <see cref="AbsentLeg"/>): the area may lack what a cache held.
+    /// </summary>
     public static bool TakeOver((object, long) key, IBlockDevice dev)
     {
         lock (Busy)
         {
             var gone = LastUser.TryGetValue(key, out var last) && !ReferenceEquals(last, dev) && last.IsGone;
             LastUser[key] = dev;
-            return gone;
+            return gone || dev.IsGone;
         }
     }
 

@@ -113,8 +113,7 @@ public sealed partial class Mirror
             // it may have lost its cache (then another, if any).
             if (s.Dirty[r])
             {
-                var source = Enumerable.Range(0, _legs.Length).Where(i => !s.Stale[i][r]).OrderBy(i => _legs[i].Dev is AbsentLeg)
-                    .ThenBy(i => lost[i]).DefaultIfEmpty(-1).First();
+                var source = Enumerable.Range(0, _legs.Length).Where(i => !s.Stale[i][r]).OrderBy(i => lost[i]).DefaultIfEmpty(-1).First();
                 for (var i = 0; i < _legs.Length; i++) if (i != source) s.Stale[i].Set(r);
                 s.Dirty.Clear(r);
             }
