@@ -91,7 +91,7 @@ public sealed partial class Mirror : Target
                 break;
             case "core": throw new TargetException("Error creating mirror dirty log: wrong number of arguments to dirty region log");
             case "disk" when logArgc is 2 or 3:
-                logDev = a.GetWholeDevice(logArgs[0], "Error creating mirror dirty log: Device lookup failed");
+                logDev = OpenLog(a, logArgs[0]);
                 _regionSize = RegionLog.ReadRegionSize(logArgs[1], a.Length);
                 break;
             case "disk": throw new TargetException("Error creating mirror dirty log: wrong number of arguments to disk dirty region log");
@@ -108,8 +108,7 @@ public sealed partial class Mirror : Target
         for (var i = 0; i < n; i++, used += 2)
         {
             var offset = a.ReadSector(used + 1, "Invalid offset");
-            var dev = a.GetDevice(args[used], offset, a.Length, "Device lookup failure");
-            _legs[i] = new Leg(dev, offset, args[used], a.Lookup.Identity(args[used]));
+            _legs[i] = new Leg(OpenLeg(a, args[used], offset), offset, args[used], a.Lookup.Identity(args[used]));
         }
 
         _minLegs = 1;
@@ -133,6 +132,7 @@ public sealed partial class Mirror : Target
             if (!_handleErrors && _keepLog) throw new TargetException("keep_log feature requires the handle_errors feature");
         }
         if (used < args.Length) throw new TargetException("Too many mirror arguments");
+        CheckAbsentLegs(a, coreLog: logDev == null); // legs that cannot be reached now (AbsentLeg)
 
         if (logDev != null)
         {
@@ -142,7 +142,7 @@ public sealed partial class Mirror : Target
             _log = disk;
         }
         else _log = new CoreLog(new CoreLog.Identity(_legs.Select(l => l.Dev).ToArray(), _legs.Select(l => l.Offset).ToArray(), a.Length, _regionSize),
-            a.Lookup.Records, _legs.Select(l => $"{l.Identity} {l.Offset}").ToArray()) { RegionSize = _regionSize, Sync = sync };
+            a.Lookup.Records, LegIds, _legs.Select(l => l.Dev is AbsentLeg).ToArray()) { RegionSize = _regionSize, Sync = sync };
         _inSync = sync == LogSync.NoSync ? _regions : 0; // until the log is loaded at the first resume
     }
 
@@ -385,7 +385,8 @@ public sealed partial class Mirror : Target
                 if (st == BioStatus.Ok) { succeeded++; flushed[i] = true; }
                 else FailLeg(i, LegError.Flush, ctx);
                 if (--outstanding > 0) return;
-                var status = succeeded >= _minLegs && (succeeded == targets.Count || EveryRegionHeld(flushed)) ? BioStatus.Ok : BioStatus.IoError;
+                // With a leg failed, a region only it holds in sync (its writes maybe still in its cache) fails the flush.
+                var status = succeeded >= _minLegs && (succeeded == _legs.Length || EveryRegionHeld(flushed)) ? BioStatus.Ok : BioStatus.IoError;
                 if (status == BioStatus.Ok) ClearCovered(covered, ctx);
                 WhenDurable(_failSeq, ok => done(ok ? status : BioStatus.IoError), ctx);
             });

@@ -24,9 +24,11 @@ public interface IRemoteVolumes
 /// <param name="DirectorySnapshotEvery">The directory saves its state as a snapshot every this many events (default 200).</param>
 /// <param name="OpenAckTimeout">An open that asked to be acknowledged (an NBD connection's) and is not within this
 /// long is closed: its caller gave up before the reply came (default: the ask timeout).</param>
+/// <param name="TableRetries">After a member comes up, the delays between tries to build again a table that does not
+/// serve as recorded (default: 0, 1, 3, 10, 20, 30 s; tests shorten them).</param>
 public sealed record ClusterNode(IClusterDisks Disks, IRemoteVolumes Remote, DeviceManager.Options? DeviceOptions = null,
     TimeSpan? AskTimeout = null, TimeSpan? WakeInterval = null, TimeSpan? RehomeAfterStart = null, TimeSpan? RehomeDelay = null,
-    int? DirectorySnapshotEvery = null, TimeSpan? OpenAckTimeout = null)
+    int? DirectorySnapshotEvery = null, TimeSpan? OpenAckTimeout = null, TimeSpan[]? TableRetries = null)
 {
     public TimeSpan AckTimeout => OpenAckTimeout ?? Timeout;
     public int DirectorySnapshots => DirectorySnapshotEvery is { } n && n > 0 ? n : 200;

@@ -54,25 +54,29 @@ internal sealed class VolumeLookup : IDeviceLookup
     private readonly Dictionary<string, string> _recorded = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _identity = new(StringComparer.Ordinal);
     private readonly HashSet<string> _uses = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _unreachable = new(StringComparer.Ordinal);
+    private readonly bool _rebuild;
 
-    private VolumeLookup(NodeVolumes volumes, IClusterDisks disks, string entityId, long epoch, string placeNode, ITargetRecords? records)
+    private VolumeLookup(NodeVolumes volumes, IClusterDisks disks, string entityId, long epoch, string placeNode, ITargetRecords? records, bool rebuild)
     {
-        _volumes = volumes; _disks = disks; _entityId = entityId; _epoch = epoch; _placeNode = placeNode; Records = records;
+        _volumes = volumes; _disks = disks; _entityId = entityId; _epoch = epoch; _placeNode = placeNode; Records = records; _rebuild = rebuild;
     }
 
     /// <summary>The volume's journal, for its targets' notes.</summary>
     public ITargetRecords? Records { get; }
 
     /// <summary>Builds <paramref name="text"/>; returns the table, the entity ids it uses, and its text as recorded.</summary>
+    /// <param name="rebuild">A recorded table (activation, a node back): a mirror may go without a leg whose node is
+    /// not a member. A new table (create, reload) needs every device.</param>
     public static (BuiltTable Built, string Recorded) Build(NodeVolumes volumes, IClusterDisks disks, IClock? clock,
-        string entityId, long epoch, string placeNode, string text, bool readOnly, ITargetRecords? records = null)
+        string entityId, long epoch, string placeNode, string text, bool readOnly, ITargetRecords? records = null, bool rebuild = false)
     {
-        var lookup = new VolumeLookup(volumes, disks, entityId, epoch, placeNode, records);
+        var lookup = new VolumeLookup(volumes, disks, entityId, epoch, placeNode, records, rebuild);
         var lines = Table.Parse(text);
         var table = Table.Build(lines, lookup, readOnly, clock);
         var recorded = string.Join("\n", lines.Select(l =>
             string.Join(' ', new[] { l.Start.ToString(), l.Length.ToString(), l.Type }.Concat(l.Args.Select(a => lookup._recorded.GetValueOrDefault(a, a))))));
-        return (new BuiltTable(table, lookup._uses), recorded);
+        return (new BuiltTable(table, lookup._uses, lookup._unreachable), recorded);
     }
 
     /// <summary>A disk as DISK@NODE; a volume by its entity id, which neither a rename nor a failover changes.</summary>
@@ -84,7 +88,13 @@ internal sealed class VolumeLookup : IDeviceLookup
         if (at > 0 && at < name.Length - 1)
         {
             _recorded[name] = name;
-            return _disks.Open(name[..at], name[(at + 1)..], _entityId, _epoch);
+            try { return _disks.Open(name[..at], name[(at + 1)..], _entityId, _epoch); }
+            catch (DeviceUnreachableException e)
+            {
+                if (!_rebuild) throw new TargetException(e.Message);
+                _unreachable.Add(name);
+                throw;
+            }
         }
         if (_volumes.Find(name) is { } v)
         {

@@ -31,12 +31,6 @@ public sealed partial class VolumeEntity : ReceivePersistentActor
     /// <summary>A lower volume of the stack group is not active here yet: try the recovery again.</summary>
     private sealed record RetryRestore(int Attempt);
 
-    /// <summary>A member came up (a disk's node came back?): try the tables that could not be rebuilt again.</summary>
-    private sealed record RetryTables(int Attempt);
-    // A returning node is a member before its NBD server listens: keep trying for a while after it comes up.
-    private static readonly TimeSpan[] TableRetries = [TimeSpan.Zero, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3),
-        TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(20), TimeSpan.FromSeconds(30)];
-
     /// <summary>A target's note to persist (<see cref="TargetRecords"/>); <see cref="Done"/> says whether it is.</summary>
     private sealed record RecordTarget(string Key, string Value, Action<bool> Done);
 
@@ -70,7 +64,7 @@ public sealed partial class VolumeEntity : ReceivePersistentActor
         Command<PlacementChecked>(OnPlacementChecked);
         Command<CheckPlacement>(_ => AskPlacement());
         Command<RetryRestore>(r => Restore(r.Attempt));
-        Command<ClusterEvent.MemberUp>(_ => { if (InError) Self.Tell(new RetryTables(0)); });
+        Command<ClusterEvent.MemberUp>(OnMemberUp);
         Command<ClusterEvent.MemberRemoved>(OnMemberRemoved);
         Command<ClusterEvent.IMemberEvent>(_ => { });
         Command<RetryTables>(RetryTablesNow);
@@ -119,74 +113,13 @@ public sealed partial class VolumeEntity : ReceivePersistentActor
             return;
         }
         DeviceRecovery.Restore(_state.AsHost(), r => Spawn(r.Name, r.Minor, r.Mode, r.ReadOnly, r.Uuid),
-            (_, text, readOnly) => Build(text, readOnly, Self_).Built, _log);
+            (_, text, readOnly) => Rebuild(text, readOnly, live: text == d.Live), _log);
         // Only now may a stacked table find it: before, its size is 0 and a table over it fails ("too small").
         if (_active != null) _node.Volumes.Add(_active);
         _activating = false;
-        if (InError) WatchMembersComingUp();
+        _liveMissing = InError;
+        if (InError || _degraded != null) WatchMembersComingUp();
         Stash.UnstashAll();
-    }
-
-    /// <summary>A table that needs a node that is gone comes back when that node does: watch for members coming up.</summary>
-    private void WatchMembersComingUp() =>
-        Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberUp));
-
-    /// <summary>
-    /// A member was removed: when the live table uses one of its disks, the volume is in error (info names the
-    /// disk and the node; the connections to it are dropped, so its IO fails at once) until the node is a member
-    /// again and the recorded tables build again, as after a failover that found a disk missing.
-    /// </summary>
-    private void OnMemberRemoved(ClusterEvent.MemberRemoved m)
-    {
-        if (ClusterDefaults.NodeOf(m.Member.Roles) is not { } node || node == Self_) return;
-        if (_active == null || _activating || _stopping || InError || _state.Device?.Live is not { } live) return;
-        string? disk;
-        try { disk = Table.Parse(live).SelectMany(l => l.Args).FirstOrDefault(a => a.EndsWith("@" + node, StringComparison.Ordinal)); }
-        catch (TableException) { return; }
-        if (disk == null) return;
-        var reason = $"{disk}: node {node} was removed from the cluster";
-        _log.Warning("volume {0}: live table lost {1}", _state.Device.Name, reason);
-        _active.Device.Error = reason;
-        _active.Device.Actor.Tell(new MappedDevice.MarkError($"live table lost its disk: {reason}"));
-        WatchMembersComingUp();
-    }
-
-    /// <summary>The recorded live table could not be rebuilt at activation, and no command has replaced it since.</summary>
-    private bool InError => _active is { } a && a.Device.Error != null && _state.Device?.Live != null && !_stopping;
-
-    /// <summary>Rebuilds the device as recorded (live, inactive, suspended) once its tables build again; not recorded.</summary>
-    private void RetryTablesNow(RetryTables r)
-    {
-        if (!InError || _activating) return;
-        var d = _state.Device!;
-        var device = _active!.Device;
-        BuiltTable live;
-        try { live = Build(d.Live!, d.LiveReadOnly, Self_).Built; }
-        catch (TableException e)
-        {
-            _log.Debug("volume {0}: live table still cannot be rebuilt: {1}", d.Name, e.Message);
-            if (r.Attempt + 1 < TableRetries.Length)
-                Context.System.Scheduler.ScheduleTellOnce(TableRetries[r.Attempt + 1], Self, new RetryTables(r.Attempt + 1), Self);
-            return;
-        }
-        _log.Info("volume {0}: live table rebuilt on {1}", d.Name, Self_);
-        device.Uses.UnionWith(live.Uses);
-        device.Shared.Sectors = live.Table.Sectors; // before the error is cleared: a table stacked on it checks the size
-        device.Error = null;
-        device.Actor.Tell(new MappedDevice.LoadTable(live.Table, Reply: false));
-        device.Actor.Tell(new Dm.Resume(d.Name), ActorRefs.Nobody);
-        if (d.Inactive != null)
-        {
-            try
-            {
-                var inactive = Build(d.Inactive, d.InactiveReadOnly, Self_).Built;
-                device.Uses.UnionWith(inactive.Uses);
-                device.Actor.Tell(new MappedDevice.LoadTable(inactive.Table, Reply: false));
-            }
-            catch (TableException e) { device.Actor.Tell(new MappedDevice.MarkError($"inactive table could not be rebuilt: {e.Message}")); }
-        }
-        if (d.Suspended) device.Actor.Tell(new Dm.Suspend(d.Name), ActorRefs.Nobody);
-        Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self, typeof(ClusterEvent.MemberUp));
     }
 
     private string? MissingLower(DeviceRecord d)
@@ -297,7 +230,7 @@ public sealed partial class VolumeEntity : ReceivePersistentActor
             if (--left > 0) return;
             JournalTiming.Get(Context.System).Recorded(started);
             _onPersistFailure = null;
-            if (replacesLive && _active != null) _active.Device.Error = null;
+            if (replacesLive && _active != null) { _active.Device.Error = null; _degraded = null; _liveMissing = false; }
             Apply(command, d, built, sender);
         });
     }
@@ -307,8 +240,8 @@ public sealed partial class VolumeEntity : ReceivePersistentActor
         DeviceChange.Apply(command, d, _active?.Device, built, sender, c => Spawn(c.Name, c.Minor, c.Mode, c.ReadOnly, c.Uuid),
             removed: Unregister, renamed: _ => { });
 
-    private (BuiltTable Built, string Recorded) Build(string text, bool readOnly, string placeNode, long? epoch = null) =>
-        VolumeLookup.Build(_node.Volumes, _node.Disks, _node.Options.Clock, EntityId, epoch ?? _state.Epoch, placeNode, text, readOnly, _records);
+    private (BuiltTable Built, string Recorded) Build(string text, bool readOnly, string placeNode, long? epoch = null, bool rebuild = false) =>
+        VolumeLookup.Build(_node.Volumes, _node.Disks, _node.Options.Clock, EntityId, epoch ?? _state.Epoch, placeNode, text, readOnly, _records, rebuild);
 
     private ManagedDevice Spawn(string name, int minor, BarrierMode mode, bool readOnly, string? uuid)
     {

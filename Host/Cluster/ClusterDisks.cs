@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using Akka.Actor;
+using Akka.Cluster;
 using DmActors.Cluster;
 using DmActors.Host.Configuration;
 
@@ -49,6 +50,9 @@ public sealed class ClusterDisks : IClusterDisks
                 throw new TargetException($"{disk}@{node}: {e.Message}");
             }
         }
+        // Not a member (joining, downed, removed): a mirror rebuilt over it may start without that leg.
+        if (!IsMember(node))
+            throw new DeviceUnreachableException($"{disk}@{node}: node {node} is not a member of the cluster");
         var export = new InternalExport(_token, disk, volumeId, epoch).Format();
         var connection = (ClosesWithLastUser)Connect($"{disk}@{node}", new NbdDiskTarget(() => Endpoint(node, fresh: true), export));
         connection.Disposed = () => _toDisks.TryRemove(connection, out _);
@@ -61,6 +65,10 @@ public sealed class ClusterDisks : IClusterDisks
         }
         return connection;
     }
+
+    /// <summary>A member that serves its disks: up (or leaving); not one still joining, nor one downed or gone.</summary>
+    private bool IsMember(string node) => Akka.Cluster.Cluster.Get(_system).State.Members.Any(m => ClusterDefaults.NodeOf(m.Roles) == node
+        && m.Status is MemberStatus.Up or MemberStatus.WeaklyUp or MemberStatus.Leaving or MemberStatus.Exiting);
 
     /// <summary>
     /// Member <paramref name="node"/> was removed (downed or left): the connections to its disks are dropped, so

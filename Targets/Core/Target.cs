@@ -52,7 +52,13 @@ public sealed class ManualClock : IClock
 }
 
 /// <summary>A constructor, map or message error; the text is dm's where dm has one.</summary>
-public sealed class TargetException(string message) : Exception(message);
+public class TargetException(string message) : Exception(message);
+
+/// <summary>
+/// A device that exists but cannot be reached now (its node is not a member of the cluster): a mirror may start
+/// without that leg, degraded, where any other target fails its table.
+/// </summary>
+public sealed class DeviceUnreachableException(string message) : TargetException(message);
 
 /// <summary>
 /// One table line's target instance (struct dm_target plus its type's hooks). Constructed when a table is loaded,

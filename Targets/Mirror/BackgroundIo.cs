@@ -26,15 +26,16 @@ internal static class BackgroundIo
 
     /// <summary>
     /// A table takes over an area with <paramref name="dev"/>, having seen <paramref name="seen"/> of its losses when
-    /// it was built. Lost: the previous table's device there is gone, or writes were lost there that neither table
-    /// saw (so the area may lack writes it answered). Seen: the losses counted now, which the table sees from here.
+    /// it was built. Lost: the previous table's device there is gone, or this one is (a leg that could not be
+    /// reached, <see cref="AbsentLeg"/>), or writes were lost there that neither table saw: the area may lack what a
+    /// cache held. Seen: the losses counted now, which the table sees from here.
     /// </summary>
     public static (bool Lost, long Seen) TakeOver((object, long) key, IBlockDevice dev, long seen)
     {
         lock (Busy)
         {
             var now = dev.WritesLost;
-            var lost = seen != now;
+            var lost = seen != now || dev.IsGone;
             if (LastUser.TryGetValue(key, out var last))
                 lost |= ReferenceEquals(last.Dev, dev) ? last.SeenLost != now : last.Dev.IsGone;
             LastUser[key] = (dev, now);

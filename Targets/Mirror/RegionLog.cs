@@ -118,7 +118,7 @@ internal abstract class RegionLog
 /// that may lack an acknowledged write (failed, or stale anywhere) are recorded there before such a write is
 /// acknowledged, so a restart or a failover resyncs from a leg that has every write, never from one of those.
 /// </summary>
-internal sealed class CoreLog(CoreLog.Identity identity, ITargetRecords? records, string[] legIds) : RegionLog
+internal sealed class CoreLog(CoreLog.Identity identity, ITargetRecords? records, string[] legIds, bool[] absent) : RegionLog
 {
     /// <summary>
     /// Which mirror a state belongs to: the same leg devices (the objects, not names; a disk of another node by its
@@ -149,18 +149,25 @@ internal sealed class CoreLog(CoreLog.Identity identity, ITargetRecords? records
         var f = fresh();
         _recorded = records?.Get(_key) ?? "";
         if (Sync == LogSync.Default && Parked.TryRemove(_identity, out var s) && s.Legs == f.Legs && s.Regions == f.Regions) { loaded(s); return; }
-        var behind = legIds.Select(_recorded.Split(',').Contains).ToArray();
-        loaded(behind.Any(b => b) ? FromRecord(f, behind) : f);
+        var behind = Behind(records, legIds);
+        loaded(behind.Any(b => b) || (absent[0] && Sync != LogSync.NoSync) ? FromRecord(f, behind) : f);
+    }
+
+    /// <summary>Per leg, whether the journal says it may lack an acknowledged write.</summary>
+    public static bool[] Behind(ITargetRecords? records, string[] legIds)
+    {
+        var recorded = (records?.Get("mirror " + string.Join(',', legIds)) ?? "").Split(',');
+        return legIds.Select(recorded.Contains).ToArray();
     }
 
     /// <summary>
-    /// A start that knows which legs may lack writes: the first other leg is the source of every region; with
-    /// `nosync` the other legs are taken as equal to it, else they are resynced from it too.
+    /// A start that knows which legs may lack writes: the first other leg that could be reached is the source of
+    /// every region; with `nosync` the other legs are taken as equal to it, else they are resynced from it too.
     /// </summary>
     private MirrorState FromRecord(MirrorState fresh, bool[] behind)
     {
         var s = new MirrorState(fresh.Legs, fresh.Regions);
-        var source = Math.Max(0, Array.IndexOf(behind, false));
+        var source = Enumerable.Range(0, s.Legs).Where(i => !behind[i]).OrderBy(i => absent[i]).DefaultIfEmpty(0).First();
         for (var i = 0; i < s.Legs; i++)
             if (i != source && (behind[i] || Sync != LogSync.NoSync)) s.Stale[i].SetAll();
         return s;

@@ -127,6 +127,8 @@ public sealed partial class Mirror
         _announcedInSync = inSync == _regions;
         _mem = s;
         _memSeq++;
+        // A leg that could not be reached starts failed (recorded before any write is answered).
+        for (var i = 0; i < _legs.Length; i++) if (_legs[i].Dev is AbsentLeg) FailLeg(i, LegError.Write, ctx);
         RequestCommit(ctx);
         foreach (var queued in _beforeLoad) queued();
         _beforeLoad.Clear();
@@ -301,6 +303,7 @@ public sealed partial class Mirror
         // regions stale for it, which are copied next; a device below that reports such a loss does so once, at
         // the next flush, so that flush goes first and its answer is not held against the leg (else the copies'
         // flush would fail and the leg with them). A leg that is not failed gets no such pass.
+        if (_legs[i].Dev is AbsentLeg gone) throw new TargetException($"{gone.Name} cannot return to this table: {gone.Reason}");
         if (!_legs[i].Failed) { Returned(i, ctx); return; }
         ctx.Submit(_legs[i].Dev, Bio.Flush(Akka.Actor.ActorRefs.Nobody), _ => { if (_legs[i].Failed) Returned(i, ctx); });
     }

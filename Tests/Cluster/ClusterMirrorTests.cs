@@ -9,7 +9,7 @@ namespace DmActors.Tests.Cluster;
 /// about that leg must still name it after the volume fails over, whatever the table called it.
 /// </summary>
 [Collection("cluster")]
-public sealed class ClusterMirrorTests(Xunit.Abstractions.ITestOutputHelper output)
+public sealed partial class ClusterMirrorTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
 
@@ -67,7 +67,7 @@ public sealed class ClusterMirrorTests(Xunit.Abstractions.ITestOutputHelper outp
         // On the new owner the lower volume's build is slow (its disk's node may wait for the old owner's bios before
         // it grants the claim): the mirror stacked on it must wait for it, not build over a device of size 0.
         var lowId = n1.EntityId("low");
-        c.DiskOpening = (volume, by) => { if (volume == lowId && by != "n2") Thread.Sleep(TimeSpan.FromSeconds(3)); };
+        c.DiskOpening = (volume, by, _) => { if (volume == lowId && by != "n2") Thread.Sleep(TimeSpan.FromSeconds(3)); };
         c.Kill("n2");
         Step("owner killed");
         var info = TestCluster.Eventually(() => n1.Info("m"), i => i.Node is "n1" or "n3" && (i.LiveTable || i.ErrorState != null), "m back on a survivor");

@@ -78,15 +78,21 @@ public sealed partial class MirrorProcessTests(ITestOutputHelper output)
         await Poll.UntilAsync(async () => (await c[y].Dmsetup("info vol")).Out.Contains("node n2 was removed from the cluster"),
             "n2 removed from the cluster", Failover);
 
-        // The owner dies before the first leg is back: the survivor waits for that leg's node, and then copies the
-        // second leg to the first, not the first (the default source, which missed the writes) to the second.
+        // The owner dies before the first leg is back: the survivor starts without that leg (degraded), and when its
+        // node is back copies the second leg to the first, not the first (the default source, which missed the
+        // writes) to the second.
         await c[y].KillAsync();
-        await Poll.UntilAsync(async () => (await c[x].Dmsetup("info vol")).Out.Contains($"Node:              n{x}"),
-            "vol on the survivor", Failover);
+        await Poll.UntilAsync(async () =>
+        {
+            var info = await c[x].Dmsetup("info vol");
+            return info.Out.Contains($"Node:              n{x}") && info.Out.Contains("ACTIVE") && !info.Out.Contains("Error:");
+        }, "vol serving on the survivor without the first leg", Failover);
+        Assert.Equal("DA", Status(await c[x].Dmsetup("status vol")).Health);
+        await QemuIo(c[x], "vol", "-c", $"read -P 0x11 0 {4 * MiB}", "-c", $"read -P 0x22 {4 * MiB} {MiB}", "-c", $"write -P 0x44 {6 * MiB} {MiB}", "-c", "flush");
         await c.RestartAsync(2, through: x);
         await InSync(c[x], "the first leg resynced from the second");
         await QemuIo(c[x], "vol", "-c", $"read -P 0x11 0 {4 * MiB}", "-c", $"read -P 0x22 {4 * MiB} {MiB}");
-        await EveryLegHolds(c[x], ["n2", $"n{x}"], ("0x11", 0, 4 * MiB), ("0x22", 4 * MiB, MiB));
+        await EveryLegHolds(c[x], ["n2", $"n{x}"], ("0x11", 0, 4 * MiB), ("0x22", 4 * MiB, MiB), ("0x44", 6 * MiB, MiB));
     }
 
     /// <summary>The long variant (`DMACTORS_LONG_CLUSTER_TESTS=1`): each leg's node killed in turn under writes, then the owner.</summary>

@@ -32,6 +32,7 @@ public sealed class TestCluster : IDisposable
     private readonly int? _directorySnapshotEvery;
     private readonly bool _nbd;
     private readonly string? _journal;
+    private readonly TimeSpan[]? _tableRetries;
 
     /// <summary>The journal (and snapshot store) file all nodes share.</summary>
     public string JournalFile => _journal ?? _dir["journal.db"];
@@ -77,10 +78,11 @@ public sealed class TestCluster : IDisposable
     /// <param name="lateVolumes">Nodes that join as members but start their volume machinery (shard region,
     /// directory singleton manager, facade) only at <see cref="StartVolumes"/>: a region that registers late.</param>
     public TestCluster(int nodes = 3, TimeSpan? rebalance = null, int? directorySnapshotEvery = null, bool nbd = false,
-        string? journal = null, IReadOnlyCollection<string>? lateVolumes = null)
+        string? journal = null, IReadOnlyCollection<string>? lateVolumes = null, TimeSpan[]? tableRetries = null)
     {
         _nbd = nbd;
         _journal = journal;
+        _tableRetries = tableRetries;
         _late = lateVolumes?.ToHashSet() ?? new HashSet<string>();
         var db = JournalFile;
         _rebalance = rebalance ?? TimeSpan.FromMilliseconds(500);
@@ -103,8 +105,8 @@ public sealed class TestCluster : IDisposable
         lock (Epochs) return Epochs.Where(e => e.Volume == entityId).Select(e => e.Epoch).DefaultIfEmpty(0).Max();
     }
 
-    /// <summary>Sees (and may hold up) every disk open: the volume's entity id and the node that opens it.</summary>
-    public Action<string, string>? DiskOpening { get; set; }
+    /// <summary>Sees (and may hold up or refuse) every disk open: the volume's entity id, the node that opens it, the disk's node.</summary>
+    public Action<string, string, string>? DiskOpening { get; set; }
 
     /// <summary>Sees (and may hold up or wrap) every device a node gets for a volume on another node.</summary>
     public Func<string, IBlockDevice, IBlockDevice>? RemoteOpening { get; set; }
@@ -112,7 +114,7 @@ public sealed class TestCluster : IDisposable
     public Node this[string name] => _nodes.Single(n => n.Name == name);
     public IReadOnlyList<Node> Nodes => _nodes;
 
-    private Node StartNode(string name, string db, TimeSpan rebalance)
+    private Node StartNode(string name, string db, TimeSpan rebalance, DiskRegistry? keptDisks = null)
     {
         var config = ClusterDefaults.Hocon(name, stableAfter: TimeSpan.FromSeconds(2), rebalanceInterval: rebalance) + "\n" +
             JournalConfig.Sqlite(db) + """
@@ -137,15 +139,15 @@ public sealed class TestCluster : IDisposable
         if (_late.Count > 0)
             config += "\nakka.cluster.sharding { distributed-data.majority-min-cap = 0, coordinator-state { write-majority-plus = 0, read-majority-plus = 0 } }";
         var system = ActorSystem.Create("dmactors", Engine.AkkaConfig(config));
-        var disks = new DiskRegistry();
-        disks.AddMemory("disk0", DiskSectors);
+        var disks = keptDisks ?? new DiskRegistry();
+        if (keptDisks == null) disks.AddMemory("disk0", DiskSectors);
         IActorRef? manager = null;
         IRemoteVolumes remote = _nbd
             ? new RemoteVolumes((disk, target) => NbdDisk.Connect(disk, "254:0", target), NbdEndpoint, () => manager!, Timeout)
             : new InProcessVolumes(this);
         var node = new ClusterNode(new InProcessDisks(name, this), remote, WakeInterval: TimeSpan.FromMilliseconds(300),
             RehomeAfterStart: TimeSpan.FromSeconds(3), RehomeDelay: TimeSpan.FromSeconds(1), AskTimeout: Timeout,
-            DirectorySnapshotEvery: _directorySnapshotEvery, OpenAckTimeout: OpenAckTimeout);
+            DirectorySnapshotEvery: _directorySnapshotEvery, OpenAckTimeout: OpenAckTimeout, TableRetries: _tableRetries);
         var n = new Node { Name = name, System = system, Disks = disks, Cluster = node };
         if (!_late.Contains(name)) StartVolumes(n, m => manager = m);
         else
@@ -201,16 +203,19 @@ public sealed class TestCluster : IDisposable
             $"{name} removed");
     }
 
-    /// <summary>A dead node comes back under its name: a new actor system (new address, empty disks) joins.</summary>
-    public Node Restart(string name)
+    /// <summary>
+    /// A dead node comes back under its name: a new actor system (new address) joins, with empty disks or, with
+    /// <paramref name="keepDisks"/>, the disks it had (a host restarted over its disk files).
+    /// </summary>
+    public Node Restart(string name, bool keepDisks = false)
     {
         var old = this[name];
         Assert.False(old.Alive);
-        var node = StartNode(name, JournalFile, _rebalance);
-        _dead.Add(old);
+        var node = StartNode(name, JournalFile, _rebalance, keepDisks ? old.Disks : null);
+        if (!keepDisks) _dead.Add(old);
         _nodes[_nodes.IndexOf(old)] = node;
         Akka.Cluster.Cluster.Get(node.System).Join(_nodes.First(n => n.Alive && n != node).Address);
-        Await(() => _nodes.Where(n => n.Alive).All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.Count(m => m.Status == MemberStatus.Up) == _nodes.Count),
+        Await(() => _nodes.Where(n => n.Alive).All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.Count(m => m.Status == MemberStatus.Up) == _nodes.Count(x => x.Alive)),
             $"{name} up again");
         return node;
     }
@@ -262,9 +267,13 @@ public sealed class TestCluster : IDisposable
         public IBlockDevice Open(string disk, string node, string volumeId, long epoch)
         {
             lock (cluster.Epochs) cluster.Epochs.Add((volumeId, self, epoch));
-            cluster.DiskOpening?.Invoke(volumeId, self);
+            cluster.DiskOpening?.Invoke(volumeId, self, node);
             var owner = cluster._nodes.FirstOrDefault(n => n.Name == node) ?? throw new TargetException($"no cluster member named {node}");
-            if (!owner.Alive) throw new TargetException($"node {node} is not reachable");
+            if (!owner.Alive) throw new DeviceUnreachableException($"{disk}@{node}: node {node} is not reachable");
+            // As ClusterDisks: a node that this one does not see up (a returning node still joining) is not a member yet.
+            if (node != self && cluster._nodes.FirstOrDefault(n => n.Name == self && n.Alive) is { } opener
+                && !Akka.Cluster.Cluster.Get(opener.System).State.Members.Any(m => m.Status == MemberStatus.Up && m.HasRole(ClusterDefaults.RolePrefix + node)))
+                throw new DeviceUnreachableException($"{disk}@{node}: node {node} is not a member of the cluster");
             return owner.Disks.Find(disk) ?? throw new TargetException($"no disk {disk} on {node}");
         }
     }
