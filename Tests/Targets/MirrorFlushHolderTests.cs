@@ -12,13 +12,20 @@ public sealed class MirrorFlushHolderTests : TargetHarness
 {
     private const int Region = 256;
 
+    /// <summary>A mirror of a and b whose first sync waits at b (its first copy held): b is stale everywhere.</summary>
+    private (Tests.Core.GateDisk A, Tests.Core.GateDisk B, Akka.Actor.IActorRef Dev) FirstSyncHeldAtB()
+    {
+        var (a, b) = (Gate("a", 1024), Gate("b", 1024));
+        b.Hold = bio => bio.Op == BioOp.Write;
+        var dev = Create("m", $"0 1024 mirror core 1 256 2 {a.Name} 0 {b.Name} 0 1 handle_errors");
+        Eventually(() => b.HeldCount == 1, "the first region's copy at b");
+        return (a, b, dev);
+    }
+
     [Fact]
     public void A_flush_fails_when_the_only_in_sync_leg_of_a_region_fails_it()
     {
-        var (a, b) = (Gate("a", 1024), Gate("b", 1024));
-        b.Hold = bio => bio.Op == BioOp.Write;                                  // the resync to b waits at b
-        var dev = Create("m", $"0 1024 mirror core 1 256 2 {a.Name} 0 {b.Name} 0 1 handle_errors");
-        Eventually(() => b.HeldCount == 1, "the first region's copy at b");
+        var (a, b, dev) = FirstSyncHeldAtB();
         // b is stale for region 2: the write goes to a alone.
         Assert.Equal(BioStatus.Ok, WriteAt(dev, 2 * Region, Pattern(8, 1)));
         a.Fail = bio => bio.Op == BioOp.Flush ? BioStatus.IoError : null;
@@ -62,10 +69,7 @@ public sealed class MirrorFlushHolderTests : TargetHarness
         // Found by clustertest (kill-leg during the first sync): the failed leg was made stale in the dirty regions
         // the first sync had not reached yet, so they were stale on every leg: never in sync again, and their
         // flushed writes unreadable.
-        var (a, b) = (Gate("a", 1024), Gate("b", 1024));
-        b.Hold = bio => bio.Op == BioOp.Write;                                  // the first sync waits at b
-        var dev = Create("m", $"0 1024 mirror core 1 256 2 {a.Name} 0 {b.Name} 0 1 handle_errors");
-        Eventually(() => b.HeldCount == 1, "the first region's copy at b");
+        var (a, b, dev) = FirstSyncHeldAtB();
         Assert.Equal(BioStatus.Ok, WriteAt(dev, 2 * Region, Pattern(8, 1)));    // b is stale there: a alone
         Assert.Equal(BioStatus.Ok, Flush(dev));                                 // promised
         Assert.Equal(BioStatus.Ok, WriteAt(dev, 2 * Region + 8, Pattern(8, 2))); // the region is dirty again
@@ -81,5 +85,18 @@ public sealed class MirrorFlushHolderTests : TargetHarness
         Assert.Equal(BioStatus.Ok, ReadInto(dev, 2 * Region, back));
         AssertBytes([.. Pattern(8, 1), .. Pattern(8, 2)], back, "region 2 through the mirror");
         Assert.Equal(Hash(a.Memory), Hash(b.Memory));
+    }
+
+    // Found by clustertest (kill-leg,kill-two with a stacked leg): a mirror started without the dead owner's leg,
+    // took it back, and lost the other leg's node before the copy was done; the next flush said Ok.
+    [Fact]
+    public void A_flush_fails_while_a_region_is_held_in_sync_only_by_a_failed_leg()
+    {
+        var (a, b, dev) = FirstSyncHeldAtB();
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 2 * Region, Pattern(8, 1)));    // b is stale there: a alone, not flushed
+        Assert.Empty(Message("m", "fail_leg", a.Name));                         // a fails before any flush reached it
+        Assert.Equal(BioStatus.IoError, Flush(dev));                            // b flushes, but does not hold region 2
+        b.Hold = _ => false;
+        b.Release();
     }
 }
