@@ -63,7 +63,8 @@ public sealed partial class VolumeEntity : ReceivePersistentActor
         Recover<RecoveryCompleted>(_ => { if (_state.Device != null) ConfirmPlacement(); });
         Command<PlacementChecked>(OnPlacementChecked);
         Command<CheckPlacement>(_ => AskPlacement());
-        Command<RetryRestore>(r => Restore(r.Attempt));
+        // A retry scheduled before a handoff stopped the activation finds nothing to do.
+        Command<RetryRestore>(r => { if (_activating && !_stopping) Restore(r.Attempt); });
         Command<ClusterEvent.MemberUp>(OnMemberUp);
         Command<ClusterEvent.MemberRemoved>(OnMemberRemoved);
         Command<ClusterEvent.IMemberEvent>(_ => { });
@@ -141,7 +142,12 @@ public sealed partial class VolumeEntity : ReceivePersistentActor
     private void Handle(object message)
     {
         if (_placing) { WhilePlacing(message); return; }
-        if (_activating) { Stash.Stash(); return; }
+        if (_activating)
+        {
+            if (message is HandOff) HandOverActivating();
+            else Stash.Stash();
+            return;
+        }
         if (_stopping)
         {
             // Handing off: the regions buffer this shard now, so a command that reached the old incarnation goes
@@ -298,6 +304,22 @@ public sealed partial class VolumeEntity : ReceivePersistentActor
         // What reaches the device from now on was never started: answered with ESHUTDOWN, resent to the new owner.
         LostBioAnswerer.HandedOff(_active.Device.Actor);
         _active.Device.Actor.Tell(new MappedDevice.Shutdown(HandOff: true), ActorRefs.Nobody);
+    }
+
+    /// <summary>
+    /// A handoff while the recorded tables wait for a lower volume of the group (one that is handed off too would
+    /// never come): nothing is built yet, so the entity stops now rather than hold the shard's handoff until Akka's
+    /// handoff timeout. What it held goes on through the region to the next owner, which records a newer epoch than
+    /// the one recorded here (no disk was opened at it).
+    /// </summary>
+    private void HandOverActivating()
+    {
+        _activating = false;
+        _stopping = true;
+        _log.Info("volume {0} ({1}) hands over from {2} before its tables were built", _state.Device?.Name, EntityId, Self_);
+        var region = ClusterSharding.Get(Context.System).ShardRegion(ClusterDefaults.VolumeType);
+        foreach (var e in Stash.ClearStash()) region.Tell(new VolumeEnvelope(EntityId, e.Message), e.Sender);
+        HandOver(); // stops at once; a device spawned meanwhile would stop as at any handoff
     }
 
     private void OnTerminated(Terminated t)

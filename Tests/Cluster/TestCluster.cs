@@ -33,6 +33,7 @@ public sealed class TestCluster : IDisposable
     private readonly bool _nbd;
     private readonly string? _journal;
     private readonly TimeSpan[]? _tableRetries;
+    private readonly TimeSpan _handOffTimeout;
 
     /// <summary>The journal (and snapshot store) file all nodes share.</summary>
     public string JournalFile => _journal ?? _dir["journal.db"];
@@ -77,9 +78,12 @@ public sealed class TestCluster : IDisposable
     /// <param name="journal">A journal file of an earlier cluster (a whole-cluster restart); else one of its own.</param>
     /// <param name="lateVolumes">Nodes that join as members but start their volume machinery (shard region,
     /// directory singleton manager, facade) only at <see cref="StartVolumes"/>: a region that registers late.</param>
+    /// <param name="handOffTimeout">Akka's bound on a shard's handoff (<c>sharding.handoff-timeout</c>; default 20 s).</param>
     public TestCluster(int nodes = 3, TimeSpan? rebalance = null, int? directorySnapshotEvery = null, bool nbd = false,
-        string? journal = null, IReadOnlyCollection<string>? lateVolumes = null, TimeSpan[]? tableRetries = null)
+        string? journal = null, IReadOnlyCollection<string>? lateVolumes = null, TimeSpan[]? tableRetries = null,
+        TimeSpan? handOffTimeout = null)
     {
+        _handOffTimeout = handOffTimeout ?? TimeSpan.FromSeconds(20);
         _nbd = nbd;
         _journal = journal;
         _tableRetries = tableRetries;
@@ -117,7 +121,7 @@ public sealed class TestCluster : IDisposable
     private Node StartNode(string name, string db, TimeSpan rebalance, DiskRegistry? keptDisks = null)
     {
         var config = ClusterDefaults.Hocon(name, stableAfter: TimeSpan.FromSeconds(2), rebalanceInterval: rebalance) + "\n" +
-            JournalConfig.Sqlite(db) + """
+            JournalConfig.Sqlite(db) + $$"""
 
             akka.loglevel = WARNING
             akka.persistence.journal.sql.recovery-event-timeout = 30s
@@ -129,7 +133,7 @@ public sealed class TestCluster : IDisposable
               down-removal-margin = 1s
               gossip-interval = 300ms
               leader-actions-interval = 300ms
-              sharding.handoff-timeout = 20s
+              sharding.handoff-timeout = {{(long)_handOffTimeout.TotalSeconds}}s
               singleton.hand-over-retry-interval = 500ms
             }
             akka.cluster.distributed-data.gossip-interval = 300ms
