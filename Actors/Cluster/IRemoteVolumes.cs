@@ -17,8 +17,9 @@ public interface IRemoteVolumes
 /// </summary>
 /// <param name="AskTimeout">Bound on every Ask the facade makes (directory, volumes).</param>
 /// <param name="WakeInterval">How often the directory wakes volumes that are not yet running where they are placed.</param>
-/// <param name="RehomeAfterStart">A fresh directory waits this long for members to join before it re-places
-/// stack groups whose node is not a member (a whole-cluster restart must not move everything to the first node).</param>
+/// <param name="RehomeAfterStart">A fresh directory waits this long after the last member joined or came up (since
+/// its start) before it re-places stack groups whose node is not a member (a whole-cluster restart must not move
+/// everything to the first node up). Default 20 s.</param>
 /// <param name="RehomeDelay">How long after a member's removal the directory re-places its groups (the shard
 /// coordinator lets go of the dead node's shards first).</param>
 /// <param name="DirectorySnapshotEvery">The directory saves its state as a snapshot every this many events (default 200).</param>

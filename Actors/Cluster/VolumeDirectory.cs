@@ -46,7 +46,8 @@ public sealed class VolumeDirectory : ReceivePersistentActor
     public static Props Props(IActorRef region, ClusterNode node) => Akka.Actor.Props.Create(() => new VolumeDirectory(region, node));
 
     private sealed record Tick;
-    private sealed record RehomeAbsent;
+    /// <summary>The start's grace period is over (only the latest one counts: each member that joins restarts it).</summary>
+    private sealed record RehomeAbsent(int Grace);
     private sealed record RehomeGone(string Node);
     private sealed record Pending(string Shard, string Address, DateTime Since, Action Then);
 
@@ -66,6 +67,9 @@ public sealed class VolumeDirectory : ReceivePersistentActor
     private IReadOnlyDictionary<string, string> _locations = new Dictionary<string, string>();
     private readonly List<Pending> _pending = new();
     private ICancelable? _ticks;
+    /// <summary>The start's grace period, null once over (<see cref="RestartStartGrace"/>).</summary>
+    private ICancelable? _startGrace;
+    private int _grace;
 
     public VolumeDirectory(IActorRef region, ClusterNode node)
     {
@@ -96,7 +100,16 @@ public sealed class VolumeDirectory : ReceivePersistentActor
         Command<Tick>(_ => OnTick());
         // Only groups of nodes that are no member at all: one that is down but not yet removed may still hold its
         // shards in the coordinator's view, and a rebalance away from it would wait for the handoff timeout.
-        Command<RehomeAbsent>(_ => Rehome(shard => !Present().Contains(_state.NodeOf(shard) ?? "")));
+        Command<RehomeAbsent>(r =>
+        {
+            if (r.Grace != _grace || _startGrace == null) return;
+            _startGrace = null;
+            Rehome(shard => !Present().Contains(_state.NodeOf(shard) ?? ""));
+        });
+        // Nodes of a whole-cluster start come one by one: the grace period counts from the last that joined.
+        Command<ClusterEvent.MemberJoined>(_ => RestartStartGrace());
+        Command<ClusterEvent.MemberWeaklyUp>(_ => RestartStartGrace());
+        Command<ClusterEvent.MemberUp>(_ => RestartStartGrace());
         // A little after the removal: the coordinator must first let go of the dead region's shards, or it starts a
         // rebalance away from that region that waits for the handoff timeout (the dead region never acknowledges).
         Command<ClusterEvent.MemberRemoved>(m =>
@@ -131,13 +144,24 @@ public sealed class VolumeDirectory : ReceivePersistentActor
         foreach (var v in _state.Volumes.Values) _waking.Add(v.EntityId);
         var every = _node.WakeInterval ?? TimeSpan.FromSeconds(1);
         _ticks = Context.System.Scheduler.ScheduleTellRepeatedlyCancelable(every, every, Self, new Tick(), Self);
-        Context.System.Scheduler.ScheduleTellOnce(_node.RehomeAfterStart ?? TimeSpan.FromSeconds(20), Self, new RehomeAbsent(), Self);
+        RestartStartGrace(starting: true);
         _log.Info("volume directory started on {0}: {1} volume(s) in {2} group(s)", _node.Self, _state.Volumes.Count, _state.Shards.Count);
+    }
+
+    /// <summary>(Re)starts the grace period after which groups of absent nodes are re-placed: at the start, and at
+    /// each member that joins or comes up before it ends, so a node slow to join keeps its groups while others join.</summary>
+    private void RestartStartGrace(bool starting = false)
+    {
+        if (_startGrace == null && !starting) return;
+        _startGrace?.Cancel();
+        _startGrace = Context.System.Scheduler.ScheduleTellOnceCancelable(_node.RehomeAfterStart ?? TimeSpan.FromSeconds(20), Self,
+            new RehomeAbsent(++_grace), Self);
     }
 
     protected override void PostStop()
     {
         _ticks?.Cancel();
+        _startGrace?.Cancel();
         _cluster.Unsubscribe(Self);
         base.PostStop();
     }

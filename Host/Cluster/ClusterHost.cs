@@ -58,7 +58,7 @@ public sealed class ClusterHost
         var clusterDisks = new ClusterDisks(system, spec.Node, disks, fences, spec.Token, channel);
         IActorRef? manager = null;
         var node = new ClusterNode(clusterDisks, new RemoteVolumes(clusterDisks, () => manager!, s.AskTimeout),
-            new DeviceManager.Options(), AskTimeout: s.AskTimeout);
+            new DeviceManager.Options(), AskTimeout: s.AskTimeout, RehomeAfterStart: spec.RehomeAfterStart);
         var volumes = ClusterVolumes.Start(system, node, HostConfig.ManagerName);
         manager = volumes.Manager;
         _ = PruneFencesAsync(system, volumes.Directory, fences, s.AskTimeout);

@@ -14,7 +14,8 @@ public sealed record SeedNode(string Host, int Port)
 /// to configure Akka.Cluster, the split brain resolver and sharding.
 /// </summary>
 public sealed partial record ClusterSpec(string Node, string Name, IReadOnlyList<SeedNode> Seeds, IReadOnlyList<string> Roles,
-    string Secret, TimeSpan JoinTimeout, TimeSpan StableAfter, TimeSpan HeartbeatPause, TimeSpan RebalanceInterval)
+    string Secret, TimeSpan JoinTimeout, TimeSpan StableAfter, TimeSpan HeartbeatPause, TimeSpan RebalanceInterval,
+    TimeSpan RehomeAfterStart)
 {
 
     /// <summary>The token of internal exports: the cluster's secret.</summary>
@@ -57,7 +58,8 @@ public sealed partial record ClusterSpec(string Node, string Name, IReadOnlyList
             fail("dmactors.cluster.secret must be set: members present it to use each other's disks over NBD (the same on every node)");
         return new ClusterSpec(node, name, seeds, roles, secret,
             Positive("join-timeout", TimeSpan.FromSeconds(60)), Positive("stable-after", TimeSpan.FromSeconds(20)),
-            Positive("heartbeat-pause", TimeSpan.FromSeconds(3)), Positive("rebalance-interval", TimeSpan.FromSeconds(2)));
+            Positive("heartbeat-pause", TimeSpan.FromSeconds(3)), Positive("rebalance-interval", TimeSpan.FromSeconds(2)),
+            Positive("rehome-after-start", TimeSpan.FromSeconds(20)));
     }
 
     /// <summary>

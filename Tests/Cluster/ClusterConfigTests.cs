@@ -40,6 +40,14 @@ public sealed class ClusterConfigTests
     }
 
     [Fact]
+    public void The_grace_period_before_a_start_re_places_absent_nodes_groups_is_read_with_a_default_of_20_s()
+    {
+        Assert.Equal(TimeSpan.FromSeconds(20), HostConfig.Parse(Pg + "dmactors.cluster.node = n1", "f.hocon").Cluster!.RehomeAfterStart);
+        var s = HostConfig.Parse(Pg + "dmactors.cluster { node = n1, rehome-after-start = 90s }", "f.hocon");
+        Assert.Equal(TimeSpan.FromSeconds(90), s.Cluster!.RehomeAfterStart);
+    }
+
+    [Fact]
     public void A_cluster_without_a_secret_is_refused()
     {
         // Whoever has the secret can open any node's disks over NBD: a cluster does not run without one.
@@ -53,6 +61,8 @@ public sealed class ClusterConfigTests
     [InlineData("dmactors.cluster { node = n1, seed-nodes = [\"h:99999\"] }", "'h:99999' is not HOST:PORT")]
     [InlineData("dmactors.cluster { node = n1, roles = [\"node:x\"] }", "'node:x' is reserved")]
     [InlineData("dmactors.cluster { node = n1, stable-after = 0s }", "dmactors.cluster.stable-after must be positive")]
+    [InlineData("dmactors.cluster { node = n1, rehome-after-start = 0s }", "dmactors.cluster.rehome-after-start must be positive")]
+    [InlineData("dmactors.cluster { node = n1, rehome-after-start = later }", "dmactors.cluster.rehome-after-start: 'later' is not a duration")]
     [InlineData("dmactors.cluster { node = n1, join-timeout = soon }", "dmactors.cluster.join-timeout: 'soon' is not a duration")]
     [InlineData("dmactors.cluster { node = n1, name = \"A B\" }", "dmactors.cluster.name: 'A B' must be")]
     [InlineData("dmactors.cluster { node = n1, colour = red }", "colour")]

@@ -34,6 +34,8 @@ public sealed class TestCluster : IDisposable
     private readonly string? _journal;
     private readonly TimeSpan[]? _tableRetries;
     private readonly TimeSpan _handOffTimeout;
+    private readonly TimeSpan _rehomeAfterStart;
+    private readonly HashSet<string> _notJoined;
 
     /// <summary>The journal (and snapshot store) file all nodes share.</summary>
     public string JournalFile => _journal ?? _dir["journal.db"];
@@ -79,11 +81,15 @@ public sealed class TestCluster : IDisposable
     /// <param name="lateVolumes">Nodes that join as members but start their volume machinery (shard region,
     /// directory singleton manager, facade) only at <see cref="StartVolumes"/>: a region that registers late.</param>
     /// <param name="handOffTimeout">Akka's bound on a shard's handoff (<c>sharding.handoff-timeout</c>; default 20 s).</param>
+    /// <param name="joinLater">Nodes that start (volume machinery too) but join only at <see cref="Join"/>.</param>
+    /// <param name="rehomeAfterStart">The directory's grace period at its start (<see cref="ClusterNode.RehomeAfterStart"/>; default 3 s).</param>
     public TestCluster(int nodes = 3, TimeSpan? rebalance = null, int? directorySnapshotEvery = null, bool nbd = false,
         string? journal = null, IReadOnlyCollection<string>? lateVolumes = null, TimeSpan[]? tableRetries = null,
-        TimeSpan? handOffTimeout = null)
+        TimeSpan? handOffTimeout = null, IReadOnlyCollection<string>? joinLater = null, TimeSpan? rehomeAfterStart = null)
     {
         _handOffTimeout = handOffTimeout ?? TimeSpan.FromSeconds(20);
+        _rehomeAfterStart = rehomeAfterStart ?? TimeSpan.FromSeconds(3);
+        _notJoined = joinLater?.ToHashSet() ?? new HashSet<string>();
         _nbd = nbd;
         _journal = journal;
         _tableRetries = tableRetries;
@@ -93,12 +99,34 @@ public sealed class TestCluster : IDisposable
         _directorySnapshotEvery = directorySnapshotEvery;
         for (var i = 1; i <= nodes; i++) _nodes.Add(StartNode($"n{i}", db, _rebalance));
         // A node with its volumes late joins last: the youngest member, it never runs the directory singleton.
-        foreach (var n in _nodes.Where(n => !_late.Contains(n.Name))) Akka.Cluster.Cluster.Get(n.System).Join(_nodes[0].Address);
-        Await(() => _nodes[0].System is var first && Akka.Cluster.Cluster.Get(first).State.Members.Count(m => m.Status == MemberStatus.Up) == nodes - _late.Count,
+        var joining = _nodes.Where(n => !_notJoined.Contains(n.Name)).ToList();
+        foreach (var n in joining.Where(n => !_late.Contains(n.Name))) Akka.Cluster.Cluster.Get(n.System).Join(_nodes[0].Address);
+        Await(() => _nodes[0].System is var first && Akka.Cluster.Cluster.Get(first).State.Members.Count(m => m.Status == MemberStatus.Up) == joining.Count - _late.Count,
             "the members without late volumes up");
-        foreach (var n in _nodes.Where(n => _late.Contains(n.Name))) Akka.Cluster.Cluster.Get(n.System).Join(_nodes[0].Address);
-        Await(() => _nodes.All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.Count(m => m.Status == MemberStatus.Up) == nodes),
+        foreach (var n in joining.Where(n => _late.Contains(n.Name))) Akka.Cluster.Cluster.Get(n.System).Join(_nodes[0].Address);
+        Await(() => joining.All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.Count(m => m.Status == MemberStatus.Up) == joining.Count),
             "all members up");
+    }
+
+    /// <summary>A node of <c>joinLater</c> joins now (through the first node); returns once every member sees it up.</summary>
+    public void Join(string name)
+    {
+        Assert.True(_notJoined.Remove(name), $"{name} was not left out of the cluster");
+        var address = this[name].Address;
+        Akka.Cluster.Cluster.Get(this[name].System).Join(_nodes[0].Address);
+        Await(() => _nodes.Where(n => !_notJoined.Contains(n.Name)).All(n =>
+            Akka.Cluster.Cluster.Get(n.System).State.Members.Any(m => m.Address == address && m.Status == MemberStatus.Up)), $"{name} up");
+    }
+
+    /// <summary>Every node stops at once, the first one (the directory's) first, none leaving: a whole-cluster crash.</summary>
+    public void Halt()
+    {
+        foreach (var n in _nodes.Where(n => n.Alive))
+        {
+            n.Alive = false;
+            n.Nbd?.StopAsync().Wait(Timeout);
+            Assert.True(n.System.Terminate().Wait(Timeout), $"{n.Name} did not terminate");
+        }
     }
 
     /// <summary>Every disk open: the volume's entity id, the node that opened it, the epoch.</summary>
@@ -150,7 +178,7 @@ public sealed class TestCluster : IDisposable
             ? new RemoteVolumes((disk, target) => NbdDisk.Connect(disk, "254:0", target), NbdEndpoint, () => manager!, Timeout)
             : new InProcessVolumes(this);
         var node = new ClusterNode(new InProcessDisks(name, this), remote, WakeInterval: TimeSpan.FromMilliseconds(300),
-            RehomeAfterStart: TimeSpan.FromSeconds(3), RehomeDelay: TimeSpan.FromSeconds(1), AskTimeout: Timeout,
+            RehomeAfterStart: _rehomeAfterStart, RehomeDelay: TimeSpan.FromSeconds(1), AskTimeout: Timeout,
             DirectorySnapshotEvery: _directorySnapshotEvery, OpenAckTimeout: OpenAckTimeout, TableRetries: _tableRetries);
         var n = new Node { Name = name, System = system, Disks = disks, Cluster = node };
         if (!_late.Contains(name)) StartVolumes(n, m => manager = m);
