@@ -102,14 +102,10 @@ public sealed class VolumeDirectory : ReceivePersistentActor
         // shards in the coordinator's view, and a rebalance away from it would wait for the handoff timeout.
         Command<RehomeAbsent>(r =>
         {
-            if (r.Grace != _grace || _startGrace == null) return;
+            if (r.Grace != _grace || _startGrace == null) return; // restarted since
             _startGrace = null;
             Rehome(shard => !Present().Contains(_state.NodeOf(shard) ?? ""));
         });
-        // Nodes of a whole-cluster start come one by one: the grace period counts from the last that joined.
-        Command<ClusterEvent.MemberJoined>(_ => RestartStartGrace());
-        Command<ClusterEvent.MemberWeaklyUp>(_ => RestartStartGrace());
-        Command<ClusterEvent.MemberUp>(_ => RestartStartGrace());
         // A little after the removal: the coordinator must first let go of the dead region's shards, or it starts a
         // rebalance away from that region that waits for the handoff timeout (the dead region never acknowledges).
         Command<ClusterEvent.MemberRemoved>(m =>
@@ -118,7 +114,8 @@ public sealed class VolumeDirectory : ReceivePersistentActor
                 Context.System.Scheduler.ScheduleTellOnce(_node.RehomeDelay ?? TimeSpan.FromSeconds(2), Self, new RehomeGone(gone), Self);
         });
         Command<RehomeGone>(g => { if (!Present().Contains(g.Node)) Rehome(shard => _state.NodeOf(shard) == g.Node); });
-        Command<ClusterEvent.IMemberEvent>(_ => { });
+        // Nodes of a whole-cluster start come one by one: the grace period counts from the last that joined.
+        Command<ClusterEvent.IMemberEvent>(m => { if (m is ClusterEvent.MemberJoined or ClusterEvent.MemberWeaklyUp or ClusterEvent.MemberUp) RestartStartGrace(); });
         Command<Changed>(c =>
         {
             if (!c.Key.Equals(LocationsKey)) return;
