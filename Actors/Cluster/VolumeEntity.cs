@@ -94,6 +94,7 @@ public sealed partial class VolumeEntity : ReceivePersistentActor
     private void Activate()
     {
         _activating = true;
+        // A HandOff meanwhile waits in the persistence's stash and comes right after the handler (HandOverActivating).
         Persist(new VolumeEvents.Activated(_state.Epoch + 1, Self_, DateTime.UtcNow), a =>
         {
             _state = _state.Apply(a);
