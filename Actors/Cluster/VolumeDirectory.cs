@@ -46,8 +46,7 @@ public sealed class VolumeDirectory : ReceivePersistentActor
     public static Props Props(IActorRef region, ClusterNode node) => Akka.Actor.Props.Create(() => new VolumeDirectory(region, node));
 
     private sealed record Tick;
-    /// <summary>The start's grace period is over (only the latest one counts: each member that joins restarts it).</summary>
-    private sealed record RehomeAbsent(int Grace);
+    private sealed record RehomeAbsent(int Grace); // the start's grace period is over (only the latest counts)
     private sealed record RehomeGone(string Node);
     private sealed record Pending(string Shard, string Address, DateTime Since, Action Then);
 
@@ -67,8 +66,7 @@ public sealed class VolumeDirectory : ReceivePersistentActor
     private IReadOnlyDictionary<string, string> _locations = new Dictionary<string, string>();
     private readonly List<Pending> _pending = new();
     private ICancelable? _ticks;
-    /// <summary>The start's grace period, null once over (<see cref="RestartStartGrace"/>).</summary>
-    private ICancelable? _startGrace;
+    private ICancelable? _startGrace; // the start's grace period, null once over
     private int _grace;
 
     public VolumeDirectory(IActorRef region, ClusterNode node)
@@ -114,8 +112,15 @@ public sealed class VolumeDirectory : ReceivePersistentActor
                 Context.System.Scheduler.ScheduleTellOnce(_node.RehomeDelay ?? TimeSpan.FromSeconds(2), Self, new RehomeGone(gone), Self);
         });
         Command<RehomeGone>(g => { if (!Present().Contains(g.Node)) Rehome(shard => _state.NodeOf(shard) == g.Node); });
+        // A node back under its name before its removal re-placed its groups: they are woken there (their published
+        // location names its old address, so nothing would start them).
+        Command<ClusterEvent.MemberUp>(m =>
+        {
+            RestartStartGrace();
+            foreach (var v in _state.Volumes.Values.Where(v => _state.NodeOf(v.Shard) == ClusterDefaults.NodeOf(m.Member.Roles))) _waking.Add(v.EntityId);
+        });
         // Nodes of a whole-cluster start come one by one: the grace period counts from the last that joined.
-        Command<ClusterEvent.IMemberEvent>(m => { if (m is ClusterEvent.MemberJoined or ClusterEvent.MemberWeaklyUp or ClusterEvent.MemberUp) RestartStartGrace(); });
+        Command<ClusterEvent.IMemberEvent>(m => { if (m is ClusterEvent.MemberJoined or ClusterEvent.MemberWeaklyUp) RestartStartGrace(); });
         Command<Changed>(c =>
         {
             if (!c.Key.Equals(LocationsKey)) return;
@@ -145,8 +150,7 @@ public sealed class VolumeDirectory : ReceivePersistentActor
         _log.Info("volume directory started on {0}: {1} volume(s) in {2} group(s)", _node.Self, _state.Volumes.Count, _state.Shards.Count);
     }
 
-    /// <summary>(Re)starts the grace period after which groups of absent nodes are re-placed: at the start, and at
-    /// each member that joins or comes up before it ends, so a node slow to join keeps its groups while others join.</summary>
+    /// <summary>(Re)starts the start's grace period (groups of absent nodes re-placed at its end) until it ends.</summary>
     private void RestartStartGrace(bool starting = false)
     {
         if (_startGrace == null && !starting) return;

@@ -35,6 +35,7 @@ public sealed class TestCluster : IDisposable
     private readonly TimeSpan[]? _tableRetries;
     private readonly TimeSpan _handOffTimeout;
     private readonly TimeSpan _rehomeAfterStart;
+    private readonly TimeSpan _rehomeDelay;
     private readonly HashSet<string> _notJoined;
 
     /// <summary>The journal (and snapshot store) file all nodes share.</summary>
@@ -83,10 +84,13 @@ public sealed class TestCluster : IDisposable
     /// <param name="handOffTimeout">Akka's bound on a shard's handoff (<c>sharding.handoff-timeout</c>; default 20 s).</param>
     /// <param name="joinLater">Nodes that start (volume machinery too) but join only at <see cref="Join"/>.</param>
     /// <param name="rehomeAfterStart">The directory's grace period at its start (<see cref="ClusterNode.RehomeAfterStart"/>; default 3 s).</param>
+    /// <param name="rehomeDelay">How long after a removal the directory re-places the node's groups (default 1 s).</param>
     public TestCluster(int nodes = 3, TimeSpan? rebalance = null, int? directorySnapshotEvery = null, bool nbd = false,
         string? journal = null, IReadOnlyCollection<string>? lateVolumes = null, TimeSpan[]? tableRetries = null,
-        TimeSpan? handOffTimeout = null, IReadOnlyCollection<string>? joinLater = null, TimeSpan? rehomeAfterStart = null)
+        TimeSpan? handOffTimeout = null, IReadOnlyCollection<string>? joinLater = null, TimeSpan? rehomeAfterStart = null,
+        TimeSpan? rehomeDelay = null)
     {
+        _rehomeDelay = rehomeDelay ?? TimeSpan.FromSeconds(1);
         _handOffTimeout = handOffTimeout ?? TimeSpan.FromSeconds(20);
         _rehomeAfterStart = rehomeAfterStart ?? TimeSpan.FromSeconds(3);
         _notJoined = joinLater?.ToHashSet() ?? new HashSet<string>();
@@ -178,7 +182,7 @@ public sealed class TestCluster : IDisposable
             ? new RemoteVolumes((disk, target) => NbdDisk.Connect(disk, "254:0", target), NbdEndpoint, () => manager!, Timeout)
             : new InProcessVolumes(this);
         var node = new ClusterNode(new InProcessDisks(name, this), remote, WakeInterval: TimeSpan.FromMilliseconds(300),
-            RehomeAfterStart: _rehomeAfterStart, RehomeDelay: TimeSpan.FromSeconds(1), AskTimeout: Timeout,
+            RehomeAfterStart: _rehomeAfterStart, RehomeDelay: _rehomeDelay, AskTimeout: Timeout,
             DirectorySnapshotEvery: _directorySnapshotEvery, OpenAckTimeout: OpenAckTimeout, TableRetries: _tableRetries);
         var n = new Node { Name = name, System = system, Disks = disks, Cluster = node };
         if (!_late.Contains(name)) StartVolumes(n, m => manager = m);
