@@ -22,6 +22,21 @@ public sealed class MirrorOverlapTests : TargetHarness
         return (a, b, dev);
     }
 
+    /// <summary>Writes at 8 and 12 (8 sectors each, overlapping), and at <paramref name="alsoWrite"/>, sent
+    /// together; b holds every write to region 0.</summary>
+    private (GateDisk A, GateDisk B, IActorRef Dev, TestProbe Probe) OverlappingWritesHeldAtB(long? alsoWrite = null)
+    {
+        var (a, b, dev) = Mirror();
+        b.Hold = bio => bio.Op == BioOp.Write && bio.Sector < 256;
+        var probe = CreateTestProbe();
+        dev.Tell(Write(8, Pattern(8, 1), probe), ActorRefs.NoSender);
+        dev.Tell(Write(12, Pattern(8, 2), probe), ActorRefs.NoSender);
+        if (alsoWrite is { } at) dev.Tell(Write(at, Pattern(8, 4), probe), ActorRefs.NoSender);
+        // A write to another region is not held by either: its answer shows every write before it was mapped.
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 512, Pattern(8, 3)));
+        return (a, b, dev, probe);
+    }
+
     /// <summary>Releases b's held writes, newest first, until <paramref name="count"/> answers came.</summary>
     private static List<BioDone> AnswersReleasingNewestFirst(GateDisk b, TestProbe probe, int count)
     {
@@ -39,13 +54,7 @@ public sealed class MirrorOverlapTests : TargetHarness
     [Fact]
     public void Overlapping_writes_in_flight_together_leave_the_legs_equal()
     {
-        var (a, b, dev) = Mirror();
-        b.Hold = bio => bio.Op == BioOp.Write && bio.Sector < 256;
-        var probe = CreateTestProbe();
-        dev.Tell(Write(8, Pattern(8, 1), probe), ActorRefs.NoSender);
-        dev.Tell(Write(12, Pattern(8, 2), probe), ActorRefs.NoSender);
-        // A write to another region is not held by either: its answer shows both before it were mapped.
-        Assert.Equal(BioStatus.Ok, WriteAt(dev, 512, Pattern(8, 3)));
+        var (a, b, dev, probe) = OverlappingWritesHeldAtB();
         Eventually(() => b.HeldCount >= 1, "the first write held at b");
         var answers = AnswersReleasingNewestFirst(b, probe, 2);
         Assert.Equal(2, answers.Count);
@@ -57,13 +66,7 @@ public sealed class MirrorOverlapTests : TargetHarness
     [Fact]
     public void A_write_that_overlaps_one_in_flight_reaches_no_leg_before_that_one_ended_on_every_leg()
     {
-        var (a, b, dev) = Mirror();
-        b.Hold = bio => bio.Op == BioOp.Write && bio.Sector < 256;
-        var probe = CreateTestProbe();
-        dev.Tell(Write(8, Pattern(8, 1), probe), ActorRefs.NoSender);
-        dev.Tell(Write(12, Pattern(8, 2), probe), ActorRefs.NoSender);
-        dev.Tell(Write(100, Pattern(8, 4), probe), ActorRefs.NoSender); // no overlap: not held back
-        Assert.Equal(BioStatus.Ok, WriteAt(dev, 512, Pattern(8, 3)));
+        var (a, b, dev, probe) = OverlappingWritesHeldAtB(alsoWrite: 100); // a write that overlaps neither: not held back
         Eventually(() => b.HeldCount >= 2, "the first and the third write held at b");
         var answers = AnswersReleasingNewestFirst(b, probe, 3);
         Assert.Equal(3, answers.Count);
