@@ -105,9 +105,6 @@ public sealed class VolumeDirectory : ReceivePersistentActor
                 Context.System.Scheduler.ScheduleTellOnce(_node.RehomeDelay ?? TimeSpan.FromSeconds(2), Self, new RehomeGone(gone), Self);
         });
         Command<RehomeGone>(g => { if (!Present().Contains(g.Node)) Rehome(shard => _state.NodeOf(shard) == g.Node); });
-        // A node back under its name (a new address) before its groups were re-placed keeps them: woken, they learn
-        // its new address (OnTick publishes it) and start there; else nothing would start them again.
-        Command<ClusterEvent.MemberUp>(m => { if (ClusterDefaults.NodeOf(m.Member.Roles) is { } up) WakeGroupsOf(up); });
         Command<ClusterEvent.IMemberEvent>(_ => { });
         Command<Changed>(c =>
         {
@@ -329,12 +326,6 @@ public sealed class VolumeDirectory : ReceivePersistentActor
             if (_locations.GetValueOrDefault(shard) != address.ToString()) { Publish(shard, address); continue; }
             _region.Tell(new VolumeEnvelope(id, VolumeEntity.Wake.Instance), Self);
         }
-    }
-
-    private void WakeGroupsOf(string node)
-    {
-        foreach (var shard in _state.Shards.Keys.Where(sh => _state.NodeOf(sh) == node).ToList())
-            foreach (var (_, entry) in _state.InShard(shard)) _waking.Add(entry.EntityId);
     }
 
     /// <summary>Places every group that <paramref name="lost"/> selects on a survivor: fewest volumes, then lowest address.</summary>

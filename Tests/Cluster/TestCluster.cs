@@ -78,10 +78,8 @@ public sealed class TestCluster : IDisposable
     /// <param name="lateVolumes">Nodes that join as members but start their volume machinery (shard region,
     /// directory singleton manager, facade) only at <see cref="StartVolumes"/>: a region that registers late.</param>
     public TestCluster(int nodes = 3, TimeSpan? rebalance = null, int? directorySnapshotEvery = null, bool nbd = false,
-        string? journal = null, IReadOnlyCollection<string>? lateVolumes = null, TimeSpan[]? tableRetries = null,
-        TimeSpan? rehomeDelay = null)
+        string? journal = null, IReadOnlyCollection<string>? lateVolumes = null, TimeSpan[]? tableRetries = null)
     {
-        _rehomeDelay = rehomeDelay ?? TimeSpan.FromSeconds(1);
         _nbd = nbd;
         _journal = journal;
         _tableRetries = tableRetries;
@@ -148,7 +146,7 @@ public sealed class TestCluster : IDisposable
             ? new RemoteVolumes((disk, target) => NbdDisk.Connect(disk, "254:0", target), NbdEndpoint, () => manager!, Timeout)
             : new InProcessVolumes(this);
         var node = new ClusterNode(new InProcessDisks(name, this), remote, WakeInterval: TimeSpan.FromMilliseconds(300),
-            RehomeAfterStart: TimeSpan.FromSeconds(3), RehomeDelay: _rehomeDelay, AskTimeout: Timeout,
+            RehomeAfterStart: TimeSpan.FromSeconds(3), RehomeDelay: TimeSpan.FromSeconds(1), AskTimeout: Timeout,
             DirectorySnapshotEvery: _directorySnapshotEvery, OpenAckTimeout: OpenAckTimeout, TableRetries: _tableRetries);
         var n = new Node { Name = name, System = system, Disks = disks, Cluster = node };
         if (!_late.Contains(name)) StartVolumes(n, m => manager = m);
@@ -164,7 +162,6 @@ public sealed class TestCluster : IDisposable
     }
 
     private readonly HashSet<string> _late;
-    private readonly TimeSpan _rehomeDelay;
     private readonly Dictionary<string, Action> _starters = new();
 
     /// <summary>Starts the volume machinery of a node named in <c>lateVolumes</c>: its shard region registers now.</summary>
