@@ -46,11 +46,15 @@ public sealed partial class Mirror : Target
     /// <summary>IO and recovery state of a region with something going on (dm-region-hash's hashed regions).</summary>
     private sealed class RegionIo
     {
-        public int Pending;
+        public int Pending => Active.Count;
         /// <summary>Which write touched it last (numbered across regions, so a region tracked anew never reuses one).</summary>
         public long Gen;
         public bool Recovering;
         public readonly Queue<Action> Waiting = new();
+        /// <summary>Write parts on their way to the legs and not ended yet.</summary>
+        public readonly List<Part> Active = new();
+        /// <summary>Write parts that overlap an earlier one still in flight, in arrival order (<see cref="Overlaps"/>).</summary>
+        public readonly List<Part> Blocked = new();
     }
 
     private readonly Leg[] _legs;
@@ -173,108 +177,7 @@ public sealed partial class Mirror : Target
         return MapResult.Submitted;
     }
 
-    // ---- writes -----------------------------------------------------------------------------------------------
-
-    /// <summary>A write (or a discard, which may span regions: one part per region) and what its legs answered.</summary>
-    private sealed class WriteIo(Bio clone, int parts)
-    {
-        public Bio Clone { get; } = clone;
-        public int Parts = parts;
-        public BioStatus Status = BioStatus.Ok;
-    }
-
-    private sealed class Part(WriteIo io, long region, long sector, long sectors)
-    {
-        public WriteIo Io { get; } = io;
-        public long Region { get; } = region;
-        public long Sector { get; } = sector;
-        public long Sectors { get; } = sectors;
-        public int Outstanding, Succeeded;
-        public BioStatus Status = BioStatus.Ok;
-        /// <summary>Answered when its first leg had it (<see cref="AckAfterFirstLeg"/>, a broken mode for tests).</summary>
-        public bool AckedEarly;
-    }
-
-    private void MapWrite(Bio clone, ITargetContext ctx)
-    {
-        var first = RegionOf(clone.Sector);
-        var last = clone.Sectors == 0 ? first : RegionOf(clone.Sector + clone.Sectors - 1);
-        var io = new WriteIo(clone, (int)(last - first + 1));
-        for (var r = first; r <= last; r++)
-        {
-            var from = Math.Max(clone.Sector, Begin + r * _regionSize);
-            var to = Math.Min(clone.Sector + clone.Sectors, Begin + (r + 1) * _regionSize);
-            StartPart(new Part(io, r, from, to - from), ctx);
-        }
-    }
-
-    private void StartPart(Part p, ITargetContext ctx)
-    {
-        var rio = Io(p.Region);
-        if (rio.Recovering) { rio.Waiting.Enqueue(() => StartPart(p, ctx)); return; }
-        rio.Pending++;
-        rio.Gen = ++_writes;
-        _dirtyIdle.Remove(p.Region);
-        // Dirty before the write goes out; stale for each failed leg, which will not get it (unless no live leg
-        // holds the region: then the write fails, and the failed leg keeps what it holds, see FailLeg).
-        var changed = _mem!.Dirty.Set(p.Region);
-        for (var i = 0; i < _legs.Length; i++)
-            if (_legs[i].Failed && HeldByOther(i, p.Region)) changed |= MarkStale(i, p.Region);
-        if (changed) _memSeq++;
-        if (IsDurable(p.Region)) IssuePart(p, ctx);
-        else WhenDurable(_memSeq, ok => { if (ok) IssuePart(p, ctx); else EndPart(p, BioStatus.IoError, ctx); }, ctx);
-    }
-
-    /// <summary>The log already says what a write to <paramref name="r"/> needs it to say.</summary>
-    private bool IsDurable(long r)
-    {
-        if (_disk == null || !_disk.Dirty[r]) return false;
-        for (var i = 0; i < _legs.Length; i++)
-            if (_legs[i].Failed && !_disk.Stale[i][r]) return false;
-        return true;
-    }
-
-    private void IssuePart(Part p, ITargetContext ctx)
-    {
-        var clone = p.Io.Clone;
-        var targets = Enumerable.Range(0, _legs.Length).Where(i => !_legs[i].Failed && !_mem!.Stale[i][p.Region]).ToList();
-        if (targets.Count < _minLegs) { EndPart(p, BioStatus.IoError, ctx); return; }
-        p.Outstanding = targets.Count;
-        var data = clone.Op == BioOp.Write ? clone.Data.Slice((int)((p.Sector - clone.Sector) << Bio.SectorShift), (int)(p.Sectors << Bio.SectorShift)) : Memory<byte>.Empty;
-        if (AckAfterFirstLeg) data = data.ToArray(); // answered early, the caller may reuse its buffer
-        foreach (var i in targets)
-        {
-            var leg = _legs[i];
-            var child = new Bio(clone.Op, leg.Offset + (p.Sector - Begin), p.Sectors, data, ActorRefs.Nobody, clone.Flags & BioFlags.Fua);
-            var seen = leg.SeenLost;
-            ctx.Submit(leg.Dev, child, st => LegWritten(p, i, LostSince(i, seen, st, ctx), ctx));
-        }
-    }
-
-    private void LegWritten(Part p, int leg, BioStatus st, ITargetContext ctx)
-    {
-        if (st == BioStatus.Ok) { if (++p.Succeeded == 1 && AckAfterFirstLeg) AckEarly(p, ctx); }
-        else if (p.Io.Clone.Op == BioOp.Discard) p.Status = st; // a discard a leg cannot do degrades nothing (write_callback)
-        else FailLeg(leg, LegError.Write, ctx);
-        if (--p.Outstanding > 0) return;
-        var status = p.Status != BioStatus.Ok ? p.Status : p.Succeeded >= _minLegs ? BioStatus.Ok : BioStatus.IoError;
-        // Every leg failure known now is on the log before the write is answered: the failure it saw, and one
-        // that made it skip a leg (else a restart could resync the region from the leg that missed it).
-        WhenDurable(_failSeq, ok => EndPart(p, ok ? status : BioStatus.IoError, ctx), ctx);
-    }
-
-    private void EndPart(Part p, BioStatus status, ITargetContext ctx)
-    {
-        var rio = Io(p.Region);
-        if (--rio.Pending == 0)
-        {
-            _dirtyIdle.Add(p.Region);
-            RegionQuiet(p.Region, rio, ctx);
-        }
-        if (p.AckedEarly) return;
-        if (status != BioStatus.Ok && p.Io.Status == BioStatus.Ok) p.Io.Status = status;
-        if (--p.Io.Parts == 0) ctx.Complete(p.Io.Clone, p.Io.Status);
-    }
+    // ---- leg failures (writes: Mirror/Writes.cs) --------------------------------------------------------------
 
     private bool MarkStale(int leg, long r)
     {

@@ -11,7 +11,7 @@ public enum FaultKind
     KillLeg,
     /// <summary>kill -9 of the node holding the mirror's disk log (unless it owns the volume).</summary>
     KillLog,
-    /// <summary>kill -9 of the owner, restart, then kill -9 of a leg holder, restart: two in turn.</summary>
+    /// <summary>kill -9 of the owner, restart, resync, then kill -9 of a leg holder, restart: two in turn.</summary>
     KillTwo,
     /// <summary>SIGSTOP of the owner for a while (long enough to be downed, or not), SIGCONT; restart if it shut down.</summary>
     StopOwner,

@@ -159,13 +159,17 @@ public sealed class TrialRun(ClusterRig rig, ClusterTestOptions o, ClusterTrial 
                 async Task Both()
                 {
                     await RestartAsync(first);
+                    // Only once the new owner has recovered (fenced, resynced, flushed every leg): an answered write
+                    // not flushed yet is in the legs' caches, and killing both leg holders before then loses it with
+                    // every copy (two of the two failures a two-leg mirror cannot take).
+                    await InSyncAsync();
                     var now = await rig.OwnerAsync(volume) ?? owner;
                     var second = rig[new[] { trial.Leg1Node, trial.Owner }.FirstOrDefault(n => n != now) ?? now];
                     second.Kill();
                     await RestartAsync(second);
                 }
                 var then = new[] { trial.Leg1Node, trial.Owner }.FirstOrDefault(n => n != owner) ?? owner;
-                return ($"kill -9 {owner} (owner), restart, then kill -9 a leg holder (likely {then})", Both, 2);
+                return ($"kill -9 {owner} (owner), restart, resync, then kill -9 a leg holder (likely {then})", Both, 2);
             }
             case FaultKind.StopOwner:
             {
