@@ -14,7 +14,9 @@ internal sealed record ManagedDevice(IActorRef Actor, DeviceShared Shared, Mappe
 
 /// <summary>A table built for a device, with the mapped devices it uses.</summary>
 /// <param name="Unreachable">Devices the table goes without for now (a mirror leg whose node is not a member).</param>
-internal sealed record BuiltTable(Table Table, IReadOnlyCollection<string> Uses, IReadOnlyCollection<string>? Unreachable = null);
+/// <param name="MayLackCachedWrites">Some device of the table may lack what the previous owner's cache held (<see cref="IDeviceLookup.MayLackCachedWrites"/>).</param>
+internal sealed record BuiltTable(Table Table, IReadOnlyCollection<string> Uses, IReadOnlyCollection<string>? Unreachable = null,
+    bool MayLackCachedWrites = false);
 
 /// <summary>
 /// Resolves a table's device arguments for the manager (dm-table's dm_get_device): mapped devices by name or

@@ -16,6 +16,8 @@ public sealed class DeviceShared
     private int _openCount;
     public volatile bool HasVolatileCache;
     public volatile bool ReadOnly;
+    /// <summary>Its live table may lack what a previous owner's cache held (a stacked mirror's leg over it: IDeviceLookup.MayLackCachedWrites).</summary>
+    public volatile bool MayLackCachedWrites;
 
     public long Sectors { get => Volatile.Read(ref _sectors); set => Volatile.Write(ref _sectors, value); }
     public int OpenCount => Volatile.Read(ref _openCount);

@@ -33,6 +33,8 @@ public sealed partial class Mirror : Target
         public (object, long) Key { get; } = BackgroundIo.Key(dev, offset);
         /// <summary>The device's <see cref="IBlockDevice.WritesLost"/> this mirror has taken into account (<see cref="NoticeLosses"/>).</summary>
         public long SeenLost = dev.WritesLost;
+        /// <summary>On the node of the volume's previous owner, whose cache may have died with it (<see cref="IDeviceLookup.MayLackCachedWrites"/>).</summary>
+        public bool MayLackCachedWrites { get; init; }
         /// <summary>Not written, read or copied from until it comes back.</summary>
         public bool Failed;
         /// <summary>A read failed: still written (its data is intact), never read from or copied from.</summary>
@@ -112,7 +114,10 @@ public sealed partial class Mirror : Target
         for (var i = 0; i < n; i++, used += 2)
         {
             var offset = a.ReadSector(used + 1, "Invalid offset");
-            _legs[i] = new Leg(OpenLeg(a, args[used], offset), offset, args[used], a.Lookup.Identity(args[used]));
+            _legs[i] = new Leg(OpenLeg(a, args[used], offset), offset, args[used], a.Lookup.Identity(args[used]))
+            {
+                MayLackCachedWrites = a.Lookup.MayLackCachedWrites(args[used]),
+            };
         }
 
         _minLegs = 1;

@@ -55,11 +55,15 @@ internal sealed class VolumeLookup : IDeviceLookup
     private readonly Dictionary<string, string> _identity = new(StringComparer.Ordinal);
     private readonly HashSet<string> _uses = new(StringComparer.Ordinal);
     private readonly HashSet<string> _unreachable = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _lacking = new(StringComparer.Ordinal);
     private readonly bool _rebuild;
+    private readonly string? _previousOwner;
 
-    private VolumeLookup(NodeVolumes volumes, IClusterDisks disks, string entityId, long epoch, string placeNode, ITargetRecords? records, bool rebuild)
+    private VolumeLookup(NodeVolumes volumes, IClusterDisks disks, string entityId, long epoch, string placeNode, ITargetRecords? records, bool rebuild,
+        string? previousOwner)
     {
         _volumes = volumes; _disks = disks; _entityId = entityId; _epoch = epoch; _placeNode = placeNode; Records = records; _rebuild = rebuild;
+        _previousOwner = previousOwner;
     }
 
     /// <summary>The volume's journal, for its targets' notes.</summary>
@@ -68,16 +72,21 @@ internal sealed class VolumeLookup : IDeviceLookup
     /// <summary>Builds <paramref name="text"/>; returns the table, the entity ids it uses, and its text as recorded.</summary>
     /// <param name="rebuild">A recorded table (activation, a node back): a mirror may go without a leg whose node is
     /// not a member. A new table (create, reload) needs every device.</param>
+    /// <param name="previousOwner">The node the volume last served on before this activation: its disks may lack
+    /// what its cache held, if it stopped without handing over (<see cref="MayLackCachedWrites"/>).</param>
     public static (BuiltTable Built, string Recorded) Build(NodeVolumes volumes, IClusterDisks disks, IClock? clock,
-        string entityId, long epoch, string placeNode, string text, bool readOnly, ITargetRecords? records = null, bool rebuild = false)
+        string entityId, long epoch, string placeNode, string text, bool readOnly, ITargetRecords? records = null, bool rebuild = false,
+        string? previousOwner = null)
     {
-        var lookup = new VolumeLookup(volumes, disks, entityId, epoch, placeNode, records, rebuild);
+        var lookup = new VolumeLookup(volumes, disks, entityId, epoch, placeNode, records, rebuild, previousOwner);
         var lines = Table.Parse(text);
         var table = Table.Build(lines, lookup, readOnly, clock);
         var recorded = string.Join("\n", lines.Select(l =>
             string.Join(' ', new[] { l.Start.ToString(), l.Length.ToString(), l.Type }.Concat(l.Args.Select(a => lookup._recorded.GetValueOrDefault(a, a))))));
-        return (new BuiltTable(table, lookup._uses, lookup._unreachable), recorded);
+        return (new BuiltTable(table, lookup._uses, lookup._unreachable, lookup._lacking.Count > 0), recorded);
     }
+
+    public bool MayLackCachedWrites(string name) => _lacking.Contains(name);
 
     /// <summary>A disk as DISK@NODE; a volume by its entity id, which neither a rename nor a failover changes.</summary>
     public string Identity(string name) => _identity.GetValueOrDefault(name) ?? _recorded.GetValueOrDefault(name, name);
@@ -88,6 +97,7 @@ internal sealed class VolumeLookup : IDeviceLookup
         if (at > 0 && at < name.Length - 1)
         {
             _recorded[name] = name;
+            if (name[(at + 1)..] == _previousOwner) _lacking.Add(name);
             try { return _disks.Open(name[..at], name[(at + 1)..], _entityId, _epoch); }
             catch (DeviceUnreachableException e)
             {
@@ -104,6 +114,7 @@ internal sealed class VolumeLookup : IDeviceLookup
             if (v.Device.Error is { } error && v.Device.Shared.Sectors == 0)
                 throw new TargetException($"lower device '{v.Device.Shared.Name}' has no live table ({error})");
             _uses.Add(v.EntityId);
+            if (v.Device.Shared.MayLackCachedWrites) _lacking.Add(name);
             _recorded[name] = v.Device.Shared.DevNo;
             _identity[name] = "volume " + v.EntityId;
             return v.Device.Handle;
@@ -111,6 +122,7 @@ internal sealed class VolumeLookup : IDeviceLookup
         if (name.StartsWith($"{MappedDevice.Major}:", StringComparison.Ordinal))
             throw new TargetException($"volume {name} is not active on this node");
         _recorded[name] = $"{name}@{_placeNode}";
+        if (_placeNode == _previousOwner) _lacking.Add(name);
         return _disks.Open(name, _placeNode, _entityId, _epoch);
     }
 

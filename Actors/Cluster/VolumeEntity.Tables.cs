@@ -32,6 +32,7 @@ public sealed partial class VolumeEntity
     private BuiltTable Rebuild(string text, bool readOnly, bool live)
     {
         var built = Build(text, readOnly, Self_, rebuild: live).Built;
+        if (live && _active != null) _active.Device.Shared.MayLackCachedWrites = built.MayLackCachedWrites;
         if (built.Unreachable is { Count: > 0 } away)
         {
             _degraded = away.ToArray();
@@ -106,6 +107,7 @@ public sealed partial class VolumeEntity
         _log.Info("volume {0}: live table rebuilt on {1}{2}", d.Name, Self_, _degraded != null ? $", degraded without {string.Join(", ", _degraded)}" : "");
         device.Uses.UnionWith(live.Uses);
         device.Shared.Sectors = live.Table.Sectors; // before the error is cleared: a table stacked on it checks the size
+        device.Shared.MayLackCachedWrites = live.MayLackCachedWrites;
         device.Error = null;
         device.Actor.Tell(new MappedDevice.LoadTable(live.Table, Reply: false));
         device.Actor.Tell(new Dm.Resume(d.Name), ActorRefs.Nobody);

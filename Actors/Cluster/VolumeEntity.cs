@@ -95,8 +95,10 @@ public sealed partial class VolumeEntity : ReceivePersistentActor
     {
         _activating = true;
         // A HandOff meanwhile waits in the persistence's stash and comes right after the handler (HandOverActivating).
+        var previous = _state.Node;
         Persist(new VolumeEvents.Activated(_state.Epoch + 1, Self_, DateTime.UtcNow), a =>
         {
+            _previousOwner = previous;
             _state = _state.Apply(a);
             _log.Info("volume {0} ({1}) activated on {2}, epoch {3}", _state.Device?.Name, EntityId, Self_, _state.Epoch);
             Restore(0);
@@ -248,7 +250,14 @@ public sealed partial class VolumeEntity : ReceivePersistentActor
             removed: Unregister, renamed: _ => { });
 
     private (BuiltTable Built, string Recorded) Build(string text, bool readOnly, string placeNode, long? epoch = null, bool rebuild = false) =>
-        VolumeLookup.Build(_node.Volumes, _node.Disks, _node.Options.Clock, EntityId, epoch ?? _state.Epoch, placeNode, text, readOnly, _records, rebuild);
+        VolumeLookup.Build(_node.Volumes, _node.Disks, _node.Options.Clock, EntityId, epoch ?? _state.Epoch, placeNode, text, readOnly, _records, rebuild,
+            rebuild ? _previousOwner : null);
+
+    /// <summary>
+    /// Where the volume served before this activation (a failover, a move, a restart): that node's caches may have died
+    /// with it, so its disks may lack writes it answered. Recorded tables built again in this activation say so.
+    /// </summary>
+    private string? _previousOwner;
 
     private ManagedDevice Spawn(string name, int minor, BarrierMode mode, bool readOnly, string? uuid)
     {

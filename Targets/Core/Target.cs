@@ -255,6 +255,12 @@ public interface IDeviceLookup
     /// table text calls it (a name, a device number, a disk with or without its node).
     /// </summary>
     string Identity(string name) => name;
+    /// <summary>
+    /// The device argument <paramref name="name"/> resolved to may lack writes the volume's previous owner had answered
+    /// from its cache: it is on that owner's node (or below a volume that is), and its cache may have died with that
+    /// owner, which left no note of what it held. A mirror resyncs its dirty regions from another leg.
+    /// </summary>
+    bool MayLackCachedWrites(string name) => false;
 }
 
 /// <summary>

@@ -114,10 +114,13 @@ public sealed partial class Mirror
         for (long r = 0; r < _regions; r++)
         {
             // A write was in flight when the last table stopped: the legs may differ; the first in sync wins, unless
-            // it may have lost its cache (then another, if any).
+            // it may have lost its cache (then another, if any): a loss this process saw, or a leg on the node of the
+            // previous owner, which may have died with it. Every acknowledged write is on each leg in sync, so a leg
+            // whose cache lived on holds them all.
             if (s.Dirty[r])
             {
-                var source = Enumerable.Range(0, _legs.Length).Where(i => !s.Stale[i][r]).OrderBy(i => lost[i]).DefaultIfEmpty(-1).First();
+                var source = Enumerable.Range(0, _legs.Length).Where(i => !s.Stale[i][r])
+                    .OrderBy(i => lost[i] || _legs[i].MayLackCachedWrites).DefaultIfEmpty(-1).First();
                 for (var i = 0; i < _legs.Length; i++) if (i != source) s.Stale[i].Set(r);
                 s.Dirty.Clear(r);
             }

@@ -85,11 +85,13 @@ public sealed class TestCluster : IDisposable
     /// <param name="joinLater">Nodes that start (volume machinery too) but join only at <see cref="Join"/>.</param>
     /// <param name="rehomeAfterStart">The directory's grace period at its start (<see cref="ClusterNode.RehomeAfterStart"/>; default 3 s).</param>
     /// <param name="rehomeDelay">How long after a removal the directory re-places the node's groups (default 1 s).</param>
+    /// <param name="writeBackCache">Each node's disk0 keeps answered writes in a cache until a flush; <see cref="Kill"/> loses it.</param>
     public TestCluster(int nodes = 3, TimeSpan? rebalance = null, int? directorySnapshotEvery = null, bool nbd = false,
         string? journal = null, IReadOnlyCollection<string>? lateVolumes = null, TimeSpan[]? tableRetries = null,
         TimeSpan? handOffTimeout = null, IReadOnlyCollection<string>? joinLater = null, TimeSpan? rehomeAfterStart = null,
-        TimeSpan? rehomeDelay = null)
+        TimeSpan? rehomeDelay = null, bool writeBackCache = false)
     {
+        _writeBackCache = writeBackCache;
         _rehomeDelay = rehomeDelay ?? TimeSpan.FromSeconds(1);
         _handOffTimeout = handOffTimeout ?? TimeSpan.FromSeconds(20);
         _rehomeAfterStart = rehomeAfterStart ?? TimeSpan.FromSeconds(3);
@@ -176,7 +178,8 @@ public sealed class TestCluster : IDisposable
             config += "\nakka.cluster.sharding { distributed-data.majority-min-cap = 0, coordinator-state { write-majority-plus = 0, read-majority-plus = 0 } }";
         var system = ActorSystem.Create("dmactors", Engine.AkkaConfig(config));
         var disks = keptDisks ?? new DiskRegistry();
-        if (keptDisks == null) disks.AddMemory("disk0", DiskSectors);
+        if (keptDisks == null && _writeBackCache) disks.Add(new CachedDisk(new MemoryDisk("disk0", DiskSectors, disks.NextDevNo())));
+        else if (keptDisks == null) disks.AddMemory("disk0", DiskSectors);
         IActorRef? manager = null;
         IRemoteVolumes remote = _nbd
             ? new RemoteVolumes((disk, target) => NbdDisk.Connect(disk, "254:0", target), NbdEndpoint, () => manager!, Timeout)
@@ -198,6 +201,7 @@ public sealed class TestCluster : IDisposable
     }
 
     private readonly HashSet<string> _late;
+    private readonly bool _writeBackCache;
     private readonly Dictionary<string, Action> _starters = new();
 
     /// <summary>Starts the volume machinery of a node named in <c>lateVolumes</c>: its shard region registers now.</summary>
@@ -223,7 +227,7 @@ public sealed class TestCluster : IDisposable
     private EndPoint NbdEndpoint(string node) =>
         _nodes.FirstOrDefault(n => n.Name == node && n.Alive)?.Nbd?.TcpEndpoint ?? throw new TargetException($"node {node} serves no NBD");
 
-    /// <summary>The node dies: downed by a survivor, its actor system terminated (its disks gone with it).</summary>
+    /// <summary>The node dies: downed by a survivor, its actor system terminated (its disks gone with it; what their caches held is lost).</summary>
     public void Kill(string name)
     {
         var victim = this[name];
@@ -234,6 +238,7 @@ public sealed class TestCluster : IDisposable
         // Like kill -9: gone at once, no leaving, no handoff (coordinated shutdown does not run on terminate);
         // then a survivor downs it, as the split brain resolver would after stable-after.
         Assert.True(victim.System.Terminate().Wait(Timeout), $"{name} did not terminate");
+        foreach (var d in victim.Disks.All) d.PowerCut();
         Akka.Cluster.Cluster.Get(survivor.System).Down(address);
         Await(() => _nodes.Where(n => n.Alive).All(n => Akka.Cluster.Cluster.Get(n.System).State.Members.All(m => m.Address != address)),
             $"{name} removed");
