@@ -157,6 +157,7 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
             if (e.Io.Refs <= 0) return;
             try { status = e.Target.EndIo(clone, status, this); }
             catch (Exception) { status = BioStatus.IoError; _device.Tell(MappedDevice.TargetEvent.Instance); }
+            if (status == BioStatus.Incomplete) status = BioStatus.IoError; // a stateless target cannot complete it later
         }
         Finish(clone, status);
     }

@@ -89,6 +89,8 @@ public sealed class TargetActor : UntypedActor, ITargetContext
         Exception? failure = null;
         try { status = _target.EndIo(clone, status, this); }
         catch (Exception e) { status = BioStatus.IoError; failure = e; }
+        if (status == BioStatus.Incomplete && failure == null) return; // still held: the target completes it later
+        if (status == BioStatus.Incomplete) status = BioStatus.IoError;
         _held.Remove(clone);
         _device.Tell(new BioDone(clone, status));
         // The clone is answered; now the crash, so the supervisor restarts the target (and answers the rest).

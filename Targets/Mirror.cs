@@ -170,7 +170,8 @@ public sealed partial class Mirror : Target
         NoticeLosses(ctx);
         switch (clone.Op)
         {
-            case BioOp.Read: MapRead(clone, ctx); break;
+            case BioOp.Read when RemapRead(clone) is { } leg: return MapResult.Remapped(leg);
+            case BioOp.Read: clone.Device = null; MapRead(clone, ctx); break;
             case BioOp.Flush: MapFlush(clone, ctx); break;
             case BioOp.Write or BioOp.Discard: MapWrite(clone, ctx); break;
             case BioOp.BlockStatus: // legs may differ in allocation: data is true of every one
@@ -225,6 +226,44 @@ public sealed partial class Mirror : Target
     }
 
     // ---- reads and flushes ------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// The common read: its region is not being copied and a leg can serve it, so the clone itself goes there
+    /// (no bio of the mirror's own, no callback); <see cref="EndIo"/> looks at the answer.
+    /// </summary>
+    private IBlockDevice? RemapRead(Bio clone)
+    {
+        var r = RegionOf(clone.Sector);
+        if (_regionIo.TryGetValue(r, out var rio) && rio.Recovering) return null;
+        var i = ReadLeg(r);
+        if (i < 0) return null;
+        clone.Sector = _legs[i].Offset + (clone.Sector - Begin);
+        return _legs[i].Dev;
+    }
+
+    /// <summary>
+    /// end_io of a remapped read (<see cref="Bio.Device"/> is its leg). A failed read fails the leg for reads and
+    /// goes to another; so does one whose leg failed, or lost writes, or became stale there while it was in flight
+    /// (its data may be older than an answered write). Other clones (completed by the mirror itself) pass.
+    /// </summary>
+    public override BioStatus EndIo(Bio clone, BioStatus status, ITargetContext ctx)
+    {
+        if (clone.Op != BioOp.Read || clone.Device == null || _mem == null) return status;
+        var i = Array.FindIndex(_legs, l => ReferenceEquals(l.Dev, clone.Device) && clone.Sector >= l.Offset && clone.Sector < l.Offset + Length);
+        if (i < 0) return status;
+        var leg = _legs[i];
+        clone.Sector = clone.Sector - leg.Offset + Begin;
+        clone.Device = null;
+        if (status == BioStatus.Ok)
+        {
+            NoticeLosses(ctx);
+            if (!leg.Failed && !leg.NoReads && !_mem.Stale[i][RegionOf(clone.Sector)]) return status;
+        }
+        else if (status == BioStatus.NotSupported || (clone.Flags & BioFlags.ReadAhead) != 0) return status;
+        else FailLeg(i, LegError.Read, ctx);
+        MapRead(clone, ctx); // another leg, through the mirror's own bio; it completes the clone
+        return BioStatus.Incomplete;
+    }
 
     private void MapRead(Bio clone, ITargetContext ctx)
     {

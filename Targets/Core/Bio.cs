@@ -58,6 +58,11 @@ public enum BioStatus : byte
     Shutdown,
     TimedOut,
     Requeue,
+    /// <summary>
+    /// Only as end_io's answer (dm's DM_ENDIO_INCOMPLETE): the target keeps the clone and completes it itself later
+    /// (a mirror's read that failed on one leg goes to another). It never reaches a device or a submitter.
+    /// </summary>
+    Incomplete,
 }
 
 public static class BioStatusText

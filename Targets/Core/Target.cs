@@ -111,7 +111,10 @@ public abstract class Target
     /// </summary>
     public abstract MapResult Map(Bio clone, int index, ITargetContext ctx);
 
-    /// <summary>end_io: may change the status (e.g. to Requeue) or count errors.</summary>
+    /// <summary>
+    /// end_io: may change the status (e.g. to Requeue) or count errors; <see cref="BioStatus.Incomplete"/> keeps the
+    /// clone, which the target then completes through <see cref="ITargetContext.Complete"/> (end_io runs again then).
+    /// </summary>
     public virtual BioStatus EndIo(Bio clone, BioStatus status, ITargetContext ctx) => status;
 
     /// <summary>The table parameters as `dmsetup table` prints them (devices as major:minor).</summary>
