@@ -27,6 +27,7 @@ public static class BenchCommand
         void Progress(string line) => stderr.WriteLine($"[{clock.Elapsed.TotalSeconds,6:F1}s] {line}");
 
         var results = new BenchResults();
+        IReadOnlyList<ResyncBench.Result>? resync = null;
         await using (var rig = await BenchRig.StartAsync(options.Dir, options.FileBytes, options.IoThreads, Progress, options.Mirror))
         {
             Progress($"{workloads.Count} workloads x {options.Rounds} rounds x {options.Seconds:0.##} s slices, {rig.IoThreads} IO threads per path");
@@ -48,14 +49,16 @@ public static class BenchCommand
                     }
                 }
             }
+            if (options.Mirror) resync = await ResyncBench.RunAsync(rig, options.FileBytes, Progress);
         }
 
         var rows = results.Summaries();
         var peak = Process.GetCurrentProcess().PeakWorkingSet64;
-        if (options.Json) stdout.WriteLine(BenchReport.Json(rows, options, peak, clock.Elapsed.TotalSeconds));
+        if (options.Json) stdout.WriteLine(BenchReport.Json(rows, options, peak, clock.Elapsed.TotalSeconds, resync));
         else
         {
             stdout.Write(BenchReport.Table(rows, workloads));
+            if (resync != null) stdout.Write(ResyncBench.Table(resync));
             stdout.WriteLine($"peak working set {peak >> 20} MiB, total {clock.Elapsed.TotalSeconds:F0} s, {Environment.ProcessorCount} cores");
         }
         return rows.Any(r => r.Errors > 0) ? CommandRunner.Failure : CommandRunner.Success;

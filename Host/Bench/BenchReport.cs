@@ -28,7 +28,8 @@ public static class BenchReport
         return sb.ToString();
     }
 
-    public static string Json(IReadOnlyList<BenchResults.PathSummary> rows, BenchOptions options, long peakWorkingSet, double totalSeconds) =>
+    public static string Json(IReadOnlyList<BenchResults.PathSummary> rows, BenchOptions options, long peakWorkingSet, double totalSeconds,
+        IReadOnlyList<ResyncBench.Result>? resync = null) =>
         JsonSerializer.Serialize(new
         {
             tool = "dmactors bench",
@@ -46,6 +47,11 @@ public static class BenchReport
                 orderedRatio = r.OrderedRatio is { } o ? Math.Round(o, 3) : (double?)null,
                 p50us = Math.Round(r.P50Us, 1), p99us = Math.Round(r.P99Us, 1), allocBytesPerIo = Math.Round(r.AllocBytesPerIo, 1),
                 ops = r.Ops, errors = r.Errors, syncsPerIo = Math.Round(r.SyncsPerIo, 4),
+            }),
+            resync = resync?.Select(r => new
+            {
+                @case = r.Case, writtenBytes = r.WrittenBytes, copiedBytes = r.CopiedBytes, volumeBytes = r.VolumeBytes,
+                seconds = Math.Round(r.Seconds, 3), mbps = Math.Round(r.MBps, 1),
             }),
         }, new JsonSerializerOptions { WriteIndented = true });
 

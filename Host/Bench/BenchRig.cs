@@ -97,16 +97,24 @@ public sealed class BenchRig : IAsyncDisposable
         Paths.Add(new DevicePath("striped-flush", await Create("striped-flush", striped, BarrierMode.Flush), bytes, stripes));
     }
 
-    /// <summary>A two-leg mirror over two more files, legs equal from the start (nosync: they are pre-written alike).</summary>
+    /// <summary>A two-leg mirror over two more files, core log, nosync: the legs' contents differ, which no workload here reads back.</summary>
     private async Task AddMirrorAsync(long bytes)
     {
-        var sectors = bytes >> Bio.SectorShift;
-        var legs = new[] { "mirror-a", "mirror-b" }.Select(n => (FileDisk)_disks!.AddFile("d-" + n, Prefill(n + ".img", bytes), sectors)).ToArray();
-        var manager = _system!.ActorSelection("/user/devices");
-        var table = $"0 {sectors} mirror core 2 1024 nosync 2 d-mirror-a 0 d-mirror-b 0";
-        Expect(await manager.Ask<object>(new Dm.Create("mirror", table), AskTimeout), "create", "mirror");
-        var opened = await manager.Ask<object>(new Dm.Open("mirror"), AskTimeout);
-        Paths.Add(new DevicePath("mirror", opened is Dm.Opened o ? o.Device : throw new InvalidOperationException($"open mirror: {opened}"), bytes, legs));
+        var (a, b, _) = MirrorFiles("mirror", bytes);
+        var table = $"0 {bytes >> Bio.SectorShift} mirror core 2 1024 nosync 2 {a.Name} 0 {b.Name} 0";
+        Expect(await Manager.Ask<object>(new Dm.Create("mirror", table), AskTimeout), "create", "mirror");
+        var opened = await Manager.Ask<object>(new Dm.Open("mirror"), AskTimeout);
+        Paths.Add(new DevicePath("mirror", opened is Dm.Opened o ? o.Device : throw new InvalidOperationException($"open mirror: {opened}"), bytes, a, b));
+    }
+
+    /// <summary>The device manager, for benches that make their own devices.</summary>
+    public ActorSelection Manager => _system!.ActorSelection("/user/devices");
+
+    /// <summary>Two leg disks of <paramref name="bytes"/> and a 4 MiB log disk for a mirror named <paramref name="name"/>, written alike.</summary>
+    public (FileDisk A, FileDisk B, FileDisk Log) MirrorFiles(string name, long bytes)
+    {
+        FileDisk Disk(string part, long size) => (FileDisk)_disks!.AddFile($"d-{name}-{part}", Prefill($"{name}-{part}.img", size), size >> Bio.SectorShift);
+        return (Disk("a", bytes), Disk("b", bytes), Disk("log", 4 << 20));
     }
 
     /// <summary>
