@@ -69,6 +69,7 @@ public sealed partial class Mirror : Target
 
     private MirrorState? _mem;           // what the log should say (null until loaded at the first resume)
     private MirrorState? _disk;          // what it durably says
+    private MirrorState? _committed;     // what the commit in flight will make it say (null: none in flight)
     private long _memSeq, _diskSeq;      // changes made / made durable
     private long _failSeq;               // the change that recorded the latest leg failure
     private bool _committing, _commitWanted, _logFailed;

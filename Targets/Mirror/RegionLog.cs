@@ -326,9 +326,11 @@ public sealed partial class Mirror
         _committing = true;
         _commitWanted = false;
         var (snapshot, seq) = (_mem.Clone(), _memSeq);
+        _committed = snapshot;
         _log.Commit(ctx, snapshot, ok =>
         {
             _committing = false;
+            _committed = null;
             if (ok) (_disk, _diskSeq) = (snapshot, Math.Max(_diskSeq, seq));
             else _logFailed = true; // no write that needs the log can be answered Ok from now on
             foreach (var w in _durableWaiters.Where(w => !ok || w.Need <= _diskSeq).ToList())

@@ -65,12 +65,19 @@ public sealed partial class Mirror
         else WhenDurable(_memSeq, ok => { if (ok) IssuePart(p, ctx); else EndPart(p, BioStatus.IoError, ctx); }, ctx);
     }
 
-    /// <summary>The log already says what a write to <paramref name="r"/> needs it to say.</summary>
-    private bool IsDurable(long r)
+    /// <summary>
+    /// The log says what a write to <paramref name="r"/> needs it to say, and goes on saying it: a commit in flight
+    /// that a flush made call the region clean would undo it, so the write waits for the commit after that one
+    /// (else an owner killed then leaves a log that calls a region clean whose legs differ).
+    /// </summary>
+    private bool IsDurable(long r) => Says(_disk, r) && (_committed == null || Says(_committed, r));
+
+    /// <summary>The state marks <paramref name="r"/> dirty, and stale for each failed leg.</summary>
+    private bool Says(MirrorState? s, long r)
     {
-        if (_disk == null || !_disk.Dirty[r]) return false;
+        if (s == null || !s.Dirty[r]) return false;
         for (var i = 0; i < _legs.Length; i++)
-            if (_legs[i].Failed && !_disk.Stale[i][r]) return false;
+            if (_legs[i].Failed && !s.Stale[i][r]) return false;
         return true;
     }
 
