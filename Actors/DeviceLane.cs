@@ -5,9 +5,10 @@ namespace DmActors;
 /// <summary>
 /// One open of a mapped device (an NBD connection, a bench submitter): a child `lane-K` of the device, on the IO
 /// dispatcher, so it runs on the opener's thread. While the device has released it (its live table is
-/// <see cref="Table.Stateless"/>, no barrier or suspend active), the lane splits and maps plain bios itself against
+/// <see cref="Table.OnLanes"/>, no barrier or suspend active), the lane splits and maps plain bios itself against
 /// the table it was handed and submits the clones straight to the devices below, counting its own pending IO:
-/// several openers of one device map on several cores. Otherwise (held) it forwards every bio to the device, in
+/// several openers of one device map on several cores. A table with a target that keeps state but reads on lanes
+/// (<see cref="Target.ReadsOnLanes"/>, mirror) has only its reads mapped here; the rest go to the device. Otherwise (held) it forwards every bio to the device, in
 /// arrival order, and the device runs them as it always did.
 ///
 /// The device takes the lanes back for barriers and suspends (docs/threading.md): it sends <see cref="Msg.Quiesce"/>,
@@ -32,6 +33,8 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
         public sealed record Drained(bool Retired);
         /// <summary>Lane to device: a bio the lane took was pushed back (DM_ENDIO_REQUEUE); <paramref name="Seq"/> is its order on the lane.</summary>
         public sealed record PushedBack(Bio Original, long Seq);
+        /// <summary>Lane to device: a read whose target's end_io handed it back (<see cref="Target.EndReadOnLane"/>); the device maps it again, at once.</summary>
+        public sealed record Reissue(Bio Original);
         /// <summary>Lane to device: the lane restarted after a crash and holds, with no IO of its own.</summary>
         public sealed record Restarted { public static readonly Restarted Instance = new(); }
     }
@@ -87,7 +90,7 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
 
     private void Submit(Bio bio)
     {
-        if (_table is { } table && IsPlain(bio)) { Map(bio, table); return; }
+        if (_table is { } table && IsPlain(bio) && (table.Stateless || bio.Op == BioOp.Read)) { Map(bio, table); return; }
         if (_mode == BarrierMode.Ordered && OrderedBarrier.IsBarrier(bio)) { Hold(bio); return; }
         _device.Tell(bio, Self); // a NoDrain flush, a flush-mode preflush: the device orders nothing against lanes for them
     }
@@ -129,7 +132,12 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
     private void MapClone(Bio clone, Target target)
     {
         MapResult r;
-        try { r = target.Map(clone, clone.Index, this); }
+        try
+        {
+            if (target.Stateless) r = target.Map(clone, clone.Index, this);
+            else if (target.MapReadOnLane(clone) is { } dev) r = MapResult.Remapped(dev);
+            else { Reissue(clone); return; }
+        }
         catch (Exception)
         {
             // As a crashing target actor: the clone fails, the device raises an event; the lane lives on.
@@ -155,27 +163,46 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
         if (clone.Tag is WithEndIo e)
         {
             if (e.Io.Refs <= 0) return;
-            try { status = e.Target.EndIo(clone, status, this); }
+            var stateless = e.Target.Stateless;
+            try { status = stateless ? e.Target.EndIo(clone, status, this) : e.Target.EndReadOnLane(clone, status, this); }
             catch (Exception) { status = BioStatus.IoError; _device.Tell(MappedDevice.TargetEvent.Instance); }
-            if (status == BioStatus.Incomplete) status = BioStatus.IoError; // a stateless target cannot complete it later
+            if (status == BioStatus.Incomplete)
+            {
+                if (!stateless) { Reissue(clone); return; }
+                status = BioStatus.IoError; // a stateless target cannot complete it later
+            }
         }
         Finish(clone, status);
+    }
+
+    /// <summary>The device maps the clone's original again once every clone of it is back (a read: reading twice is harmless).</summary>
+    private void Reissue(Bio clone)
+    {
+        if (IoOf(clone) is { } io) io.Reissue = true;
+        Finish(clone, BioStatus.Ok);
     }
 
     /// <summary>Counts one clone of its io as done (a second answer for a clone already counted is ignored).</summary>
     private void Finish(Bio clone, BioStatus status)
     {
-        var io = clone.Tag switch { DmIo d => d, WithEndIo e => e.Io, _ => null };
+        var io = IoOf(clone);
         if (io == null || io.Refs <= 0) return;
         io.SetError(status, noflushSuspending: true); // a push-back is kept; the device decides what it becomes
         PutRef(io);
     }
 
+    private static DmIo? IoOf(Bio clone) => clone.Tag switch { DmIo d => d, WithEndIo e => e.Io, _ => null };
+
     private void PutRef(DmIo io)
     {
         if (--io.Refs > 0) return;
         _inflight.Remove(io);
-        if (io.Status == BioStatus.Requeue)
+        if (io.Reissue)
+        {
+            _stats.Abandon(io.Original, io.Regions); // the device starts (and counts) it again
+            _device.Tell(new Msg.Reissue(io.Original), Self);
+        }
+        else if (io.Status == BioStatus.Requeue)
         {
             _stats.Abandon(io.Original, io.Regions); // the device starts (and counts) it again
             _device.Tell(new Msg.PushedBack(io.Original, io.Seq), Self);

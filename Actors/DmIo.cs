@@ -31,6 +31,8 @@ public sealed class DmIo
     /// <summary>The device's other statistics regions when it started (<see cref="IoStats.Start(Bio, out StatsRegion[])"/>).</summary>
     public StatsRegion[] Regions = [];
     public BioStatus Status;
+    /// <summary>A lane's read that a target's end_io handed back (<see cref="Target.EndReadOnLane"/>): the device maps it again.</summary>
+    public bool Reissue;
     /// <summary>Flush mode: the preflush part is running; the data goes out when it completes.</summary>
     public bool Preflushing;
     /// <summary>For an io that flushed caches: the device's count of completed writes when the flush went out.</summary>

@@ -42,5 +42,7 @@ public sealed class LostBioAnswerer : UntypedActor
     {
         if (message is DeadLetter { Message: Bio bio } lost)
             bio.Complete(HandedOffDevices.ContainsKey(lost.Recipient) ? BioStatus.Shutdown : BioStatus.IoError);
+        // A lane's read handed to a device that stopped meanwhile: the lane no longer holds it.
+        else if (message is DeadLetter { Message: DeviceLane.Msg.Reissue r }) r.Original.Complete(BioStatus.IoError);
     }
 }

@@ -100,6 +100,9 @@ public sealed partial class MappedDevice
             case DeviceLane.Msg.PushedBack p:
                 PushedBack(p.Original, p.Seq);
                 return true;
+            case DeviceLane.Msg.Reissue r:
+                Reissue(r.Original);
+                return true;
             default: return false;
         }
     }
@@ -124,6 +127,19 @@ public sealed partial class MappedDevice
         original.Complete(BioStatus.IoError);
     }
 
+    /// <summary>
+    /// A lane's read that its target wants mapped here (a mirror leg failed it, or may have lost writes): mapped at
+    /// once, never deferred. The lane still counts as busy until it reports drained, which comes after this, so a
+    /// barrier or suspend waiting for the lane now waits for this bio as the device's own pending IO.
+    /// </summary>
+    private void Reissue(Bio bio)
+    {
+        var io = Track(new DmIo(bio, DmIo.Kinds.Normal, ++_seq));
+        io.Started = _stats.Start(bio, out io.Regions);
+        MapBio(io, bio.Flags);
+        PutRef(io);
+    }
+
     /// <summary>Takes every lane back: each stops mapping and counts as pending until it reports drained.</summary>
     private void QuiesceLanes()
     {
@@ -139,12 +155,12 @@ public sealed partial class MappedDevice
     }
 
     /// <summary>
-    /// Lets the lanes map again once nothing needs them held: a stateless live table, no barrier, no suspend, and no
+    /// Lets the lanes map again once nothing needs them held: a live table they may map (<see cref="Table.OnLanes"/>), no barrier, no suspend, and no
     /// deferred bio still to replay (a barrier among them must take the lanes before they map what came after it).
     /// </summary>
     private void ReleaseLanes()
     {
-        if (_released || _lanesBusy != 0 || Deferring || _replays != 0 || _live is not { Stateless: true } || _lanes.Count == 0) return;
+        if (_released || _lanesBusy != 0 || Deferring || _replays != 0 || _live is not { OnLanes: true } || _lanes.Count == 0) return;
         _released = true;
         foreach (var lane in _lanes.Values) Release(lane);
     }

@@ -35,14 +35,24 @@ public sealed partial class Mirror : Target
         public long SeenLost = dev.WritesLost;
         /// <summary>On the node of the volume's previous owner, whose cache may have died with it (<see cref="IDeviceLookup.MayLackCachedWrites"/>).</summary>
         public bool MayLackCachedWrites { get; init; }
-        /// <summary>Not written, read or copied from until it comes back.</summary>
-        public bool Failed;
+        /// <summary>Not written, read or copied from until it comes back. (Volatile: lanes read it, see <see cref="MapReadOnLane"/>.)</summary>
+        public volatile bool Failed;
         /// <summary>A read failed: still written (its data is intact), never read from or copied from.</summary>
-        public bool NoReads;
-        public volatile int Errors;
+        public volatile bool NoReads;
+        /// <summary>The <see cref="LegError"/>s seen, set with Interlocked.Or (a lane sets Read).</summary>
+        public int Errors;
+        /// <summary>No loss of writes below it that this mirror has not taken into account (<see cref="NoticeLosses"/>).</summary>
+        public bool Trusted => Dev.WritesLost == Volatile.Read(ref SeenLost);
         /// <summary>device_status_char: the most severe error seen.</summary>
-        public char Health => Errors == 0 ? 'A' : (Errors & (int)LegError.Flush) != 0 ? 'F' : (Errors & (int)LegError.Write) != 0 ? 'D'
-            : (Errors & (int)LegError.Sync) != 0 ? 'S' : (Errors & (int)LegError.Read) != 0 ? 'R' : 'U';
+        public char Health => Volatile.Read(ref Errors) switch
+        {
+            0 => 'A',
+            var e when (e & (int)LegError.Flush) != 0 => 'F',
+            var e when (e & (int)LegError.Write) != 0 => 'D',
+            var e when (e & (int)LegError.Sync) != 0 => 'S',
+            var e when (e & (int)LegError.Read) != 0 => 'R',
+            _ => 'U',
+        };
     }
 
     /// <summary>IO and recovery state of a region with something going on (dm-region-hash's hashed regions).</summary>
@@ -67,7 +77,7 @@ public sealed partial class Mirror : Target
     private readonly int _minLegs;
     private readonly object _statusGate = new();
 
-    private MirrorState? _mem;           // what the log should say (null until loaded at the first resume)
+    private volatile MirrorState? _mem;  // what the log should say (null until loaded at the first resume)
     private MirrorState? _disk;          // what it durably says
     private MirrorState? _committed;     // what the commit in flight will make it say (null: none in flight)
     private long _memSeq, _diskSeq;      // changes made / made durable
@@ -203,8 +213,7 @@ public sealed partial class Mirror : Target
     private void FailLeg(int i, LegError why, ITargetContext ctx)
     {
         var leg = _legs[i];
-        var first = leg.Errors == 0;
-        leg.Errors |= (int)why;
+        var first = Interlocked.Or(ref leg.Errors, (int)why) == 0;
         if (why == LegError.Read) leg.NoReads = true;
         else if (!leg.Failed)
         {
@@ -229,17 +238,27 @@ public sealed partial class Mirror : Target
     // ---- reads and flushes ------------------------------------------------------------------------------------
 
     /// <summary>
-    /// The common read: its region is not being copied and a leg can serve it, so the clone itself goes there
-    /// (no bio of the mirror's own, no callback); <see cref="EndIo"/> looks at the answer.
+    /// The common read: a leg can serve it, so the clone itself goes there (no bio of the mirror's own, no
+    /// callback); <see cref="EndIo"/> looks at the answer. A region being copied is read from an in-sync leg (the
+    /// copy's destination is stale there), as dm-raid1 does; its writes wait for the copy.
     /// </summary>
     private IBlockDevice? RemapRead(Bio clone)
     {
-        var r = RegionOf(clone.Sector);
-        if (_regionIo.TryGetValue(r, out var rio) && rio.Recovering) return null;
-        var i = ReadLeg(r);
+        var i = ReadLeg(RegionOf(clone.Sector));
         if (i < 0) return null;
         clone.Sector = _legs[i].Offset + (clone.Sector - Begin);
         return _legs[i].Dev;
+    }
+
+    /// <summary>The leg a remapped read went to (<see cref="Bio.Device"/>, its sector on that leg), or -1.</summary>
+    private int LegOf(Bio clone)
+    {
+        for (var i = 0; i < _legs.Length; i++)
+        {
+            var l = _legs[i];
+            if (ReferenceEquals(l.Dev, clone.Device) && clone.Sector >= l.Offset && clone.Sector < l.Offset + Length) return i;
+        }
+        return -1;
     }
 
     /// <summary>
@@ -250,7 +269,7 @@ public sealed partial class Mirror : Target
     public override BioStatus EndIo(Bio clone, BioStatus status, ITargetContext ctx)
     {
         if (clone.Op != BioOp.Read || clone.Device == null || _mem == null) return status;
-        var i = Array.FindIndex(_legs, l => ReferenceEquals(l.Dev, clone.Device) && clone.Sector >= l.Offset && clone.Sector < l.Offset + Length);
+        var i = LegOf(clone);
         if (i < 0) return status;
         var leg = _legs[i];
         clone.Sector = clone.Sector - leg.Offset + Begin;
@@ -266,18 +285,46 @@ public sealed partial class Mirror : Target
         return BioStatus.Incomplete;
     }
 
+    // ---- reads on lanes: on the lanes' threads, beside the target actor -------------------------------------
+
+    /// <summary>
+    /// Reads map on the device's lanes. They read only what the actor publishes safely: the legs' volatile
+    /// Failed and NoReads, their loss counts, and the stale bits (whole words; a leg becomes stale for a region
+    /// only once it failed, or when the table loads, before any read maps). Anything unusual (a read error, a leg
+    /// that failed, lost writes or became stale meanwhile, no leg to read) goes to the target actor.
+    /// </summary>
+    public override bool ReadsOnLanes => true;
+
+    /// <summary>A leg whose loss the actor has not taken into account sends the read there: it fails that leg first.</summary>
+    public override IBlockDevice? MapReadOnLane(Bio clone)
+    {
+        if (_mem == null) return null;
+        foreach (var l in _legs) if (!l.Failed && !l.Trusted) return null;
+        return RemapRead(clone);
+    }
+
+    public override BioStatus EndReadOnLane(Bio clone, BioStatus status, ITargetContext ctx)
+    {
+        var i = LegOf(clone);
+        if (i < 0) return status;
+        var leg = _legs[i];
+        if (status == BioStatus.Ok)
+            return leg.Trusted && !leg.Failed && !leg.NoReads && !_mem!.Stale[i][(clone.Sector - leg.Offset) / _regionSize] ? status : BioStatus.Incomplete;
+        if (status == BioStatus.NotSupported || (clone.Flags & BioFlags.ReadAhead) != 0) return status;
+        // As FailLeg does for a read error: the leg is not read from again; the device reads another.
+        leg.NoReads = true;
+        if (Interlocked.Or(ref leg.Errors, (int)LegError.Read) == 0) ctx.RaiseEvent();
+        return BioStatus.Incomplete;
+    }
+
     private void MapRead(Bio clone, ITargetContext ctx)
     {
-        var r = RegionOf(clone.Sector);
-        var rio = Io(r);
-        if (rio.Recovering) { rio.Waiting.Enqueue(() => MapRead(clone, ctx)); return; }
-        var i = ReadLeg(r);
+        var i = ReadLeg(RegionOf(clone.Sector));
         if (i >= 0)
         {
             var l = _legs[i];
             var child = new Bio(BioOp.Read, l.Offset + (clone.Sector - Begin), clone.Sectors, clone.Data, ActorRefs.Nobody, clone.Flags & BioFlags.ReadAhead);
-            var at = i;
-            var seen = l.SeenLost;
+            var (at, seen) = (i, l.SeenLost);
             ctx.Submit(l.Dev, child, st =>
             {
                 // Read from a leg that lost writes meanwhile, the data may be older than an answered write: read again.
@@ -306,7 +353,7 @@ public sealed partial class Mirror : Target
         {
             var i = (from + k) % _legs.Length;
             var l = _legs[i];
-            if (l.Failed || l.NoReads || _mem!.Stale[i][r]) continue;
+            if (l.Failed || l.NoReads || !l.Trusted || _mem!.Stale[i][r]) continue;
             if (!l.Dev.IsRemote) return i;
             if (remote < 0) remote = i;
         }

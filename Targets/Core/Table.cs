@@ -31,6 +31,7 @@ public sealed class Table
         Devices = targets.SelectMany(t => t.Devices).Distinct().ToArray();
         FlushBypassesMap = targets.Count > 0 && targets.All(t => t.FlushBypassesMap);
         Stateless = targets.Count > 0 && targets.All(t => t.Stateless);
+        OnLanes = targets.Count > 0 && targets.All(t => t.Stateless || t.ReadsOnLanes);
     }
 
     public IReadOnlyList<Target> Targets { get; }
@@ -43,6 +44,8 @@ public sealed class Table
     public bool FlushBypassesMap { get; }
     /// <summary>Every target is <see cref="Target.Stateless"/>: the device's lanes may map its bios themselves.</summary>
     public bool Stateless { get; }
+    /// <summary>The lanes may map some of its bios: all of them (<see cref="Stateless"/>) or its reads (<see cref="Target.ReadsOnLanes"/>).</summary>
+    public bool OnLanes { get; }
     public bool HasVolatileCache => Devices.Any(d => d.HasVolatileCache);
 
     /// <summary>dm_table_find_target: the index of the target covering <paramref name="sector"/>, or -1.</summary>

@@ -106,6 +106,23 @@ public abstract class Target
     public virtual bool Stateless => false;
 
     /// <summary>
+    /// True when reads may be mapped on a device's lanes although the target keeps state (mirror): the lane calls
+    /// <see cref="MapReadOnLane"/> and <see cref="EndReadOnLane"/> on its own thread, at the same time as the target
+    /// actor runs everything else, so both may only read state that the actor publishes safely. Writes, flushes and
+    /// discards still go through the device.
+    /// </summary>
+    public virtual bool ReadsOnLanes => false;
+
+    /// <summary>map of a read on a lane: the device to send the remapped clone to, or null to let the device map it.</summary>
+    public virtual IBlockDevice? MapReadOnLane(Bio clone) => null;
+
+    /// <summary>
+    /// end_io of a read mapped on a lane (<see cref="Bio.Device"/> is where it went). <see cref="BioStatus.Incomplete"/>
+    /// hands the original bio to the device, which maps it again through the target actor.
+    /// </summary>
+    public virtual BioStatus EndReadOnLane(Bio clone, BioStatus status, ITargetContext ctx) => status;
+
+    /// <summary>
     /// map: <paramref name="clone"/>.Sector is the device sector; a Remapped result must have set it to the
     /// sector on the returned device. <paramref name="index"/> is the clone number for duplicated flush/discard bios.
     /// </summary>

@@ -21,7 +21,7 @@ public sealed partial class Mirror
             var leg = _legs[i];
             var lost = leg.Dev.WritesLost;
             if (lost == leg.SeenLost) continue;
-            leg.SeenLost = lost;
+            Volatile.Write(ref leg.SeenLost, lost);
             BackgroundIo.Noticed(leg.Key, leg.Dev, lost);
             if (!leg.Failed) FailLeg(i, LegError.Flush, ctx);
         }

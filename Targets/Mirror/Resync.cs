@@ -204,7 +204,7 @@ public sealed partial class Mirror
             {
                 // A sync failure of the source: it is not read from again; another source gets the region.
                 FailLeg(src, LegError.Read, ctx);
-                source.Errors |= (int)LegError.Sync;
+                Interlocked.Or(ref source.Errors, (int)LegError.Sync);
                 EndCopy(r, 0, ctx, retry: true);
                 return;
             }
