@@ -39,14 +39,14 @@ public sealed class CallbackRef : MinimalActorRef
 {
     private static long _next;
     private readonly Action<object> _onMessage;
+    private ActorPath? _path;
 
-    public CallbackRef(Action<object> onMessage)
-    {
-        _onMessage = onMessage;
-        Path = new RootActorPath(Address.AllSystems) / "callback" / Interlocked.Increment(ref _next).ToString();
-    }
+    public CallbackRef(Action<object> onMessage) => _onMessage = onMessage;
 
-    public override ActorPath Path { get; }
+    /// <summary>Built when first asked for (one per bio a target issues, and almost never read).</summary>
+    public override ActorPath Path => _path ?? Interlocked.CompareExchange(ref _path, NewPath(), null) ?? _path;
+
+    private static ActorPath NewPath() => new RootActorPath(Address.AllSystems) / "callback" / Interlocked.Increment(ref _next).ToString();
     public override IActorRefProvider Provider => throw new NotSupportedException("CallbackRef has no provider");
     protected override void TellInternal(object message, IActorRef sender) => _onMessage(message);
 

@@ -84,19 +84,24 @@ public sealed partial class Mirror
     private void IssuePart(Part p, ITargetContext ctx)
     {
         var clone = p.Io.Clone;
-        var targets = Enumerable.Range(0, _legs.Length).Where(i => !_legs[i].Failed && !_mem!.Stale[i][p.Region]).ToList();
-        if (targets.Count < _minLegs) { EndPart(p, BioStatus.IoError, ctx); return; }
-        p.Outstanding = targets.Count;
+        var targets = 0;
+        for (var i = 0; i < _legs.Length; i++) if (WritesTo(i, p.Region)) targets++;
+        if (targets < _minLegs) { EndPart(p, BioStatus.IoError, ctx); return; }
+        p.Outstanding = targets;
         var data = clone.Op == BioOp.Write ? clone.Data.Slice((int)((p.Sector - clone.Sector) << Bio.SectorShift), (int)(p.Sectors << Bio.SectorShift)) : Memory<byte>.Empty;
         if (AckAfterFirstLeg) data = data.ToArray(); // answered early, the caller may reuse its buffer
-        foreach (var i in targets)
+        for (var i = 0; i < _legs.Length; i++)
         {
+            if (!WritesTo(i, p.Region)) continue;
             var leg = _legs[i];
             var child = new Bio(clone.Op, leg.Offset + (p.Sector - Begin), p.Sectors, data, ActorRefs.Nobody, clone.Flags & BioFlags.Fua);
-            var seen = leg.SeenLost;
-            ctx.Submit(leg.Dev, child, st => LegWritten(p, i, LostSince(i, seen, st, ctx), ctx));
+            var (at, seen) = (i, leg.SeenLost);
+            ctx.Submit(leg.Dev, child, st => LegWritten(p, at, LostSince(at, seen, st, ctx), ctx));
         }
     }
+
+    /// <summary>A write to region <paramref name="r"/> goes to leg <paramref name="i"/>: it is live and in sync there.</summary>
+    private bool WritesTo(int i, long r) => !_legs[i].Failed && !_mem!.Stale[i][r];
 
     private void LegWritten(Part p, int leg, BioStatus st, ITargetContext ctx)
     {
