@@ -238,13 +238,14 @@ public sealed partial class Mirror : Target
     // ---- reads and flushes ------------------------------------------------------------------------------------
 
     /// <summary>
-    /// The common read: a leg can serve it, so the clone itself goes there (no bio of the mirror's own, no
-    /// callback); <see cref="EndIo"/> looks at the answer. A region being copied is read from an in-sync leg (the
-    /// copy's destination is stale there), as dm-raid1 does; its writes wait for the copy.
+    /// The common read: its region is not being copied and a leg can serve it, so the clone itself goes there
+    /// (no bio of the mirror's own, no callback); <see cref="EndIo"/> looks at the answer.
     /// </summary>
     private IBlockDevice? RemapRead(Bio clone)
     {
-        var i = ReadLeg(RegionOf(clone.Sector));
+        var r = RegionOf(clone.Sector);
+        if (r == Volatile.Read(ref _copying)) return null;
+        var i = ReadLeg(r);
         if (i < 0) return null;
         clone.Sector = _legs[i].Offset + (clone.Sector - Begin);
         return _legs[i].Dev;
@@ -290,7 +291,8 @@ public sealed partial class Mirror : Target
     /// <summary>
     /// Reads map on the device's lanes. They read only what the actor publishes safely: the legs' volatile
     /// Failed and NoReads, their loss counts, and the stale bits (whole words; a leg becomes stale for a region
-    /// only once it failed, or when the table loads, before any read maps). Anything unusual (a read error, a leg
+    /// only once it failed, or when the table loads, before any read maps), and the region being copied (whose
+    /// reads wait for the copy in the actor). Anything unusual (a read error, a leg
     /// that failed, lost writes or became stale meanwhile, no leg to read) goes to the target actor.
     /// </summary>
     public override bool ReadsOnLanes => true;
@@ -319,7 +321,10 @@ public sealed partial class Mirror : Target
 
     private void MapRead(Bio clone, ITargetContext ctx)
     {
-        var i = ReadLeg(RegionOf(clone.Sector));
+        var r = RegionOf(clone.Sector);
+        var rio = Io(r);
+        if (rio.Recovering) { rio.Waiting.Enqueue(() => MapRead(clone, ctx)); return; }
+        var i = ReadLeg(r);
         if (i >= 0)
         {
             var l = _legs[i];

@@ -12,6 +12,8 @@ public sealed partial class Mirror
     private long _cursor;
     private long _quiescing = -1;
     private bool _resyncing;
+    /// <summary>The region being copied (one at a time), or -1: a lane's read of it goes to the actor, which holds it.</summary>
+    private long _copying = -1;
     private long _rateKiB;
     private bool _announcedInSync;
 
@@ -165,6 +167,7 @@ public sealed partial class Mirror
             _resyncing = true;
             var rio = Io(_cursor);
             rio.Recovering = true;
+            Volatile.Write(ref _copying, _cursor);
             if (rio.Pending == 0) Copy(_cursor, ctx);
             else _quiescing = _cursor;
             return;
@@ -263,6 +266,7 @@ public sealed partial class Mirror
     {
         var rio = Io(r);
         rio.Recovering = false;
+        Volatile.Write(ref _copying, -1);
         while (rio.Waiting.TryDequeue(out var go)) go();
         if (rio.Pending == 0 && rio.Waiting.Count == 0 && !_dirtyIdle.Contains(r)) _regionIo.Remove(r); // nothing left to track
         if (!retry && _cursor == r) _cursor = r + 1; // unless return_leg started over meanwhile
