@@ -21,9 +21,10 @@ public sealed partial class Mirror
             var leg = _legs[i];
             var lost = leg.Dev.WritesLost;
             if (lost == leg.SeenLost) continue;
-            Volatile.Write(ref leg.SeenLost, lost);
-            BackgroundIo.Noticed(leg.Key, leg.Dev, lost);
+            // Failed before the count is taken in: a lane that sees the new count (Leg.Trusted) sees the leg failed.
             if (!leg.Failed) FailLeg(i, LegError.Flush, ctx);
+            BackgroundIo.Noticed(leg.Key, leg.Dev, lost);
+            Volatile.Write(ref leg.SeenLost, lost);
         }
     }
 
