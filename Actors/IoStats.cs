@@ -6,7 +6,7 @@ namespace DmActors;
 /// One device's IO counters, as /proc/diskstats keeps them (Documentation/admin-guide/iostats.rst), plus barriers,
 /// errors and a latency histogram (dmstats --bounds). The device counts a bio when it starts it and when it answers
 /// it to its submitter; anyone may read the counters at any time from any thread (a scrape, a report), so every
-/// field is updated with Interlocked: no lock and no allocation per bio.
+/// field is updated with Interlocked: no lock and no allocation per bio, in per-processor cells (below).
 /// Times are kept in Stopwatch ticks and shown in milliseconds, as diskstats does.
 /// </summary>
 public sealed class IoStats
@@ -14,19 +14,48 @@ public sealed class IoStats
     /// <summary>The diskstats groups (op_stat_group): a write-zeroes is a write, an empty flush a flush.</summary>
     public enum Group { Read, Write, Discard, Flush }
 
-    private readonly long[] _ios = new long[4], _sectors = new long[4], _ticks = new long[4];
-    private readonly long[] _buckets;
+    // The counters live in per-processor cells, as the kernel's per-cpu part_stat: the lanes of one device count on
+    // several cores at once, and shared counters would bounce their cache line between the cores on every bio.
+    // A cell is a run of longs in one array, each on its own cache lines; a reader sums the cells.
+    private const int Ios = 0, Sectors = 4, Ticks = 8, InFlightAt = 12, BarriersAt = 13, ErrorsAt = 14, BucketsAt = 15;
+    private const int Line = 8; // longs in a cache line: a cell is whole lines, plus one of gap (the array need not be aligned)
+    private static readonly int CellMask = CellsFor(Environment.ProcessorCount) - 1;
+    private readonly long[] _cells;
+    private readonly int _stride;
     private readonly long[] _boundTicks;
     private readonly long _since;
-    private long _inFlight, _ioTicks, _stamp, _barriers, _errors;
+    private long _ioJiffies, _stamp; // io_ticks in jiffies, as the kernel keeps it; the jiffy of the last update
+
+    /// <summary>The clock io_ticks counts in (HZ = 1000): the busy time is updated at most once a jiffy, not per bio.</summary>
+    private static readonly long Jiffy = Math.Max(1, Stopwatch.Frequency / 1000);
 
     /// <param name="bounds">Upper bounds of the histogram bins, ascending; one more bin holds everything above the last.</param>
     public IoStats(IReadOnlyList<TimeSpan>? bounds = null)
     {
         Bounds = bounds?.ToArray() ?? [];
         _boundTicks = Bounds.Select(b => (long)(b.Ticks * (double)Stopwatch.Frequency / TimeSpan.TicksPerSecond)).ToArray();
-        _buckets = new long[Bounds.Count + 1];
-        _stamp = _since = Stopwatch.GetTimestamp();
+        _stride = (BucketsAt + Bounds.Count + 1 + Line - 1) / Line * Line + Line;
+        _cells = new long[(CellMask + 2) * _stride]; // one stride before the first cell: padding from the array's header
+        _since = Stopwatch.GetTimestamp();
+        _stamp = _since / Jiffy;
+    }
+
+    /// <summary>Cells for <paramref name="cpus"/> processors: a power of two, at most 8 (memory per device stays small).</summary>
+    private static int CellsFor(int cpus)
+    {
+        var n = 1;
+        while (n < cpus && n < 8) n <<= 1;
+        return n;
+    }
+
+    /// <summary>This thread's cell (its processor's; two threads that share one still count right: Interlocked).</summary>
+    private int Cell() => ((Thread.GetCurrentProcessorId() & CellMask) + 1) * _stride;
+
+    private long Sum(int field)
+    {
+        long sum = 0;
+        for (var c = _stride; c < _cells.Length; c += _stride) sum += Interlocked.Read(ref _cells[c + field]);
+        return sum;
     }
 
     public IReadOnlyList<TimeSpan> Bounds { get; }
@@ -76,7 +105,7 @@ public sealed class IoStats
     private void StartAt(long now)
     {
         UpdateIoTicks(now, end: false);
-        Interlocked.Increment(ref _inFlight);
+        Interlocked.Increment(ref _cells[Cell() + InFlightAt]);
     }
 
     /// <summary>A started bio is answered to its submitter (bio_end_io_acct), errors included.</summary>
@@ -97,17 +126,18 @@ public sealed class IoStats
     {
         var took = Math.Max(0, now - started);
         UpdateIoTicks(now, end: true);
-        Interlocked.Decrement(ref _inFlight);
-        if (status != BioStatus.Ok) Interlocked.Increment(ref _errors);
-        if (barrier) Interlocked.Increment(ref _barriers);
+        var c = Cell();
+        Interlocked.Decrement(ref _cells[c + InFlightAt]);
+        if (status != BioStatus.Ok) Interlocked.Increment(ref _cells[c + ErrorsAt]);
+        if (barrier) Interlocked.Increment(ref _cells[c + BarriersAt]);
         if (group is not { } g) return;
         var i = (int)g;
-        Interlocked.Increment(ref _ios[i]);
-        if (g != Group.Flush) Interlocked.Add(ref _sectors[i], sectors);
-        Interlocked.Add(ref _ticks[i], took);
+        Interlocked.Increment(ref _cells[c + Ios + i]);
+        if (g != Group.Flush) Interlocked.Add(ref _cells[c + Sectors + i], sectors);
+        Interlocked.Add(ref _cells[c + Ticks + i], took);
         var bin = 0;
         while (bin < _boundTicks.Length && took >= _boundTicks[bin]) bin++;
-        Interlocked.Increment(ref _buckets[bin]);
+        Interlocked.Increment(ref _cells[c + BucketsAt + bin]);
     }
 
     /// <summary>A started bio goes back to wait (pushed back by a noflush suspend): it is started again later.</summary>
@@ -123,36 +153,41 @@ public sealed class IoStats
     private void AbandonAt(long now)
     {
         UpdateIoTicks(now, end: true);
-        Interlocked.Decrement(ref _inFlight);
+        Interlocked.Decrement(ref _cells[Cell() + InFlightAt]);
     }
 
-    /// <summary>update_io_ticks: the time since the last change counts as busy when IO was in flight during it.</summary>
+    /// <summary>
+    /// update_io_ticks: the jiffies since the last update count as busy when IO was in flight during them. Once a
+    /// jiffy at most, by whichever bio comes first in it, so the lanes do not contend for the stamp on every bio.
+    /// </summary>
     private void UpdateIoTicks(long now, bool end)
     {
+        var jiffies = now / Jiffy;
         var stamp = Volatile.Read(ref _stamp);
-        if (now > stamp && Interlocked.CompareExchange(ref _stamp, now, stamp) == stamp && (end || Volatile.Read(ref _inFlight) > 0))
-            Interlocked.Add(ref _ioTicks, now - stamp);
+        if (jiffies > stamp && Interlocked.CompareExchange(ref _stamp, jiffies, stamp) == stamp && (end || Sum(InFlightAt) > 0))
+            Interlocked.Add(ref _ioJiffies, jiffies - stamp);
     }
 
     /// <summary>The counters now, in diskstats' units (sectors, milliseconds).</summary>
     public IoCounters Read()
     {
         var now = Stopwatch.GetTimestamp();
-        var inFlight = Volatile.Read(ref _inFlight);
+        var inFlight = Math.Max(0, Sum(InFlightAt)); // cells read one after another: a bio that moved cores may count -1 for a moment
         // io_ticks as the kernel shows it: the busy time up to now, if IO is in flight.
         var stamp = Volatile.Read(ref _stamp);
-        var busy = Volatile.Read(ref _ioTicks) + (inFlight > 0 && now > stamp ? now - stamp : 0);
-        long Get(long[] a, Group g) => Interlocked.Read(ref a[(int)g]);
-        var ticks = new[] { Get(_ticks, Group.Read), Get(_ticks, Group.Write), Get(_ticks, Group.Discard), Get(_ticks, Group.Flush) };
-        var buckets = new long[_buckets.Length];
-        for (var i = 0; i < buckets.Length; i++) buckets[i] = Interlocked.Read(ref _buckets[i]);
+        var jiffies = now / Jiffy;
+        var busy = (Volatile.Read(ref _ioJiffies) + (inFlight > 0 && jiffies > stamp ? jiffies - stamp : 0)) * Jiffy;
+        long Get(int field, Group g) => Sum(field + (int)g);
+        var ticks = new[] { Get(Ticks, Group.Read), Get(Ticks, Group.Write), Get(Ticks, Group.Discard), Get(Ticks, Group.Flush) };
+        var buckets = new long[Bounds.Count + 1];
+        for (var i = 0; i < buckets.Length; i++) buckets[i] = Sum(BucketsAt + i);
         return new IoCounters(
-            Get(_ios, Group.Read), 0, Get(_sectors, Group.Read), Ms(ticks[0]),
-            Get(_ios, Group.Write), 0, Get(_sectors, Group.Write), Ms(ticks[1]),
+            Get(Ios, Group.Read), 0, Get(Sectors, Group.Read), Ms(ticks[0]),
+            Get(Ios, Group.Write), 0, Get(Sectors, Group.Write), Ms(ticks[1]),
             inFlight, Ms(busy), Ms(ticks.Sum()),
-            Get(_ios, Group.Discard), 0, Get(_sectors, Group.Discard), Ms(ticks[2]),
-            Get(_ios, Group.Flush), Ms(ticks[3]),
-            Volatile.Read(ref _barriers), Volatile.Read(ref _errors),
+            Get(Ios, Group.Discard), 0, Get(Sectors, Group.Discard), Ms(ticks[2]),
+            Get(Ios, Group.Flush), Ms(ticks[3]),
+            Sum(BarriersAt), Sum(ErrorsAt),
             Bounds.ToArray(), buckets, TicksToTimeSpan(now - _since));
     }
 

@@ -6,7 +6,7 @@ namespace DmActors.Host.Bench;
 /// <summary>
 /// IO through a mapped device, the way the NBD server does it: bios Told to the device actor with a
 /// <see cref="CallbackRef"/> reply, QD of them in flight, the next one submitted from the completion callback.
-/// Each slot reuses its own Bio and buffer (the submitter owns both again once BioDone arrives), so whatever
+/// Each slot reuses its own Bio and buffer (the submitter owns both again once the bio is answered), so whatever
 /// a run allocates per IO is the engine's. The same loop over a bare disk (no actors) shows what the
 /// DiskIoPool alone costs. <paramref name="disks"/> are the file disks below, whose fdatasyncs are counted.
 /// With several submitters (opens of one device: its lanes), slot i always submits through submitter i mod n, as
@@ -101,14 +101,14 @@ public sealed class DevicePath(string name, Action<Bio>[] submitters, long bytes
         }
 
         /// <summary>Runs on the device actor's thread (or the disk's IO thread): record, then keep the slot busy until the deadline.</summary>
-        private void OnDone(BioDone done)
+        private void OnDone(Bio bio, BioStatus status)
         {
-            var s = (Slot)done.Bio.Tag!;
+            var s = (Slot)bio.Tag!;
             var now = Stopwatch.GetTimestamp();
             _hist.Record(ToNanos(now - s.Submitted));
             Interlocked.Increment(ref _ops);
-            if (done.Status != BioStatus.Ok && Interlocked.Increment(ref _errors) == 1)
-                Console.Error.WriteLine($"bench: {_path.Name}: {done.Bio} failed: {done.Status}");
+            if (status != BioStatus.Ok && Interlocked.Increment(ref _errors) == 1)
+                Console.Error.WriteLine($"bench: {_path.Name}: {bio} failed: {status}");
             if (now < _deadline && Volatile.Read(ref _errors) == 0) Resubmit(s);
             else if (Interlocked.Decrement(ref _active) == 0) _finished.TrySetResult();
         }

@@ -342,16 +342,16 @@ internal sealed class NbdConnection
     }
 
     /// <summary>Runs on whichever thread completed the bio: only queues the reply.</summary>
-    private void OnBioDone(BioDone done)
+    private void OnBioDone(Bio bio, BioStatus status)
     {
-        if (done.Bio.Tag is not NbdRequest r) return;
+        if (bio.Tag is not NbdRequest r) return;
         if (Interlocked.Exchange(ref r.Completed, 1) != 0)
         {
-            _server.Log.Error("NBD {0}: bio {1} completed twice ({2}); second completion ignored", Peer, done.Bio, done.Status);
+            _server.Log.Error("NBD {0}: bio {1} completed twice ({2}); second completion ignored", Peer, bio, status);
             return;
         }
-        r.Error = ErrnoFor(r.Type, done.Status);
-        if (r.Type == Cmd.BlockStatus) BlockStatusReply.Encode(r, done.Bio, done.Status);
+        r.Error = ErrnoFor(r.Type, status);
+        if (r.Type == Cmd.BlockStatus) BlockStatusReply.Encode(r, bio, status);
         _sender!.Enqueue(r);
     }
 

@@ -156,7 +156,11 @@ public sealed class Bio
     }
 
     /// <summary>Answer this bio. Call exactly once.</summary>
-    public void Complete(BioStatus status) => ReplyTo.Tell(new BioDone(this, status), ActorRefs.NoSender);
+    public void Complete(BioStatus status)
+    {
+        if (ReplyTo is CallbackRef { OnBio: { } onBio }) onBio(this, status);
+        else ReplyTo.Tell(new BioDone(this, status), ActorRefs.NoSender);
+    }
 
     public override string ToString() => $"{Op}{(Flags != 0 ? "[" + Flags + "]" : "")} {Sector}+{Sectors}";
 }

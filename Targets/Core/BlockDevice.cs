@@ -43,6 +43,12 @@ public sealed class CallbackRef : MinimalActorRef
 
     public CallbackRef(Action<object> onMessage) => _onMessage = onMessage;
 
+    /// <summary>
+    /// Set for a reply target of bios: <see cref="Bio.Complete"/> calls it with the bio and its status, without a
+    /// <see cref="BioDone"/> to allocate (one per bio on the IO path). A BioDone Told to it ends up there too.
+    /// </summary>
+    public Action<Bio, BioStatus>? OnBio { get; private init; }
+
     /// <summary>Built when first asked for (one per bio a target issues, and almost never read).</summary>
     public override ActorPath Path => _path ?? Interlocked.CompareExchange(ref _path, NewPath(), null) ?? _path;
 
@@ -52,4 +58,11 @@ public sealed class CallbackRef : MinimalActorRef
 
     /// <summary>A reply target that hands every BioDone to <paramref name="onDone"/>.</summary>
     public static CallbackRef ForBios(Action<BioDone> onDone) => new(m => { if (m is BioDone d) onDone(d); });
+
+    /// <summary>
+    /// A reply target that hands every completed bio and its status to <paramref name="onDone"/> (no BioDone made);
+    /// <paramref name="path"/> names it (an actor's answers, in logs and dead letters), else a new callback path.
+    /// </summary>
+    public static CallbackRef ForBios(Action<Bio, BioStatus> onDone, ActorPath? path = null) =>
+        new(m => { if (m is BioDone d) onDone(d.Bio, d.Status); }) { OnBio = onDone, _path = path };
 }
