@@ -61,34 +61,29 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
     {
         _mode = mode; _writes = writes; _stats = stats; Clock = clock; _device = Context.Parent;
         var self = Self;
-        _answers = CallbackRef.ForBios((clone, status) =>
+        _sendAnswer = a => self.Tell(new BioDone(a.Clone, a.Status));
+        _cloneReply = CallbackRef.ForBios((clone, status) =>
         {
-            if (_thread == Environment.CurrentManagedThreadId) _answered.Enqueue((clone, status));
-            else self.Tell(new BioDone(clone, status));
+            if (!_answers.Keep((clone, status))) _sendAnswer((clone, status));
         }, self.Path.Parent / (self.Path.Name + "-answers"));
     }
 
     public IClock Clock { get; }
 
-    /// <summary>
-    /// Where the lane's clones are answered. An answer on the lane's own thread while it handles a message (a read
-    /// the page cache had, a memory disk: answered inside Submit) is kept and taken in once that message is done,
-    /// as submit_bio keeps the bios a map issues; any other comes through the mailbox. Either way one at a time,
-    /// inside the actor, and without a BioDone and a mailbox round per read.
-    /// </summary>
-    private readonly CallbackRef _answers;
-    private readonly Queue<(Bio Clone, BioStatus Status)> _answered = new();
-    private int _thread; // the thread handling a message now, else 0 (only that thread compares it with itself)
+    /// <summary>The clones' ReplyTo: an answer on the lane's thread inside its message is kept (<see cref="InlineAnswers{T}"/>), any other comes as a BioDone.</summary>
+    private readonly CallbackRef _cloneReply;
+    private readonly InlineAnswers<(Bio Clone, BioStatus Status)> _answers = new();
+    private readonly Action<(Bio Clone, BioStatus Status)> _sendAnswer;
 
     protected override void OnReceive(object message)
     {
-        _thread = Environment.CurrentManagedThreadId;
+        _answers.Enter();
         try
         {
             Handle(message);
-            while (_answered.TryDequeue(out var a)) CloneDone(a.Clone, a.Status);
+            while (_answers.TryNext(out var a)) CloneDone(a.Clone, a.Status);
         }
-        finally { _thread = 0; }
+        finally { _answers.Leave(_sendAnswer); }
     }
 
     private void Handle(object message)
@@ -149,7 +144,7 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
             foreach (var piece in BioSplit.Split(bio, table))
             {
                 var target = table.Targets[piece.Target];
-                var clone = BioSplit.CloneOf(bio, piece, bio.Flags, _answers, target.HasEndIo ? new WithEndIo(io, target) : io);
+                var clone = BioSplit.CloneOf(bio, piece, bio.Flags, _cloneReply, target.HasEndIo ? new WithEndIo(io, target) : io);
                 io.Refs++;
                 MapClone(clone, target);
             }

@@ -31,11 +31,28 @@ public sealed class TargetActor : UntypedActor, ITargetContext
     public TargetActor(Target target, IActorRef device, IClock clock)
     {
         _target = target; _device = device; Clock = clock;
+        var self = Self;
+        _sendAnswer = a => self.Tell(new Msg.OwnDone(a.Done, a.Status));
     }
 
     public IClock Clock { get; }
 
+    /// <summary>Completions of the bios the target issued (<see cref="Submit"/>): one on this actor's thread inside its message is kept.</summary>
+    private readonly InlineAnswers<(Action<BioStatus> Done, BioStatus Status)> _answers = new();
+    private readonly Action<(Action<BioStatus> Done, BioStatus Status)> _sendAnswer;
+
     protected override void OnReceive(object message)
+    {
+        _answers.Enter();
+        try
+        {
+            Handle(message);
+            while (_answers.TryNext(out var a)) a.Done(a.Status);
+        }
+        finally { _answers.Leave(_sendAnswer); }
+    }
+
+    private void Handle(object message)
     {
         switch (message)
         {
@@ -99,8 +116,10 @@ public sealed class TargetActor : UntypedActor, ITargetContext
 
     public void Submit(IBlockDevice device, Bio bio, Action<BioStatus> done)
     {
-        var self = Self;
-        bio.ReplyTo = CallbackRef.ForBios(d => self.Tell(new Msg.OwnDone(done, d.Status)));
+        bio.ReplyTo = CallbackRef.ForBios((_, status) =>
+        {
+            if (!_answers.Keep((done, status))) _sendAnswer((done, status));
+        });
         bio.Device = device;
         device.Submit(bio);
     }

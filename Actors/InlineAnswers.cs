@@ -1,0 +1,40 @@
+namespace DmActors;
+
+/// <summary>
+/// Answers to IO an actor issued, taken in inside the actor. An answer that comes on the actor's own thread while
+/// it handles a message (the device below answered inside Submit: a read the page cache had, a write that fit in
+/// it, a memory disk) is kept and taken in once that message is done, as submit_bio keeps the bios a map issues
+/// rather than recurse; any other answer (a disk thread's, a socket's) the caller sends to the actor as a message.
+/// So a cached IO costs no message and no second pass through the mailbox, and the actor still takes in one thing
+/// at a time. Only the actor calls <see cref="Enter"/>, <see cref="TryNext"/> and <see cref="Leave"/> (in a finally);
+/// <see cref="Keep"/> may be called from any thread.
+/// </summary>
+public sealed class InlineAnswers<T>
+{
+    private readonly Queue<T> _kept = new();
+    private int _thread; // the thread handling a message now, else 0 (only that thread can find its own id here)
+
+    /// <summary>The actor starts handling a message on this thread.</summary>
+    public void Enter() => _thread = Environment.CurrentManagedThreadId;
+
+    /// <summary>Keeps <paramref name="answer"/> if it comes inside the actor's message on its thread; false: send it.</summary>
+    public bool Keep(T answer)
+    {
+        if (_thread != Environment.CurrentManagedThreadId) return false;
+        _kept.Enqueue(answer);
+        return true;
+    }
+
+    /// <summary>The next answer kept, once the message itself is handled (answers taken in may keep more).</summary>
+    public bool TryNext(out T answer) => _kept.TryDequeue(out answer!);
+
+    /// <summary>
+    /// The message is done: answers from now on are sent. Any still kept (the message, or an answer taken in,
+    /// threw: the actor restarts) go to <paramref name="send"/>, so the next incarnation takes them in.
+    /// </summary>
+    public void Leave(Action<T> send)
+    {
+        _thread = 0;
+        while (_kept.TryDequeue(out var answer)) send(answer);
+    }
+}
