@@ -80,7 +80,8 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
         _answers.Enter();
         try
         {
-            Handle(message);
+            try { Handle(message); }
+            finally { _answers.StopKeeping(); }
             while (_answers.TryNext(out var a)) CloneDone(a.Clone, a.Status);
         }
         finally { _answers.Leave(_sendAnswer); }

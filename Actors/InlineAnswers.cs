@@ -6,7 +6,7 @@ namespace DmActors;
 /// it, a memory disk) is kept and taken in once that message is done, as submit_bio keeps the bios a map issues
 /// rather than recurse; any other answer (a disk thread's, a socket's) the caller sends to the actor as a message.
 /// So a cached IO costs no message and no second pass through the mailbox, and the actor still takes in one thing
-/// at a time. Only the actor calls <see cref="Enter"/>, <see cref="TryNext"/> and <see cref="Leave"/> (in a finally);
+/// at a time. Only the actor calls <see cref="Enter"/>, <see cref="StopKeeping"/>, <see cref="TryNext"/> and <see cref="Leave"/> (in a finally);
 /// <see cref="Keep"/> may be called from any thread.
 /// </summary>
 public sealed class InlineAnswers<T>
@@ -25,12 +25,19 @@ public sealed class InlineAnswers<T>
         return true;
     }
 
-    /// <summary>The next answer kept, once the message itself is handled (answers taken in may keep more).</summary>
+    /// <summary>
+    /// The message itself is handled: answers from now on are sent, also those to IO that taking in the kept ones
+    /// issues (a resync's next step), so a chain of IO answered inline goes through the mailbox one step at a time
+    /// and other messages get their turn.
+    /// </summary>
+    public void StopKeeping() => _thread = 0;
+
+    /// <summary>The next answer kept.</summary>
     public bool TryNext(out T answer) => _kept.TryDequeue(out answer!);
 
     /// <summary>
-    /// The message is done: answers from now on are sent. Any still kept (the message, or an answer taken in,
-    /// threw: the actor restarts) go to <paramref name="send"/>, so the next incarnation takes them in.
+    /// The message is done. Any answers still kept (the message, or an answer taken in, threw: the actor restarts)
+    /// go to <paramref name="send"/>, so the next incarnation takes them in.
     /// </summary>
     public void Leave(Action<T> send)
     {

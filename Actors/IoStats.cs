@@ -172,7 +172,7 @@ public sealed class IoStats
     public IoCounters Read()
     {
         var now = Stopwatch.GetTimestamp();
-        var inFlight = Math.Max(0, Sum(InFlightAt)); // cells read one after another: a bio that moved cores may count -1 for a moment
+        var inFlight = Sum(InFlightAt); // exact at rest; see IoCounters.InFlight
         // io_ticks as the kernel shows it: the busy time up to now, if IO is in flight.
         var stamp = Volatile.Read(ref _stamp);
         var jiffies = now / Jiffy;
@@ -210,9 +210,19 @@ public sealed record IoCounters(
     long Barriers, long Errors,
     TimeSpan[] Bounds, long[] Histogram, TimeSpan Elapsed) : IControlMessage
 {
+    /// <summary>
+    /// Bios in flight. The cells are read one after another, so while IO runs a bio that started on one core and
+    /// ended on another may make this -1 for a moment; at rest it is exact (a negative count there is a bio
+    /// answered twice). <see cref="Queued"/> is what to show.
+    /// </summary>
+    public long InFlight { get; init; } = InFlight;
+
+    /// <summary>Bios in flight as shown (diskstats, metrics): never below zero, as the kernel's part_in_flight.</summary>
+    public long Queued => Math.Max(0, InFlight);
+
     /// <summary>The /proc/diskstats line's 17 fields after major, minor and name.</summary>
     public string DiskstatsFields => string.Join(' ', new[] { Reads, ReadsMerged, ReadSectors, ReadMs, Writes, WritesMerged,
-        WriteSectors, WriteMs, InFlight, IoMs, WeightedMs, Discards, DiscardsMerged, DiscardSectors, DiscardMs, Flushes, FlushMs });
+        WriteSectors, WriteMs, Queued, IoMs, WeightedMs, Discards, DiscardsMerged, DiscardSectors, DiscardMs, Flushes, FlushMs });
 }
 
 /// <summary>`dmstats report`: a device's IO counters, answered with <see cref="DeviceIoStats"/>.</summary>

@@ -46,7 +46,8 @@ public sealed class TargetActor : UntypedActor, ITargetContext
         _answers.Enter();
         try
         {
-            Handle(message);
+            try { Handle(message); }
+            finally { _answers.StopKeeping(); }
             while (_answers.TryNext(out var a)) a.Done(a.Status);
         }
         finally { _answers.Leave(_sendAnswer); }

@@ -343,8 +343,7 @@ public sealed partial class Mirror : Target
         ctx.Complete(clone, BioStatus.IoError);
     }
 
-    // Per thread, not per mirror: lanes on several cores would otherwise write one shared field on every read.
-    [ThreadStatic] private static int _readTurn;
+    private int _readTurn; // lanes on several cores may race on it: a read then goes to the same leg as another, no harm
 
     /// <summary>
     /// The leg a read of region <paramref name="r"/> goes to: never a failed or stale one, nor one that failed a
@@ -354,7 +353,7 @@ public sealed partial class Mirror : Target
     private int ReadLeg(long r)
     {
         var remote = -1;
-        var from = (int)((uint)++_readTurn % (uint)_legs.Length);
+        var from = _readTurn = (_readTurn + 1) % _legs.Length;
         for (var k = 0; k < _legs.Length; k++)
         {
             var i = (from + k) % _legs.Length;

@@ -60,7 +60,7 @@ public sealed class DeviceMetrics
             if (!now.Add(name)) continue; // one series per name (an internal export may repeat a volume's name)
             var c = stats.Read();
             foreach (var s in _counters) Set(s.Counter, s.Value(c), name);
-            _inFlight.WithLabels(name).Set(c.InFlight);
+            _inFlight.WithLabels(name).Set(c.Queued);
             var les = c.Bounds.Select(b => b.TotalSeconds.ToString("R", CultureInfo.InvariantCulture)).Append("+Inf").ToArray();
             if (_bounds.TryGetValue(name, out var old) && !old.SequenceEqual(les)) foreach (var le in old) _latency.RemoveLabelled(name, le);
             _bounds[name] = les;

@@ -22,11 +22,10 @@ public sealed class InlineAnswersTests
         other.Start();
         other.Join();
         Assert.False(fromOther); // a disk thread's answer goes to the mailbox
+        answers.StopKeeping(); // the message is handled: what taking the kept ones in issues goes to the mailbox
+        Assert.False(answers.Keep(4));
         Assert.True(answers.TryNext(out var kept));
         Assert.Equal(2, kept);
-        Assert.True(answers.Keep(4)); // taking one in may keep another
-        Assert.True(answers.TryNext(out kept));
-        Assert.Equal(4, kept);
         Assert.False(answers.TryNext(out _));
         var sent = new List<int>();
         answers.Leave(sent.Add);
