@@ -61,6 +61,8 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
     {
         _mode = mode; _writes = writes; _stats = stats; Clock = clock; _device = Context.Parent;
         var self = Self;
+        _handle = Handle;
+        _takeIn = a => CloneDone(a.Clone, a.Status);
         _sendAnswer = a => self.Tell(new BioDone(a.Clone, a.Status));
         _cloneReply = CallbackRef.ForBios((clone, status) =>
         {
@@ -73,18 +75,12 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
     /// <summary>The clones' ReplyTo: an answer on the lane's thread inside its message is kept (<see cref="InlineAnswers{T}"/>), any other comes as a BioDone.</summary>
     private readonly CallbackRef _cloneReply;
     private readonly InlineAnswers<(Bio Clone, BioStatus Status)> _answers = new();
-    private readonly Action<(Bio Clone, BioStatus Status)> _sendAnswer;
+    private readonly Action<(Bio Clone, BioStatus Status)> _sendAnswer, _takeIn;
+    private readonly Action<object> _handle;
 
     protected override void OnReceive(object message)
     {
-        _answers.Enter();
-        try
-        {
-            try { Handle(message); }
-            finally { _answers.StopKeeping(); }
-            while (_answers.TryNext(out var a)) CloneDone(a.Clone, a.Status);
-        }
-        finally { _answers.Leave(_sendAnswer); }
+        _answers.Handle(message, _handle, _takeIn, _sendAnswer);
     }
 
     private void Handle(object message)

@@ -32,6 +32,8 @@ public sealed class TargetActor : UntypedActor, ITargetContext
     {
         _target = target; _device = device; Clock = clock;
         var self = Self;
+        _handle = Handle;
+        _takeIn = a => a.Done(a.Status);
         _sendAnswer = a => self.Tell(new Msg.OwnDone(a.Done, a.Status));
     }
 
@@ -39,18 +41,12 @@ public sealed class TargetActor : UntypedActor, ITargetContext
 
     /// <summary>Completions of the bios the target issued (<see cref="Submit"/>): one on this actor's thread inside its message is kept.</summary>
     private readonly InlineAnswers<(Action<BioStatus> Done, BioStatus Status)> _answers = new();
-    private readonly Action<(Action<BioStatus> Done, BioStatus Status)> _sendAnswer;
+    private readonly Action<(Action<BioStatus> Done, BioStatus Status)> _sendAnswer, _takeIn;
+    private readonly Action<object> _handle;
 
     protected override void OnReceive(object message)
     {
-        _answers.Enter();
-        try
-        {
-            try { Handle(message); }
-            finally { _answers.StopKeeping(); }
-            while (_answers.TryNext(out var a)) a.Done(a.Status);
-        }
-        finally { _answers.Leave(_sendAnswer); }
+        _answers.Handle(message, _handle, _takeIn, _sendAnswer);
     }
 
     private void Handle(object message)

@@ -15,20 +15,26 @@ public sealed class InlineAnswersTests
         var answers = new InlineAnswers<int>();
         Assert.False(answers.Keep(1)); // no message being handled
 
-        answers.Enter();
-        Assert.True(answers.Keep(2));
-        var fromOther = true;
-        var other = new Thread(() => fromOther = answers.Keep(3));
-        other.Start();
-        other.Join();
-        Assert.False(fromOther); // a disk thread's answer goes to the mailbox
-        answers.StopKeeping(); // the message is handled: what taking the kept ones in issues goes to the mailbox
-        Assert.False(answers.Keep(4));
-        Assert.True(answers.TryNext(out var kept));
-        Assert.Equal(2, kept);
-        Assert.False(answers.TryNext(out _));
+        var takenIn = new List<int>();
         var sent = new List<int>();
-        answers.Leave(sent.Add);
+        var fromOther = true;
+        var keptInside = false;
+        var keptWhileTakingIn = true;
+        answers.Handle("message", _ =>
+        {
+            keptInside = answers.Keep(2);
+            var other = new Thread(() => fromOther = answers.Keep(3));
+            other.Start();
+            other.Join();
+        }, a =>
+        {
+            takenIn.Add(a);
+            keptWhileTakingIn = answers.Keep(4); // the message is handled: what taking the kept ones in issues goes to the mailbox
+        }, sent.Add);
+        Assert.True(keptInside);
+        Assert.False(fromOther); // a disk thread's answer goes to the mailbox
+        Assert.False(keptWhileTakingIn);
+        Assert.Equal(new[] { 2 }, takenIn);
         Assert.Empty(sent);
 
         Assert.False(answers.Keep(5)); // after the message
@@ -39,19 +45,15 @@ public sealed class InlineAnswersTests
     {
         var answers = new InlineAnswers<int>();
         var sent = new List<int>();
-        Action crashing = () =>
+        var takenIn = new List<int>();
+        Assert.Throws<InvalidOperationException>(() => answers.Handle("message", _ =>
         {
-            answers.Enter();
-            try
-            {
-                answers.Keep(7);
-                answers.Keep(8);
-                throw new InvalidOperationException("the target crashed");
-            }
-            finally { answers.Leave(sent.Add); }
-        };
-        Assert.Throws<InvalidOperationException>(crashing);
+            answers.Keep(7);
+            answers.Keep(8);
+            throw new InvalidOperationException("the target crashed");
+        }, takenIn.Add, sent.Add));
         Assert.Equal(new[] { 7, 8 }, sent);
-        Assert.False(answers.TryNext(out _));
+        Assert.Empty(takenIn);
+        Assert.False(answers.Keep(9)); // no message being handled any more
     }
 }
