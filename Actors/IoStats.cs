@@ -25,6 +25,7 @@ public sealed class IoStats
     private readonly long[] _boundTicks;
     private readonly long _since;
     private long _ioJiffies, _stamp; // io_ticks in jiffies, as the kernel keeps it; the jiffy of the last update
+    private readonly object _ticksGate = new();
 
     /// <summary>The clock io_ticks counts in (HZ = 1000): the busy time is updated at most once a jiffy, not per bio.</summary>
     private static readonly long Jiffy = Math.Max(1, Stopwatch.Frequency / 1000);
@@ -163,9 +164,16 @@ public sealed class IoStats
     private void UpdateIoTicks(long now, bool end)
     {
         var jiffies = now / Jiffy;
-        var stamp = Volatile.Read(ref _stamp);
-        if (jiffies > stamp && Interlocked.CompareExchange(ref _stamp, jiffies, stamp) == stamp && (end || Sum(InFlightAt) > 0))
-            Interlocked.Add(ref _ioJiffies, jiffies - stamp);
+        if (jiffies <= Volatile.Read(ref _stamp)) return;
+        // The stamp and the busy time change together, under a lock that is taken once a jiffy at most, so a
+        // reader never sees the one moved without the other (which counted busy time twice for a moment).
+        lock (_ticksGate)
+        {
+            var stamp = _stamp;
+            if (jiffies <= stamp) return;
+            if (end || Sum(InFlightAt) > 0) _ioJiffies += jiffies - stamp;
+            Volatile.Write(ref _stamp, jiffies);
+        }
     }
 
     /// <summary>The counters now, in diskstats' units (sectors, milliseconds).</summary>
@@ -174,9 +182,10 @@ public sealed class IoStats
         var now = Stopwatch.GetTimestamp();
         var inFlight = Sum(InFlightAt); // exact at rest; see IoCounters.InFlight
         // io_ticks as the kernel shows it: the busy time up to now, if IO is in flight.
-        var stamp = Volatile.Read(ref _stamp);
+        long stamp, ioJiffies;
+        lock (_ticksGate) (stamp, ioJiffies) = (_stamp, _ioJiffies);
         var jiffies = now / Jiffy;
-        var busy = (Volatile.Read(ref _ioJiffies) + (inFlight > 0 && jiffies > stamp ? jiffies - stamp : 0)) * Jiffy;
+        var busy = (ioJiffies + (inFlight > 0 && jiffies > stamp ? jiffies - stamp : 0)) * Jiffy;
         long Get(int field, Group g) => Sum(field + (int)g);
         var ticks = new[] { Get(Ticks, Group.Read), Get(Ticks, Group.Write), Get(Ticks, Group.Discard), Get(Ticks, Group.Flush) };
         var buckets = new long[Bounds.Count + 1];
@@ -191,7 +200,8 @@ public sealed class IoStats
             Bounds.ToArray(), buckets, TicksToTimeSpan(now - _since));
     }
 
-    private static long Ms(long ticks) => ticks * 1000 / Stopwatch.Frequency;
+    /// <summary>Ticks in whole milliseconds; whole seconds first, so a sum of years of latency does not overflow.</summary>
+    private static long Ms(long ticks) => ticks / Stopwatch.Frequency * 1000 + ticks % Stopwatch.Frequency * 1000 / Stopwatch.Frequency;
     private static TimeSpan TicksToTimeSpan(long ticks) => TimeSpan.FromSeconds(ticks / (double)Stopwatch.Frequency);
 }
 

@@ -65,4 +65,17 @@ public sealed class IoStatsCellsTests
         Assert.Equal(after, stats.Read().IoMs); // idle: no more busy time
         Assert.InRange(after, 50, 1000);
     }
+
+    [Fact]
+    public void Latency_summed_over_years_shows_in_milliseconds_without_overflow()
+    {
+        var stats = new IoStats();
+        var bio = Bio(BioOp.Read, 8);
+        const long Seconds = 20_000_000; // 231 days for one bio: ticks * 1000 passes long.MaxValue at 1 GHz
+        var started = stats.Start(bio, out var regions);
+        stats.Done(bio, BioStatus.Ok, started - Seconds * Stopwatch.Frequency, regions: regions);
+        var c = stats.Read();
+        Assert.InRange(c.ReadMs, Seconds * 1000, Seconds * 1000 + 1000);
+        Assert.Equal(c.ReadMs, c.WeightedMs);
+    }
 }
