@@ -125,6 +125,8 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
         var iov = stackalloc SocketSend.IoVec[count];
         long total = 0;
         var pins = 0;
+        long sentAll = 0;
+        var full = false;
         try
         {
             for (var i = 0; i < count; i++)
@@ -136,15 +138,10 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
                 total += s.Count;
             }
             var first = 0;
-            long sentAll = 0;
             while (sentAll < total)
             {
                 var sent = socket.TrySend(iov + first, count - first);
-                if (sent < 0)
-                {
-                    FinishLater(Remainder(sentAll));
-                    return false;
-                }
+                if (sent < 0) { full = true; break; }
                 sentAll += sent;
                 // Step over what went: whole segments, then into the first partly sent one.
                 while (first < count && sent >= (long)iov[first].Length) sent -= (long)iov[first++].Length;
@@ -154,12 +151,16 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
                     iov[first].Length -= (nuint)sent;
                 }
             }
-            return true;
         }
         finally
         {
             for (var i = 0; i < pins; i++) _pins[i].Free();
         }
+        // Handed over only once the pins are freed: the overflow thread sends the rest and may then send the next
+        // batch itself, with pins of its own in the same slots.
+        if (!full) return true;
+        FinishLater(Remainder(sentAll));
+        return false;
     }
 
     /// <summary>The segments not yet sent after <paramref name="sent"/> bytes.</summary>

@@ -27,9 +27,11 @@ public sealed class RawNbdClient : IDisposable
         _stream = new NetworkStream(socket, ownsSocket: true);
     }
 
-    public static RawNbdClient Tcp(int port)
+    /// <param name="receiveBuffer">SO_RCVBUF if set: a small one makes the server's sends fill the socket often.</param>
+    public static RawNbdClient Tcp(int port, int? receiveBuffer = null)
     {
         var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        if (receiveBuffer is { } size) s.ReceiveBufferSize = size;
         s.Connect(new IPEndPoint(IPAddress.Loopback, port));
         return new RawNbdClient(s);
     }
