@@ -19,7 +19,7 @@ public sealed class IoStats
     // A cell is a run of longs in one array, each on its own cache lines; a reader sums the cells.
     private const int Ios = 0, Sectors = 4, Ticks = 8, InFlightAt = 12, BarriersAt = 13, ErrorsAt = 14, BucketsAt = 15;
     private const int Line = 8; // longs in a cache line: a cell is whole lines, plus one of gap (the array need not be aligned)
-    private static readonly int CellMask = CellsFor(Environment.ProcessorCount) - 1;
+    private static readonly int CellMask = CellsFor(Math.Max(Environment.ProcessorCount, HighestCpu() + 1)) - 1;
     private readonly long[] _cells;
     private readonly int _stride;
     private readonly long[] _boundTicks;
@@ -47,6 +47,21 @@ public sealed class IoStats
         var n = 1;
         while (n < cpus && n < 8) n <<= 1;
         return n;
+    }
+
+    /// <summary>
+    /// The highest processor number the OS may run a thread on (the end of /sys/devices/system/cpu/online, e.g.
+    /// "0,2-5"): under a cpuset, ProcessorCount counts fewer processors than their numbers reach, and cells by that
+    /// count would put processors 0 and 2 of a two-processor set in one cell. -1 where the file does not exist.
+    /// </summary>
+    private static int HighestCpu()
+    {
+        try
+        {
+            var last = File.ReadAllText("/sys/devices/system/cpu/online").Trim().Split(',', '-')[^1];
+            return int.TryParse(last, out var n) ? n : -1;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return -1; }
     }
 
     /// <summary>This thread's cell (its processor's; two threads that share one still count right: Interlocked).</summary>
