@@ -36,7 +36,7 @@ internal static class BlockStatusReply
             r.Extents = extents;
             r.ExtentBytes = at;
         }
-        ArrayPool<byte>.Shared.Return(r.Buffer!);
+        if (!r.BufferMayBeInUse) ArrayPool<byte>.Shared.Return(r.Buffer!);
         r.Buffer = null;
     }
 

@@ -351,6 +351,7 @@ internal sealed class NbdConnection
             return;
         }
         r.Error = ErrnoFor(r.Type, status);
+        r.BufferMayBeInUse = status is not (BioStatus.Ok or BioStatus.NotSupported);
         if (r.Type == Cmd.BlockStatus) BlockStatusReply.Encode(r, bio, status);
         _sender!.Enqueue(r);
     }
@@ -370,7 +371,7 @@ internal sealed class NbdConnection
     {
         if (r.Buffer != null)
         {
-            ArrayPool<byte>.Shared.Return(r.Buffer);
+            if (!r.BufferMayBeInUse) ArrayPool<byte>.Shared.Return(r.Buffer);
             r.Buffer = null;
         }
         if (r.Extents != null)
