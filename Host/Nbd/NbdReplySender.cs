@@ -182,16 +182,24 @@ internal sealed class NbdReplySender(NbdSocket socket, bool structured, Action<N
     /// </summary>
     private void FinishLater(List<ArraySegment<byte>> rest)
     {
+        bool closed;
         lock (_gate)
         {
-            _overflow = rest;
-            if (_overflowThread == null)
+            // Closed meanwhile: the overflow thread may have ended already (Close woke it), and nobody reads now.
+            closed = _closed;
+            if (closed) _sending = false;
+            else
             {
-                _overflowThread = new Thread(OverflowLoop) { IsBackground = true, Name = "nbd-overflow" };
-                _overflowThread.Start();
+                _overflow = rest;
+                if (_overflowThread == null)
+                {
+                    _overflowThread = new Thread(OverflowLoop) { IsBackground = true, Name = "nbd-overflow" };
+                    _overflowThread.Start();
+                }
             }
         }
-        _overflowReady.Release();
+        if (closed) ReleaseBatch();
+        else _overflowReady.Release();
     }
 
     private void OverflowLoop()

@@ -205,15 +205,23 @@ public sealed partial class NbdDisk
     private static void StartOverflow(Connection c)
     {
         var o = c.Out;
+        bool closed;
         lock (o.OverflowGate)
         {
-            if (o.Overflow == null)
+            // Closed already: the overflow thread ended (or will, without looking at Resume); nobody sends the rest.
+            closed = c.IsClosed;
+            if (closed) o.Resume = -1; // a thread still on its way out then leaves the rest to this one
+            else
             {
-                o.Overflow = new Thread(() => c.Owner!.OverflowLoop(c)) { IsBackground = true, Name = "nbd-overflow" };
-                o.Overflow.Start();
+                if (o.Overflow == null)
+                {
+                    o.Overflow = new Thread(() => c.Owner!.OverflowLoop(c)) { IsBackground = true, Name = "nbd-overflow" };
+                    o.Overflow.Start();
+                }
+                Monitor.Pulse(o.OverflowGate);
             }
-            Monitor.Pulse(o.OverflowGate);
         }
+        if (closed) c.Owner!.SendFailed(c, new ObjectDisposedException("connection closed")); // frees the pins, drops the batch
     }
 
     /// <summary>The overflow thread: finishes a send that did not fit the socket (it may block), then pumps on.</summary>
