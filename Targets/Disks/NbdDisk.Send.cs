@@ -186,8 +186,7 @@ public sealed partial class NbdDisk
                 for (var i = first; i < count; i++) rest.Add(((nint)iov[i].Base, (int)iov[i].Length));
                 o.Segments.Clear();
                 o.Segments.AddRange(rest);
-                o.Resume = next;
-                StartOverflow(c);
+                StartOverflow(c, next);
                 return false;
             }
             sent += n;
@@ -202,17 +201,21 @@ public sealed partial class NbdDisk
         return true;
     }
 
-    private static void StartOverflow(Connection c)
+    /// <summary>
+    /// Hands the rest of a send to the overflow thread, which encodes the batch on from <paramref name="next"/>.
+    /// Resume is set under the lock and only when handed over: the thread takes whatever Resume says, pulse or not.
+    /// </summary>
+    private static void StartOverflow(Connection c, int next)
     {
         var o = c.Out;
         bool closed;
         lock (o.OverflowGate)
         {
-            // Closed already: the overflow thread ended (or will, without looking at Resume); nobody sends the rest.
+            // Closed already: the overflow thread ended (or will, finding no work); nobody sends the rest.
             closed = c.IsClosed;
-            if (closed) o.Resume = -1; // a thread still on its way out then leaves the rest to this one
-            else
+            if (!closed)
             {
+                o.Resume = next;
                 if (o.Overflow == null)
                 {
                     o.Overflow = new Thread(() => c.Owner!.OverflowLoop(c)) { IsBackground = true, Name = "nbd-overflow" };
