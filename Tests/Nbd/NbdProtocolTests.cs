@@ -639,8 +639,8 @@ public sealed class NbdProtocolTests(NbdFixture fx)
     [Fact]
     public async Task A_client_with_a_small_receive_buffer_that_reads_at_full_speed_gets_every_reply_intact()
     {
-        // A client with a small receive buffer that reads as fast as it can: the socket fills again and again, so
-        // the send keeps passing to the overflow thread and back to the completing threads. (The thread that
+        // A client with a small receive buffer that reads as fast as it can, from a server with small socket
+        // buffers: the socket fills again and again, so the send keeps passing to the overflow thread and back. (The thread that
         // handed over used to free its pins after the overflow thread could have taken the same slots for the next
         // batch: nbdcopy once saw the connection close after a few GB, "reply failed: Handle is not initialized".
         // That window is too narrow to hit reliably here; this checks the hand-overs lose and corrupt nothing.)
@@ -649,7 +649,13 @@ public sealed class NbdProtocolTests(NbdFixture fx)
             for (var i = 0; i < 8; i++) Assert.Equal(0u, w.Write((ulong)i * MiB, RawNbdClient.Pattern((int)MiB, i)));
         var expect = Enumerable.Range(0, 8).SelectMany(i => RawNbdClient.Pattern((int)MiB, i)).ToArray();
 
-        using var c = RawNbdClient.Tcp(fx.Port, receiveBuffer: 4 << 10).Greet().Go(name);
+        // Small socket buffers on both sides (the server's own default is 4 MiB, more than this test keeps in flight).
+        await using var server = await fx.StartServerAsync(new NbdServerOptions
+        {
+            Tcp = new IPEndPoint(IPAddress.Loopback, 0),
+            SocketBufferBytes = 16 << 10,
+        });
+        using var c = RawNbdClient.Tcp(server.TcpEndpoint!.Port, receiveBuffer: 4 << 10).Greet().Go(name);
         const int Depth = 128, Total = 12_000;
         const uint Length = 16 << 10;
         ulong OffsetOf(ulong cookie) => cookie * 7919 % (8 * MiB / Length) * Length;
