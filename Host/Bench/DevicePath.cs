@@ -80,7 +80,8 @@ public sealed class DevicePath(string name, Action<Bio>[] submitters, long bytes
             }
             var elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
             var alloc = GC.GetTotalAllocatedBytes(true) - alloc0;
-            ReturnBuffers(_buffers);
+            // A failed bio may have been answered before the IO below it ended (a crashed target): keep those buffers too.
+            if (_errors == 0) ReturnBuffers(_buffers);
             return new RunSample(_ops, _ops * _w.BlockBytes, elapsed, alloc, _hist, _errors, _path.Syncs - syncs0);
         }
 
