@@ -275,6 +275,7 @@ public sealed class DeviceLane : UntypedActor, ITargetContext
         foreach (var io in _inflight)
         {
             io.Refs = 0; // a completion that still comes is ignored
+            io.Original.Abandon(); // its clones that have not started yet never will
             io.Original.Complete(BioStatus.IoError);
         }
         _inflight.Clear();

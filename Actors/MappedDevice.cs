@@ -399,7 +399,10 @@ public sealed partial class MappedDevice : UntypedActor, IWithUnboundedStash
             if (env.Message is Bio b) b.Complete(_handOff ? BioStatus.Shutdown : BioStatus.IoError);
         foreach (var io in _inflight)
             if (io.Kind != DmIo.Kinds.BarrierData) // a barrier's: answered below, or at its timeout
+            {
+                io.Original.Abandon(); // its clones that have not started yet never will
                 io.Original.Complete(BioStatus.IoError);
+            }
         _inflight.Clear();
         foreach (var io in _requeued) io.Original.Complete(BioStatus.IoError);
         _requeued.Clear();

@@ -95,7 +95,9 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
 
     public void TimedOut(Bio barrier)
     {
-        if (IsCurrent(barrier)) Finish(BioStatus.TimedOut);
+        if (!IsCurrent(barrier)) return;
+        barrier.Abandon(); // its data may still wait below, and the bios held behind it now go on
+        Finish(BioStatus.TimedOut);
     }
 
     /// <summary>The device stops: nothing hangs, the barrier in flight gets EIO.</summary>
@@ -104,6 +106,7 @@ public sealed class OrderedBarrier(IBarrierDevice device, TimeSpan? timeout = nu
         if (_barrier is not { } barrier) return;
         Clear();
         stats?.Done(barrier, BioStatus.IoError, _started, barrier: true, _regions);
+        barrier.Abandon();
         barrier.Complete(BioStatus.IoError);
     }
 

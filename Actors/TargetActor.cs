@@ -138,7 +138,8 @@ public sealed class TargetActor : UntypedActor, ITargetContext
     protected override void PreRestart(Exception reason, object message)
     {
         // A crash must not strand bios: answer every clone this incarnation held.
-        foreach (var clone in _held.ToList()) _device.Tell(new BioDone(clone, BioStatus.IoError));
+        // Abandoned first: what the disks below have not started yet is dropped, so it cannot land after the EIO.
+        foreach (var clone in _held.ToList()) Abandon(clone);
         _held.Clear();
         _device.Tell(MappedDevice.TargetEvent.Instance);
         // Not base.PreRestart: that would run PostStop and destroy the target, which lives on in the new incarnation.
@@ -147,8 +148,15 @@ public sealed class TargetActor : UntypedActor, ITargetContext
     /// <summary>The table line is gone (swapped out or removed): answer what is held, then dtr.</summary>
     protected override void PostStop()
     {
-        foreach (var clone in _held) _device.Tell(new BioDone(clone, BioStatus.IoError));
+        foreach (var clone in _held) Abandon(clone);
         _held.Clear();
         _target.Release();
+    }
+
+    /// <summary>A clone answered EIO before its IO ended (<see cref="Bio.Abandon"/>).</summary>
+    private void Abandon(Bio clone)
+    {
+        clone.Abandon();
+        _device.Tell(new BioDone(clone, BioStatus.IoError));
     }
 }

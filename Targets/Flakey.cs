@@ -144,7 +144,7 @@ public sealed class Flakey : Target
                     var copy = clone.Data.ToArray();
                     if (fixedHit) Corrupt(copy, _corruptByte - 1, _corruptValue);
                     if (randomHit) Corrupt(copy, (uint)Random.Shared.Next(copy.Length), (byte)Random.Shared.Next(256));
-                    var own = new Bio(BioOp.Write, RemapSector(_start, clone), clone.Sectors, copy, Akka.Actor.ActorRefs.Nobody, clone.Flags);
+                    var own = new Bio(BioOp.Write, RemapSector(_start, clone), clone.Sectors, copy, Akka.Actor.ActorRefs.Nobody, clone.Flags) { Parent = clone };
                     ctx.Submit(_dev, own, status => ctx.Complete(clone, status));
                     return MapResult.Submitted;
                 }

@@ -40,6 +40,14 @@ internal sealed class NbdConnection
     private bool _structured;
     private bool _metaAllocation;
     private int _aborted;
+    /// <summary>
+    /// The parent of every bio this connection submits. A client that vanishes (no NBD_CMD_DISC) hears no more
+    /// answers and counts what it had in flight as failed; the session is abandoned then (<see cref="Bio.Abandon"/>),
+    /// so what the disks below have not started yet is dropped instead of landing after the client's retry of it
+    /// on a new connection. After NBD_CMD_DISC the requests in flight are finished, as the protocol asks.
+    /// </summary>
+    private readonly Bio _session = new();
+    private bool _softDisconnect;
     private int _gone;          // the device stopped: requests get ESHUTDOWN
     private long _lastRequest;  // Environment.TickCount64 of the last request read
 
@@ -101,6 +109,7 @@ internal sealed class NbdConnection
         }
         finally
         {
+            if (!_softDisconnect) _session.Abandon();
             Abort();
             _sender?.Close();
             _socket.Dispose(); // a send still in progress on another thread returns first
@@ -220,6 +229,7 @@ internal sealed class NbdConnection
         _in.Consume(RequestHeaderLength);
         if (request.Type == Cmd.Disc)
         {
+            _softDisconnect = true;
             Disconnect();
             return false;
         }
@@ -338,6 +348,7 @@ internal sealed class NbdConnection
                 _sender!.Enqueue(r);
                 return;
         }
+        bio.Parent = _session;
         export.Device.Tell(bio, ActorRefs.NoSender);
     }
 

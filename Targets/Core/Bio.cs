@@ -107,6 +107,12 @@ public sealed class Bio
     public int Index;
     /// <summary>The submitter's own tag (e.g. an NBD cookie, or dm's parent io for a clone).</summary>
     public object? Tag;
+    /// <summary>
+    /// The bio this one was made for (a clone's original; a flakey target's corrupted copy; an NBD connection's
+    /// session for its requests): it is abandoned with it. A mirror's leg writes have none: legs must not differ.
+    /// </summary>
+    public Bio? Parent;
+    private volatile bool _abandoned;
 
     public Bio() { }
 
@@ -152,7 +158,26 @@ public sealed class Bio
             BioOp.BlockStatus => Data.Slice((int)offset, (int)sectors),
             _ => Memory<byte>.Empty,
         };
-        return new Bio(Op, Sector + offset, sectors, data, replyTo, Flags, tag);
+        return new Bio(Op, Sector + offset, sectors, data, replyTo, Flags, tag) { Parent = this };
+    }
+
+    /// <summary>
+    /// Marks this bio as answered before the IO below it ended: a crashed target actor, a stopped lane or device, or a
+    /// barrier that timed out answers EIO at once rather than hang. Whatever below has not started a descendant yet
+    /// (a disk's queue, a data channel waiting to reconnect) drops it: a write the submitter was told failed must not
+    /// land later over the data it wrote since. IO already running cannot be called back.
+    /// </summary>
+    public void Abandon() => _abandoned = true;
+
+    /// <summary>This bio or one it was made for was abandoned (<see cref="Abandon"/>): do not start it.</summary>
+    public bool IsAbandoned
+    {
+        get
+        {
+            for (var b = this; b != null; b = b.Parent)
+                if (b._abandoned) return true;
+            return false;
+        }
     }
 
     /// <summary>Answer this bio. Call exactly once.</summary>

@@ -55,6 +55,7 @@ public abstract class Disk : IBlockDevice
     {
         var check = Check(bio);
         if (check != BioStatus.Ok) { done(bio, check); return; }
+        if (bio.IsAbandoned) { done(bio, BioStatus.IoError); return; } // its submitter was already answered
         try { Run(bio, done); }
         catch (Exception) { done(bio, BioStatus.IoError); }
     }

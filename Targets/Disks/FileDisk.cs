@@ -161,6 +161,8 @@ public sealed class FileDisk : Disk
     /// <summary>Runs on a <see cref="DiskIoPool"/> thread: may block.</summary>
     internal void Execute(Bio bio, Action<Bio, BioStatus> done)
     {
+        // Answered above while it waited in the queue (Bio.Abandon): it must not land after what was written since.
+        if (bio.IsAbandoned) { done(bio, BioStatus.IoError); return; }
         BioStatus status;
         try
         {

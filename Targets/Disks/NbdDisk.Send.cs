@@ -20,6 +20,8 @@ public sealed partial class NbdDisk
     private const int MaxSegments = 64;
 
     [ThreadStatic] private static List<Connection>? _picked;
+    /// <summary>Abandoned requests this thread's <see cref="Dispatch"/> took off the queue: failed by <see cref="SendPicked"/>, outside _gate.</summary>
+    [ThreadStatic] private static List<WireRequest>? _dropped;
 
     /// <summary>Per connection: the send buffer and what a send that did not finish still has to do.</summary>
     private sealed unsafe class SendState
@@ -67,6 +69,11 @@ public sealed partial class NbdDisk
     /// <summary>After _gate is released: sends for the connections this thread picked.</summary>
     private void SendPicked()
     {
+        if (_dropped is { Count: > 0 } dropped)
+        {
+            _dropped = null; // answering may enqueue again, on this thread
+            foreach (var r in dropped) r.Owner.PieceDone(BioStatus.IoError);
+        }
         var list = _picked;
         if (list == null || list.Count == 0) return;
         _picked = null; // a send that fails answers bios, which may pick again: into a new list

@@ -40,6 +40,12 @@ public sealed partial class NbdDisk
             if (best == null) return;
             var r = _queue.First!.Value;
             _queue.RemoveFirst();
+            if (r.Cmd != Nbd.CmdFlush && r.Owner.Bio.IsAbandoned)
+            {
+                // Answered above while it waited (a reconnect, a full connection): it never goes on the wire.
+                (_dropped ??= new List<WireRequest>()).Add(r);
+                continue;
+            }
             r.Cookie = ++_nextCookie;
             r.Since = now;
             if (r.First == 0) r.First = now;

@@ -87,6 +87,9 @@ public sealed partial class Mirror
         var targets = 0;
         for (var i = 0; i < _legs.Length; i++) if (WritesTo(i, p.Region)) targets++;
         if (targets < _minLegs) { EndPart(p, BioStatus.IoError, ctx); return; }
+        // Answered while it waited for the log (Bio.Abandon): no leg gets it. Its leg writes are not abandoned with
+        // it one by one: a leg that dropped its part would differ from one that had already written it.
+        if (clone.IsAbandoned) { EndPart(p, BioStatus.IoError, ctx); return; }
         p.Outstanding = targets;
         var data = clone.Op == BioOp.Write ? clone.Data.Slice((int)((p.Sector - clone.Sector) << Bio.SectorShift), (int)(p.Sectors << Bio.SectorShift)) : Memory<byte>.Empty;
         if (AckAfterFirstLeg) data = data.ToArray(); // answered early, the caller may reuse its buffer

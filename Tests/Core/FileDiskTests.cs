@@ -50,6 +50,40 @@ public sealed class FileDiskTests : IDisposable
     }
 
     [Fact]
+    public void A_write_abandoned_while_it_waited_in_the_io_queue_is_answered_eio_and_never_written()
+    {
+        // One IO thread, kept busy by a completion that waits: the next write stays queued, not started.
+        using var pool = new DiskIoPool(1);
+        var disk = FileDisk.Open("a0", _dir["a0.img"], "7:3", createSectors: 4096, pool: pool);
+        using var hold = new ManualResetEventSlim();
+        var first = new TaskCompletionSource<BioStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var second = new TaskCompletionSource<BioStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var answers = 0;
+        var busy = new Bio(BioOp.Write, 0, 64, new byte[64 * Bio.Sector512], CallbackRef.ForBios(d =>
+        {
+            first.TrySetResult(d.Status);
+            hold.Wait(TimeSpan.FromSeconds(30));
+        }));
+        var stale = new Bio(BioOp.Write, 128, 64, Enumerable.Repeat((byte)0x5a, 64 * Bio.Sector512).ToArray(), CallbackRef.ForBios(d =>
+        {
+            Interlocked.Increment(ref answers);
+            second.TrySetResult(d.Status);
+        }));
+        disk.Submit(busy);
+        Assert.True(first.Task.Wait(TimeSpan.FromSeconds(30)));
+        disk.Submit(stale); // above the inline limit: queued behind the busy thread
+        stale.Abandon();    // its submitter was answered meanwhile (a crashed target actor)
+        hold.Set();
+        Assert.True(second.Task.Wait(TimeSpan.FromSeconds(30)));
+        Assert.Equal(BioStatus.IoError, second.Task.Result);
+        var back = new byte[64 * Bio.Sector512];
+        Assert.Equal(BioStatus.Ok, Run(disk, Bio.Read(128, back, Akka.Actor.ActorRefs.Nobody)));
+        Assert.True(back.All(b => b == 0), "the abandoned write reached the file");
+        Assert.Equal(1, answers);
+        disk.Dispose();
+    }
+
+    [Fact]
     public void A_flush_brought_by_a_disk_thread_syncs_on_that_thread_without_a_hop()
     {
         // One IO thread: had the flush been queued, it could only run after the completion that sent it returned.

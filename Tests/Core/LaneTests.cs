@@ -267,6 +267,9 @@ public sealed class LaneTests : DeviceHarness
         Assert.All(done, d => Assert.Equal(BioStatus.IoError, d.Status));
         d0.Release();                                           // the disk answers at last: nobody hears twice
         p.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        var landed = new byte[16 * 512];
+        d0.Memory.ReadAt(0, landed);
+        Assert.True(landed.All(b => b == 0), "a write answered EIO by the remove landed after it"); // they had not started
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using DmActors;
 using DmActors.Tests.Core;
 using DmActors.Tests.Support;
 using Xunit;
+using DmActors.Host.Nbd;
 using static DmActors.Host.Nbd.NbdProtocol;
 
 namespace DmActors.Tests.Nbd;
@@ -48,5 +49,56 @@ public sealed class NbdBufferOwnershipTests(NbdFixture fx)
         for (var i = 0; i < Count; i++)
             Assert.True(RawNbdClient.Pattern(Chunk, 100 + i).AsSpan().SequenceEqual(c.Read(WritesAt + (ulong)(i * Chunk), Chunk)),
                 $"write {i} landed with another request's data");
+    }
+
+    [Fact]
+    public async Task A_write_of_a_client_that_vanished_never_lands_after_its_retry_on_a_new_connection()
+    {
+        var gate = new GateDisk($"gonegate{Guid.NewGuid():N}"[..16], 4096, new List<IoEvent>(), fx.Disks.NextDevNo());
+        fx.Disks.Add(gate);
+        var name = await fx.CreateTableExportAsync($"0 {gate.Sectors} linear {gate.Name} 0");
+        await using var server = await fx.StartServerAsync(new NbdServerOptions { Tcp = new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0) });
+        var port = server.TcpEndpoint!.Port;
+
+        // The first client's write waits at the disk (queued, not started); the client vanishes without NBD_CMD_DISC.
+        var first = RawNbdClient.Open(port, name);
+        gate.Hold = b => b.Op == BioOp.Write;
+        first.SendRequest(Cmd.Write, 1, 0, 4096, RawNbdClient.Pattern(4096, 1));
+        await Poll.UntilAsync(() => Task.FromResult(gate.HeldCount == 1), "the disk to hold the write");
+        first.Abort();
+        await Poll.UntilAsync(() => Task.FromResult(server.ConnectionCount == 0), "the server to see the client go");
+
+        // It never heard an answer, so it writes the block again on a new connection; then the disk reaches the old one.
+        gate.Hold = _ => false;
+        using var second = RawNbdClient.Open(port, name);
+        Assert.Equal(0u, second.Write(0, RawNbdClient.Pattern(4096, 2)));
+        gate.Release();
+        Assert.Equal(RawNbdClient.Pattern(4096, 2), second.Read(0, 4096));
+    }
+
+    [Fact]
+    public async Task A_write_in_flight_at_nbd_cmd_disc_is_still_written_when_the_drain_gave_up_waiting()
+    {
+        var gate = new GateDisk($"discgate{Guid.NewGuid():N}"[..16], 4096, new List<IoEvent>(), fx.Disks.NextDevNo());
+        fx.Disks.Add(gate);
+        var name = await fx.CreateTableExportAsync($"0 {gate.Sectors} linear {gate.Name} 0");
+        await using var server = await fx.StartServerAsync(new NbdServerOptions
+        {
+            Tcp = new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0),
+            DrainTimeout = TimeSpan.FromMilliseconds(100),
+        });
+        var c = RawNbdClient.Open(server.TcpEndpoint!.Port, name);
+        gate.Hold = b => b.Op == BioOp.Write;
+        c.SendRequest(Cmd.Write, 1, 0, 4096, RawNbdClient.Pattern(4096, 3));
+        await Poll.UntilAsync(() => Task.FromResult(gate.HeldCount == 1), "the disk to hold the write");
+        // A soft disconnect: the connection closes after the drain timeout, but the client asked for the write.
+        c.SendRequest(Cmd.Disc, 2, 0, 0);
+        await Poll.UntilAsync(() => Task.FromResult(server.ConnectionCount == 0), "the server to close the connection");
+        gate.Hold = _ => false;
+        gate.Release();
+        c.Dispose();
+        var back = new byte[4096];
+        gate.Memory.ReadAt(0, back);
+        Assert.Equal(RawNbdClient.Pattern(4096, 3), back);
     }
 }

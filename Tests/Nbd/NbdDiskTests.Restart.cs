@@ -97,4 +97,30 @@ public sealed partial class NbdDiskTests
         Assert.Equal(BioStatus.Ok, await _io.Run(disk, OpBio(BioOp.Flush)));
         Assert.Equal(0, disk.WritesLost);
     }
+
+    [Fact]
+    public async Task A_write_abandoned_while_it_waited_for_a_reconnect_never_reaches_the_new_server()
+    {
+        var file = _dir["abandon.img"];
+        File.WriteAllBytes(file, new byte[4 << 20]);
+        var kit = StartNbdkit("file", file);
+        var endpoint = kit.Endpoint;
+        var disk = Connect(() => endpoint, "", new NbdDiskOptions { ReconnectFor = TimeSpan.FromMinutes(5) });
+        await Write(disk, 0, RawNbdClient.Pattern(4096, 30));
+        kit.Dispose();
+        await Poll.UntilAsync(() => Task.FromResult(!disk.IsConnected), "the disk to see the server die");
+
+        // Both wait for a connection; the first one's submitter is told it failed meanwhile (a crashed target actor).
+        var (stale, kept) = (WriteBio(0, RawNbdClient.Pattern(4096, 31)), WriteBio(64, RawNbdClient.Pattern(4096, 32)));
+        var (staleDone, keptDone) = (_io.Start(disk, stale), _io.Start(disk, kept));
+        stale.Abandon();
+        var again = StartNbdkit("file", file);
+        endpoint = again.Endpoint;
+
+        Assert.Equal(BioStatus.IoError, await staleDone.WaitAsync(Wait));
+        Assert.Equal(BioStatus.Ok, await keptDone.WaitAsync(Wait));
+        Assert.Equal(RawNbdClient.Pattern(4096, 30), await Read(disk, 0, 4096)); // not the abandoned data
+        Assert.Equal(RawNbdClient.Pattern(4096, 32), await Read(disk, 64, 4096));
+        Assert.All(_io.Completions.Values, n => Assert.Equal(1, n));
+    }
 }
