@@ -222,9 +222,35 @@ public sealed partial class Mirror : Target
             for (long r = 0; r < _regions; r++)
                 if (_mem.Dirty[r] && HeldByOther(i, r)) MarkStale(i, r);
             _failSeq = ++_memSeq;
-            RequestCommit(ctx);
+            FlushSurvivors(ctx);
         }
         if (first) ctx.RaiseEvent();
+    }
+
+    /// <summary>
+    /// A leg failed: the regions it shared become held by the others alone, with writes they acknowledged maybe
+    /// still in their caches. Those legs are flushed before any commit (this failure's or a later write's) can
+    /// put that on the log: else the log says "only these legs hold it" while a cache that dies with its node
+    /// (the owner's own leg) is the only copy. Found by `dmactors clustertest`: a paused owner, fenced at one leg
+    /// by the new owner, failed that leg and logged it; its other leg's cache died when it stopped.
+    /// </summary>
+    private void FlushSurvivors(ITargetContext ctx)
+    {
+        var survivors = Enumerable.Range(0, _legs.Length).Where(j => !_legs[j].Failed && _legs[j].Dev.HasVolatileCache).ToList();
+        if (survivors.Count == 0) { RequestCommit(ctx); return; }
+        _commitHolds++;
+        var outstanding = survivors.Count;
+        foreach (var j in survivors)
+        {
+            var seen = _legs[j].SeenLost;
+            ctx.Submit(_legs[j].Dev, Bio.Flush(ActorRefs.Nobody), answer =>
+            {
+                if (LostSince(j, seen, answer, ctx) != BioStatus.Ok) FailLeg(j, LegError.Flush, ctx);
+                if (--outstanding > 0) return;
+                _commitHolds--;
+                RequestCommit(ctx);
+            });
+        }
     }
 
     /// <summary>Some leg other than <paramref name="leg"/> is live and in sync in region <paramref name="r"/>.</summary>

@@ -69,6 +69,8 @@ public sealed class CachedDisk : Disk
             default: // discard, write-zeroes: drop cached sectors of the range, then pass down in order with flushes
                 RunSerial(next =>
                 {
+                    // Answered while it waited its turn (Bio.Abandon): it must not land after what was written since.
+                    if (bio.IsAbandoned) { done(bio, BioStatus.IoError); next(); return; }
                     lock (_gate)
                         foreach (var s in _cache.Keys.Where(s => s >= bio.Sector && s < bio.Sector + bio.Sectors).ToList())
                             _cache.Remove(s);

@@ -318,11 +318,14 @@ public sealed partial class Mirror
         RequestCommit(ctx);
     }
 
+    /// <summary>Flushes of surviving legs under way (<see cref="FlushSurvivors"/>): no commit starts until they end.</summary>
+    private int _commitHolds;
+
     /// <summary>Group commit: one log write + flush at a time; whatever changes meanwhile goes in the next.</summary>
     private void RequestCommit(ITargetContext ctx)
     {
         if (_mem == null || _logFailed) return;
-        if (_committing) { _commitWanted = true; return; }
+        if (_committing || _commitHolds > 0) { _commitWanted = true; return; }
         _committing = true;
         _commitWanted = false;
         var (snapshot, seq) = (_mem.Clone(), _memSeq);

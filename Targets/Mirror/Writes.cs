@@ -5,7 +5,9 @@ namespace DmActors.Targets;
 /// <summary>
 /// The write path: a write (or discard) is cut at region boundaries; each part marks its region dirty, waits until
 /// the log says so durably, goes to every live leg in sync for the region, and ends when all of them answered and
-/// any leg failure they showed is on the log.
+/// any leg failure they showed is on the log. A write that some leg did not get (failed, or stale there while it is
+/// resynced) is flushed on the legs that have it before it is answered: they are its only copies, and a cache that
+/// dies with its node (the owner's own leg, say) must not take an acknowledged write with it.
 /// </summary>
 public sealed partial class Mirror
 {
@@ -24,6 +26,8 @@ public sealed partial class Mirror
         public long Sector { get; } = sector;
         public long Sectors { get; } = sectors;
         public int Outstanding, Succeeded;
+        /// <summary>The legs that have it (a bit per leg).</summary>
+        public int Took;
         public BioStatus Status = BioStatus.Ok;
         /// <summary>Answered when its first leg had it (<see cref="AckAfterFirstLeg"/>, a broken mode for tests).</summary>
         public bool AckedEarly;
@@ -108,14 +112,42 @@ public sealed partial class Mirror
 
     private void LegWritten(Part p, int leg, BioStatus st, ITargetContext ctx)
     {
-        if (st == BioStatus.Ok) { if (++p.Succeeded == 1 && AckAfterFirstLeg) AckEarly(p, ctx); }
+        if (st == BioStatus.Ok) { p.Took |= 1 << leg; if (++p.Succeeded == 1 && AckAfterFirstLeg) AckEarly(p, ctx); }
         else if (p.Io.Clone.Op == BioOp.Discard) p.Status = st; // a discard a leg cannot do degrades nothing (write_callback)
         else FailLeg(leg, LegError.Write, ctx);
         if (--p.Outstanding > 0) return;
         var status = p.Status != BioStatus.Ok ? p.Status : p.Succeeded >= _minLegs ? BioStatus.Ok : BioStatus.IoError;
         // Every leg failure known now is on the log before the write is answered: the failure it saw, and one
         // that made it skip a leg (else a restart could resync the region from the leg that missed it).
-        WhenDurable(_failSeq, ok => EndPart(p, ok ? status : BioStatus.IoError, ctx), ctx);
+        WhenDurable(_failSeq, ok =>
+        {
+            if (ok && status == BioStatus.Ok && p.Succeeded < _legs.Length) FlushFewCopies(p, ctx);
+            else EndPart(p, ok ? status : BioStatus.IoError, ctx);
+        }, ctx);
+    }
+
+    /// <summary>
+    /// The part is on fewer legs than the mirror has: it is made durable on those with a volatile cache (unless it
+    /// was FUA) before it is answered. A leg that fails that flush is failed; the part fails if fewer than
+    /// `min_legs` hold it then.
+    /// </summary>
+    private void FlushFewCopies(Part p, ITargetContext ctx)
+    {
+        var volatileLegs = Enumerable.Range(0, _legs.Length).Where(i => (p.Took & (1 << i)) != 0 && _legs[i].Dev.HasVolatileCache).ToList();
+        if (p.Io.Clone.Op != BioOp.Write || (p.Io.Clone.Flags & BioFlags.Fua) != 0 || volatileLegs.Count == 0) { EndPart(p, BioStatus.Ok, ctx); return; }
+        var outstanding = volatileLegs.Count;
+        var durable = p.Succeeded;
+        foreach (var i in volatileLegs)
+        {
+            var seen = _legs[i].SeenLost;
+            ctx.Submit(_legs[i].Dev, Bio.Flush(ActorRefs.Nobody), answer =>
+            {
+                if (LostSince(i, seen, answer, ctx) != BioStatus.Ok) { durable--; FailLeg(i, LegError.Flush, ctx); }
+                if (--outstanding > 0) return;
+                var status = durable >= _minLegs ? BioStatus.Ok : BioStatus.IoError;
+                WhenDurable(_failSeq, ok => EndPart(p, ok ? status : BioStatus.IoError, ctx), ctx);
+            });
+        }
     }
 
     private void EndPart(Part p, BioStatus status, ITargetContext ctx)

@@ -116,6 +116,48 @@ public sealed class MirrorTests : TargetHarness
     }
 
     [Fact]
+    public void A_write_that_a_leg_did_not_get_is_durable_on_the_legs_that_have_it_when_it_is_acknowledged()
+    {
+        // a caches writes like a drive; b fails every write. A write acknowledged by a alone must survive a's
+        // power cut (its node dying): it is the only copy. Found by `dmactors clustertest` (a paused owner whose
+        // remote leg failed acknowledged a write its local leg held only in its cache, then lost it).
+        var under = new MemoryDisk("a", 1024, Disks.NextDevNo());
+        var a = Disks.Add(new CachedDisk(under));
+        var b = Gate("b", 1024);
+        var dev = Create("m", Table("core 2 256 nosync", a, b) + " 1 handle_errors");
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 0, Pattern(8, 1)));             // both legs: may stay in a's cache
+        b.Fail = bio => bio.Op == BioOp.Write ? BioStatus.IoError : null;
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 8, Pattern(8, 2)));             // b fails during this one
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 2 * Region, Pattern(8, 3)));    // b failed before this one
+        Assert.Equal($"0 1024 mirror 2 {a.DevNo} {b.DevNo} 2/4 1 AD 1 core", Status("m"));
+        a.PowerCut();
+        AssertBytes(Pattern(8, 2), Contents(under, 8, 8), "the write b failed, on a's medium");
+        AssertBytes(Pattern(8, 3), Contents(under, 2 * Region, 8), "the degraded write, on a's medium");
+        AssertBytes(Pattern(8, 1), Leg(b, 0, 8), "the write both legs had is on b");
+    }
+
+    [Fact]
+    public void When_a_leg_fails_the_others_are_flushed_before_the_log_says_they_alone_hold_its_regions()
+    {
+        // a caches writes like a drive. A write both legs acknowledged sits in a's cache; then b reports lost
+        // writes (its server went away) and is failed without any write to flush a. Once the log says region 0
+        // is held by a alone, a power cut of a must not lose that write. Found by `dmactors clustertest` (a paused
+        // owner, fenced at its remote leg, failed it and logged that; its own leg's cache died with it).
+        var under = new MemoryDisk("a", 1024, Disks.NextDevNo());
+        var a = Disks.Add(new CachedDisk(under));
+        var (b, log) = (Gate("b", 1024), Gate("log", 64));
+        var dev = Create("m", Table($"disk 3 {log.Name} 256 nosync", a, b) + " 1 handle_errors");
+        Assert.Equal(BioStatus.Ok, WriteAt(dev, 8, Pattern(8, 1)));
+        Assert.True(a.CachedSectors > 0, "the write waits in a's cache");
+        b.Lost = 1;
+        var back = new byte[8 * 512];
+        Assert.Equal(BioStatus.Ok, ReadInto(dev, 8, back));                      // the mirror looks at b's losses
+        Eventually(() => DiskLog(log, 2).Failed == 2 && DiskLog(log, 2).Stale[1][0], "b's failure on the log");
+        a.PowerCut();
+        AssertBytes(Pattern(8, 1), Contents(under, 8, 8), "the write on a's medium");
+    }
+
+    [Fact]
     public void Writes_fail_once_fewer_legs_than_min_legs_remain_and_reads_go_on()
     {
         var (a, b) = (Gate("a", 1024), Gate("b", 1024));
